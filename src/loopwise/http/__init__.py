@@ -1,0 +1,1 @@
+"""HTTP tools for aiohttp: the server kit lives in :mod:`loopwise.http.server`."""

@@ -1,0 +1,301 @@
+"""The server middlewares: request id, access log, problem+json errors and a per-request deadline.
+
+Each factory takes keyword-only options and returns a plain aiohttp middleware coroutine
+``(request, handler) -> response``. The order that :func:`standard_middlewares` uses (outermost
+first) is request id, access log, problem, timeout: the request id is known to everything, the
+access log sees the final status of every answer, and a deadline that expires becomes a 503 problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Callable, Collection
+from contextvars import ContextVar
+from time import perf_counter
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from loopwise._exceptions import HTTPProblem
+from loopwise.http.server._problem import problem_response, status_phrase
+
+__all__ = [
+    "RequestIdFilter",
+    "access_log_middleware",
+    "current_request_id",
+    "problem_middleware",
+    "request_id_middleware",
+    "standard_middlewares",
+    "timeout_middleware",
+]
+
+# Request storage keys (strings so that aiohttp versions without web.RequestKey work).
+REQUEST_ID_KEY = "loopwise.request_id"
+_REQUEST_ID_HEADER_KEY = "loopwise.request_id_header"
+_DEADLINE_KEY = "loopwise.deadline"
+
+_request_id: ContextVar[str | None] = ContextVar("loopwise_request_id", default=None)
+_VALID_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+_MAX_DETAIL = 1000
+
+access_logger = logging.getLogger("loopwise.http.access")
+error_logger = logging.getLogger("loopwise.http.server")
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled by the current task, or ``None`` outside a request.
+
+    Set by :func:`request_id_middleware` for the whole handler (and anything it awaits or starts
+    with ``create_task``, which copies the context).
+    """
+    return _request_id.get()
+
+
+class RequestIdFilter(logging.Filter):
+    """A logging filter that gives every record a ``request_id`` attribute.
+
+    The value is the current request's id, or ``"-"`` outside a request; a record that already
+    has one (the access log's) keeps it. Attach it to a handler and use ``%(request_id)s``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get() or "-"
+        return True
+
+
+def _new_request_id() -> str:
+    return os.urandom(8).hex()
+
+
+def request_id_middleware(
+    *,
+    header: str = "X-Request-ID",
+    trust_incoming: bool = True,
+    generate: Callable[[], str] = _new_request_id,
+) -> Middleware:
+    """Give every request an id: the client's ``header`` when it is a sane token, else a new one.
+
+    Guarantees: the id is in ``request["loopwise.request_id"]``, in :func:`current_request_id`
+    for the handler's duration, and in the response's ``header`` (also on error answers; streaming
+    responses get it in apps made by ``create_app``). An incoming id longer than 128 characters or
+    with characters outside ``[A-Za-z0-9._:@/+=-]`` is replaced, never echoed. With
+    ``trust_incoming=False`` a new id is always made.
+    """
+
+    @web.middleware
+    async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(header) if trust_incoming else None
+        rid = incoming if incoming and _VALID_ID.fullmatch(incoming) else generate()
+        request[REQUEST_ID_KEY] = rid
+        request[_REQUEST_ID_HEADER_KEY] = header
+        token = _request_id.set(rid)
+        try:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                exc.headers[header] = rid
+                raise
+            if not response.prepared:
+                response.headers[header] = rid
+            return response
+        finally:
+            _request_id.reset(token)
+
+    return request_id
+
+
+def access_log_middleware(
+    *,
+    logger: logging.Logger | None = None,
+    level: int = logging.INFO,
+    skip_paths: Collection[str] = (),
+) -> Middleware:
+    """Log one line per request when it ends: method, path, status, duration.
+
+    The record's message is ``"GET /path 200 1.2ms"`` and its structured fields (``extra``) are
+    ``method``, ``path``, ``status``, ``duration_ms``, ``request_id`` and ``remote``. A handler that
+    raises is logged with the status it turns into (an aiohttp HTTP exception's, else 500); a
+    cancelled one (client gone, server shutting down) with 499. WebSocket and event-stream requests
+    are logged when the stream ends. Costs nothing when ``logger`` is not enabled for ``level``.
+    Default logger: ``loopwise.http.access``.
+    """
+    log = logger or access_logger
+    skip = frozenset(skip_paths)
+
+    @web.middleware
+    async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not log.isEnabledFor(level) or request.path in skip:
+            return await handler(request)
+        start = perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            duration_ms = (perf_counter() - start) * 1000.0
+            log.log(
+                level,
+                "%s %s %d %.1fms",
+                request.method,
+                request.path,
+                status,
+                duration_ms,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "duration_ms": round(duration_ms, 3),
+                    "request_id": request.get(REQUEST_ID_KEY),
+                    "remote": request.remote,
+                },
+            )
+
+    return access_log
+
+
+def _detail_of(exc: web.HTTPException) -> str | None:
+    """The text a developer put in an aiohttp HTTP exception, if it is not the default."""
+    text = exc.text
+    if not text or exc.content_type != "text/plain" or text == f"{exc.status}: {exc.reason}":
+        return None
+    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "…"
+
+
+_DROPPED_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
+
+
+def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
+    """Turn every error answer into ``application/problem+json`` (RFC 9457).
+
+    - :class:`~loopwise.HTTPProblem` is served with exactly its status, title, detail, type,
+      headers and extension members.
+    - aiohttp HTTP exceptions of status 400-599 (the router's 404 and 405, the 413 for a body over
+      ``client_max_size``, and any the handler raises) keep their status and headers (``Allow``,
+      ``Retry-After``, ...); a custom ``text`` becomes ``detail``. 1xx-3xx exceptions (redirects)
+      pass through unchanged.
+    - Any other exception is logged with its traceback, the request id, method and path to
+      ``logger`` (default ``loopwise.http.server``) and answered with a bare 500 problem: no
+      exception text or traceback ever reaches the client.
+
+    Every problem has ``instance`` (the request path) and ``request_id`` when one is known.
+    Cancellation and connection errors are re-raised untouched; an error after a streaming response
+    has started is logged and re-raised (a second response cannot be sent).
+    """
+    log = logger or error_logger
+
+    @web.middleware
+    async def problem(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HTTPProblem as exc:
+            return problem_response(
+                exc.status,
+                title=exc.title,
+                detail=exc.detail,
+                type=exc.type,
+                instance=request.path,
+                headers=exc.headers,
+                **{**exc.extensions, **_request_id_member(request)},
+            )
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            headers = {k: v for k, v in exc.headers.items() if k.lower() not in _DROPPED_HEADERS}
+            return problem_response(
+                exc.status,
+                title=status_phrase(exc.status) if exc.reason is None else exc.reason,
+                detail=_detail_of(exc),
+                instance=request.path,
+                headers=headers,
+                **_request_id_member(request),
+            )
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            rid = request.get(REQUEST_ID_KEY)
+            log.exception(
+                "unhandled error in %s %s (request id %s)",
+                request.method,
+                request.path,
+                rid or "-",
+                extra={"request_id": rid, "method": request.method, "path": request.path},
+            )
+            if request.writer is not None and request.writer.output_size > 0:
+                raise
+            return problem_response(500, instance=request.path, **_request_id_member(request))
+
+    return problem
+
+
+def _request_id_member(request: web.Request) -> dict[str, object]:
+    rid = request.get(REQUEST_ID_KEY)
+    return {"request_id": rid} if rid else {}
+
+
+def timeout_middleware(seconds: float) -> Middleware:
+    """Give each handler ``seconds`` to produce its response, else answer 503.
+
+    The deadline covers the handler until it returns a response or starts a streaming one
+    (``WebSocketHub``, ``EventChannel``, and in apps made by ``create_app`` any response once
+    prepared): streams are never cut by it. When it expires the handler is cancelled (its
+    ``finally`` blocks run) and a 503 with ``Retry-After: 1`` is raised, which
+    ``problem_middleware`` serves as a problem. A ``TimeoutError`` the handler raises itself is
+    not mistaken for the deadline.
+    """
+    if not seconds > 0:
+        raise ValueError(f"timeout_middleware needs seconds > 0, got {seconds!r}")
+    detail = f"the server did not answer within {seconds:g} s; retry later"
+
+    @web.middleware
+    async def timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                request[_DEADLINE_KEY] = deadline
+                return await handler(request)
+        except TimeoutError:
+            if deadline.expired():
+                raise web.HTTPServiceUnavailable(text=detail, headers={"Retry-After": "1"}) from None
+            raise
+        finally:
+            request.pop(_DEADLINE_KEY, None)
+
+    return timeout
+
+
+def lift_deadline(request: web.BaseRequest) -> None:
+    """Remove the timeout middleware's deadline from this request (a stream is starting)."""
+    deadline: asyncio.Timeout | None = request.pop(_DEADLINE_KEY, None)
+    if deadline is not None:
+        deadline.reschedule(None)
+
+
+async def on_response_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """App signal: stamp the request id on every response and exempt started streams from the
+    deadline (``create_app`` installs it)."""
+    rid = request.get(REQUEST_ID_KEY)
+    if rid is not None:
+        response.headers.setdefault(request[_REQUEST_ID_HEADER_KEY], rid)
+    lift_deadline(request)
+
+
+def standard_middlewares(*, timeout: float | None = 30.0) -> list[Middleware]:
+    """The stack ``create_app`` uses by default: request id, access log, problem, timeout.
+
+    ``timeout=None`` leaves the timeout middleware out.
+    """
+    stack = [request_id_middleware(), access_log_middleware(), problem_middleware()]
+    if timeout is not None:
+        stack.append(timeout_middleware(timeout))
+    return stack

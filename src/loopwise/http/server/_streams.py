@@ -1,0 +1,38 @@
+"""What WebSocketHub and EventChannel share: the app's registry of open streams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from aiohttp import web
+
+__all__ = ["STREAMS_KEY", "close_streams", "register_streams"]
+
+log = logging.getLogger("loopwise.http.server")
+
+
+class StreamOwner(Protocol):
+    """Something that holds long-lived connections and can end them for a shutdown."""
+
+    async def close(self) -> None: ...
+
+
+STREAMS_KEY = web.AppKey("loopwise.streams", set[StreamOwner])
+
+
+def register_streams(request: web.BaseRequest, owner: StreamOwner) -> None:
+    """Let the app (if made by ``create_app``) close ``owner`` when it shuts down."""
+    owners = request.config_dict.get(STREAMS_KEY)
+    if owners is not None:
+        owners.add(owner)
+
+
+async def close_streams(app: web.Application) -> None:
+    """``on_shutdown`` signal: close every hub and channel that served this app, concurrently."""
+    owners = list(app.get(STREAMS_KEY, ()))
+    results = await asyncio.gather(*(owner.close() for owner in owners), return_exceptions=True)
+    for owner, result in zip(owners, results, strict=True):
+        if isinstance(result, Exception):
+            log.error("closing %r at shutdown failed", owner, exc_info=result)

@@ -1,0 +1,577 @@
+"""What a rule knows about the code around a node: imports, aliases, scopes and simple value types.
+
+Names resolve to *qualified names* such as ``asyncio.sleep``, ``requests.Session.get`` or
+``pkg.mod.Client.fetch``. Anything that cannot be known for sure resolves to ``None``: the rules
+are written so that ``None`` means "say nothing" (precision first).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "LOOP_TYPE",
+    "FileContext",
+    "ModuleScope",
+    "Scope",
+    "walk_shallow",
+]
+
+LOOP_TYPE = "asyncio.AbstractEventLoop"
+
+_ASYNCIO_SUBMODULES = frozenset(
+    {
+        "base_events",
+        "coroutines",
+        "events",
+        "exceptions",
+        "futures",
+        "locks",
+        "queues",
+        "runners",
+        "streams",
+        "subprocess",
+        "taskgroups",
+        "tasks",
+        "threads",
+        "timeouts",
+    }
+)
+
+# Callables whose result has a known type (constructors of known classes map to themselves).
+_FACTORY_RESULTS: dict[str, str] = {
+    "asyncio.get_event_loop": LOOP_TYPE,
+    "asyncio.get_running_loop": LOOP_TYPE,
+    "asyncio.new_event_loop": LOOP_TYPE,
+    "uvloop.new_event_loop": LOOP_TYPE,
+    "requests.session": "requests.Session",
+    "requests.sessions.Session": "requests.Session",
+    "sqlite3.connect": "sqlite3.Connection",
+    "socket.create_connection": "socket.socket",
+    "socket.create_server": "socket.socket",
+    "pathlib.Path.home": "pathlib.Path",
+    "pathlib.Path.cwd": "pathlib.Path",
+    "pathlib.PosixPath": "pathlib.Path",
+    "pathlib.WindowsPath": "pathlib.Path",
+}
+
+KNOWN_CLASSES = frozenset(
+    {
+        "aiohttp.ClientSession",
+        "aiohttp.TCPConnector",
+        "asyncio.BoundedSemaphore",
+        "asyncio.Condition",
+        "asyncio.Event",
+        "asyncio.LifoQueue",
+        "asyncio.Lock",
+        "asyncio.PriorityQueue",
+        "asyncio.Queue",
+        "asyncio.Runner",
+        "asyncio.Semaphore",
+        "asyncio.TaskGroup",
+        "httpx.Client",
+        "pathlib.Path",
+        "requests.Session",
+        "socket.socket",
+        "subprocess.Popen",
+    }
+)
+
+# Methods of pathlib.Path that return another Path.
+_PATH_METHODS = frozenset(
+    {"absolute", "expanduser", "joinpath", "resolve", "with_name", "with_stem", "with_suffix"}
+)
+_PATH_ATTRIBUTES = frozenset({"parent"})
+
+_BUILTINS = frozenset(dir(builtins))
+
+_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def normalize(qualname: str) -> str:
+    """Fold private re-export paths onto the public name: ``asyncio.tasks.sleep`` → ``asyncio.sleep``."""
+    parts = qualname.split(".")
+    if len(parts) > 2 and parts[0] == "asyncio" and parts[1] in _ASYNCIO_SUBMODULES:
+        return "asyncio." + ".".join(parts[2:])
+    return qualname
+
+
+def walk_shallow(node: ast.AST) -> Iterator[ast.AST]:
+    """Yield the descendants of ``node`` that run in its own scope (not nested defs, lambdas, classes)."""
+    stack = list(ast.iter_child_nodes(node))
+    while stack:
+        child = stack.pop()
+        yield child
+        if not isinstance(child, _SCOPE_NODES):
+            stack.extend(ast.iter_child_nodes(child))
+
+
+def _import_target(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
+    if node.level == 0:
+        return node.module
+    package_parts = module.split(".") if is_package else module.split(".")[:-1]
+    up = node.level - 1
+    if up > len(package_parts):
+        return None
+    base = package_parts[: len(package_parts) - up]
+    if node.module:
+        base = [*base, node.module]
+    return ".".join(base) if base else None
+
+
+def import_bindings(
+    node: ast.Import | ast.ImportFrom, module: str, is_package: bool
+) -> Iterator[tuple[str, str | None]]:
+    """(bound name, qualified target) for each name an import statement binds."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.asname:
+                yield alias.asname, alias.name
+            else:
+                root = alias.name.split(".")[0]
+                yield root, root
+        return
+    target = _import_target(node, module, is_package)
+    for alias in node.names:
+        if alias.name == "*":
+            continue
+        bound = alias.asname or alias.name
+        yield bound, normalize(f"{target}.{alias.name}") if target else None
+
+
+def _stored_names(target: ast.AST) -> Iterator[str]:
+    for node in ast.walk(target):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Starred) and isinstance(node.value, ast.Name):
+            yield node.value.id
+
+
+@dataclass
+class Scope:
+    """A function, lambda or comprehension scope: the names it binds and what they hold.
+
+    ``origins`` maps a bound name to the type its every binding agrees on, or ``None``.
+    """
+
+    node: ast.AST
+    imports: dict[str, str | None] = field(default_factory=dict)
+    bound: set[str] = field(default_factory=set)
+    declared_outer: set[str] = field(default_factory=set)
+    class_qualname: str | None = None  # set when this function is a method of that class
+    self_name: str | None = None  # the first parameter of a method ("self"/"cls")
+    _origins: dict[str, str | None] | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return isinstance(self.node, ast.AsyncFunctionDef)
+
+    @property
+    def is_function(self) -> bool:
+        return isinstance(self.node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+
+    def binds(self, name: str) -> bool:
+        return (name in self.bound or name in self.imports) and name not in self.declared_outer
+
+
+@dataclass
+class ModuleScope:
+    """What the module's top level binds: imports, definitions and other assignments."""
+
+    name: str
+    is_package: bool
+    imports: dict[str, str | None] = field(default_factory=dict)
+    defs: dict[str, ast.AST] = field(default_factory=dict)
+    assigned: set[str] = field(default_factory=set)
+    ambiguous: set[str] = field(default_factory=set)
+    assignments: dict[str, list[ast.AST]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, tree: ast.Module, name: str, is_package: bool) -> ModuleScope:
+        scope = cls(name=name, is_package=is_package)
+        kinds: dict[str, set[str]] = {}
+        for node in _top_level_statements(tree.body):
+            for bound, kind in scope._bindings(node):
+                kinds.setdefault(bound, set()).add(kind)
+        for bound, found in kinds.items():
+            if len(found) > 1:
+                scope.ambiguous.add(bound)
+        return scope
+
+    def _bindings(self, node: ast.stmt) -> Iterator[tuple[str, str]]:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for bound, target in import_bindings(node, self.name, self.is_package):
+                previous = self.imports.get(bound, target)
+                self.imports[bound] = target if previous == target else None
+                yield bound, "import"
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            kind = type(node).__name__
+            if node.name in self.defs and type(self.defs[node.name]) is not type(node):
+                kind = "conflict"
+            self.defs[node.name] = node
+            yield node.name, "def" if kind != "ClassDef" else "class"
+        else:
+            for target in _assignment_targets(node):
+                for bound in _stored_names(target):
+                    self.assigned.add(bound)
+                    self.assignments.setdefault(bound, []).append(node)
+                    yield bound, "assign"
+
+
+def _top_level_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Statements that run at module level, including those under if/try/with blocks."""
+    for node in body:
+        yield node
+        if isinstance(node, ast.If | ast.For | ast.While | ast.With | ast.AsyncWith | ast.AsyncFor):
+            yield from _top_level_statements(node.body)
+            yield from _top_level_statements(getattr(node, "orelse", []))
+        elif isinstance(node, ast.Try | ast.TryStar):
+            yield from _top_level_statements(node.body)
+            for handler in node.handlers:
+                yield from _top_level_statements(handler.body)
+            yield from _top_level_statements(node.orelse)
+            yield from _top_level_statements(node.finalbody)
+
+
+def _assignment_targets(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.Assign):
+        return list(node.targets)
+    if isinstance(node, ast.AnnAssign | ast.AugAssign):
+        return [node.target]
+    if isinstance(node, ast.For | ast.AsyncFor):
+        return [node.target]
+    if isinstance(node, ast.With | ast.AsyncWith):
+        return [item.optional_vars for item in node.items if item.optional_vars is not None]
+    if isinstance(node, ast.NamedExpr):
+        return [node.target]
+    if isinstance(node, ast.Delete):
+        return list(node.targets)
+    return []
+
+
+def _param_names(args: ast.arguments) -> list[ast.arg]:
+    params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    if args.vararg:
+        params.append(args.vararg)
+    if args.kwarg:
+        params.append(args.kwarg)
+    return params
+
+
+_TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod"})
+
+
+def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    names = set()
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(target, ast.Name):
+            names.add(target.id)
+        elif isinstance(target, ast.Attribute):
+            names.add(target.attr)
+    return names
+
+
+class FileContext:
+    """Name resolution for one module, following the scopes the walker is currently inside."""
+
+    def __init__(self, tree: ast.Module, module: str, is_package: bool) -> None:
+        self.tree = tree
+        self.module = ModuleScope.build(tree, module, is_package)
+        self.scopes: list[Scope] = []
+        self.classes: list[ast.ClassDef] = []
+        self._owners: list[ast.AST] = []  # classes and scopes, in the order they were entered
+        self._class_attr_origins: dict[int, dict[str, str | None]] = {}
+
+    # -- scope bookkeeping -------------------------------------------------------------------
+
+    def enter(self, node: ast.AST) -> None:
+        if isinstance(node, ast.ClassDef):
+            self.classes.append(node)
+            self._owners.append(node)
+            return
+        scope = Scope(node=node)
+        if isinstance(node, _COMPREHENSIONS):
+            for generator in node.generators:
+                scope.bound.update(_stored_names(generator.target))
+        else:
+            self._fill_function_scope(scope, node)
+        self.scopes.append(scope)
+        self._owners.append(node)
+
+    def leave(self, node: ast.AST) -> None:
+        self._owners.pop()
+        if isinstance(node, ast.ClassDef):
+            self.classes.pop()
+        else:
+            self.scopes.pop()
+
+    def _fill_function_scope(self, scope: Scope, node: ast.AST) -> None:
+        assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        params = _param_names(node.args)
+        scope.bound.update(arg.arg for arg in params)
+        owner = self._direct_class_of(node)
+        if owner is not None and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            decorators = _decorator_names(node)
+            positional = [*node.args.posonlyargs, *node.args.args]
+            if "staticmethod" not in decorators and positional:
+                scope.class_qualname = self.class_qualname()
+                scope.self_name = positional[0].arg
+        if isinstance(node, ast.Lambda):
+            return
+        for child in walk_shallow(node):
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                for bound, target in import_bindings(
+                    child, self.module.name, self.module.is_package
+                ):
+                    scope.imports[bound] = target
+            elif isinstance(child, ast.Global | ast.Nonlocal):
+                scope.declared_outer.update(child.names)
+            elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store | ast.Del):
+                scope.bound.add(child.id)
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                scope.bound.add(child.name)
+            elif isinstance(child, ast.ExceptHandler) and child.name:
+                scope.bound.add(child.name)
+            elif isinstance(child, ast.MatchAs | ast.MatchStar) and child.name:
+                scope.bound.add(child.name)
+            elif isinstance(child, ast.MatchMapping) and child.rest:
+                scope.bound.add(child.rest)
+
+    def _direct_class_of(self, node: ast.AST) -> ast.ClassDef | None:
+        """The class whose body defines ``node`` directly (the walker entered it last)."""
+        owner = self._owners[-1] if self._owners else None
+        return owner if isinstance(owner, ast.ClassDef) and node in owner.body else None
+
+    def class_qualname(self) -> str | None:
+        """Qualified name of the innermost class, when it is defined at module/class level."""
+        if not self.classes or not all(isinstance(o, ast.ClassDef) for o in self._owners):
+            return None
+        return ".".join([self.module.name, *(cls.name for cls in self.classes)])
+
+    # -- queries used by rules ---------------------------------------------------------------
+
+    @property
+    def function(self) -> Scope | None:
+        """The innermost function or lambda scope (comprehensions are skipped)."""
+        for scope in reversed(self.scopes):
+            if scope.is_function:
+                return scope
+        return None
+
+    @property
+    def in_async_function(self) -> bool:
+        """True when the nearest enclosing function is an ``async def`` (a lambda is not)."""
+        function = self.function
+        return function is not None and function.is_async
+
+    def resolve(self, expr: ast.AST) -> str | None:
+        """Qualified name of a ``Name``/``Attribute`` chain rooted in a module, class or builtin."""
+        if isinstance(expr, ast.Name):
+            return self._resolve_name(expr.id)
+        if isinstance(expr, ast.Attribute):
+            base = self.resolve(expr.value)
+            if base is None:
+                return None
+            return normalize(f"{base}.{expr.attr}")
+        return None
+
+    def _resolve_name(self, name: str) -> str | None:
+        for scope in reversed(self.scopes):
+            if name in scope.declared_outer:
+                break
+            if name in scope.imports:
+                return scope.imports[name]
+            if name in scope.bound:
+                return None
+        module = self.module
+        if name in module.ambiguous:
+            return None
+        if name in module.imports:
+            return module.imports[name]
+        if name in module.defs:
+            return f"{module.name}.{name}"
+        if name in module.assigned:
+            return None
+        if name in _BUILTINS:
+            return f"builtins.{name}"
+        return None
+
+    def resolve_call(self, call: ast.Call) -> str | None:
+        """Qualified name of what ``call`` calls: a function, a class, or ``Type.method``."""
+        func = call.func
+        direct = self.resolve(func)
+        if direct is not None:
+            return direct
+        if isinstance(func, ast.Attribute):
+            owner = self.origin(func.value)
+            if owner is not None:
+                return normalize(f"{owner}.{func.attr}")
+        return None
+
+    def origin(self, expr: ast.AST) -> str | None:
+        """The type of the value ``expr`` evaluates to, when every binding agrees on it."""
+        if isinstance(expr, ast.Call):
+            callee = self.resolve_call(expr)
+            if callee is None:
+                return None
+            if callee in _FACTORY_RESULTS:
+                return _FACTORY_RESULTS[callee]
+            if callee in KNOWN_CLASSES:
+                return callee
+            owner, _, method = callee.rpartition(".")
+            if owner == "pathlib.Path" and method in _PATH_METHODS:
+                return "pathlib.Path"
+            return None
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Div):
+            return "pathlib.Path" if self.origin(expr.left) == "pathlib.Path" else None
+        if isinstance(expr, ast.Name):
+            return self._name_origin(expr.id)
+        if isinstance(expr, ast.Attribute):
+            if expr.attr in _PATH_ATTRIBUTES and self.origin(expr.value) == "pathlib.Path":
+                return "pathlib.Path"
+            return self._self_attribute_origin(expr)
+        return None
+
+    def self_class(self, expr: ast.AST) -> str | None:
+        """The class qualname when ``expr`` is the ``self``/``cls`` parameter of a method."""
+        if not isinstance(expr, ast.Name):
+            return None
+        for scope in reversed(self.scopes):
+            if scope.binds(expr.id):
+                if scope.self_name == expr.id:
+                    return scope.class_qualname
+                return None
+        return None
+
+    def _name_origin(self, name: str) -> str | None:
+        for scope in reversed(self.scopes):
+            if name in scope.declared_outer:
+                break
+            if scope.binds(name):
+                if name in scope.imports:
+                    return None
+                origins = self._scope_origins(scope)
+                return origins.get(name)
+        if name in self.module.assignments and name not in self.module.ambiguous:
+            return self._agreed_origin(
+                [self._binding_origin(node, name) for node in self.module.assignments[name]]
+            )
+        return None
+
+    def _scope_origins(self, scope: Scope) -> dict[str, str | None]:
+        if scope._origins is not None:
+            return scope._origins
+        found: dict[str, list[str | None]] = {}
+        node = scope.node
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            for arg in _param_names(node.args):
+                annotation = getattr(arg, "annotation", None)
+                found.setdefault(arg.arg, []).append(self._annotation_type(annotation))
+            if not isinstance(node, ast.Lambda):
+                for child in walk_shallow(node):
+                    for target in _assignment_targets(child):
+                        for bound in _stored_names(target):
+                            found.setdefault(bound, []).append(self._binding_origin(child, bound))
+        scope._origins = {name: self._agreed_origin(values) for name, values in found.items()}
+        return scope._origins
+
+    @staticmethod
+    def _agreed_origin(values: list[str | None]) -> str | None:
+        first = values[0] if values else None
+        return first if first is not None and all(v == first for v in values) else None
+
+    def _binding_origin(self, node: ast.AST, name: str) -> str | None:
+        if isinstance(node, ast.Assign):
+            if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                return self.origin(node.value)
+            return None
+        if isinstance(node, ast.AnnAssign):
+            return self._annotation_type(node.annotation) or (
+                self.origin(node.value) if node.value is not None else None
+            )
+        if isinstance(node, ast.NamedExpr):
+            return self.origin(node.value)
+        if isinstance(node, ast.With | ast.AsyncWith):
+            for item in node.items:
+                if isinstance(item.optional_vars, ast.Name) and item.optional_vars.id == name:
+                    return self.origin(item.context_expr)
+        return None
+
+    def _annotation_type(self, annotation: ast.AST | None) -> str | None:
+        if annotation is None:
+            return None
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            try:
+                annotation = ast.parse(annotation.value, mode="eval").body
+            except SyntaxError:
+                return None
+        resolved = self.resolve(annotation)
+        if resolved is None:
+            return None
+        resolved = _FACTORY_RESULTS.get(resolved, resolved)
+        if resolved == "asyncio.AbstractEventLoop" or resolved in KNOWN_CLASSES:
+            return resolved
+        return None
+
+    def _self_attribute_origin(self, expr: ast.Attribute) -> str | None:
+        if not isinstance(expr.value, ast.Name) or self.self_class(expr.value) is None:
+            return None
+        cls = self.classes[-1] if self.classes else None
+        if cls is None:
+            return None
+        origins = self._class_attr_origins.get(id(cls))
+        if origins is None:
+            origins = self._collect_class_attr_origins(cls)
+            self._class_attr_origins[id(cls)] = origins
+        return origins.get(expr.attr)
+
+    def _collect_class_attr_origins(self, cls: ast.ClassDef) -> dict[str, str | None]:
+        found: dict[str, list[str | None]] = {}
+        for statement in cls.body:
+            if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                found.setdefault(statement.target.id, []).append(
+                    self._annotation_type(statement.annotation)
+                )
+        for method in cls.body:
+            if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            positional = [*method.args.posonlyargs, *method.args.args]
+            if not positional:
+                continue
+            self_name = positional[0].arg
+            for child in ast.walk(method):
+                if not isinstance(child, ast.Assign | ast.AnnAssign):
+                    continue
+                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+                for target in targets:
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and isinstance(target.value, ast.Name)
+                        and target.value.id == self_name
+                    ):
+                        value_origin = self._attribute_value_origin(child, method)
+                        found.setdefault(target.attr, []).append(value_origin)
+        return {name: self._agreed_origin(values) for name, values in found.items()}
+
+    def _attribute_value_origin(
+        self, node: ast.Assign | ast.AnnAssign, method: ast.FunctionDef | ast.AsyncFunctionDef
+    ) -> str | None:
+        if isinstance(node, ast.AnnAssign):
+            annotated = self._annotation_type(node.annotation)
+            if annotated is not None:
+                return annotated
+        value = node.value
+        if value is None or not isinstance(value, ast.Call):
+            return None
+        # Resolve in module scope only: locals of another method are not visible here.
+        saved, self.scopes = self.scopes, []
+        try:
+            return self.origin(value)
+        finally:
+            self.scopes = saved
+

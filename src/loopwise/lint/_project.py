@@ -1,0 +1,267 @@
+"""The cross-module symbol table: which project functions are coroutines, run a loop, and so on.
+
+Every file is first reduced to a :class:`ModuleSummary` (small, picklable, cacheable); the
+:class:`Project` joins them so a rule in one module can ask about a name defined in another,
+following imports, re-exports and project base classes.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import pickle
+import re
+from dataclasses import dataclass, field
+
+from loopwise.lint._context import FileContext, walk_shallow
+
+__all__ = ["ClassInfo", "FunctionInfo", "ModuleSummary", "Project", "summarize"]
+
+# Decorators that keep an ``async def`` a coroutine function.
+_TRANSPARENT_DECORATORS = frozenset(
+    {
+        "abc.abstractmethod",
+        "builtins.classmethod",
+        "builtins.staticmethod",
+        "functools.wraps",
+        "typing.final",
+        "typing.override",
+        "typing_extensions.final",
+        "typing_extensions.override",
+    }
+)
+
+_LOOP_RUNNERS = frozenset({"asyncio.run", "asyncio.Runner.run", "asyncio.AbstractEventLoop.run_until_complete"})
+_URL_PARAM = re.compile(r"(?:^|_)(?:url|uri|href|link|endpoint)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionInfo:
+    """Facts about one ``def``/``async def`` that other modules may need.
+
+    ``coroutine`` is true only for an ``async def`` whose decorators are known to keep it one.
+    ``runs_loop`` is true for a sync function that itself starts an event loop.
+    ``calls`` lists the qualified names it calls (for transitive facts).
+    ``session_per_call`` is true when it takes a URL parameter and creates an
+    ``aiohttp.ClientSession`` each time it runs.
+    """
+
+    is_async: bool
+    coroutine: bool
+    runs_loop: bool = False
+    calls: tuple[str, ...] = ()
+    session_per_call: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClassInfo:
+    bases: tuple[str | None, ...]
+    methods: dict[str, FunctionInfo]
+
+
+@dataclass(slots=True)
+class ModuleSummary:
+    name: str
+    functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        return hashlib.blake2b(pickle.dumps(self, protocol=5), digest_size=16).hexdigest()
+
+
+def summarize(tree: ast.Module, module: str, is_package: bool) -> ModuleSummary:
+    """Reduce a parsed module to what other modules need to know about it."""
+    ctx = FileContext(tree, module, is_package)
+    summary = ModuleSummary(name=module)
+    scope = ctx.module
+    for bound, target in scope.imports.items():
+        if target is not None and bound not in scope.ambiguous:
+            summary.aliases[bound] = target
+    for name, node in scope.defs.items():
+        if name in scope.ambiguous:
+            continue
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            summary.functions[name] = _function_info(ctx, node)
+        elif isinstance(node, ast.ClassDef):
+            summary.classes[name] = _class_info(ctx, node)
+    return summary
+
+
+def _class_info(ctx: FileContext, node: ast.ClassDef) -> ClassInfo:
+    ctx.enter(node)
+    try:
+        methods: dict[str, FunctionInfo] = {}
+        conflicting: set[str] = set()
+        for statement in node.body:
+            if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+                if statement.name in methods:
+                    previous = methods[statement.name]
+                    if previous.is_async != isinstance(statement, ast.AsyncFunctionDef):
+                        conflicting.add(statement.name)
+                    if _is_overload_or_property(statement):
+                        continue
+                methods[statement.name] = _function_info(ctx, statement)
+            elif isinstance(statement, ast.Assign | ast.AnnAssign):
+                targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                conflicting.update(t.id for t in targets if isinstance(t, ast.Name))
+        for name in conflicting:
+            methods.pop(name, None)
+        bases = tuple(ctx.resolve(base) for base in node.bases)
+        return ClassInfo(bases=bases, methods=methods)
+    finally:
+        ctx.leave(node)
+
+
+def _is_overload_or_property(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    names = {getattr(d, "attr", getattr(d, "id", "")) for d in node.decorator_list}
+    return bool(names & {"overload", "setter", "getter", "deleter"})
+
+
+def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDef) -> FunctionInfo:
+    is_async = isinstance(node, ast.AsyncFunctionDef)
+    transparent = all(
+        (ctx.resolve(d.func if isinstance(d, ast.Call) else d) or "") in _TRANSPARENT_DECORATORS
+        for d in node.decorator_list
+    )
+    ctx.enter(node)
+    try:
+        calls: list[str] = []
+        runs_loop = False
+        creates_session = False
+        for child in walk_shallow(node):
+            if not isinstance(child, ast.Call):
+                continue
+            callee = ctx.resolve_call(child)
+            if callee is None:
+                if isinstance(child.func, ast.Attribute) and child.func.attr == "run_until_complete":
+                    runs_loop = True
+                continue
+            calls.append(callee)
+            runs_loop = runs_loop or callee in _LOOP_RUNNERS
+            creates_session = creates_session or callee == "aiohttp.ClientSession"
+    finally:
+        ctx.leave(node)
+    takes_url = any(_URL_PARAM.search(arg.arg) for arg in [*node.args.posonlyargs, *node.args.args])
+    return FunctionInfo(
+        is_async=is_async,
+        coroutine=is_async and transparent,
+        runs_loop=runs_loop and not is_async,
+        calls=tuple(sorted(set(calls))),
+        session_per_call=creates_session and takes_url,
+    )
+
+
+class Project:
+    """The union of every checked module's summary, queried by qualified name."""
+
+    def __init__(self, summaries: list[ModuleSummary]) -> None:
+        self.modules = {summary.name: summary for summary in summaries}
+        self._loop_runners: frozenset[str] | None = None
+
+    def digest(self) -> str:
+        """Changes whenever any module's summary changes (findings may then change anywhere)."""
+        h = hashlib.blake2b(digest_size=16)
+        for name in sorted(self.modules):
+            h.update(name.encode())
+            h.update(self.modules[name].digest().encode())
+        return h.hexdigest()
+
+    def function(self, qualname: str) -> FunctionInfo | None:
+        """The project function or method a qualified name refers to, following re-exports."""
+        found = self._lookup(qualname, depth=0)
+        return found if isinstance(found, FunctionInfo) else None
+
+    def is_class(self, qualname: str) -> bool:
+        return isinstance(self._lookup(qualname, depth=0), ClassInfo)
+
+    def canonical(self, qualname: str) -> str:
+        """The defining qualified name of a re-exported function (for transitive facts)."""
+        return self._canonical(qualname, depth=0) or qualname
+
+    def _split(self, qualname: str) -> tuple[ModuleSummary, list[str]] | None:
+        parts = qualname.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            module = self.modules.get(".".join(parts[:cut]))
+            if module is not None:
+                return module, parts[cut:]
+        return None
+
+    def _canonical(self, qualname: str, depth: int) -> str | None:
+        split = self._split(qualname)
+        if split is None or depth > 20:
+            return None
+        module, rest = split
+        head = rest[0]
+        if head in module.aliases and head not in module.functions and head not in module.classes:
+            target = ".".join([module.aliases[head], *rest[1:]])
+            return self._canonical(target, depth + 1) or target
+        return qualname
+
+    def _lookup(self, qualname: str, depth: int) -> FunctionInfo | ClassInfo | None:
+        split = self._split(qualname)
+        if split is None or depth > 20:
+            return None
+        module, rest = split
+        head, tail = rest[0], rest[1:]
+        if head in module.functions:
+            return module.functions[head] if not tail else None
+        if head in module.classes:
+            if not tail:
+                return module.classes[head]
+            if len(tail) == 1:
+                return self.method(f"{module.name}.{head}", tail[0])
+            return None
+        if head in module.aliases:
+            return self._lookup(".".join([module.aliases[head], *tail]), depth + 1)
+        return None
+
+    def method(self, class_qualname: str, name: str) -> FunctionInfo | None:
+        """The method ``name`` as found along the project's MRO, or None when it could be elsewhere.
+
+        A base class outside the project might define the method, so the search gives up (None)
+        when it reaches an unknown base before finding ``name``.
+        """
+        seen: set[str] = set()
+        queue = [class_qualname]
+        while queue:
+            current = self.canonical(queue.pop(0))
+            if current in seen:
+                continue
+            seen.add(current)
+            info = self._lookup(current, depth=0)
+            if not isinstance(info, ClassInfo):
+                return None
+            if name in info.methods:
+                return info.methods[name]
+            for base in info.bases:
+                if base is None:
+                    return None
+                if base not in ("builtins.object", "typing.Generic", "abc.ABC"):
+                    queue.append(base)
+        return None
+
+    def runs_loop(self, qualname: str) -> bool:
+        """True for a sync project function that starts an event loop, itself or through calls."""
+        return self.canonical(qualname) in self._loop_running_functions()
+
+    def _loop_running_functions(self) -> frozenset[str]:
+        if self._loop_runners is not None:
+            return self._loop_runners
+        sync_functions: dict[str, FunctionInfo] = {}
+        for module in self.modules.values():
+            for name, info in module.functions.items():
+                if not info.is_async:
+                    sync_functions[f"{module.name}.{name}"] = info
+        running = {name for name, info in sync_functions.items() if info.runs_loop}
+        changed = True
+        while changed:
+            changed = False
+            for name, info in sync_functions.items():
+                if name in running:
+                    continue
+                if any(self.canonical(callee) in running for callee in info.calls):
+                    running.add(name)
+                    changed = True
+        self._loop_runners = frozenset(running)
+        return self._loop_runners

@@ -1,0 +1,79 @@
+"""LW001: coroutine never awaited."""
+
+from __future__ import annotations
+
+import ast
+
+from loopwise.lint._rule import Rule
+from loopwise.lint._runner import Checker
+from loopwise.lint.rules._shared import call_name, coroutine_callee
+
+
+class CoroutineNeverAwaited(Rule):
+    """## What it does
+    Checks for calls to coroutine functions whose coroutine is thrown away: a call used as a
+    statement on its own, or used as the condition of an `if`, `while`, `assert` or conditional
+    expression.
+
+    It knows asyncio's own coroutine functions (`asyncio.sleep`, `wait_for`, `gather`, ...), the
+    coroutine methods of asyncio's queues, locks and events, and every `async def` of the checked
+    project, across modules: `from pkg.mod import fetch`, `import pkg.mod as m; m.fetch()`,
+    relative imports, re-exports, and methods called on `self`/`cls`/`super()` that are
+    `async def` in the class or its project base classes. A call on a receiver of unknown type is
+    never flagged.
+
+    ## Why is this bad?
+    Calling a coroutine function does not run it: it only creates a coroutine object. Without
+    `await` (or handing it to `asyncio.create_task`, `gather`, ...), the body never runs, and
+    Python only warns "coroutine ... was never awaited" when the object is garbage-collected,
+    far from the mistake. As a condition, a coroutine object is always true, so the branch is
+    always taken.
+
+    ## Example
+    ```python
+    async def save(item): ...
+
+    async def handler(item):
+        save(item)
+        if is_allowed(item):
+            ...
+    ```
+
+    ## Use instead
+    ```python
+    async def handler(item):
+        await save(item)
+        if await is_allowed(item):
+            ...
+    ```
+    """
+
+    code = "LW001"
+    name = "coroutine-never-awaited"
+    summary = "coroutine is never awaited"
+    nodes = (ast.Expr, ast.If, ast.While, ast.IfExp, ast.Assert)
+
+    def visit(self, node: ast.AST, checker: Checker) -> None:
+        if isinstance(node, ast.Expr):
+            if isinstance(node.value, ast.Call) and coroutine_callee(checker, node.value):
+                name = call_name(node.value)
+                checker.report(node.value, f"coroutine `{name}()` is never awaited")
+            return
+        assert isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert)
+        for call in _condition_calls(node.test):
+            if coroutine_callee(checker, call):
+                name = call_name(call)
+                checker.report(
+                    call, f"coroutine `{name}()` used as a condition is always true: await it"
+                )
+
+
+def _condition_calls(test: ast.expr) -> list[ast.Call]:
+    """The calls whose truth value decides ``test`` (through `not`, `and`, `or`)."""
+    if isinstance(test, ast.Call):
+        return [test]
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return _condition_calls(test.operand)
+    if isinstance(test, ast.BoolOp):
+        return [call for value in test.values for call in _condition_calls(value)]
+    return []

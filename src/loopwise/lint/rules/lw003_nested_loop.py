@@ -1,0 +1,65 @@
+"""LW003: nested event loop."""
+
+from __future__ import annotations
+
+import ast
+
+from loopwise.lint._rule import Rule
+from loopwise.lint._runner import Checker
+from loopwise.lint.rules._shared import call_name
+
+_RUNNERS = frozenset({"asyncio.run", "asyncio.Runner.run"})
+
+
+class NestedEventLoop(Rule):
+    """## What it does
+    Checks for code inside an `async def` that starts an event loop: `asyncio.run(...)`,
+    `asyncio.Runner().run(...)`, `loop.run_until_complete(...)`, or a call to a sync function of
+    the project that does one of these (directly or through other project functions). The
+    finding is at the call in the coroutine. A sync function or lambda nested in the coroutine is
+    not checked: it may well be handed to a thread.
+
+    ## Why is this bad?
+    A coroutine runs inside a running loop. `asyncio.run()` there raises "asyncio.run() cannot be
+    called from a running event loop"; `run_until_complete()` on the running loop raises "This
+    event loop is already running", and on another loop it blocks the running one until it
+    finishes, freezing every other task.
+
+    ## Example
+    ```python
+    def load_config():
+        return asyncio.run(fetch_config())
+
+    async def main():
+        config = load_config()
+    ```
+
+    ## Use instead
+    ```python
+    async def main():
+        config = await fetch_config()
+    ```
+    If the sync code must stay sync, run it in a thread: `await asyncio.to_thread(load_config)`.
+    """
+
+    code = "LW003"
+    name = "nested-event-loop"
+    summary = "event loop started inside a coroutine"
+    nodes = (ast.Call,)
+
+    def visit(self, node: ast.AST, checker: Checker) -> None:
+        assert isinstance(node, ast.Call)
+        if not checker.in_async_function:
+            return
+        callee = checker.ctx.resolve_call(node)
+        name = call_name(node)
+        if callee in _RUNNERS or (
+            isinstance(node.func, ast.Attribute) and node.func.attr == "run_until_complete"
+        ):
+            checker.report(node, f"`{name}()` inside a coroutine: `await` the coroutine instead")
+        elif callee is not None and checker.project.runs_loop(callee):
+            checker.report(
+                node,
+                f"`{name}()` starts an event loop inside a coroutine: "
+                "await the async code, or run it with `asyncio.to_thread`",
+            )
