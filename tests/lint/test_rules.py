@@ -59,7 +59,9 @@ def test_rule_fixture(code: str, fixture_findings: dict[Path, list[Finding]]) ->
         missing = sorted(expected - actual)
         extra = sorted(actual - expected)
         details = {
-            (f.line, f.code): f.message for f in fixture_findings.get(path, []) if (f.line, f.code) in extra
+            (f.line, f.code): f.message
+            for f in fixture_findings.get(path, [])
+            if (f.line, f.code) in extra
         }
         assert not missing, f"{path.name}: expected findings not reported: {missing}"
         assert not extra, f"{path.name}: unexpected findings: {details}"

@@ -54,7 +54,9 @@ def check(
     if config_path is not None and not config_path.is_file():
         raise ConfigError(f"{config_path}: config file not found")
     settings = load_config(config_path, CODES)
-    selected = resolve_codes(list(select) if select is not None else settings.select, CODES, "select")
+    selected = resolve_codes(
+        list(select) if select is not None else settings.select, CODES, "select"
+    )
     selected -= resolve_codes(settings.ignore, CODES, "ignore")
     selected -= resolve_codes(ignore, CODES, "--ignore")
     exclude_rules = [

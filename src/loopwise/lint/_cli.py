@@ -27,14 +27,21 @@ def register(subparsers: Any) -> None:
     check.add_argument("--select", type=_codes, help="codes or prefixes to report (LW001,LW00)")
     check.add_argument("--ignore", type=_codes, default=[], help="codes or prefixes to skip")
     check.add_argument(
-        "--exclude", action="append", default=[], metavar="PATTERN",
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
         help="gitignore-style pattern of paths to skip (repeatable)",
     )
     check.add_argument(
-        "--format", choices=("text", "json", "sarif", "github"), default="text",
+        "--format",
+        choices=("text", "json", "sarif", "github"),
+        default="text",
         help="output format (default: text)",
     )
-    check.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.loopwise] from")
+    check.add_argument(
+        "--config", metavar="FILE", help="pyproject.toml to read [tool.loopwise] from"
+    )
     check.add_argument("--jobs", "-j", type=_positive, default=None, help="worker processes")
     check.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     check.add_argument(
@@ -86,6 +93,7 @@ def _run_check(args: argparse.Namespace) -> int:
         )
     output = render(result.findings, ALL_RULES, args.format)
     sys.stdout.write(output)
+    sys.stdout.flush()
     if args.format == "text" and not args.quiet:
         print(_summary(result.findings, len(result.files)), file=sys.stderr)
     if result.findings and not args.exit_zero:
@@ -103,7 +111,7 @@ def _summary(findings: list[Any], files: int) -> str:
     if found:
         parts.append(f"{found} finding{'s' if found != 1 else ''}")
     if errors:
-        parts.append(f"{errors} file{'s' if errors != 1 else ''} not checkable")
+        parts.append(f"{errors} file{'s' if errors != 1 else ''} that could not be checked")
     return f"Found {' and '.join(parts)} ({checked}). `loopwise rule CODE` explains a code."
 
 
@@ -124,8 +132,11 @@ class _progress_bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._progress = Progress(
-            TextColumn("checking"), BarColumn(), MofNCompleteColumn(),
-            console=Console(stderr=True), transient=True,
+            TextColumn("checking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         self._progress.start()
         task = self._progress.add_task("check", total=total)

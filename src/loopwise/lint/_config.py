@@ -90,7 +90,7 @@ def load_config(path: Path | None, codes: Sequence[str]) -> Config:
 def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{where} {key} must be a list of strings, like [\"LW001\"]")
+        raise ConfigError(f'{where} {key} must be a list of strings, like ["LW001"]')
     return tuple(value)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -93,7 +94,7 @@ _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
 def normalize(qualname: str) -> str:
-    """Fold private re-export paths onto the public name: ``asyncio.tasks.sleep`` → ``asyncio.sleep``."""
+    """Fold private module paths onto the public name (``asyncio.tasks.sleep``: ``asyncio.sleep``)."""
     parts = qualname.split(".")
     if len(parts) > 2 and parts[0] == "asyncio" and parts[1] in _ASYNCIO_SUBMODULES:
         return "asyncio." + ".".join(parts[2:])
@@ -101,7 +102,7 @@ def normalize(qualname: str) -> str:
 
 
 def walk_shallow(node: ast.AST) -> Iterator[ast.AST]:
-    """Yield the descendants of ``node`` that run in its own scope (not nested defs, lambdas, classes)."""
+    """Yield the descendants of ``node`` in its own scope (not in nested defs, lambdas, classes)."""
     stack = list(ast.iter_child_nodes(node))
     while stack:
         child = stack.pop()
@@ -165,6 +166,7 @@ class Scope:
     class_qualname: str | None = None  # set when this function is a method of that class
     self_name: str | None = None  # the first parameter of a method ("self"/"cls")
     _origins: dict[str, str | None] | None = None
+    _bindings: dict[str, list[ast.AST]] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -209,14 +211,11 @@ class ModuleScope:
                 self.imports[bound] = target if previous == target else None
                 yield bound, "import"
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            kind = type(node).__name__
-            if node.name in self.defs and type(self.defs[node.name]) is not type(node):
-                kind = "conflict"
             self.defs[node.name] = node
-            yield node.name, "def" if kind != "ClassDef" else "class"
+            yield node.name, "class" if isinstance(node, ast.ClassDef) else "def"
         else:
-            for target in _assignment_targets(node):
-                for bound in _stored_names(target):
+            for assigned in _assignment_targets(node):
+                for bound in _stored_names(assigned):
                     self.assigned.add(bound)
                     self.assignments.setdefault(bound, []).append(node)
                     yield bound, "assign"
@@ -253,6 +252,17 @@ def _assignment_targets(node: ast.AST) -> list[ast.AST]:
     return []
 
 
+def _declared_name(node: ast.AST) -> str | None:
+    """The name a def, class, ``except ... as``, or match capture binds."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return node.name
+    if isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar):
+        return node.name
+    if isinstance(node, ast.MatchMapping):
+        return node.rest
+    return None
+
+
 def _param_names(args: ast.arguments) -> list[ast.arg]:
     params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
     if args.vararg:
@@ -286,6 +296,7 @@ class FileContext:
         self.classes: list[ast.ClassDef] = []
         self._owners: list[ast.AST] = []  # classes and scopes, in the order they were entered
         self._class_attr_origins: dict[int, dict[str, str | None]] = {}
+        self._module_origins: dict[str, str | None] = {}
 
     # -- scope bookkeeping -------------------------------------------------------------------
 
@@ -333,14 +344,10 @@ class FileContext:
                 scope.declared_outer.update(child.names)
             elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store | ast.Del):
                 scope.bound.add(child.id)
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                scope.bound.add(child.name)
-            elif isinstance(child, ast.ExceptHandler) and child.name:
-                scope.bound.add(child.name)
-            elif isinstance(child, ast.MatchAs | ast.MatchStar) and child.name:
-                scope.bound.add(child.name)
-            elif isinstance(child, ast.MatchMapping) and child.rest:
-                scope.bound.add(child.rest)
+            else:
+                name = _declared_name(child)
+                if name:
+                    scope.bound.add(name)
 
     def _direct_class_of(self, node: ast.AST) -> ast.ClassDef | None:
         """The class whose body defines ``node`` directly (the walker entered it last)."""
@@ -455,30 +462,44 @@ class FileContext:
             if scope.binds(name):
                 if name in scope.imports:
                     return None
-                origins = self._scope_origins(scope)
-                return origins.get(name)
+                return self._scope_origin(scope, name)
         if name in self.module.assignments and name not in self.module.ambiguous:
-            return self._agreed_origin(
-                [self._binding_origin(node, name) for node in self.module.assignments[name]]
-            )
+            cache = self._module_origins
+            if name not in cache:
+                cache[name] = None  # a binding that refers to itself stays unknown
+                nodes = self.module.assignments[name]
+                cache[name] = self._agreed_origin([self._binding_origin(n, name) for n in nodes])
+            return cache[name]
         return None
 
-    def _scope_origins(self, scope: Scope) -> dict[str, str | None]:
-        if scope._origins is not None:
-            return scope._origins
-        found: dict[str, list[str | None]] = {}
+    def _scope_origin(self, scope: Scope, name: str) -> str | None:
+        if scope._origins is None:
+            scope._origins = {}
+        cache = scope._origins
+        if name not in cache:
+            cache[name] = None  # a binding that refers to itself (`x = f(x)`) stays unknown
+            values = [
+                self._binding_origin(node, name) for node in self._scope_bindings(scope)[name]
+            ]
+            cache[name] = self._agreed_origin(values)
+        return cache[name]
+
+    def _scope_bindings(self, scope: Scope) -> dict[str, list[ast.AST]]:
+        """Every node that binds each name in ``scope``: parameters and assignments."""
+        if scope._bindings is not None:
+            return scope._bindings
+        found: dict[str, list[ast.AST]] = {}
         node = scope.node
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             for arg in _param_names(node.args):
-                annotation = getattr(arg, "annotation", None)
-                found.setdefault(arg.arg, []).append(self._annotation_type(annotation))
+                found.setdefault(arg.arg, []).append(arg)
             if not isinstance(node, ast.Lambda):
                 for child in walk_shallow(node):
                     for target in _assignment_targets(child):
                         for bound in _stored_names(target):
-                            found.setdefault(bound, []).append(self._binding_origin(child, bound))
-        scope._origins = {name: self._agreed_origin(values) for name, values in found.items()}
-        return scope._origins
+                            found.setdefault(bound, []).append(child)
+        scope._bindings = defaultdict(list, found)
+        return scope._bindings
 
     @staticmethod
     def _agreed_origin(values: list[str | None]) -> str | None:
@@ -486,6 +507,8 @@ class FileContext:
         return first if first is not None and all(v == first for v in values) else None
 
     def _binding_origin(self, node: ast.AST, name: str) -> str | None:
+        if isinstance(node, ast.arg):
+            return self._annotation_type(node.annotation)
         if isinstance(node, ast.Assign):
             if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 return self.origin(node.value)
@@ -574,4 +597,3 @@ class FileContext:
             return self.origin(value)
         finally:
             self.scopes = saved
-

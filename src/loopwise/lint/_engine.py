@@ -6,6 +6,7 @@ and a content-hash cache lets an unchanged tree be re-checked without parsing an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -115,9 +116,7 @@ def _read(path: Path) -> bytes | OSError:
 def _parse(job_file: SourceFile, module: str, is_package: bool) -> tuple[ParsedModule, str]:
     source = _read(job_file.path)
     if isinstance(source, OSError):
-        error = Finding(
-            job_file.display, 1, 1, "io-error", f"cannot read: {source.strerror}", 1, 1
-        )
+        error = Finding(job_file.display, 1, 1, "io-error", f"cannot read: {source.strerror}", 1, 1)
         return ParsedModule(job_file.display, module, is_package, b"", None, error), ""
     return parse_module(job_file.display, source, module, is_package), _content_digest(source)
 
@@ -184,10 +183,12 @@ class _Pool:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         self.connections: list[Connection] = []
-        self.processes: list[Any] = []
+        self.processes: list[multiprocessing.process.BaseProcess] = []
         for _ in range(size):
             parent, child = context.Pipe()
-            process = context.Process(target=_worker_main, args=(child, rules), daemon=True)
+            process = context.Process(  # type: ignore[attr-defined]
+                target=_worker_main, args=(child, rules), daemon=True
+            )
             process.start()
             child.close()
             self.connections.append(parent)
@@ -218,7 +219,9 @@ class _Pool:
                 try:
                     chunk_results = ready.recv()
                 except EOFError:
-                    raise RuntimeError("a loopwise worker process died; run with --jobs 1") from None
+                    raise RuntimeError(
+                        "a loopwise worker process died; run with --jobs 1"
+                    ) from None
                 results[index].extend(chunk_results)
                 if progress is not None:
                     progress(len(chunk_results))
@@ -231,10 +234,8 @@ class _Pool:
 
     def close(self) -> None:
         for connection in self.connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.send(("stop", None))
-            except OSError:
-                pass
         for process in self.processes:
             process.join(timeout=2)
             if process.is_alive():
@@ -273,9 +274,7 @@ def check_files(
     to_summarize = [job for job in job_list if job.entry is None]
     total_bytes = sum(job.stat.st_size for job in to_summarize if job.stat)
     parallel = (
-        jobs > 1
-        and len(to_summarize) >= _PARALLEL_MIN_FILES
-        and total_bytes >= _PARALLEL_MIN_BYTES
+        jobs > 1 and len(to_summarize) >= _PARALLEL_MIN_FILES and total_bytes >= _PARALLEL_MIN_BYTES
     )
     report = progress(len(to_summarize) * 2) if progress and to_summarize else None
     pool = _Pool(min(jobs, len(to_summarize)), rules) if parallel else None
@@ -390,4 +389,3 @@ def _store_findings(jobs: list[_Job], results: list[list[_Raw]], project_digest:
 
 def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-

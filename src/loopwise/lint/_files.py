@@ -189,7 +189,9 @@ def discover(
                 continue
             if path not in seen:
                 seen.add(path)
-                found.append(SourceFile(_display(path, cwd) if not given.is_absolute() else raw, path))
+                found.append(
+                    SourceFile(_display(path, cwd) if not given.is_absolute() else raw, path)
+                )
             continue
         gitignores = _ancestor_gitignores(path) if respect_gitignore else []
         for file in _walk(path, [*excludes], gitignores, respect_gitignore):

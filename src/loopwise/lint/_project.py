@@ -31,7 +31,9 @@ _TRANSPARENT_DECORATORS = frozenset(
     }
 )
 
-_LOOP_RUNNERS = frozenset({"asyncio.run", "asyncio.Runner.run", "asyncio.AbstractEventLoop.run_until_complete"})
+_LOOP_RUNNERS = frozenset(
+    {"asyncio.run", "asyncio.Runner.run", "asyncio.AbstractEventLoop.run_until_complete"}
+)
 _URL_PARAM = re.compile(r"(?:^|_)(?:url|uri|href|link|endpoint)$", re.IGNORECASE)
 
 
@@ -103,7 +105,9 @@ def _class_info(ctx: FileContext, node: ast.ClassDef) -> ClassInfo:
                         continue
                 methods[statement.name] = _function_info(ctx, statement)
             elif isinstance(statement, ast.Assign | ast.AnnAssign):
-                targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                targets = (
+                    statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                )
                 conflicting.update(t.id for t in targets if isinstance(t, ast.Name))
         for name in conflicting:
             methods.pop(name, None)
@@ -134,7 +138,10 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
                 continue
             callee = ctx.resolve_call(child)
             if callee is None:
-                if isinstance(child.func, ast.Attribute) and child.func.attr == "run_until_complete":
+                if (
+                    isinstance(child.func, ast.Attribute)
+                    and child.func.attr == "run_until_complete"
+                ):
                     runs_loop = True
                 continue
             calls.append(callee)

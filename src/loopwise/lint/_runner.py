@@ -36,15 +36,19 @@ class ParsedModule:
 
 
 def parse_module(path: str, source: bytes, module: str, is_package: bool) -> ParsedModule:
-    """Parse ``source``; a file that cannot be parsed yields an error finding, never an exception."""
+    """Parse ``source``: a file that cannot be parsed gives an error finding, never an exception."""
     if len(source) > MAX_FILE_BYTES:
         size_mb = len(source) / 1024 / 1024
         limit_mb = MAX_FILE_BYTES // 1024 // 1024
         message = f"file is {size_mb:.1f} MB, over the {limit_mb} MB limit: not checked"
-        return ParsedModule(path, module, is_package, source, None, _error(path, "io-error", message))
+        return ParsedModule(
+            path, module, is_package, source, None, _error(path, "io-error", message)
+        )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. SyntaxWarning for invalid escapes: not ours to report
+            warnings.simplefilter(
+                "ignore"
+            )  # e.g. SyntaxWarning for invalid escapes: not ours to report
             tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
         message = f"syntax error: {exc.msg}"
@@ -219,16 +223,15 @@ def check_module(parsed: ParsedModule, project: Project, rules: Sequence[Rule]) 
         return [_error(parsed.path, "syntax-error", message)]
     except Exception as exc:  # a bug in a rule must not hide the other files' findings
         rule = checker._rule.code if checker._rule else "engine"
-        where = f"{parsed.path}:{checker.parents[-1].lineno}" if _has_line(checker) else parsed.path
-        message = f"internal error in {rule} at {where}: {type(exc).__name__}: {exc}; please report it"
+        line = getattr(checker.parents[-1], "lineno", None) if checker.parents else None
+        where = f"{parsed.path}:{line}" if line else parsed.path
+        message = (
+            f"internal error in {rule} at {where}: {type(exc).__name__}: {exc}; please report it"
+        )
         return [_error(parsed.path, "internal-error", message)]
     if not findings:
         return []
     return sorted(_without_noqa(findings, parsed.source))
-
-
-def _has_line(checker: Checker) -> bool:
-    return bool(checker.parents) and hasattr(checker.parents[-1], "lineno")
 
 
 def _without_noqa(findings: list[Finding], source: bytes) -> list[Finding]:

@@ -63,7 +63,7 @@ def call_name(call: ast.Call) -> str:
 
 
 def coroutine_callee(checker: Checker, call: ast.Call) -> bool:
-    """True when calling ``call`` certainly creates a coroutine (or awaitable that must be awaited)."""
+    """True when ``call`` certainly creates a coroutine (or an awaitable that must be awaited)."""
     callee = checker.ctx.resolve_call(call)
     if callee is not None:
         if callee in ASYNCIO_COROUTINE_FUNCTIONS or callee in KNOWN_COROUTINE_METHODS:

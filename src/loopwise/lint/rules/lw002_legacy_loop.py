@@ -15,7 +15,8 @@ class LegacyLoopEntryPoint(Rule):
     """## What it does
     Checks for `asyncio.get_event_loop()` used to start a program: at module level (including
     under `if __name__ == "__main__":`), or in a sync function that then runs the loop with
-    `run_until_complete()`/`run_forever()`, such as `asyncio.get_event_loop().run_until_complete(main())`.
+    `run_until_complete()`/`run_forever()`, such as
+    `asyncio.get_event_loop().run_until_complete(main())`.
 
     A sync helper that merely fetches the loop while a coroutine is running is not flagged:
     there `get_event_loop()` returns the running loop (though `get_running_loop()` says so better).
