@@ -5,12 +5,15 @@ anything the library raises on purpose::
 
     LoopwiseError
     ├── ConfigError          a bad option, config key, rule code or path given to loopwise
-    └── HTTPProblem          an HTTP error answer (4xx/5xx), served as problem+json (RFC 9457)
+    ├── HTTPProblem          an HTTP error answer (4xx/5xx), served as problem+json (RFC 9457)
+    ├── ClosedError          (also RuntimeError) work handed to a closed Pipeline/LoopThread/Supervisor
+    └── UsageError           (also RuntimeError) an API called where it cannot work, e.g. run_sync()
+                             on the event loop's own thread; the message says what to do instead
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "HTTPProblem", "LoopwiseError"]
+__all__ = ["ClosedError", "ConfigError", "HTTPProblem", "LoopwiseError", "UsageError"]
 
 
 class LoopwiseError(Exception):
@@ -53,3 +56,15 @@ class HTTPProblem(LoopwiseError):
         self.headers = dict(headers or {})
         self.extensions = extensions
         super().__init__(f"{status} {title or ''}".rstrip() + (f": {detail}" if detail else ""))
+
+
+class ClosedError(LoopwiseError, RuntimeError):
+    """Work was handed to a Pipeline, LoopThread or Supervisor that is closing or closed.
+
+    The work was not accepted: nothing of it ran. ``__cause__`` is the failure that closed it, if any.
+    """
+
+
+class UsageError(LoopwiseError, RuntimeError):
+    """An API was called where it cannot work (for example ``run_sync()`` on the event loop's own
+    thread, where it would deadlock); the message says what to do instead."""

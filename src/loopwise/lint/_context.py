@@ -94,7 +94,7 @@ _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
 def normalize(qualname: str) -> str:
-    """Fold private module paths onto the public name (``asyncio.tasks.sleep``: ``asyncio.sleep``)."""
+    """Map private module paths to public names: ``asyncio.tasks.sleep`` is ``asyncio.sleep``."""
     parts = qualname.split(".")
     if len(parts) > 2 and parts[0] == "asyncio" and parts[1] in _ASYNCIO_SUBMODULES:
         return "asyncio." + ".".join(parts[2:])

@@ -15,14 +15,16 @@ import re
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from time import perf_counter
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from loopwise._exceptions import HTTPProblem
-from loopwise.http.server._problem import problem_response, status_phrase
+from loopwise.http.server._problem import build_problem, status_phrase
 
 __all__ = [
+    "REQUEST_ID_KEY",
     "RequestIdFilter",
     "access_log_middleware",
     "current_request_id",
@@ -32,10 +34,19 @@ __all__ = [
     "timeout_middleware",
 ]
 
-# Request storage keys (strings so that aiohttp versions without web.RequestKey work).
-REQUEST_ID_KEY = "loopwise.request_id"
-_REQUEST_ID_HEADER_KEY = "loopwise.request_id_header"
-_DEADLINE_KEY = "loopwise.deadline"
+_T = TypeVar("_T")
+
+
+def _request_key(name: str, kind: type[_T]) -> web.RequestKey[_T]:
+    """A typed request storage key (a plain string on aiohttp before 3.14)."""
+    factory = getattr(web, "RequestKey", None)
+    key: web.RequestKey[_T] = factory(name, kind) if factory is not None else name  # type: ignore[assignment]
+    return key
+
+
+REQUEST_ID_KEY = _request_key("loopwise.request_id", str)
+_REQUEST_ID_HEADER_KEY = _request_key("loopwise.request_id_header", str)
+_DEADLINE_KEY = _request_key("loopwise.deadline", asyncio.Timeout)
 
 _request_id: ContextVar[str | None] = ContextVar("loopwise_request_id", default=None)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -79,7 +90,7 @@ def request_id_middleware(
 ) -> Middleware:
     """Give every request an id: the client's ``header`` when it is a sane token, else a new one.
 
-    Guarantees: the id is in ``request["loopwise.request_id"]``, in :func:`current_request_id`
+    Guarantees: the id is in ``request[REQUEST_ID_KEY]``, in :func:`current_request_id`
     for the handler's duration, and in the response's ``header`` (also on error answers; streaming
     responses get it in apps made by ``create_app``). An incoming id longer than 128 characters or
     with characters outside ``[A-Za-z0-9._:@/+=-]`` is replaced, never echoed. With
@@ -199,26 +210,27 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
         try:
             return await handler(request)
         except HTTPProblem as exc:
-            return problem_response(
+            return build_problem(
                 exc.status,
-                title=exc.title,
-                detail=exc.detail,
-                type=exc.type,
-                instance=request.path,
-                headers=exc.headers,
-                **{**exc.extensions, **_request_id_member(request)},
+                exc.title,
+                exc.detail,
+                exc.type,
+                request.path,
+                exc.headers,
+                {**exc.extensions, **_request_id_member(request)},
             )
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             headers = {k: v for k, v in exc.headers.items() if k.lower() not in _DROPPED_HEADERS}
-            return problem_response(
+            return build_problem(
                 exc.status,
-                title=status_phrase(exc.status) if exc.reason is None else exc.reason,
-                detail=_detail_of(exc),
-                instance=request.path,
-                headers=headers,
-                **_request_id_member(request),
+                exc.reason or status_phrase(exc.status),
+                _detail_of(exc),
+                "about:blank",
+                request.path,
+                headers,
+                _request_id_member(request),
             )
         except (asyncio.CancelledError, ConnectionError):
             raise
@@ -233,7 +245,9 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
             )
             if request.writer is not None and request.writer.output_size > 0:
                 raise
-            return problem_response(500, instance=request.path, **_request_id_member(request))
+            return build_problem(
+                500, None, None, "about:blank", request.path, None, _request_id_member(request)
+            )
 
     return problem
 
@@ -266,7 +280,8 @@ def timeout_middleware(seconds: float) -> Middleware:
                 return await handler(request)
         except TimeoutError:
             if deadline.expired():
-                raise web.HTTPServiceUnavailable(text=detail, headers={"Retry-After": "1"}) from None
+                headers = {"Retry-After": "1"}
+                raise web.HTTPServiceUnavailable(text=detail, headers=headers) from None
             raise
         finally:
             request.pop(_DEADLINE_KEY, None)

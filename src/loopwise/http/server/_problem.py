@@ -40,6 +40,19 @@ def problem_response(
     ``title`` defaults to the status phrase. Extension members never replace the standard ones;
     values that are not JSON serialisable are written as their ``str()``.
     """
+    return build_problem(status, title, detail, type, instance, headers, extensions)
+
+
+def build_problem(
+    status: int,
+    title: str | None,
+    detail: str | None,
+    type: str,
+    instance: str | None,
+    headers: Mapping[str, str] | None,
+    extensions: Mapping[str, object],
+) -> web.Response:
+    """:func:`problem_response` with the extension members as a mapping."""
     body: dict[str, object] = {
         "type": type,
         "title": title or status_phrase(status),

@@ -22,7 +22,7 @@ class StreamOwner(Protocol):
 STREAMS_KEY = web.AppKey("loopwise.streams", set[StreamOwner])
 
 
-def register_streams(request: web.BaseRequest, owner: StreamOwner) -> None:
+def register_streams(request: web.Request, owner: StreamOwner) -> None:
     """Let the app (if made by ``create_app``) close ``owner`` when it shuts down."""
     owners = request.config_dict.get(STREAMS_KEY)
     if owners is not None:
