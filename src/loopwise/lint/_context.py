@@ -48,6 +48,12 @@ _FACTORY_RESULTS: dict[str, str] = {
     "asyncio.get_running_loop": LOOP_TYPE,
     "asyncio.new_event_loop": LOOP_TYPE,
     "uvloop.new_event_loop": LOOP_TYPE,
+    "uvloop.Loop": LOOP_TYPE,
+    "asyncio.BaseEventLoop": LOOP_TYPE,
+    "asyncio.EventLoop": LOOP_TYPE,
+    "asyncio.SelectorEventLoop": LOOP_TYPE,
+    "asyncio.ProactorEventLoop": LOOP_TYPE,
+    "asyncio.Runner.get_loop": LOOP_TYPE,
     "requests.session": "requests.Session",
     "requests.sessions.Session": "requests.Session",
     "sqlite3.connect": "sqlite3.Connection",
@@ -101,14 +107,39 @@ def normalize(qualname: str) -> str:
     return qualname
 
 
+_NOT_CHILDREN = frozenset(
+    {
+        "arg", "asname", "attr", "conversion", "ctx", "id", "is_async", "kind", "level",
+        "module", "name", "names", "op", "ops", "simple", "type_comment",
+    }
+)  # fmt: skip
+_CHILD_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}
+
+
+def child_nodes(node: ast.AST) -> list[ast.AST]:
+    """The direct children of ``node`` worth visiting (no ``ctx``/operator nodes), in order."""
+    fields = _CHILD_FIELDS.get(type(node))
+    if fields is None:
+        fields = tuple(f for f in type(node)._fields if f not in _NOT_CHILDREN)
+        _CHILD_FIELDS[type(node)] = fields
+    children: list[ast.AST] = []
+    for name in fields:
+        value = getattr(node, name, None)
+        if type(value) is list:
+            children.extend(item for item in value if isinstance(item, ast.AST))
+        elif isinstance(value, ast.AST):
+            children.append(value)
+    return children
+
+
 def walk_shallow(node: ast.AST) -> Iterator[ast.AST]:
     """Yield the descendants of ``node`` in its own scope (not in nested defs, lambdas, classes)."""
-    stack = list(ast.iter_child_nodes(node))
+    stack = child_nodes(node)
     while stack:
         child = stack.pop()
         yield child
         if not isinstance(child, _SCOPE_NODES):
-            stack.extend(ast.iter_child_nodes(child))
+            stack.extend(child_nodes(child))
 
 
 def _import_target(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
@@ -286,16 +317,119 @@ def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     return names
 
 
+@dataclass(slots=True)
+class Bindings:
+    """What one function, lambda or comprehension binds, gathered before the walk."""
+
+    imports: dict[str, str | None] = field(default_factory=dict)
+    bound: set[str] = field(default_factory=set)
+    declared_outer: set[str] = field(default_factory=set)
+    nodes: defaultdict[str, list[ast.AST]] = field(default_factory=lambda: defaultdict(list))
+
+
+_ASSIGNING = (
+    ast.Assign,
+    ast.AnnAssign,
+    ast.AugAssign,
+    ast.For,
+    ast.AsyncFor,
+    ast.With,
+    ast.AsyncWith,
+    ast.NamedExpr,
+)
+
+
+class _Binder:
+    """One pass over a module recording, for every scope node, the names it binds."""
+
+    def __init__(self, module: str, is_package: bool) -> None:
+        self.module = module
+        self.is_package = is_package
+        self.table: dict[ast.AST, Bindings] = {}
+
+    def run(self, tree: ast.Module) -> dict[ast.AST, Bindings]:
+        top = Bindings()  # module level is described by ModuleScope instead
+        for statement in tree.body:
+            self._visit(statement, top)
+        return self.table
+
+    def _function(self, node: ast.AST, args: ast.arguments, current: Bindings) -> Bindings:
+        for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+            self._visit(default, current)
+        inner = Bindings()
+        for param in _param_names(args):
+            if param.annotation is not None:
+                self._visit(param.annotation, current)
+            inner.bound.add(param.arg)
+            inner.nodes[param.arg].append(param)
+        self.table[node] = inner
+        return inner
+
+    def _visit(self, node: ast.AST, current: Bindings) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            current.bound.add(node.name)
+            for decorator in node.decorator_list:
+                self._visit(decorator, current)
+            if node.returns is not None:
+                self._visit(node.returns, current)
+            inner = self._function(node, node.args, current)
+            for statement in node.body:
+                self._visit(statement, inner)
+        elif isinstance(node, ast.Lambda):
+            self._visit(node.body, self._function(node, node.args, current))
+        elif isinstance(node, ast.ClassDef):
+            current.bound.add(node.name)
+            for child in [*node.decorator_list, *node.bases, *node.keywords]:
+                self._visit(child, current)
+            class_body = Bindings()  # class-level names are not visible inside methods
+            for statement in node.body:
+                self._visit(statement, class_body)
+        elif isinstance(node, _COMPREHENSIONS):
+            inner = Bindings()
+            for generator in node.generators:
+                inner.bound.update(_stored_names(generator.target))
+            self.table[node] = inner
+            for child in child_nodes(node):
+                self._visit(child, inner)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for bound, target in import_bindings(node, self.module, self.is_package):
+                current.imports[bound] = target
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            current.declared_outer.update(node.names)
+        elif isinstance(node, ast.Name):
+            if not isinstance(node.ctx, ast.Load):
+                current.bound.add(node.id)
+        else:
+            if isinstance(node, _ASSIGNING):
+                for target in _assignment_targets(node):
+                    for name in _stored_names(target):
+                        current.nodes[name].append(node)
+            else:
+                name = _declared_name(node)
+                if name:
+                    current.bound.add(name)
+            for child in child_nodes(node):
+                self._visit(child, current)
+
+
 class FileContext:
     """Name resolution for one module, following the scopes the walker is currently inside."""
 
-    def __init__(self, tree: ast.Module, module: str, is_package: bool) -> None:
+    def __init__(
+        self,
+        tree: ast.Module,
+        module: str,
+        is_package: bool,
+        bindings: dict[ast.AST, Bindings] | None = None,
+    ) -> None:
         self.tree = tree
         self.module = ModuleScope.build(tree, module, is_package)
+        self.bindings = bindings if bindings is not None else _Binder(module, is_package).run(tree)
         self.scopes: list[Scope] = []
         self.classes: list[ast.ClassDef] = []
         self._owners: list[ast.AST] = []  # classes and scopes, in the order they were entered
-        self._class_attr_origins: dict[int, dict[str, str | None]] = {}
+        self._class_attr_origins: dict[ast.ClassDef, dict[str, str | None]] = {}
+        self._class_attr_assignments: dict[ast.ClassDef, dict[str, list[ast.AST | None]]] = {}
         self._module_origins: dict[str, str | None] = {}
 
     # -- scope bookkeeping -------------------------------------------------------------------
@@ -305,12 +439,16 @@ class FileContext:
             self.classes.append(node)
             self._owners.append(node)
             return
-        scope = Scope(node=node)
-        if isinstance(node, _COMPREHENSIONS):
-            for generator in node.generators:
-                scope.bound.update(_stored_names(generator.target))
-        else:
-            self._fill_function_scope(scope, node)
+        found = self.bindings.get(node) or Bindings()
+        scope = Scope(
+            node=node,
+            imports=found.imports,
+            bound=found.bound,
+            declared_outer=found.declared_outer,
+            _bindings=found.nodes,
+        )
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            self._mark_method(scope, node)
         self.scopes.append(scope)
         self._owners.append(node)
 
@@ -321,33 +459,13 @@ class FileContext:
         else:
             self.scopes.pop()
 
-    def _fill_function_scope(self, scope: Scope, node: ast.AST) -> None:
-        assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-        params = _param_names(node.args)
-        scope.bound.update(arg.arg for arg in params)
-        owner = self._direct_class_of(node)
-        if owner is not None and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            decorators = _decorator_names(node)
-            positional = [*node.args.posonlyargs, *node.args.args]
-            if "staticmethod" not in decorators and positional:
-                scope.class_qualname = self.class_qualname()
-                scope.self_name = positional[0].arg
-        if isinstance(node, ast.Lambda):
+    def _mark_method(self, scope: Scope, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if self._direct_class_of(node) is None:
             return
-        for child in walk_shallow(node):
-            if isinstance(child, ast.Import | ast.ImportFrom):
-                for bound, target in import_bindings(
-                    child, self.module.name, self.module.is_package
-                ):
-                    scope.imports[bound] = target
-            elif isinstance(child, ast.Global | ast.Nonlocal):
-                scope.declared_outer.update(child.names)
-            elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store | ast.Del):
-                scope.bound.add(child.id)
-            else:
-                name = _declared_name(child)
-                if name:
-                    scope.bound.add(name)
+        positional = [*node.args.posonlyargs, *node.args.args]
+        if "staticmethod" not in _decorator_names(node) and positional:
+            scope.class_qualname = self.class_qualname()
+            scope.self_name = positional[0].arg
 
     def _direct_class_of(self, node: ast.AST) -> ast.ClassDef | None:
         """The class whose body defines ``node`` directly (the walker entered it last)."""
@@ -486,20 +604,7 @@ class FileContext:
 
     def _scope_bindings(self, scope: Scope) -> dict[str, list[ast.AST]]:
         """Every node that binds each name in ``scope``: parameters and assignments."""
-        if scope._bindings is not None:
-            return scope._bindings
-        found: dict[str, list[ast.AST]] = {}
-        node = scope.node
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            for arg in _param_names(node.args):
-                found.setdefault(arg.arg, []).append(arg)
-            if not isinstance(node, ast.Lambda):
-                for child in walk_shallow(node):
-                    for target in _assignment_targets(child):
-                        for bound in _stored_names(target):
-                            found.setdefault(bound, []).append(child)
-        scope._bindings = defaultdict(list, found)
-        return scope._bindings
+        return scope._bindings if scope._bindings is not None else {}
 
     @staticmethod
     def _agreed_origin(values: list[str | None]) -> str | None:
@@ -547,47 +652,25 @@ class FileContext:
         cls = self.classes[-1] if self.classes else None
         if cls is None:
             return None
-        origins = self._class_attr_origins.get(id(cls))
-        if origins is None:
-            origins = self._collect_class_attr_origins(cls)
-            self._class_attr_origins[id(cls)] = origins
-        return origins.get(expr.attr)
+        assignments = self._class_attr_assignments.get(cls)
+        if assignments is None:
+            assignments = _collect_self_assignments(cls)
+            self._class_attr_assignments[cls] = assignments
+        cache = self._class_attr_origins.setdefault(cls, {})
+        if expr.attr not in cache:
+            cache[expr.attr] = None  # guards against `self.x = self.x.f()` cycles
+            values = [self._attribute_value_origin(node) for node in assignments.get(expr.attr, [])]
+            cache[expr.attr] = self._agreed_origin(values)
+        return cache[expr.attr]
 
-    def _collect_class_attr_origins(self, cls: ast.ClassDef) -> dict[str, str | None]:
-        found: dict[str, list[str | None]] = {}
-        for statement in cls.body:
-            if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-                found.setdefault(statement.target.id, []).append(
-                    self._annotation_type(statement.annotation)
-                )
-        for method in cls.body:
-            if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            positional = [*method.args.posonlyargs, *method.args.args]
-            if not positional:
-                continue
-            self_name = positional[0].arg
-            for child in ast.walk(method):
-                if not isinstance(child, ast.Assign | ast.AnnAssign):
-                    continue
-                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
-                for target in targets:
-                    if (
-                        isinstance(target, ast.Attribute)
-                        and isinstance(target.value, ast.Name)
-                        and target.value.id == self_name
-                    ):
-                        value_origin = self._attribute_value_origin(child, method)
-                        found.setdefault(target.attr, []).append(value_origin)
-        return {name: self._agreed_origin(values) for name, values in found.items()}
-
-    def _attribute_value_origin(
-        self, node: ast.Assign | ast.AnnAssign, method: ast.FunctionDef | ast.AsyncFunctionDef
-    ) -> str | None:
+    def _attribute_value_origin(self, node: ast.AST | None) -> str | None:
+        """The type assigned by one ``self.x = ...`` (None for tuple targets, ``+=``, ...)."""
         if isinstance(node, ast.AnnAssign):
             annotated = self._annotation_type(node.annotation)
             if annotated is not None:
                 return annotated
+        if not isinstance(node, ast.Assign | ast.AnnAssign):
+            return None
         value = node.value
         if value is None or not isinstance(value, ast.Call):
             return None
@@ -597,3 +680,52 @@ class FileContext:
             return self.origin(value)
         finally:
             self.scopes = saved
+
+
+def walk_all(node: ast.AST) -> Iterator[ast.AST]:
+    """Every descendant of ``node`` (nested scopes included); faster than ``ast.walk``."""
+    stack = child_nodes(node)
+    while stack:
+        child = stack.pop()
+        yield child
+        stack.extend(child_nodes(child))
+
+
+def _collect_self_assignments(cls: ast.ClassDef) -> dict[str, list[ast.AST | None]]:
+    """For each ``self.<attr>``, the statements of the class's methods that assign it.
+
+    A class-level annotation counts as an assignment; an assignment whose type cannot be
+    read off (tuple unpacking, ``+=``, ``for self.x in``) is recorded as ``None``.
+    """
+    found: dict[str, list[ast.AST | None]] = defaultdict(list)
+    for statement in cls.body:
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            found[statement.target.id].append(statement)
+    for method in cls.body:
+        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        positional = [*method.args.posonlyargs, *method.args.args]
+        if not positional:
+            continue
+        self_name = positional[0].arg
+        for child in walk_all(method):
+            if not isinstance(child, _ASSIGNING):
+                continue
+            direct = isinstance(child, ast.AnnAssign) or (
+                isinstance(child, ast.Assign) and len(child.targets) == 1
+            )
+            for target in _assignment_targets(child):
+                for attribute in _self_attributes(target, self_name):
+                    found[attribute.attr].append(child if direct and attribute is target else None)
+    return found
+
+
+def _self_attributes(target: ast.AST, self_name: str) -> Iterator[ast.Attribute]:
+    if isinstance(target, ast.Attribute):
+        if isinstance(target.value, ast.Name) and target.value.id == self_name:
+            yield target
+    elif isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            yield from _self_attributes(element, self_name)
+    elif isinstance(target, ast.Starred):
+        yield from _self_attributes(target.value, self_name)

@@ -72,10 +72,9 @@ class ModuleSummary:
         return hashlib.blake2b(pickle.dumps(self, protocol=5), digest_size=16).hexdigest()
 
 
-def summarize(tree: ast.Module, module: str, is_package: bool) -> ModuleSummary:
+def summarize(ctx: FileContext) -> ModuleSummary:
     """Reduce a parsed module to what other modules need to know about it."""
-    ctx = FileContext(tree, module, is_package)
-    summary = ModuleSummary(name=module)
+    summary = ModuleSummary(name=ctx.module.name)
     scope = ctx.module
     for bound, target in scope.imports.items():
         if target is not None and bound not in scope.ambiguous:

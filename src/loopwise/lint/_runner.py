@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from loopwise.lint._context import FileContext, Scope
+from loopwise.lint._context import Bindings, FileContext, Scope, child_nodes
 from loopwise.lint._finding import Finding
 from loopwise.lint._project import ModuleSummary, Project, summarize
 from loopwise.lint._rule import Rule
@@ -19,6 +19,8 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 
 _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z]+[0-9]+(?:\s*,\s*[A-Za-z]+[0-9]+)*))?", re.I)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
@@ -33,6 +35,7 @@ class ParsedModule:
     source: bytes
     tree: ast.Module | None
     error: Finding | None
+    bindings: dict[ast.AST, Bindings] | None = None  # shared by the summary and the check
 
 
 def parse_module(path: str, source: bytes, module: str, is_package: bool) -> ParsedModule:
@@ -68,7 +71,9 @@ def summarize_module(parsed: ParsedModule) -> ModuleSummary:
     if parsed.tree is None:
         return ModuleSummary(name=parsed.module)
     try:
-        return summarize(parsed.tree, parsed.module, parsed.is_package)
+        context = FileContext(parsed.tree, parsed.module, parsed.is_package)
+        parsed.bindings = context.bindings
+        return summarize(context)
     except RecursionError:
         return ModuleSummary(name=parsed.module)
 
@@ -89,7 +94,7 @@ class Checker:
         self.path = parsed.path
         self.tree = parsed.tree
         self.project = project
-        self.ctx = FileContext(parsed.tree, parsed.module, parsed.is_package)
+        self.ctx = FileContext(parsed.tree, parsed.module, parsed.is_package, parsed.bindings)
         self.parents: list[ast.AST] = []
         self.findings: list[Finding] = []
         self._rule: Rule | None = None
@@ -127,7 +132,7 @@ class Checker:
         """The nearest loop of the current function whose body (re-)runs ``node``."""
         child = node
         for parent in reversed(self.parents):
-            if isinstance(parent, _FUNCTIONS | ast.Lambda | ast.ClassDef):
+            if isinstance(parent, (*_FUNCTIONS, ast.Lambda, ast.ClassDef)):
                 return None
             if isinstance(parent, _LOOPS) and _in_list(child, parent.body):
                 return parent
@@ -142,7 +147,7 @@ class Checker:
 
     def enclosing_function_node(self) -> ast.AST | None:
         for parent in reversed(self.parents):
-            if isinstance(parent, _FUNCTIONS | ast.Lambda):
+            if isinstance(parent, (*_FUNCTIONS, ast.Lambda)):
                 return parent
         return None
 
@@ -186,11 +191,11 @@ class Checker:
             self.ctx.leave(node)
         elif isinstance(node, _COMPREHENSIONS):
             self.ctx.enter(node)
-            for child in ast.iter_child_nodes(node):
+            for child in child_nodes(node):
                 self._walk(child)
             self.ctx.leave(node)
         else:
-            for child in ast.iter_child_nodes(node):
+            for child in child_nodes(node):
                 self._walk(child)
         parents.pop()
 
