@@ -401,13 +401,13 @@ class _Binder:
                 current.bound.add(node.id)
         else:
             if isinstance(node, _ASSIGNING):
-                for target in _assignment_targets(node):
-                    for name in _stored_names(target):
-                        current.nodes[name].append(node)
+                for assigned in _assignment_targets(node):
+                    for stored in _stored_names(assigned):
+                        current.nodes[stored].append(node)
             else:
-                name = _declared_name(node)
-                if name:
-                    current.bound.add(name)
+                declared = _declared_name(node)
+                if declared:
+                    current.bound.add(declared)
             for child in child_nodes(node):
                 self._visit(child, current)
 
