@@ -1,0 +1,242 @@
+"""RateLimiter: a FIFO token bucket (GCRA) driven by one timer."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+from dataclasses import dataclass
+from types import TracebackType
+
+__all__ = ["RateLimiter", "RateLimiterStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterStatistics:
+    """A snapshot of a :class:`RateLimiter`."""
+
+    rate: float
+    """Acquisitions allowed per ``per`` seconds."""
+    per: float
+    burst: int
+    waiting: int
+    """Tasks queued in ``acquire()`` right now."""
+    acquired: int
+    """Acquisitions granted so far."""
+    delayed: int
+    """Of those, how many had to wait."""
+    available: float
+    """Acquisitions that would be granted at once, now (0 to ``burst``)."""
+
+
+class RateLimiter:
+    """Limit how often something happens: at most ``rate`` acquisitions per ``per`` seconds.
+
+    ``async with limiter:`` or ``await limiter.acquire()`` waits until the call is allowed.
+
+    Guarantees:
+
+    * **Window bound.** In *any* time window of length ``W`` seconds (not just aligned ones) at
+      most ``burst + rate * W / per`` acquisitions are granted. With the default ``burst=1`` two
+      acquisitions are never closer than ``per / rate`` seconds. The limiter starts with ``burst``
+      acquisitions available (not a full second's worth: ``RateLimiter(100)`` grants 101 in the
+      first second at most, never 200).
+    * **FIFO.** Waiters are served in the order they called ``acquire()``; a newcomer never
+      overtakes a queued waiter, even when a slot is free at the moment it arrives.
+    * **Catch-up.** The schedule is kept on the loop's clock, not by adding up sleeps: when the
+      loop ran late, every acquisition whose slot has passed is granted at once, up to ``burst``.
+      (With ``burst=1`` the window bound itself forbids catching up; use ``burst=2`` or more to
+      hold the target rate on a busy loop.)
+    * **One timer.** However many tasks wait, the limiter keeps one timer handle and wakes each
+      waiter exactly once, when it is granted.
+    * **Cancellation.** A waiter cancelled while queued leaves the queue and consumes nothing. A
+      waiter cancelled after being granted but before it resumed gives the slot back when no one
+      was granted after it.
+
+    The limiter is not thread-safe and must be used from one event loop at a time; it may be
+    created outside a running loop.
+    """
+
+    __slots__ = (
+        "_acquired",
+        "_burst",
+        "_delayed",
+        "_interval",
+        "_last_granted",
+        "_loop",
+        "_per",
+        "_rate",
+        "_slack",
+        "_tat",
+        "_timer",
+        "_timer_when",
+        "_waiters",
+    )
+
+    def __init__(self, rate: float, *, per: float = 1.0, burst: int = 1) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise TypeError(
+                f"rate must be a number of acquisitions per `per` seconds, got {rate!r}"
+            )
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+        if not (isinstance(per, int | float) and math.isfinite(per) and per > 0):
+            raise ValueError(f"per must be a finite number of seconds > 0, got {per!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+        self._rate = float(rate)
+        self._per = float(per)
+        self._burst = burst
+        self._interval = self._per / self._rate
+        # GCRA: an acquisition at time `now` is allowed when now >= tat - slack; it then moves the
+        # theoretical arrival time to max(tat, now) + interval. Equivalent to a token bucket of
+        # capacity `burst` refilled at rate/per, starting full.
+        self._slack = (burst - 1) * self._interval
+        self._tat = -math.inf
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_granted: asyncio.Future[None] | None = None
+        self._acquired = 0
+        self._delayed = 0
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def per(self) -> float:
+        return self._per
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    async def acquire(self) -> None:
+        """Wait until an acquisition is allowed, then take it.
+
+        Returns without suspending when a slot is free and nobody is queued. Cancelling a waiting
+        call takes nothing from the limiter.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not self._waiters and now >= self._tat - self._slack:
+            self._tat = max(self._tat, now) + self._interval
+            self._acquired += 1
+            self._last_granted = None
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+        if self._timer is None:
+            self._loop = loop
+            self._schedule()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.cancelled():
+                self._forget(fut)
+            else:  # granted, then cancelled before we resumed
+                self._give_back(fut)
+            raise
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def statistics(self) -> RateLimiterStatistics:
+        """Return a snapshot of the limiter's state."""
+        loop = self._loop
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        if loop is None or self._tat == -math.inf:
+            available = float(self._burst)
+        else:
+            free = (loop.time() - (self._tat - self._slack)) / self._interval
+            available = min(float(self._burst), max(0.0, free + 1.0))
+        if self._waiters:
+            available = 0.0
+        return RateLimiterStatistics(
+            rate=self._rate,
+            per=self._per,
+            burst=self._burst,
+            waiting=len(self._waiters),
+            acquired=self._acquired,
+            delayed=self._delayed,
+            available=available,
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        per = f"{self._per:g}s"
+        return (
+            f"<RateLimiter {self._rate:g}/{per} burst={self._burst} waiting={stats.waiting} "
+            f"acquired={stats.acquired} available={stats.available:.2f}>"
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Arm the single timer for the moment the head waiter may go."""
+        assert self._loop is not None
+        self._timer_when = self._tat - self._slack
+        self._timer = self._loop.call_at(self._timer_when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        # A timer may fire up to the loop's clock resolution early: treat it as on time.
+        now = max(loop.time(), self._timer_when)
+        self._grant_due(now)
+
+    def _grant_due(self, now: float) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters[0]
+            if fut.done():  # cancelled while queued
+                waiters.popleft()
+                continue
+            if now < self._tat - self._slack:
+                break
+            waiters.popleft()
+            self._tat = max(self._tat, now) + self._interval
+            self._acquired += 1
+            self._delayed += 1
+            self._last_granted = fut
+            fut.set_result(None)
+        if waiters and self._timer is None:
+            self._schedule()
+
+    def _forget(self, fut: asyncio.Future[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(fut)
+        if not self._waiters and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _give_back(self, fut: asyncio.Future[None]) -> None:
+        # The slot is returned only if nothing was granted after it: rolling the schedule back
+        # past a later grant could let two grants end up closer than the window bound allows.
+        if self._last_granted is fut:
+            self._tat -= self._interval
+            self._last_granted = None
+        self._acquired -= 1
+        self._delayed -= 1
+        if self._waiters and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._waiters:
+            assert self._loop is not None
+            self._grant_due(self._loop.time())

@@ -1,0 +1,489 @@
+"""amap: map an async function over a (possibly infinite) iterable with bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import contextvars
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
+
+from loopwise.patterns._limit import RateLimiter
+
+__all__ = ["AMap", "AMapStatistics", "Failure", "amap"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+T_co = TypeVar("T_co", covariant=True)
+
+_MISSING: Any = object()
+_FULL: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Failure(Generic[T_co]):
+    """An item whose call failed, yielded by ``amap(..., errors="collect")`` in place of a result.
+
+    It is not an exception, so a function that *returns* exceptions cannot be confused with one
+    that raised; test with ``isinstance(x, loopwise.Failure)``.
+    """
+
+    item: T_co
+    """The input item."""
+    exception: Exception
+    """What ``fn(item)`` raised."""
+    index: int
+    """The item's position in the input, from 0."""
+
+    def unwrap(self) -> NoReturn:
+        """Raise the exception."""
+        raise self.exception
+
+
+@dataclass(frozen=True, slots=True)
+class AMapStatistics:
+    """A snapshot of an :class:`AMap`."""
+
+    concurrency: int
+    workers: int
+    """Worker tasks alive (started lazily, up to ``concurrency``)."""
+    running: int
+    """Calls of ``fn`` in progress."""
+    started: int
+    """Items pulled from the input so far."""
+    yielded: int
+    """Results handed to the consumer so far."""
+    buffered: int
+    """Finished results waiting to be yielded."""
+    failed: int
+    """Calls that raised (with ``errors="collect"``: failures yielded or waiting)."""
+    exhausted: bool
+    """The input has no more items."""
+
+
+class _State(Generic[T, R]):
+    """Everything the worker tasks share. The public :class:`AMap` owns it; workers never hold a
+    reference to the AMap itself, so dropping the AMap (leaving ``async for`` early) frees it."""
+
+    def __init__(
+        self,
+        fn: Callable[[T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+        concurrency: int,
+        cap: int,
+        ordered: bool,
+        collect: bool,
+        limiter: RateLimiter | None,
+    ) -> None:
+        self.fn = fn
+        self.items = items
+        self.it: Iterator[T] | None = None
+        self.ait: AsyncIterator[T] | None = None
+        self.pull_lock: asyncio.Lock | None = None
+        self.concurrency = concurrency
+        self.cap = cap
+        self.ordered = ordered
+        self.collect = collect
+        self.limiter = limiter
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread_id = 0
+        self.context: contextvars.Context | None = None
+        self.workers: set[asyncio.Task[None]] = set()
+        self.alive = 0
+        self.busy = 0
+        self.started = 0
+        self.yielded = 0
+        self.failed = 0
+        self.unordered: collections.deque[Any] = collections.deque()
+        self.reorder: dict[int, Any] = {}
+        self.waiter: asyncio.Future[None] | None = None
+        self.space_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.exhausted = False
+        self.error: BaseException | None = None
+        self.secondary_errors = 0
+        self.closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+        self.context = contextvars.copy_context()
+        items = self.items
+        if isinstance(items, AsyncIterable):
+            self.ait = aiter(items)
+            self.pull_lock = asyncio.Lock()
+        elif isinstance(items, Iterable):
+            self.it = iter(items)
+        else:
+            raise TypeError(f"amap() items must be an iterable or async iterable, got {items!r}")
+        del self.items
+        self.spawn()
+
+    def spawn(self) -> None:
+        assert self.loop is not None and self.context is not None
+        self.alive += 1
+        task = self.loop.create_task(self.work(), context=self.context.copy())
+        self.workers.add(task)
+        task.add_done_callback(self.workers.discard)
+
+    def cancel_all(self) -> None:
+        """Request cancellation of every worker (does not wait)."""
+        me = None
+        if self.thread_id == threading.get_ident():
+            try:
+                me = asyncio.current_task()
+            except RuntimeError:  # no running loop (garbage collection at teardown)
+                me = None
+        for task in list(self.workers):
+            if task is not me:
+                task.cancel()
+        self.wake_consumer()
+        self.wake_all_space()
+
+    async def shutdown(self) -> None:
+        """Cancel every worker and wait until all have finished."""
+        self.closed = True
+        self.cancel_all()
+        pending = [t for t in self.workers if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- signalling -----------------------------------------------------------------------------
+
+    def wake_consumer(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wake_space(self) -> None:
+        waiters = self.space_waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def wake_all_space(self) -> None:
+        waiters = self.space_waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait_space(self) -> None:
+        assert self.loop is not None
+        fut = self.loop.create_future()
+        self.space_waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.wake_space()  # pass the wake-up on
+            raise
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+            self.cancel_all()
+        elif exc is not self.error:
+            self.secondary_errors += 1
+
+    def exhaust(self) -> None:
+        self.exhausted = True
+        self.wake_all_space()
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    async def pull_async(self) -> Any:
+        """Next item of an async input, _MISSING at the end, _FULL when out of window."""
+        assert self.pull_lock is not None and self.ait is not None
+        async with self.pull_lock:
+            if self.exhausted or self.error is not None or self.closed:
+                return _MISSING
+            if self.started - self.yielded >= self.cap:
+                return _FULL
+            try:
+                item = await anext(self.ait)
+            except StopAsyncIteration:
+                self.exhaust()
+                return _MISSING
+            return item
+
+    async def work(self) -> None:
+        fn = self.fn
+        collect = self.collect
+        ordered = self.ordered
+        limiter = self.limiter
+        it = self.it
+        try:
+            while True:
+                if self.error is not None or self.exhausted or self.closed:
+                    return
+                if self.started - self.yielded >= self.cap:
+                    await self.wait_space()
+                    continue
+                if it is not None:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        self.exhaust()
+                        return
+                else:
+                    item = await self.pull_async()
+                    if item is _FULL:
+                        continue
+                    if item is _MISSING:
+                        return
+                index = self.started
+                self.started = index + 1
+                # Keep one spare worker ready to pull while this one is busy, up to concurrency.
+                if self.alive - self.busy <= 1 and self.alive < self.concurrency:
+                    self.spawn()
+                if limiter is not None:
+                    await limiter.acquire()
+                self.busy += 1
+                try:
+                    result: Any = await fn(item)
+                except Exception as exc:
+                    self.failed += 1
+                    if not collect:
+                        self.fail(exc)
+                        return
+                    result = Failure(item, exc, index)
+                finally:
+                    self.busy -= 1
+                if ordered:
+                    self.reorder[index] = result
+                    if index == self.yielded:
+                        self.wake_consumer()
+                else:
+                    self.unordered.append(result)
+                    if self.waiter is not None:
+                        self.wake_consumer()
+        except asyncio.CancelledError:
+            if self.error is None and not self.closed:
+                # Cancelled by someone other than amap (fn awaited a cancelled future, or the
+                # worker was cancelled from outside): report it rather than hang the consumer.
+                self.fail(asyncio.CancelledError("an amap worker was cancelled from outside"))
+            raise
+        except Exception as exc:  # the input iterator failed
+            self.fail(exc)
+        finally:
+            self.alive -= 1
+            if self.alive == 0:
+                self.wake_consumer()
+
+
+class AMap(AsyncIterator[R]):
+    """The async iterator returned by :func:`amap`; also an async context manager that cancels
+    and awaits all its work on exit. Work starts at the first ``__anext__`` (or ``async with``)."""
+
+    __slots__ = ("_fn_name", "_s")
+
+    def __init__(self, state: _State[Any, R], fn_name: str) -> None:
+        self._s = state
+        self._fn_name = fn_name
+
+    def __aiter__(self) -> AMap[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        s = self._s
+        if s.loop is None:
+            if s.closed:
+                raise StopAsyncIteration
+            s.start()
+        while True:
+            if s.error is not None:
+                await self._raise_error()
+            if s.ordered:
+                result = s.reorder.pop(s.yielded, _MISSING)
+                if result is not _MISSING:
+                    s.yielded += 1
+                    if s.space_waiters:
+                        s.wake_space()
+                    return result  # type: ignore[no-any-return]
+            elif s.unordered:
+                s.yielded += 1
+                if s.space_waiters:
+                    s.wake_space()
+                return s.unordered.popleft()  # type: ignore[no-any-return]
+            if s.alive == 0 or s.closed:
+                s.closed = True
+                raise StopAsyncIteration
+            assert s.loop is not None
+            waiter = s.loop.create_future()
+            s.waiter = waiter
+            try:
+                await waiter
+            finally:
+                if s.waiter is waiter:
+                    s.waiter = None
+
+    async def _raise_error(self) -> NoReturn:
+        s = self._s
+        error = s.error
+        assert error is not None
+        await s.shutdown()
+        s.reorder.clear()
+        s.unordered.clear()
+        if s.secondary_errors:
+            error.add_note(
+                f"amap: {s.secondary_errors} other call(s) also failed while the rest was cancelled"
+            )
+            s.secondary_errors = 0
+        s.error = None  # raised once; the iterator is finished afterwards
+        raise error
+
+    async def aclose(self) -> None:
+        """Cancel all work still running and wait for it to finish. Idempotent."""
+        s = self._s
+        if s.loop is None:
+            s.closed = True
+            return
+        await s.shutdown()
+        s.reorder.clear()
+        s.unordered.clear()
+
+    async def __aenter__(self) -> AMap[R]:
+        s = self._s
+        if s.loop is None and not s.closed:
+            s.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # Leaving `async for` early drops the iterator: cancel whatever still runs.
+        s = self._s
+        if s.loop is None or not s.workers or s.loop.is_closed():
+            return
+        s.closed = True
+        if threading.get_ident() == s.thread_id:
+            s.cancel_all()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                s.loop.call_soon_threadsafe(s.cancel_all)
+
+    def statistics(self) -> AMapStatistics:
+        s = self._s
+        return AMapStatistics(
+            concurrency=s.concurrency,
+            workers=s.alive,
+            running=s.busy,
+            started=s.started,
+            yielded=s.yielded,
+            buffered=len(s.reorder) + len(s.unordered),
+            failed=s.failed,
+            exhausted=s.exhausted,
+        )
+
+    def __repr__(self) -> str:
+        st = self.statistics()
+        s = self._s
+        mode = "ordered" if s.ordered else "unordered"
+        state = "closed" if s.closed else ("new" if s.loop is None else "running")
+        return (
+            f"<amap {self._fn_name} {state} {mode} concurrency={st.concurrency} "
+            f"workers={st.workers} running={st.running} started={st.started} "
+            f"yielded={st.yielded} buffered={st.buffered} failed={st.failed}>"
+        )
+
+
+@overload
+def amap(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    concurrency: int,
+    ordered: bool = ...,
+    rate: float | None = ...,
+    burst: int = ...,
+    errors: Literal["raise"] = ...,
+    buffer: int | None = ...,
+) -> AMap[R]: ...
+
+
+@overload
+def amap(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    concurrency: int,
+    ordered: bool = ...,
+    rate: float | None = ...,
+    burst: int = ...,
+    errors: Literal["collect"],
+    buffer: int | None = ...,
+) -> AMap[R | Failure[T]]: ...
+
+
+def amap(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    concurrency: int,
+    ordered: bool = True,
+    rate: float | None = None,
+    burst: int = 1,
+    errors: Literal["raise", "collect"] = "raise",
+    buffer: int | None = None,
+) -> AMap[R] | AMap[R | Failure[T]]:
+    """Map ``fn`` over ``items`` with at most ``concurrency`` calls running, as an async iterator.
+
+    ``items`` may be a sync iterable, an async iterable, or infinite: it is pulled lazily, one
+    item when a worker is ready for it, so memory stays O(concurrency + buffer) whatever the
+    length. ``amap`` itself does no work until iterated.
+
+    * ``ordered=True``: results come in input order. A slow item does not stop new work: items
+      after it keep starting and finishing while their results wait in a reorder buffer, until
+      ``concurrency + buffer`` items are started but not yet yielded; only then do new starts
+      wait for the slow one. ``ordered=False``: results come as they complete, under the same
+      bound (which also applies backpressure to a slow consumer).
+    * ``buffer``: how far work may run ahead of the consumer (default ``2 * concurrency``).
+    * ``rate``: at most this many calls start per second, with ``burst`` allowed at once
+      (a :class:`RateLimiter`; see its window bound).
+    * ``errors="raise"``: the first exception from ``fn`` (or from the input iterator) cancels all
+      calls in flight, waits for them, and is raised by the ``async for``; results not yet
+      yielded are discarded. ``errors="collect"``: every item is processed; a call that raised
+      is yielded as a :class:`Failure` (its item, exception and index) in the result's place.
+      Only ``Exception`` subclasses are collected; an input iterator that raises still raises.
+    * Leaving the ``async for`` early (``break``, an exception, the iterator dropped) cancels
+      every call still running. ``async with amap(...) as results:`` also *waits* for them to
+      finish, which makes the cleanup deterministic; use it when the iterator is stored in a
+      variable (a stored iterator is not dropped by ``break``).
+
+    ``fn`` runs in worker tasks (started lazily, at most ``concurrency``) inside a copy of the
+    context of the task that started iterating; a worker handles many items in turn, so a
+    context variable set by ``fn`` can be seen by later items on the same worker. An async input
+    is pulled by one worker at a time. The input iterator is not closed by ``amap``.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    if errors not in ("raise", "collect"):
+        raise ValueError(f'errors must be "raise" or "collect", got {errors!r}')
+    if buffer is None:
+        buffer = 2 * concurrency
+    elif isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0:
+        raise ValueError(f"buffer must be an int >= 0 or None, got {buffer!r}")
+    if not isinstance(items, Iterable | AsyncIterable):
+        raise TypeError(f"amap() items must be an iterable or async iterable, got {items!r}")
+    limiter = RateLimiter(rate, burst=burst) if rate is not None else None
+    state: _State[T, Any] = _State(
+        fn, items, concurrency, concurrency + buffer, ordered, errors == "collect", limiter
+    )
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return AMap(state, name)

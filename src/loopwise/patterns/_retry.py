@@ -1,0 +1,427 @@
+"""retry: an immutable policy, used as a decorator, through ``call()``, or as an attempt loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import math
+import random as _random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, TypeVar
+
+__all__ = ["Attempt", "Retry", "retry"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ExceptionFilter = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+)
+
+_MAX_EXPONENT = 64
+
+
+def retry_after_attribute(outcome: object) -> float | None:
+    """The default delay hint: the ``retry_after`` attribute of the exception or result.
+
+    A number of seconds or a :class:`datetime.timedelta`; anything else (missing, ``None``,
+    negative, NaN) means "no hint".
+    """
+    value = getattr(outcome, "retry_after", None)
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
+def _never_retry(exc: BaseException) -> bool:
+    # Only Exception subclasses are ever retried: CancelledError, KeyboardInterrupt, SystemExit
+    # and GeneratorExit derive from BaseException alone.
+    if not isinstance(exc, Exception):
+        return True
+    task = _current_task()
+    # A regular exception raised while our task is being cancelled (code that turned the
+    # CancelledError into something else): retrying would swallow the cancellation.
+    return task is not None and task.cancelling() > 0
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Retry:
+    """An immutable retry policy. Build it with :func:`retry`; see that function for the options.
+
+    A policy holds no per-call state: one instance can serve any number of concurrent calls. Each
+    call (decorated call, :meth:`call`, or ``async for attempt in policy``) gets its own attempt
+    counter and clock.
+    """
+
+    attempts: int | None = 3
+    on: ExceptionFilter = Exception
+    on_result: Callable[[Any], bool] | None = None
+    backoff: float = 0.1
+    max_backoff: float = 10.0
+    jitter: bool = True
+    max_time: float | None = None
+    delay_hint: Callable[[object], float | None] | None = retry_after_attribute
+    max_hint: float = 60.0
+    on_retry: Callable[[Attempt], None] | None = None
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+    random: Callable[[], float] = _random.random
+
+    def __post_init__(self) -> None:
+        if self.attempts is not None and (
+            isinstance(self.attempts, bool)
+            or not isinstance(self.attempts, int)
+            or self.attempts < 1
+        ):
+            raise ValueError(
+                f"attempts must be an int >= 1 or None (no limit), got {self.attempts!r}"
+            )
+        for name in ("backoff", "max_backoff", "max_hint"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        if self.max_time is not None and not (
+            isinstance(self.max_time, int | float) and self.max_time > 0
+        ):
+            raise ValueError(
+                f"max_time must be a number of seconds > 0 or None, got {self.max_time!r}"
+            )
+        _check_filter(self.on)
+
+    # -- the schedule ---------------------------------------------------------------------------
+
+    def compute_backoff(self, failed_attempts: int) -> float:
+        """The delay after the ``failed_attempts``-th failure when no hint is given.
+
+        ``min(max_backoff, backoff * 2 ** (failed_attempts - 1))``, multiplied by a uniform random
+        factor in [0, 1) when ``jitter`` is on ("full jitter").
+        """
+        exponent = min(max(failed_attempts - 1, 0), _MAX_EXPONENT)
+        ceiling = min(self.max_backoff, self.backoff * 2.0**exponent)
+        return ceiling * self.random() if self.jitter else ceiling
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether this policy would retry ``exc`` (ignoring attempts and time left)."""
+        if _never_retry(exc):
+            return False
+        on = self.on
+        if isinstance(on, type | tuple):
+            return isinstance(exc, on)
+        return bool(on(exc))
+
+    # -- the three ways to use it ---------------------------------------------------------------
+
+    def __aiter__(self) -> AttemptLoop:
+        """Start a new attempt loop: ``async for attempt in policy: with attempt: ...``."""
+        return AttemptLoop(self)
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``await fn(*args, **kwargs)`` under this policy and return its result.
+
+        On giving up, the last exception is raised (with a note saying why the policy gave up),
+        or, when ``on_result`` asked for the retries, the last result is returned as it is.
+        """
+        async for attempt in self:
+            with attempt:
+                result = await fn(*args, **kwargs)
+                if (
+                    self.on_result is not None
+                    and self.on_result(result)
+                    and attempt.request_retry(delay=self._hint(result), result=result)
+                ):
+                    continue
+                return result
+        raise AssertionError("unreachable: an attempt ended without result or retry")
+
+    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Decorate an async function: every call runs under this policy (see :meth:`call`)."""
+        if not callable(fn):
+            raise TypeError(f"retry(...) decorates an async function, got {fn!r}")
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def _hint(self, outcome: object) -> float | None:
+        if self.delay_hint is None:
+            return None
+        return self.delay_hint(outcome)
+
+    def replace(self, **changes: Any) -> Retry:
+        """A copy of this policy with some options changed."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        parts = [f"attempts={self.attempts}"]
+        if self.max_time is not None:
+            parts.append(f"max_time={self.max_time:g}")
+        parts.append(f"backoff={self.backoff:g}..{self.max_backoff:g}")
+        parts.append("full-jitter" if self.jitter else "no-jitter")
+        on = self.on
+        if isinstance(on, type):
+            parts.append(f"on={on.__name__}")
+        elif isinstance(on, tuple):
+            parts.append("on=(" + ", ".join(t.__name__ for t in on) + ")")
+        else:
+            parts.append(f"on={getattr(on, '__name__', repr(on))}")
+        if self.on_result is not None:
+            parts.append("on_result=...")
+        parts.append(f"max_hint={self.max_hint:g}")
+        return "<Retry " + " ".join(parts) + ">"
+
+
+def _check_filter(on: object) -> None:
+    if isinstance(on, type):
+        if not issubclass(on, BaseException):
+            raise TypeError(f"on= takes exception classes or a predicate, got {on!r}")
+        return
+    if isinstance(on, tuple):
+        for item in on:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise TypeError(f"on= tuple must hold exception classes only, got {item!r}")
+        return
+    if not callable(on):
+        raise TypeError(f"on= takes exception classes or a predicate, got {on!r}")
+
+
+def retry(
+    *,
+    attempts: int | None = 3,
+    on: ExceptionFilter = Exception,
+    on_result: Callable[[Any], bool] | None = None,
+    backoff: float = 0.1,
+    max_backoff: float = 10.0,
+    jitter: bool = True,
+    max_time: float | None = None,
+    delay_hint: Callable[[object], float | None] | None = retry_after_attribute,
+    max_hint: float = 60.0,
+    on_retry: Callable[[Attempt], None] | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    random: Callable[[], float] = _random.random,
+) -> Retry:
+    """Build a retry policy: exponential backoff with full jitter, a cap, a limit on attempts and
+    on total time, and which exceptions (or results) retry.
+
+    Use it as a decorator (``@retry(attempts=5)``), through ``await policy.call(fn, *args)``, or
+    drive the attempts yourself::
+
+        async for attempt in policy:
+            with attempt:                     # a retryable exception in here is retried
+                resp = await fetch()
+                if resp.status == 503 and attempt.request_retry(delay=retry_after(resp)):
+                    continue                  # a result asked for another attempt
+                return resp
+
+    Options:
+
+    * ``attempts``: most attempts in all, the first included (``None``: no limit).
+    * ``on``: what retries: an exception class, a tuple of classes, or a predicate taking the
+      exception. Never retried, whatever ``on`` says: anything that is not an ``Exception``
+      (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit``) and any exception raised while
+      the task is being cancelled.
+    * ``on_result``: for the decorator and :meth:`Retry.call`: a predicate on the result; true
+      means "retry". When the policy gives up, the last result is returned as it is.
+    * ``backoff``, ``max_backoff``, ``jitter``: the delay after the n-th failure is
+      ``min(max_backoff, backoff * 2 ** (n - 1))``, times a uniform random factor in [0, 1) when
+      ``jitter`` is true (full jitter: concurrent clients spread out instead of retrying in step).
+    * ``max_time``: seconds from the first attempt after which no new attempt starts; a delay
+      that would end past it makes the policy give up at once instead of sleeping. A running
+      attempt is not interrupted (wrap it in ``asyncio.timeout()`` for that).
+    * ``delay_hint``: reads a delay to wait *instead of* the backoff from the exception or result
+      (HTTP ``Retry-After``); the default reads a ``retry_after`` attribute (seconds or
+      ``timedelta``). ``None``: no hint.
+    * ``max_hint``: the longest hint honoured. A longer one makes the policy give up rather than
+      retry earlier than the other side asked.
+    * ``on_retry``: called with the failed :class:`Attempt` (its ``exception``/``result`` and the
+      chosen ``delay`` filled in) just before sleeping.
+    * ``sleep``, ``clock``, ``random``: injectable for tests (``clock`` must be monotonic).
+    """
+    return Retry(
+        attempts=attempts,
+        on=on,
+        on_result=on_result,
+        backoff=backoff,
+        max_backoff=max_backoff,
+        jitter=jitter,
+        max_time=max_time,
+        delay_hint=delay_hint,
+        max_hint=max_hint,
+        on_retry=on_retry,
+        sleep=sleep,
+        clock=clock,
+        random=random,
+    )
+
+
+GiveUpReason = Literal["attempts", "max_time", "max_hint"]
+
+
+class Attempt:
+    """One attempt of an attempt loop.
+
+    ``with attempt:`` suppresses an exception the policy retries (when attempts and time are
+    left) and lets every other exception through; the loop then sleeps and yields the next
+    attempt. Without an exception and without :meth:`request_retry`, the loop ends after this
+    attempt.
+    """
+
+    __slots__ = ("_loop", "delay", "exception", "gave_up", "number", "result")
+
+    def __init__(self, loop: AttemptLoop, number: int) -> None:
+        self._loop = loop
+        self.number = number
+        """1 for the first attempt."""
+        self.exception: BaseException | None = None
+        """The exception that failed this attempt, once it is retried."""
+        self.result: object = None
+        """The result passed to :meth:`request_retry`, if any."""
+        self.delay: float | None = None
+        """The delay before the next attempt, once a retry is decided."""
+        self.gave_up: GiveUpReason | None = None
+        """Why the policy refused a retry: ``"attempts"``, ``"max_time"``, ``"max_hint"``."""
+
+    @property
+    def last(self) -> bool:
+        """True when no further attempt can follow this one (attempts used up or ``max_time``
+        reached). A delay that would cross ``max_time`` can still end the loop when this is
+        false."""
+        return self._loop._is_last(self.number)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the first attempt started."""
+        return self._loop._elapsed()
+
+    def request_retry(self, *, delay: float | None = None, result: object = None) -> bool:
+        """Ask for another attempt after this one, e.g. because the result is an HTTP 503.
+
+        ``delay`` is a hint to wait instead of the backoff (HTTP ``Retry-After``, in seconds).
+        Returns True when another attempt will follow (leave the ``with`` block, e.g. with
+        ``continue``, and the loop sleeps then yields it); False when the policy gives up
+        (attempts or time used up, or the hint is above ``max_hint``): use the result you have.
+        """
+        if self.delay is not None:
+            return True
+        decided = self._loop._decide(self, delay)
+        if decided is None:
+            return False
+        self.result = result
+        self.delay = decided
+        self._loop._notify(self)
+        return True
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            return False
+        policy = self._loop.policy
+        if not policy.retries(exc):
+            return False
+        self.delay = None
+        decided = self._loop._decide(self, policy._hint(exc))
+        if decided is None:
+            exc.add_note(self._loop._give_up_note(self))
+            return False
+        self.exception = exc
+        self.delay = decided
+        self._loop._notify(self)
+        return True
+
+    def __repr__(self) -> str:
+        state = "retrying" if self.delay is not None else ("gave up" if self.gave_up else "running")
+        return f"<Attempt {self.number} {state}>"
+
+
+class AttemptLoop:
+    """The per-call state of a :class:`Retry` policy: an async iterator of :class:`Attempt`."""
+
+    __slots__ = ("_current", "_start", "policy")
+
+    def __init__(self, policy: Retry) -> None:
+        self.policy = policy
+        self._current: Attempt | None = None
+        self._start = 0.0
+
+    def __aiter__(self) -> AttemptLoop:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        current = self._current
+        if current is None:
+            self._start = self.policy.clock()
+            self._current = Attempt(self, 1)
+            return self._current
+        if current.delay is None:
+            raise StopAsyncIteration
+        if current.delay > 0:
+            await self.policy.sleep(current.delay)
+        self._current = Attempt(self, current.number + 1)
+        return self._current
+
+    def _elapsed(self) -> float:
+        return self.policy.clock() - self._start
+
+    def _is_last(self, number: int) -> bool:
+        policy = self.policy
+        if policy.attempts is not None and number >= policy.attempts:
+            return True
+        return policy.max_time is not None and self._elapsed() >= policy.max_time
+
+    def _decide(self, attempt: Attempt, hint: float | None) -> float | None:
+        policy = self.policy
+        if policy.attempts is not None and attempt.number >= policy.attempts:
+            attempt.gave_up = "attempts"
+            return None
+        if hint is not None and math.isfinite(hint):
+            if hint > policy.max_hint:
+                attempt.gave_up = "max_hint"
+                return None
+            delay = max(0.0, float(hint))
+        else:
+            delay = policy.compute_backoff(attempt.number)
+        if policy.max_time is not None and self._elapsed() + delay > policy.max_time:
+            attempt.gave_up = "max_time"
+            return None
+        return delay
+
+    def _notify(self, attempt: Attempt) -> None:
+        if self.policy.on_retry is not None:
+            self.policy.on_retry(attempt)
+
+    def _give_up_note(self, attempt: Attempt) -> str:
+        policy = self.policy
+        if attempt.gave_up == "attempts":
+            why = f"attempts={policy.attempts} used up"
+        elif attempt.gave_up == "max_time":
+            why = f"max_time={policy.max_time}s would be exceeded"
+        else:
+            why = f"the delay hint is above max_hint={policy.max_hint:g}s"
+        return (
+            f"loopwise.retry gave up after attempt {attempt.number} ({self._elapsed():.3g}s): {why}"
+        )
