@@ -1,0 +1,213 @@
+"""LW005: blocking call in a coroutine."""
+
+from __future__ import annotations
+
+import ast
+
+from loopwise.lint._rule import Rule
+from loopwise.lint._runner import Checker
+from loopwise.lint.rules._shared import call_name
+
+_THREAD = "`await asyncio.to_thread(...)`"
+_HTTP = f"use aiohttp or `loopwise.http.Client`, or {_THREAD}"
+_FILE = f"use {_THREAD} (or aiofiles)"
+_SUBPROCESS = "use `await asyncio.create_subprocess_exec(...)`"
+_WAIT = (
+    "start the process with `asyncio.create_subprocess_exec()` and `await proc.wait()`, "
+    f"or use {_THREAD}"
+)
+_DNS = "use `await loop.getaddrinfo(...)` (`loop = asyncio.get_running_loop()`)"
+_SOCKET = "use `asyncio.open_connection()` streams, or `await loop.sock_*(...)`"
+
+_REQUESTS_VERBS = ("get", "post", "put", "patch", "delete", "head", "options", "request")
+
+# Qualified name of a blocking callable -> what to use instead.
+_BLOCKING: dict[str, str] = {
+    "time.sleep": "use `await asyncio.sleep()`",
+    "urllib.request.urlopen": _HTTP,
+    "urllib.request.urlretrieve": _HTTP,
+    "builtins.open": _FILE,
+    "io.open": _FILE,
+    "builtins.input": f"use {_THREAD}",
+    "subprocess.run": _SUBPROCESS,
+    "subprocess.call": _SUBPROCESS,
+    "subprocess.check_call": _SUBPROCESS,
+    "subprocess.check_output": _SUBPROCESS,
+    "subprocess.getoutput": "use `await asyncio.create_subprocess_shell(...)`",
+    "subprocess.getstatusoutput": "use `await asyncio.create_subprocess_shell(...)`",
+    "subprocess.Popen.wait": "use `asyncio.create_subprocess_exec()` and `await proc.wait()`",
+    "subprocess.Popen.communicate": (
+        "use `asyncio.create_subprocess_exec()` and `await proc.communicate()`"
+    ),
+    "os.system": "use `await asyncio.create_subprocess_shell(...)`",
+    "os.wait": _WAIT,
+    "os.waitpid": _WAIT,
+    "os.wait3": _WAIT,
+    "os.wait4": _WAIT,
+    "os.waitid": _WAIT,
+    "socket.create_connection": "use `await asyncio.open_connection(host, port)`",
+    "socket.getaddrinfo": _DNS,
+    "socket.gethostbyname": _DNS,
+    "socket.gethostbyname_ex": _DNS,
+    "socket.gethostbyaddr": "use `await loop.getnameinfo(...)`",
+    "socket.getnameinfo": "use `await loop.getnameinfo(...)`",
+    "socket.getfqdn": f"use {_THREAD}",
+    "sqlite3.connect": f"use aiosqlite, or run the database work in {_THREAD}",
+    **{f"requests.{verb}": _HTTP for verb in _REQUESTS_VERBS},
+    **{f"requests.Session.{verb}": _HTTP for verb in (*_REQUESTS_VERBS, "send")},
+    **{f"httpx.{verb}": "use `httpx.AsyncClient` or aiohttp" for verb in _REQUESTS_VERBS},
+    "httpx.stream": "use `httpx.AsyncClient().stream()` or aiohttp",
+    **{
+        f"httpx.Client.{verb}": "use `httpx.AsyncClient` or aiohttp"
+        for verb in (*_REQUESTS_VERBS, "send", "stream")
+    },
+    **{
+        f"pathlib.Path.{method}": f"use {_THREAD}"
+        for method in ("read_text", "read_bytes", "write_text", "write_bytes", "open")
+    },
+    **{
+        f"socket.socket.{method}": _SOCKET
+        for method in (
+            "connect",
+            "accept",
+            "recv",
+            "recv_into",
+            "recvfrom",
+            "recvfrom_into",
+            "send",
+            "sendall",
+            "sendto",
+            "makefile",
+        )
+    },
+}
+
+# The attribute names a blocking call can end with: a cheap filter before resolving names.
+_ATTRIBUTES = frozenset(name.rpartition(".")[2] for name in _BLOCKING)
+_SOCKET_METHOD = "socket.socket."
+_WAIT_WITH_OPTIONS = frozenset({"os.waitpid", "os.wait3", "os.wait4", "os.waitid"})
+
+
+class BlockingCallInCoroutine(Rule):
+    """## What it does
+    Checks for calls that block the thread made directly in the body of an `async def`:
+
+    - `time.sleep()`;
+    - HTTP with `requests` (`requests.get/post/put/patch/delete/head/options/request`, and
+      those methods plus `send` on a `requests.Session`), with sync `httpx`
+      (`httpx.get/...`, `httpx.request`, `httpx.stream`, and the methods of an `httpx.Client`),
+      and `urllib.request.urlopen()`/`urlretrieve()`;
+    - files: `open()`, `builtins.open()`, `io.open()` (also as `with open(...)`), and
+      `read_text/read_bytes/write_text/write_bytes/open` on a value known to be a
+      `pathlib.Path`;
+    - processes: `subprocess.run/call/check_call/check_output/getoutput/getstatusoutput`,
+      `.wait()`/`.communicate()` on a `subprocess.Popen`, `os.system()`, and
+      `os.wait/waitpid/wait3/wait4/waitid` (unless called with `os.WNOHANG`, which returns at
+      once);
+    - `input()`;
+    - sockets: `socket.create_connection`, `getaddrinfo`, `gethostbyname`, `gethostbyname_ex`,
+      `gethostbyaddr`, `getnameinfo`, `getfqdn`, and `connect/accept/recv/recv_into/recvfrom/
+      recvfrom_into/send/sendall/sendto/makefile` on a value known to be a `socket.socket`
+      (unless the module makes it non-blocking with `.setblocking(False)` or `.settimeout(0)`);
+    - `sqlite3.connect()`.
+
+    Import aliases are followed (`from time import sleep`, `import requests as rq`,
+    `from subprocess import run as sh`), and so are the types of values built from known
+    classes (`session = requests.Session()`, `with httpx.Client() as client`, `path: Path`,
+    `proc = subprocess.Popen(...)`, `self.sock = socket.socket()` in any method).
+
+    Not flagged: code in a nested sync `def` or `lambda` (it may well run in a thread, as in
+    `await asyncio.to_thread(lambda: requests.get(url))`); passing the function itself
+    (`await asyncio.to_thread(time.sleep, 1)`, `loop.run_in_executor(None, requests.get, url)`);
+    a name shadowed locally (`open = aiofiles.open`, a parameter called `input`); a method
+    called on a receiver of unknown type.
+
+    ## Why is this bad?
+    The event loop runs one thing at a time. While a coroutine sits in a blocking call, every
+    other task waits: no request is served, no timeout fires, no heartbeat is sent. A
+    `time.sleep(1)` in a handler caps the whole server at one request per second, and a slow DNS
+    lookup or HTTP call stalls everything for as long as it takes.
+
+    ## Example
+    ```python
+    async def refresh(url, path):
+        time.sleep(1)
+        data = requests.get(url).text
+        with open(path, "w") as file:
+            file.write(data)
+        subprocess.run(["make", "reload"], check=True)
+    ```
+
+    ## Use instead
+    ```python
+    async def refresh(session, url, path):
+        await asyncio.sleep(1)
+        async with session.get(url) as response:  # an aiohttp.ClientSession
+            data = await response.text()
+        await asyncio.to_thread(Path(path).write_text, data)
+        proc = await asyncio.create_subprocess_exec("make", "reload")
+        await proc.wait()
+    ```
+    Whatever has no async version can run in a worker thread with
+    `await asyncio.to_thread(func, *args)`.
+    """
+
+    code = "LW005"
+    name = "blocking-call-in-coroutine"
+    summary = "blocking call in a coroutine stalls the event loop"
+    nodes = (ast.Call,)
+
+    def visit(self, node: ast.AST, checker: Checker) -> None:
+        assert isinstance(node, ast.Call)
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            if func.attr not in _ATTRIBUTES:
+                return
+        elif not isinstance(func, ast.Name):
+            return
+        if not checker.in_async_function:
+            return
+        callee = checker.ctx.resolve_call(node)
+        if callee is None:
+            return
+        advice = _BLOCKING.get(callee)
+        if advice is None or _returns_at_once(node, callee, checker):
+            return
+        written = call_name(node)
+        same = callee in (written, f"builtins.{written}")
+        culprit = f"`{written}()`" if same else f"`{written}()` (`{callee}`)"
+        checker.report(node, f"blocking call {culprit} stalls the event loop: {advice}")
+
+
+def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
+    """Whether this particular call cannot block: WNOHANG waits, non-blocking sockets."""
+    if callee in _WAIT_WITH_OPTIONS:
+        return any(
+            isinstance(node, ast.Name | ast.Attribute) and _name_of(node) == "WNOHANG"
+            for argument in [*call.args, *(keyword.value for keyword in call.keywords)]
+            for node in ast.walk(argument)
+        )
+    if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
+        return _made_non_blocking(ast.dump(call.func.value), checker.tree)
+    return False
+
+
+def _name_of(node: ast.Name | ast.Attribute) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr
+
+
+def _made_non_blocking(receiver: str, tree: ast.Module) -> bool:
+    """Whether the module calls ``receiver.setblocking(False)`` or ``receiver.settimeout(0)``."""
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("setblocking", "settimeout")
+            and len(node.args) == 1
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value in (False, 0)
+        ):
+            continue
+        if ast.dump(node.func.value) == receiver:
+            return True
+    return False

@@ -1,0 +1,159 @@
+"""Messages, positions and scoping of LW004, LW006, LW009 and LW010 (the fixtures cover recall)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from loopwise.lint import Finding, check_source
+
+
+def _check(source: str, code: str) -> list[Finding]:
+    return check_source(textwrap.dedent(source), select=[code])
+
+
+def test_dangling_task_message_names_every_fix() -> None:
+    [finding] = _check(
+        """
+        import asyncio
+        async def main(coro):
+            asyncio.create_task(coro)
+        """,
+        "LW004",
+    )
+    assert (finding.line, finding.column) == (4, 5)
+    assert "`asyncio.create_task()`" in finding.message
+    for fix in ("add_done_callback(tasks.discard)", "asyncio.TaskGroup", "loopwise.Supervisor"):
+        assert fix in finding.message
+
+
+def test_dangling_task_names_the_unread_variable() -> None:
+    [finding] = _check(
+        """
+        import asyncio
+        async def main(coro):
+            job = asyncio.ensure_future(coro)
+        """,
+        "LW004",
+    )
+    assert "`job`" in finding.message
+    assert finding.column == 11  # at the call, not at the name
+
+
+def test_dangling_task_reads_are_per_function() -> None:
+    findings = _check(
+        """
+        import asyncio
+        async def outer(coro):
+            task = asyncio.create_task(coro)
+
+            async def inner(other):
+                task = asyncio.create_task(other)  # its own local: never read
+
+            await task
+            return inner
+
+        async def keeps(coro):
+            task = asyncio.create_task(coro)
+
+            def later():
+                def much_later():
+                    return task
+                return much_later
+
+            return later
+        """,
+        "LW004",
+    )
+    assert [f.line for f in findings] == [7]
+
+
+def test_gather_message_names_the_variable_and_the_fix() -> None:
+    [finding] = _check(
+        """
+        import asyncio
+        async def main(a, b):
+            outcome = await asyncio.gather(a, b, return_exceptions=True)
+        """,
+        "LW006",
+    )
+    assert "`outcome`" in finding.message
+    assert "isinstance(r, BaseException)" in finding.message
+    assert finding.column == 21  # at the gather call
+
+
+def test_gather_through_wait_for_is_reported_at_the_gather() -> None:
+    [finding] = _check(
+        """
+        import asyncio
+        async def main(a):
+            await asyncio.wait_for(asyncio.gather(a, return_exceptions=True), timeout=1)
+        """,
+        "LW006",
+    )
+    assert finding.column == 28
+
+
+def test_sleep_zero_message_says_what_to_await() -> None:
+    [finding] = _check(
+        """
+        import asyncio
+        async def main(task):
+            await asyncio.sleep(0)
+            print(task.done())
+        """,
+        "LW009",
+    )
+    assert (finding.line, finding.column) == (4, 5)
+    assert "asyncio.Event" in finding.message
+
+
+def test_sleep_zero_delay_forms() -> None:
+    findings = _check(
+        """
+        import asyncio
+        from asyncio import sleep as pause
+        async def main(task):
+            await asyncio.sleep(0.0)
+            await pause(delay=0)
+            await asyncio.sleep(0.001)
+            await asyncio.sleep(delay)
+            print(task.done())
+        """,
+        "LW009",
+    )
+    assert [f.line for f in findings] == [5, 6]
+
+
+def test_mutable_default_is_reported_at_the_default_with_the_parameter() -> None:
+    [first, second] = _check(
+        """
+        def f(a, b=None, *, cache={"key": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}, seen=set()):
+            pass
+        """,
+        "LW010",
+    )
+    assert (first.line, first.column) == (2, 27)
+    assert "`cache`" in first.message
+    assert "..." in first.message  # a long default is shortened
+    assert "`seen`" in second.message
+    assert "`set()`" in second.message
+    assert "None" in second.message
+
+
+def test_mutable_default_positional_defaults_align_with_the_last_parameters() -> None:
+    [finding] = _check("def f(a, b, c=[], d=()):\n    pass\n", "LW010")
+    assert "`c`" in finding.message
+
+
+def test_mutable_default_message_mentions_concurrency_for_coroutines() -> None:
+    [sync, coroutine] = _check(
+        """
+        def f(a=[]):
+            pass
+        async def g(a=[]):
+            pass
+        """,
+        "LW010",
+    )
+    assert "concurrent" not in sync.message
+    assert "every call, concurrent ones too" in coroutine.message

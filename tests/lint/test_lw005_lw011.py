@@ -1,0 +1,163 @@
+"""LW005 and LW011 beyond their fixtures: what the messages say, where findings point."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from loopwise.lint import Finding, check_source
+
+
+def _check(source: str, code: str) -> list[Finding]:
+    return check_source(textwrap.dedent(source), path="mod.py", select=[code])
+
+
+@pytest.mark.parametrize(
+    ("call", "culprit", "advice"),
+    [
+        ("time.sleep(1)", "`time.sleep()`", "`await asyncio.sleep()`"),
+        ("sleep(1)", "`sleep()` (`time.sleep`)", "`await asyncio.sleep()`"),
+        ("rq.request('GET', 'u')", "`rq.request()` (`requests.request`)", "aiohttp"),
+        ("rq.get('u')", "(`requests.get`)", "`loopwise.http.Client`"),
+        ("open('f')", "`open()`", "`await asyncio.to_thread(...)`"),
+        ("sh(['ls'])", "`sh()` (`subprocess.run`)", "asyncio.create_subprocess_exec("),
+        ("socket.getaddrinfo('h', 80)", "`socket.getaddrinfo()`", "loop.getaddrinfo("),
+        ("socket.create_connection(('h', 80))", "", "asyncio.open_connection("),
+        ("sqlite3.connect('db')", "`sqlite3.connect()`", "aiosqlite"),
+        ("httpx.stream('GET', 'u')", "`httpx.stream()`", "`httpx.AsyncClient"),
+    ],
+)
+def test_lw005_message_names_the_culprit_and_the_async_replacement(
+    call: str, culprit: str, advice: str
+) -> None:
+    source = f"""
+        import socket, sqlite3, time
+        import httpx
+        import requests as rq
+        from subprocess import run as sh
+        from time import sleep
+
+        async def handler():
+            {call}
+    """
+    [finding] = _check(source, "LW005")
+    assert finding.line == 9
+    assert finding.message.startswith("blocking call ")
+    assert culprit in finding.message
+    assert advice in finding.message
+
+
+def test_lw005_points_at_the_call_inside_with() -> None:
+    source = """
+        async def read(path):
+            with open(path) as file:
+                return file.read()
+    """
+    [finding] = _check(source, "LW005")
+    assert (finding.line, finding.column, finding.end_column) == (3, 10, 20)
+
+
+def test_lw005_method_on_known_type_names_the_type() -> None:
+    source = """
+        import requests
+
+        class Client:
+            def __init__(self):
+                self.http = requests.Session()
+
+            async def fetch(self, url):
+                return self.http.send(url)
+    """
+    [finding] = _check(source, "LW005")
+    assert "`self.http.send()` (`requests.Session.send`)" in finding.message
+
+
+def test_lw005_honours_noqa() -> None:
+    source = """
+        import time
+
+        async def main():
+            time.sleep(1)  # noqa: LW005
+            time.sleep(2)  # noqa: LW001
+    """
+    assert [f.line for f in _check(source, "LW005")] == [6]
+
+
+def test_lw005_module_level_shadowing_of_open() -> None:
+    source = """
+        import aiofiles
+
+        open = aiofiles.open
+
+        async def main(path):
+            async with open(path) as file:
+                return await file.read()
+    """
+    assert _check(source, "LW005") == []
+
+
+@pytest.mark.parametrize(
+    ("clause", "start"),
+    [
+        ("except asyncio.CancelledError:", "`except asyncio.CancelledError` swallows"),
+        ("except BaseException:", "`except BaseException` catches `asyncio.CancelledError`"),
+        ("except:", "bare `except:` catches `asyncio.CancelledError`"),
+        ("except* asyncio.CancelledError:", "`except* asyncio.CancelledError` swallows"),
+    ],
+)
+def test_lw011_message_says_what_to_do(clause: str, start: str) -> None:
+    source = f"""
+        import asyncio
+
+        async def main(work):
+            try:
+                await work()
+            {clause}
+                pass
+    """
+    [finding] = _check(source, "LW011")
+    assert finding.line == 7
+    assert finding.message.startswith(start)
+    assert "`raise`" in finding.message
+    assert "`asyncio.timeout()`" in finding.message
+    assert "`task.uncancel()`" in finding.message
+
+
+def test_lw011_suppress_points_at_the_suppress_call() -> None:
+    source = """
+        import asyncio
+        from contextlib import suppress
+
+        async def main(work):
+            with suppress(asyncio.CancelledError):
+                await work()
+    """
+    [finding] = _check(source, "LW011")
+    assert (finding.line, finding.column) == (6, 10)
+    assert finding.message.startswith("`suppress(asyncio.CancelledError)` swallows")
+
+
+def test_lw011_idiom_needs_the_cancel_before_the_await() -> None:
+    cancelled_first = """
+        import asyncio
+
+        async def stop(task):
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+    """
+    cancelled_after = """
+        import asyncio
+
+        async def stop(task):
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            task.cancel()
+    """
+    assert _check(cancelled_first, "LW011") == []
+    assert [f.line for f in _check(cancelled_after, "LW011")] == [7]
