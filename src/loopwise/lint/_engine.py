@@ -11,6 +11,7 @@ import hashlib
 import multiprocessing
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ class Cache:
 
     @property
     def file(self) -> Path:
-        return self.directory / f"v{__version__}" / "cache.pickle"
+        return self.directory / _cache_version() / "cache.pickle"
 
     @classmethod
     def load(cls, directory: Path) -> Cache:
@@ -98,8 +99,20 @@ class Cache:
             with os.fdopen(fd, "wb") as handle:
                 pickle.dump(self.entries, handle, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(temporary, self.file)
+            for stale in self.directory.iterdir():
+                if stale.is_dir() and stale.name != self.file.parent.name:
+                    shutil.rmtree(stale, ignore_errors=True)
         except OSError:
             pass
+
+
+def _cache_version() -> str:
+    """Changes with loopwise's version and with any edit to the checker's own code."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return f"v{__version__}-{digest.hexdigest()}"
 
 
 def _content_digest(source: bytes) -> str:

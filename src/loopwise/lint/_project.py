@@ -35,6 +35,8 @@ _LOOP_RUNNERS = frozenset(
     {"asyncio.run", "asyncio.Runner.run", "asyncio.AbstractEventLoop.run_until_complete"}
 )
 _URL_PARAM = re.compile(r"(?:^|_)(?:url|uri|href|link|endpoint)$", re.IGNORECASE)
+_SESSION_PARAM = re.compile(r"(?:^|_)(?:session|client)$", re.IGNORECASE)
+_SESSION_CLASSES = frozenset({"aiohttp.ClientSession", "aiohttp.client.ClientSession"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,9 @@ class FunctionInfo:
     ``runs_loop`` is true for a sync function that itself starts an event loop.
     ``calls`` lists the qualified names it calls (for transitive facts).
     ``session_per_call`` is true when it takes a URL parameter and creates an
-    ``aiohttp.ClientSession`` each time it runs.
+    ``aiohttp.ClientSession`` each time it runs, closed before it returns (``async with`` or
+    ``.close()``); not when it is handed a session (a ``session``/``client`` parameter, or one
+    annotated ``ClientSession``) nor when the session it makes outlives the call.
     """
 
     is_async: bool
@@ -131,7 +135,7 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
     try:
         calls: list[str] = []
         runs_loop = False
-        creates_session = False
+        sessions: list[ast.Call] = []
         for child in walk_shallow(node):
             if not isinstance(child, ast.Call):
                 continue
@@ -145,17 +149,58 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
                 continue
             calls.append(callee)
             runs_loop = runs_loop or callee in _LOOP_RUNNERS
-            creates_session = creates_session or callee == "aiohttp.ClientSession"
+            if callee in _SESSION_CLASSES:
+                sessions.append(child)
     finally:
         ctx.leave(node)
-    takes_url = any(_URL_PARAM.search(arg.arg) for arg in [*node.args.posonlyargs, *node.args.args])
+    params = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+    takes_url = any(_URL_PARAM.search(arg.arg) for arg in params)
     return FunctionInfo(
         is_async=is_async,
         coroutine=is_async and transparent,
         runs_loop=runs_loop and not is_async,
         calls=tuple(sorted(set(calls))),
-        session_per_call=creates_session and takes_url,
+        session_per_call=takes_url and _session_per_call(node, params, sessions),
     )
+
+
+def _session_per_call(node: ast.AST, params: list[ast.arg], sessions: list[ast.Call]) -> bool:
+    """Whether one of ``sessions`` (made in ``node``) is closed in ``node`` too."""
+    if not sessions:
+        return False
+    for arg in params:
+        if _SESSION_PARAM.search(arg.arg) or _names_session(arg.annotation):
+            return False
+    entered: set[int] = set()  # `async with <expr>` expressions
+    closed: set[str] = set()  # locals entered with `async with` or `.close()`d
+    assigned: dict[int, str] = {}  # value expression -> the local it is assigned to
+    for child in walk_shallow(node):
+        if isinstance(child, ast.AsyncWith):
+            for item in child.items:
+                entered.add(id(item.context_expr))
+                if isinstance(item.context_expr, ast.Name):
+                    closed.add(item.context_expr.id)
+        elif isinstance(child, ast.Assign | ast.AnnAssign) and child.value is not None:
+            targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+            if len(targets) == 1 and isinstance(targets[0], ast.Name):
+                assigned[id(child.value)] = targets[0].id
+        elif (
+            isinstance(child, ast.Call)
+            and isinstance(child.func, ast.Attribute)
+            and child.func.attr == "close"
+            and isinstance(child.func.value, ast.Name)
+        ):
+            closed.add(child.func.value.id)
+    return any(id(call) in entered or assigned.get(id(call)) in closed for call in sessions)
+
+
+def _names_session(annotation: ast.AST | None) -> bool:
+    if annotation is None:
+        return False
+    if isinstance(annotation, ast.Constant):
+        return "ClientSession" in str(annotation.value)
+    names = {getattr(node, "id", getattr(node, "attr", "")) for node in ast.walk(annotation)}
+    return "ClientSession" in names
 
 
 class Project:

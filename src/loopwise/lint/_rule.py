@@ -19,14 +19,22 @@ class Rule:
     line), ``nodes`` (the node types they want to see) and implement :meth:`visit`. The class
     docstring is the rule's documentation, in ruff's sections: *What it does*, *Why is this bad?*,
     *Example*, *Use instead*. Rules keep no state between calls: the checker carries it.
+    A rule that needs to look at a whole function from inside its scope lists the function
+    types in ``scopes`` and implements :meth:`visit_scope` instead.
     """
 
     code: ClassVar[str]
     name: ClassVar[str]
     summary: ClassVar[str]
-    nodes: ClassVar[tuple[type[ast.AST], ...]]
+    nodes: ClassVar[tuple[type[ast.AST], ...]] = ()
+    # Scope nodes (functions, lambdas, classes) for which `visit_scope` is called once the
+    # walker is inside them: `checker.function` is then that function's own scope.
+    scopes: ClassVar[tuple[type[ast.AST], ...]] = ()
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
+        raise NotImplementedError
+
+    def visit_scope(self, node: ast.AST, checker: Checker) -> None:
         raise NotImplementedError
 
     @classmethod

@@ -99,9 +99,12 @@ class Checker:
         self.findings: list[Finding] = []
         self._rule: Rule | None = None
         self._dispatch: dict[type[ast.AST], list[Rule]] = {}
+        self._scope_dispatch: dict[type[ast.AST], list[Rule]] = {}
         for rule in rules:
             for node_type in rule.nodes:
                 self._dispatch.setdefault(node_type, []).append(rule)
+            for node_type in rule.scopes:
+                self._scope_dispatch.setdefault(node_type, []).append(rule)
 
     # -- what rules call ---------------------------------------------------------------------
 
@@ -165,6 +168,15 @@ class Checker:
                 rule.visit(node, self)
             self._rule = None
 
+    def _enter(self, node: ast.AST) -> None:
+        self.ctx.enter(node)
+        rules = self._scope_dispatch.get(type(node))
+        if rules:
+            for rule in rules:
+                self._rule = rule
+                rule.visit_scope(node, self)
+            self._rule = None
+
     def _walk(self, node: ast.AST) -> None:
         self._visit_rules(node)
         parents = self.parents
@@ -174,23 +186,23 @@ class Checker:
             self._walk_arguments_outside(node.args)
             if node.returns is not None:
                 self._walk(node.returns)
-            self.ctx.enter(node)
+            self._enter(node)
             self._walk_all(node.body)
             self.ctx.leave(node)
         elif isinstance(node, ast.Lambda):
             self._walk_arguments_outside(node.args)
-            self.ctx.enter(node)
+            self._enter(node)
             self._walk(node.body)
             self.ctx.leave(node)
         elif isinstance(node, ast.ClassDef):
             self._walk_all(node.decorator_list)
             self._walk_all(node.bases)
             self._walk_all(node.keywords)
-            self.ctx.enter(node)
+            self._enter(node)
             self._walk_all(node.body)
             self.ctx.leave(node)
         elif isinstance(node, _COMPREHENSIONS):
-            self.ctx.enter(node)
+            self._enter(node)
             for child in child_nodes(node):
                 self._walk(child)
             self.ctx.leave(node)

@@ -1,0 +1,47 @@
+"""LW008 fixed: one `aiohttp.ClientSession` for the whole program, passed to `fetch()`.
+
+The session's pool keeps connections alive: the second round of requests reuses the
+connections of the first.
+"""
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
+
+async def fetch(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url) as response:
+        return await response.text()
+
+
+async def start_server() -> tuple[web.AppRunner, str, set[object]]:
+    connections: set[object] = set()
+
+    async def item(request: web.Request) -> web.Response:
+        connections.add(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.Response(text=request.match_info["id"])
+
+    app = web.Application()
+    app.router.add_get("/items/{id}", item)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}", connections
+
+
+async def main() -> None:
+    runner, base, connections = await start_server()
+    try:
+        urls = [f"{base}/items/{n}" for n in range(10)]
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                items = await asyncio.gather(*[fetch(session, url) for url in urls])
+        print(f"{2 * len(items)} requests opened {len(connections)} connections")
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,273 @@
+"""LW008: ClientSession misuse."""
+
+from __future__ import annotations
+
+import ast
+import weakref
+from collections.abc import Iterator
+
+from loopwise.lint._project import FunctionInfo, Project
+from loopwise.lint._rule import Rule
+from loopwise.lint._runner import Checker
+from loopwise.lint.rules._shared import call_name
+
+_SESSION_CLASSES = frozenset({"aiohttp.ClientSession", "aiohttp.client.ClientSession"})
+_GATHER = "asyncio.gather"
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+_CLOSERS = frozenset({"close", "__aexit__"})
+_SCOPED, _LEAKED, _KEPT = "scoped", "leaked", "kept"
+_PER_CALL_NAMES: weakref.WeakKeyDictionary[Project, frozenset[str]] = weakref.WeakKeyDictionary()
+# Where a use of the session's name neither closes it nor hands it to anything else.
+_INERT_PARENTS = (ast.Compare, ast.UnaryOp, ast.FormattedValue, ast.If, ast.While, ast.Assert)
+
+
+class ClientSessionMisuse(Rule):
+    """## What it does
+    Checks for three ways of misusing `aiohttp.ClientSession` (however it is imported:
+    `from aiohttp import ClientSession`, `import aiohttp as ah`, ...):
+
+    - a session created inside a loop body or a comprehension and closed in the same function
+      (`async with`, `.close()`) or never closed: a new session per iteration. A session made
+      in a loop and kept (one per service: `clients[name] = ClientSession(base_url=url)`, a
+      dict comprehension, ...) is not flagged;
+    - a call, inside a loop body, a comprehension, or as an argument of `asyncio.gather(...)`,
+      to a function of the project (in any module) that takes a URL parameter (`url`,
+      `base_url`, `endpoint`, ...) and creates and closes a session of its own each time it
+      runs. The finding is at that call. For `gather`, at least two of its arguments must be
+      such calls (`gather(*[fetch(u) for u in urls])` is a comprehension). A function that is
+      handed a session (a `session`/`client` parameter, or one annotated `ClientSession`) is
+      not such a function: it only makes its own as a fallback. Neither is one that returns
+      or stores the session it makes;
+    - a session created without `async with` that the function never closes: it is not
+      `.close()`d there, not stored on `self`, another object or in a mapping
+      (`app[CLIENT] = session`), not returned or yielded, not passed to another call, not used
+      in a later `async with session:`, and its name is not declared `global`/`nonlocal`. A
+      session used in any other way the checker cannot follow (put in a list, captured by a
+      nested function, ...) is assumed to be taken care of.
+
+    ## Why is this bad?
+    A `ClientSession` owns a connection pool, a DNS cache and cookie jar. A session per request
+    (or per URL) opens a new TCP (and TLS) connection for every request, throws keep-alive away,
+    and under load exhausts sockets and file descriptors; the aiohttp documentation says to
+    create one session per application. A session that is never closed leaks its connections
+    and logs "Unclosed client session" when it is garbage-collected.
+
+    ## Example
+    ```python
+    async def fetch(url):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as response:
+                return await response.text()
+
+    async def main(urls):
+        pages = await asyncio.gather(*[fetch(url) for url in urls])
+        session = aiohttp.ClientSession()
+        async with session.get(urls[0]) as response:
+            print(response.status)
+    ```
+
+    ## Use instead
+    ```python
+    async def fetch(session, url):
+        async with session.get(url) as response:
+            return await response.text()
+
+    async def main(urls):
+        async with aiohttp.ClientSession() as session:
+            pages = await asyncio.gather(*[fetch(session, url) for url in urls])
+    ```
+    In a web application, create the session in a startup hook (or `cleanup_ctx`), keep it in
+    `app[CLIENT]`, and close it on shutdown.
+    """
+
+    code = "LW008"
+    name = "client-session-misuse"
+    summary = "new aiohttp ClientSession per request, or one never closed"
+    nodes = (ast.Call,)
+
+    def visit(self, node: ast.AST, checker: Checker) -> None:
+        assert isinstance(node, ast.Call)
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            # Cheap first: a method call can only matter under one of the names it could have.
+            if func.attr != "ClientSession" and func.attr not in _per_call_names(checker.project):
+                return
+        elif not isinstance(func, ast.Name):
+            return
+        callee = checker.ctx.resolve_call(node)
+        if callee in _SESSION_CLASSES:
+            _check_session(node, checker)
+            return
+        info = _project_function(node, callee, checker)
+        if info is None or not info.session_per_call:
+            return
+        where = _repeated_by(checker, node)
+        if where is None and _gathered_with_another(node, checker):
+            where = "`asyncio.gather` with another such call"
+        if where is None:
+            return
+        name = call_name(node)
+        checker.report(
+            node,
+            f"`{name}()` opens a new ClientSession on every call, and is called in {where}: "
+            "create one ClientSession per application and pass it in",
+        )
+
+
+def _check_session(node: ast.Call, checker: Checker) -> None:
+    name = call_name(node)
+    fate, subject = _fate(node, checker)
+    where = _repeated_by(checker, node)
+    if where is not None and fate in (_SCOPED, _LEAKED):
+        checker.report(
+            node,
+            f"`{name}()` created in {where}: create one ClientSession per application and reuse it",
+        )
+    elif fate == _LEAKED:
+        checker.report(
+            node,
+            f"{subject} is never closed: use `async with {name}() as session:`, or "
+            "`await session.close()` in a `finally`",
+        )
+
+
+def _per_call_names(project: Project) -> frozenset[str]:
+    """The names under which a project function with ``session_per_call`` can be called."""
+    names = _PER_CALL_NAMES.get(project)
+    if names is None:
+        found: set[str] = set()
+        for module in project.modules.values():
+            found.update(name for name, info in module.functions.items() if info.session_per_call)
+            for cls in module.classes.values():
+                found.update(name for name, info in cls.methods.items() if info.session_per_call)
+        for module in project.modules.values():
+            found.update(
+                bound
+                for bound, target in module.aliases.items()
+                if target.rpartition(".")[2] in found
+            )
+        names = _PER_CALL_NAMES[project] = frozenset(found)
+    return names
+
+
+def _project_function(node: ast.Call, callee: str | None, checker: Checker) -> FunctionInfo | None:
+    if callee is not None:
+        return checker.project.function(callee)
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        owner = checker.ctx.self_class(func.value)
+        if owner is not None:
+            return checker.project.method(owner, func.attr)
+    return None
+
+
+def _repeated_by(checker: Checker, node: ast.AST) -> str | None:
+    """``"a loop"``/``"a comprehension"`` when that re-runs ``node`` in the current function."""
+    child = node
+    from_iterable = False
+    for parent in reversed(checker.parents):
+        if isinstance(parent, _SCOPES):
+            return None
+        if isinstance(parent, _LOOPS) and any(item is child for item in parent.body):
+            return "a loop"
+        if isinstance(parent, ast.While) and child is parent.test:
+            return "a loop"
+        # A comprehension's first iterable is evaluated once, before it runs.
+        if isinstance(parent, _COMPREHENSIONS) and not (
+            from_iterable and child is parent.generators[0]
+        ):
+            return "a comprehension"
+        from_iterable = isinstance(parent, ast.comprehension) and child is parent.iter
+        child = parent
+    return None
+
+
+def _gathered_with_another(node: ast.Call, checker: Checker) -> bool:
+    """Whether ``node`` is an argument of ``asyncio.gather`` next to another per-call session."""
+    parent = checker.parent
+    if not (
+        isinstance(parent, ast.Call)
+        and any(arg is node for arg in parent.args)
+        and checker.ctx.resolve_call(parent) == _GATHER
+    ):
+        return False
+    for arg in parent.args:
+        if arg is node or not isinstance(arg, ast.Call):
+            continue
+        if not isinstance(arg.func, ast.Name | ast.Attribute):
+            continue
+        info = _project_function(arg, checker.ctx.resolve_call(arg), checker)
+        if info is not None and info.session_per_call:
+            return True
+    return False
+
+
+def _fate(node: ast.Call, checker: Checker) -> tuple[str, str]:
+    """What becomes of the session ``node`` makes, and how to name it in a message.
+
+    ``_SCOPED``: closed in this function (``async with``, ``.close()``); ``_LEAKED``: never
+    closed nor handed to anything; ``_KEPT``: stored, returned, passed on, or anything the
+    checker cannot follow.
+    """
+    parent = checker.parent
+    made = f"`{call_name(node)}()`"
+    if isinstance(parent, ast.withitem):
+        return _SCOPED, made  # `async with ClientSession() as s` (a sync `with` raises)
+    if isinstance(parent, ast.Attribute):
+        return (_SCOPED if parent.attr in _CLOSERS else _LEAKED), made  # `ClientSession().get()`
+    if isinstance(parent, ast.Expr):
+        return _LEAKED, made
+    if isinstance(parent, ast.Assign) and len(parent.targets) == 1:
+        target: ast.expr = parent.targets[0]
+    elif isinstance(parent, ast.AnnAssign) and parent.value is node:
+        target = parent.target
+    else:
+        return _KEPT, made
+    function = checker.function
+    if (
+        not isinstance(target, ast.Name)
+        or function is None
+        or not isinstance(function.node, _FUNCTIONS)
+        or target.id in function.declared_outer
+    ):
+        return _KEPT, made
+    return _local_fate(function.node, target.id), f"ClientSession `{target.id}`"
+
+
+def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> str:
+    """``_SCOPED``, ``_LEAKED`` or ``_KEPT`` for the session held in the local ``name``."""
+    fate = _LEAKED
+    for use, parent, nested in _name_uses(function, name):
+        if isinstance(use.ctx, ast.Store | ast.Del):
+            continue
+        if nested:
+            fate = _KEPT  # captured by a nested function or lambda, which may close it
+        elif isinstance(parent, ast.Attribute):
+            if parent.attr in _CLOSERS:
+                return _SCOPED
+        elif isinstance(parent, ast.withitem):
+            return _SCOPED  # `async with session:`
+        elif not isinstance(parent, _INERT_PARENTS):
+            fate = _KEPT  # returned, yielded, stored, passed, put in a container, aliased...
+    return fate
+
+
+def _name_uses(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, name: str
+) -> Iterator[tuple[ast.Name, ast.AST, bool]]:
+    """Each ``Name`` node for ``name`` in ``function``'s body, its parent, and whether it is in
+    a nested function or lambda."""
+    stack: list[tuple[ast.AST, ast.AST, bool]] = [
+        (statement, function, False) for statement in function.body
+    ]
+    while stack:
+        node, parent, nested = stack.pop()
+        if isinstance(node, ast.Name):
+            if node.id == name:
+                yield node, parent, nested
+            continue
+        inner = nested or isinstance(node, _SCOPES)
+        stack.extend((child, node, inner) for child in ast.iter_child_nodes(node))
