@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 findings/failure reported by the command, 2 usage or co
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -25,21 +26,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from loopwise.lint import _cli as lint_cli
+# The module that registers each sub-command; only the one asked for is imported, so that
+# `loopwise check` does not pay for importing aiohttp.
+_COMMANDS = {
+    "check": "loopwise.lint._cli",
+    "rule": "loopwise.lint._cli",
+    "run": "loopwise.doctor._cli",
+    "demo": "loopwise.http.server._cli",
+}
 
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for ``argv``'s sub-command, or for every sub-command when none is named."""
     parser = _Parser(prog="loopwise", description="Make asyncio and aiohttp code correct and fast.")
     parser.add_argument("--version", action="version", version=f"loopwise {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for register in (lint_cli.register,):
-        register(subparsers)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in _COMMANDS:
+        modules = [_COMMANDS[command]]
+    else:
+        modules = list(dict.fromkeys(_COMMANDS.values()))
+    for module in modules:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``loopwise`` command line; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments)
+    args = parser.parse_args(arguments)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -1,0 +1,210 @@
+"""What the runtime doctor costs: throughput under each watcher, relative to a plain run.
+
+Workloads (each in one process, on the default asyncio loop):
+
+- ``http``: an aiohttp server and client in one process, N requests with 64 in flight;
+- ``pingpong``: 256 task pairs passing a token through two queues.
+
+Modes: ``plain``; ``doctor`` (``loopwise.doctor`` with its defaults); ``doctor-coros``
+(``track_coroutines=True``); ``debug`` (``PYTHONASYNCIODEBUG=1``); ``blockbuster`` and ``pyleak``
+(installed from PyPI on first use). Every (round, mode, workload) runs in a fresh interpreter;
+rounds interleave the modes so machine noise hits them alike. Prints the median time of each and
+its throughput ratio to plain (1.00 = free, 0.50 = half the throughput).
+
+Run by hand, e.g.:  python benchmarks/doctor_overhead.py --rounds 5 --requests 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+MODES = ("plain", "doctor", "doctor-coros", "debug", "blockbuster", "pyleak")
+WORKLOADS = ("http", "pingpong")
+PEERS = {"blockbuster": "blockbuster", "pyleak": "pyleak"}
+Sample = tuple[float, float]  # (wall seconds, CPU seconds of the whole process)
+
+
+# -- workloads ---------------------------------------------------------------------------------
+
+
+async def http_workload(requests: int, concurrency: int = 64) -> None:
+    from aiohttp import ClientSession, TCPConnector, web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"path": request.path, "ok": True})
+
+    app = web.Application()
+    app.router.add_get("/{name}", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    remaining = iter(range(requests))
+    try:
+        async with ClientSession(connector=TCPConnector(limit=concurrency)) as session:
+
+            async def client() -> None:
+                for i in remaining:
+                    async with session.get(f"http://127.0.0.1:{port}/item{i}") as response:
+                        await response.json()
+
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+    finally:
+        await runner.cleanup()
+
+
+async def pingpong_workload(pairs: int = 256, messages: int = 400) -> None:
+    async def ping(inbox: asyncio.Queue[int], outbox: asyncio.Queue[int]) -> None:
+        for i in range(messages):
+            await outbox.put(i)
+            await inbox.get()
+
+    async def pong(inbox: asyncio.Queue[int], outbox: asyncio.Queue[int]) -> None:
+        for _ in range(messages):
+            await outbox.put(await inbox.get())
+
+    tasks = []
+    for _ in range(pairs):
+        a: asyncio.Queue[int] = asyncio.Queue()
+        b: asyncio.Queue[int] = asyncio.Queue()
+        tasks.append(asyncio.create_task(ping(a, b)))
+        tasks.append(asyncio.create_task(pong(b, a)))
+    await asyncio.gather(*tasks)
+
+
+# -- one measurement (in a fresh interpreter) ------------------------------------------------------
+
+
+def _timed(make: Callable[[], Awaitable[None]], wrap: Callable[[Any], Any]) -> Sample:
+    async def main() -> Sample:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        await wrap(make())
+        return time.perf_counter() - start, time.process_time() - start_cpu
+
+    return asyncio.run(main())
+
+
+def measure(mode: str, workload: str, requests: int, messages: int) -> Sample:
+    def make() -> Awaitable[None]:
+        if workload == "http":
+            return http_workload(requests)
+        return pingpong_workload(messages=messages)
+
+    async def same(coro: Awaitable[None]) -> None:
+        await coro
+
+    if mode in ("plain", "debug"):  # debug: the parent set PYTHONASYNCIODEBUG=1
+        return _timed(make, same)
+    if mode.startswith("doctor"):
+        from loopwise import doctor
+
+        with doctor.watch(track_coroutines=mode == "doctor-coros") as doc:
+            elapsed = _timed(make, same)
+        if doc.events:
+            print(f"note: doctor found {len(doc.events)} events", file=sys.stderr)
+        return elapsed
+    if mode == "blockbuster":
+        from blockbuster import blockbuster_ctx
+
+        with blockbuster_ctx():
+            return _timed(make, same)
+    if mode == "pyleak":
+        from pyleak import no_event_loop_blocking, no_task_leaks
+
+        async def watched(coro: Awaitable[None]) -> None:
+            async with no_task_leaks(action="log"), no_event_loop_blocking(action="log"):
+                await coro
+
+        return _timed(make, watched)
+    raise SystemExit(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+
+
+# -- driver -------------------------------------------------------------------------------------
+
+
+def ensure_peers(modes: list[str]) -> list[str]:
+    usable = []
+    for mode in modes:
+        package = PEERS.get(mode)
+        if package and importlib.util.find_spec(package) is None:
+            print(f"installing {package} from PyPI ...", file=sys.stderr)
+            done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", package])
+            if done.returncode != 0:
+                print(f"skipping {mode}: could not install {package}", file=sys.stderr)
+                continue
+        usable.append(mode)
+    return usable
+
+
+def run_one(mode: str, workload: str, requests: int, messages: int) -> Sample:
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    if mode == "debug":
+        env["PYTHONASYNCIODEBUG"] = "1"
+    command = [sys.executable, __file__, "--worker", mode, workload]
+    command += ["--requests", str(requests), "--messages", str(messages)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode}/{workload} failed:\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["seconds"]), float(result["cpu"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--worker", nargs=2, metavar=("MODE", "WORKLOAD"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        seconds, cpu = measure(args.worker[0], args.worker[1], args.requests, args.messages)
+        print(json.dumps({"seconds": seconds, "cpu": cpu}))
+        return
+    modes = ensure_peers(["plain", *(m for m in args.modes.split(",") if m and m != "plain")])
+    workloads = [w for w in args.workloads.split(",") if w]
+    times: dict[tuple[str, str], list[Sample]] = {(m, w): [] for m in modes for w in workloads}
+    for round_no in range(args.rounds):
+        for workload in workloads:
+            for mode in modes:
+                times[mode, workload].append(run_one(mode, workload, args.requests, args.messages))
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    print(
+        f"\n{args.rounds} rounds, http = {args.requests} requests / 64 in flight, "
+        f"pingpong = 256 pairs x {args.messages} messages; median seconds and throughput "
+        "vs plain\n"
+    )
+    print("wall: median seconds and throughput vs plain; cpu: the same from the process's CPU time")
+    print("(all threads), which machine load disturbs far less than wall time\n")
+    columns = [
+        f"{w} {what}"
+        for w in workloads
+        for what in ("wall s", "wall vs plain", "cpu s", "cpu vs plain")
+    ]
+    print("| mode | " + " | ".join(columns) + " |")
+    print("|" + "---|" * (1 + len(columns)))
+    for mode in modes:
+        cells = []
+        for workload in workloads:
+            for index in (0, 1):
+                median = statistics.median(t[index] for t in times[mode, workload])
+                base = statistics.median(t[index] for t in times["plain", workload])
+                cells += [f"{median:.3f}", f"{base / median:.2f}x"]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Turning interpreter frames into :class:`Frame` values and telling user code from library code."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import site
+import sys
+import sysconfig
+import traceback
+from collections.abc import Iterable, Sequence
+from types import CodeType, FrameType, TracebackType
+
+from loopwise.doctor._model import Frame
+
+__all__ = [
+    "CodeSite",
+    "code_site_frame",
+    "first_outside",
+    "frames_from_frame",
+    "frames_from_summary",
+    "frames_from_traceback",
+    "is_user_file",
+    "user_location",
+]
+
+#: A cheap record of one execution point: the code object and its last instruction offset.
+CodeSite = tuple[CodeType, int]
+
+_DOCTOR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(sys.modules["asyncio"].__file__ or "")) + os.sep
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    prefixes = {
+        paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths
+    }
+    with contextlib.suppress(AttributeError):  # some virtualenv implementations lack it
+        prefixes.update(site.getsitepackages())
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if isinstance(user_site, str):
+        prefixes.add(user_site)
+    normalized = {os.path.abspath(p) + os.sep for p in prefixes if p}
+    return (*sorted(normalized), _DOCTOR_DIR)
+
+
+_LIBRARY_PREFIXES = _library_prefixes()
+_user_file_cache: dict[str, bool] = {}
+
+
+def is_user_file(filename: str) -> bool:
+    """True when ``filename`` is user code: not the stdlib, an installed package or the doctor."""
+    cached = _user_file_cache.get(filename)
+    if cached is None:
+        if filename.startswith("<"):
+            cached = not filename.startswith("<frozen")
+        else:
+            cached = not os.path.abspath(filename).startswith(_LIBRARY_PREFIXES)
+        _user_file_cache[filename] = cached
+    return cached
+
+
+_internal_code_cache: dict[CodeType, bool] = {}
+
+
+def _is_internal(code: CodeType) -> bool:
+    internal = _internal_code_cache.get(code)
+    if internal is None:
+        name = code.co_filename
+        internal = name.startswith(_ASYNCIO_DIR) or name.startswith(_DOCTOR_DIR)
+        _internal_code_cache[code] = internal
+    return internal
+
+
+def _loop_entry_codes() -> frozenset[CodeType]:
+    """Code of the frames where a loop runs callbacks: above them is not the creator's code."""
+    import asyncio.base_events
+    import asyncio.events
+    import asyncio.runners
+
+    loop_cls = asyncio.base_events.BaseEventLoop
+    functions = (
+        asyncio.events.Handle._run,
+        asyncio.runners.Runner.run,
+        asyncio.runners.run,
+        loop_cls.run_forever,
+        loop_cls.run_until_complete,
+        loop_cls._run_once,  # type: ignore[attr-defined]
+    )
+    return frozenset(f.__code__ for f in functions)
+
+
+_LOOP_ENTRY_CODES = _loop_entry_codes()
+
+
+def first_outside(frame: FrameType | None) -> CodeSite | None:
+    """The first frame, walking outwards, that is neither asyncio's nor the doctor's own.
+
+    ``None`` when the walk reaches the loop running a callback first: the code that caused the
+    call is not on the stack.
+    """
+    while frame is not None:
+        code = frame.f_code
+        if not _is_internal(code):
+            return (code, frame.f_lasti)
+        if code in _LOOP_ENTRY_CODES:
+            return None
+        frame = frame.f_back
+    return None
+
+
+def _line_of(code: CodeType, lasti: int) -> int:
+    for start, end, line in code.co_lines():
+        if start <= lasti < end and line is not None:
+            return line
+    return code.co_firstlineno
+
+
+def code_site_frame(site_: CodeSite) -> Frame:
+    """The :class:`Frame` of a recorded code site."""
+    code, lasti = site_
+    return Frame(code.co_filename, _line_of(code, lasti), code.co_name)
+
+
+_RUNPY_FILES = ("<frozen runpy>", os.path.abspath(runpy.__file__))
+
+
+def _shown(frames: Iterable[Frame]) -> tuple[Frame, ...]:
+    """``frames`` (innermost last) without the doctor's own frames and its program launcher."""
+    kept = [f for f in frames if not f.file.startswith(_DOCTOR_DIR)]
+    for index in range(len(kept) - 1, -1, -1):
+        if kept[index].file in _RUNPY_FILES:
+            return tuple(kept[index + 1 :]) or tuple(kept)
+    return tuple(kept)
+
+
+def frames_from_frame(frame: FrameType | None, limit: int = 64) -> tuple[Frame, ...]:
+    """The stack ending at ``frame``, innermost last, at most ``limit`` frames deep."""
+    frames: list[Frame] = []
+    while frame is not None and len(frames) < limit:
+        code = frame.f_code
+        frames.append(Frame(code.co_filename, frame.f_lineno or 0, code.co_name))
+        frame = frame.f_back
+    frames.reverse()
+    return _shown(frames)
+
+
+def frames_from_traceback(tb: TracebackType | None) -> tuple[Frame, ...]:
+    """The frames of a traceback, innermost last."""
+    return tuple(
+        Frame(summary.filename, summary.lineno or 0, summary.name)
+        for summary in traceback.extract_tb(tb)
+    )
+
+
+def frames_from_summary(summary: Iterable[object]) -> tuple[Frame, ...]:
+    """Frames from a ``traceback.StackSummary`` or a list of ``(file, line, function)`` tuples."""
+    frames: list[Frame] = []
+    for item in summary:
+        if isinstance(item, traceback.FrameSummary):
+            frames.append(Frame(item.filename, item.lineno or 0, item.name))
+        elif isinstance(item, tuple) and len(item) >= 3:
+            frames.append(Frame(str(item[0]), int(item[1]), str(item[2])))
+    return _shown(frames)
+
+
+def user_location(stack: Sequence[Frame]) -> Frame | None:
+    """The innermost frame of user code in ``stack`` (innermost last), else its innermost frame."""
+    for frame in reversed(stack):
+        if is_user_file(frame.file):
+            return frame
+    return stack[-1] if stack else None

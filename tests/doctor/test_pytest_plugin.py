@@ -1,0 +1,113 @@
+"""``pytest --loopwise``: tested with pytester, with pytest-asyncio running the async tests."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+PLUGIN = "loopwise.doctor._pytest_plugin"
+
+
+def _plugin_args() -> list[str]:
+    """Load the plugin with -p unless its pytest11 entry point already does."""
+    registered = any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
+    return [] if registered else ["-p", PLUGIN]
+
+
+def _run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makepyfile(test_app=source)
+    return pytester.runpytest(*_plugin_args(), "-p", "no:cacheprovider", *args)
+
+
+TESTS = """
+import asyncio
+import time
+
+import pytest
+
+
+async def test_clean():
+    await asyncio.sleep(0.01)
+
+
+async def test_blocks():
+    time.sleep(0.3)  # line 12
+
+
+@pytest.mark.loopwise(allow=["blocked"])
+async def test_known_block():
+    time.sleep(0.3)
+
+
+@pytest.mark.loopwise(threshold_ms=2000)
+async def test_generous_threshold():
+    time.sleep(0.3)
+
+
+async def test_leaks_a_task():
+    asyncio.create_task(asyncio.sleep(10))  # line 26
+
+
+async def _fail():
+    raise ValueError("lost")
+
+
+async def test_drops_an_exception():
+    asyncio.create_task(_fail())  # line 34
+    await asyncio.sleep(0.01)
+"""
+
+
+def test_plugin_fails_blocking_and_leaking_tests_with_their_location(
+    pytester: pytest.Pytester,
+) -> None:
+    result = _run(pytester, TESTS, "--loopwise", "-v")
+    result.assert_outcomes(passed=5, failed=1, errors=2)
+    outcomes = {
+        line.split(" ")[0].split("::")[1]: line.split(" ")[1]
+        for line in result.outlines
+        if line.startswith("test_app.py::")
+    }
+    assert outcomes["test_clean"] == "PASSED"
+    assert outcomes["test_known_block"] == "PASSED"
+    assert outcomes["test_generous_threshold"] == "PASSED"
+    assert outcomes["test_blocks"] == "FAILED"
+    text = result.stdout.str()
+    assert "test_app.py:12" in text  # the blocking line
+    assert "test_app.py:26" in text  # where the leaked task was created
+    assert "test_app.py:34" in text  # where the task with the lost exception was created
+    assert "ERROR at teardown of test_leaks_a_task" in text
+    assert "ERROR at teardown of test_drops_an_exception" in text
+
+
+def test_plugin_is_off_unless_asked(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, TESTS)
+    result.assert_outcomes(passed=6)
+
+
+def test_a_clean_suite_passes_and_reports_what_was_watched(pytester: pytest.Pytester) -> None:
+    result = _run(
+        pytester,
+        "import asyncio\n\nasync def test_ok():\n    await asyncio.sleep(0.01)\n",
+        "--loopwise",
+        "--loopwise-threshold-ms",
+        "50",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*watched 1 event loop(s): no events (threshold 50 ms)*"])
+
+
+def test_a_bad_marker_is_a_clear_usage_error(pytester: pytest.Pytester) -> None:
+    result = _run(
+        pytester,
+        "import pytest\n\n@pytest.mark.loopwise(allow=['slow'])\nasync def test_x():\n    pass\n",
+        "--loopwise",
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*unknown event kind 'slow'*"])

@@ -1,0 +1,93 @@
+"""The doctor's building blocks: dump parsing, report layout, frame classification."""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import json
+import sys
+import tempfile
+import threading
+
+from loopwise.doctor import Event, EventKind, Frame, format_report, report_json
+from loopwise.doctor._frames import is_user_file, user_location
+from loopwise.doctor._watchdog import parse_faulthandler_dump
+
+
+def test_faulthandler_dump_is_parsed_per_thread_innermost_last() -> None:
+    with tempfile.TemporaryFile() as handle:
+        line = sys._getframe().f_lineno + 1
+        faulthandler.dump_traceback(file=handle, all_threads=True)
+        handle.seek(0)
+        text = handle.read().decode()
+    stacks = parse_faulthandler_dump(text)
+    mine = stacks[threading.get_ident()]
+    assert mine[-1] == Frame(
+        __file__, line, "test_faulthandler_dump_is_parsed_per_thread_innermost_last"
+    )
+
+
+def _event(kind: EventKind, file: str, line: int, ms: float | None = None) -> Event:
+    frame = Frame(file, line, "f")
+    return Event(kind, f"{kind.value} at {line}", stack=(frame,), location=frame, duration_ms=ms)
+
+
+def test_report_groups_by_location_and_puts_the_most_severe_kind_first() -> None:
+    events = [
+        _event(EventKind.UNCLOSED_RESOURCE, "app.py", 9),
+        _event(EventKind.TASK_LEAK, "app.py", 5),
+        _event(EventKind.BLOCKED, "app.py", 3, 120.0),
+        _event(EventKind.BLOCKED, "app.py", 3, 480.0),
+        _event(EventKind.NEVER_AWAITED, "app.py", 7),
+        _event(EventKind.EXCEPTION_NOT_RETRIEVED, "app.py", 4),
+    ]
+    report = format_report(events)
+    assert report.startswith("loopwise doctor: 6 findings\n")
+    heads = [line for line in report.splitlines() if line.startswith("[")]
+    assert heads == [
+        "[blocked] event loop blocked at app.py:3 (x2)",
+        "[exception-not-retrieved] task exception never retrieved at app.py:4",
+        "[task-leak] task still pending at app.py:5",
+        "[never-awaited] coroutine never awaited at app.py:7",
+        "[unclosed-resource] resource never closed at app.py:9",
+    ]
+    assert "blocked at 3" in report  # the message of the longest block of the group
+    assert format_report([]) == "loopwise doctor: no problems found\n"
+
+
+def test_json_report_round_trips_the_documented_fields() -> None:
+    event = Event(
+        EventKind.BLOCKED,
+        "blocked",
+        stack=(Frame("a.py", 1, "main"), Frame("a.py", 7, "helper")),
+        location=Frame("a.py", 7, "helper"),
+        duration_ms=123.456,
+        samples=((Frame("a.py", 7, "helper"), 3),),
+    )
+    data = json.loads(json.dumps(report_json([event])))
+    assert data == {
+        "events": [
+            {
+                "kind": "blocked",
+                "message": "blocked",
+                "duration_ms": 123.5,
+                "stack": [
+                    {"file": "a.py", "line": 1, "function": "main"},
+                    {"file": "a.py", "line": 7, "function": "helper"},
+                ],
+                "location": {"file": "a.py", "line": 7, "function": "helper"},
+                "samples": [{"file": "a.py", "line": 7, "function": "helper", "count": 3}],
+            }
+        ]
+    }
+
+
+def test_user_code_is_told_from_the_stdlib_and_installed_packages() -> None:
+    assert is_user_file(__file__)
+    assert not is_user_file(asyncio.__file__)
+    assert not is_user_file(json.__file__)
+    assert not is_user_file("<frozen runpy>")
+    stack = (Frame(__file__, 1, "main"), Frame(asyncio.__file__, 2, "sleep"))
+    assert user_location(stack) == stack[0]
+    assert user_location(stack[1:]) == stack[1]
+    assert user_location(()) is None
