@@ -9,13 +9,15 @@ access log sees the final status of every answer, and a deadline that expires be
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from time import perf_counter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -28,6 +30,7 @@ __all__ = [
     "RequestIdFilter",
     "access_log_middleware",
     "current_request_id",
+    "prepare_stream",
     "problem_middleware",
     "request_id_middleware",
     "standard_middlewares",
@@ -46,7 +49,6 @@ def _request_key(name: str, kind: type[_T]) -> web.RequestKey[_T]:
 
 REQUEST_ID_KEY = _request_key("loopwise.request_id", str)
 _REQUEST_ID_HEADER_KEY = _request_key("loopwise.request_id_header", str)
-_DEADLINE_KEY = _request_key("loopwise.deadline", asyncio.Timeout)
 
 _request_id: ContextVar[str | None] = ContextVar("loopwise_request_id", default=None)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -78,13 +80,27 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_DEFAULT_HEADER = "X-Request-ID"
+_id_prefix = os.urandom(4).hex()
+_id_counter = itertools.count()
+
+
+def _reseed_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = os.urandom(4).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_reseed_ids)
+
+
 def _new_request_id() -> str:
-    return os.urandom(8).hex()
+    """16 hex characters: a random per-process prefix and a counter (unique, cheap)."""
+    return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFF:08x}"
 
 
 def request_id_middleware(
     *,
-    header: str = "X-Request-ID",
+    header: str = _DEFAULT_HEADER,
     trust_incoming: bool = True,
     generate: Callable[[], str] = _new_request_id,
 ) -> Middleware:
@@ -92,17 +108,21 @@ def request_id_middleware(
 
     Guarantees: the id is in ``request[REQUEST_ID_KEY]``, in :func:`current_request_id`
     for the handler's duration, and in the response's ``header`` (also on error answers; streaming
-    responses get it in apps made by ``create_app``). An incoming id longer than 128 characters or
-    with characters outside ``[A-Za-z0-9._:@/+=-]`` is replaced, never echoed. With
-    ``trust_incoming=False`` a new id is always made.
+    responses get it when started with :func:`prepare_stream`, as the hub and channel do). An
+    incoming id longer than 128 characters or with characters outside ``[A-Za-z0-9._:@/+=-]`` is
+    replaced, never echoed. With ``trust_incoming=False`` a new id is always made. New ids are 16
+    hex characters, unique across processes (a random prefix per process) and cheap to make.
     """
+
+    custom_header = header != _DEFAULT_HEADER
 
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(header) if trust_incoming else None
         rid = incoming if incoming and _VALID_ID.fullmatch(incoming) else generate()
         request[REQUEST_ID_KEY] = rid
-        request[_REQUEST_ID_HEADER_KEY] = header
+        if custom_header:
+            request[_REQUEST_ID_HEADER_KEY] = header
         token = _request_id.set(rid)
         try:
             try:
@@ -257,52 +277,119 @@ def _request_id_member(request: web.Request) -> dict[str, object]:
     return {"request_id": rid} if rid else {}
 
 
+class _Guard:
+    """One request's deadline: cancels the handler's task when its bucket fires."""
+
+    __slots__ = ("bucket", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.expired = False
+        self.bucket: set[_Guard] | None = None
+
+    def expire(self) -> None:
+        self.bucket = None
+        self.expired = True
+        self.task.cancel()
+
+    def lift(self) -> None:
+        if self.bucket is not None:
+            self.bucket.discard(self)
+            self.bucket = None
+
+
+_DEADLINE_KEY = _request_key("loopwise.deadline", _Guard)
+
+
+class _Deadlines:
+    """Deadlines grouped in ``tick``-wide buckets: one timer per bucket, not per request."""
+
+    __slots__ = ("_buckets", "_loop", "seconds", "tick")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.tick = min(seconds / 20, 0.25)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._buckets: dict[int, set[_Guard]] = {}
+
+    def add(self, guard: _Guard) -> None:
+        loop = guard.task.get_loop()
+        if loop is not self._loop:  # a middleware reused with a new event loop
+            self._loop, self._buckets = loop, {}
+        slot = math.ceil((loop.time() + self.seconds) / self.tick)
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            bucket = self._buckets[slot] = set()
+            loop.call_at(slot * self.tick, self._fire, slot)
+        bucket.add(guard)
+        guard.bucket = bucket
+
+    def _fire(self, slot: int) -> None:
+        for guard in tuple(self._buckets.pop(slot, ())):
+            guard.expire()
+
+
 def timeout_middleware(seconds: float) -> Middleware:
     """Give each handler ``seconds`` to produce its response, else answer 503.
 
-    The deadline covers the handler until it returns a response or starts a streaming one
-    (``WebSocketHub``, ``EventChannel``, and in apps made by ``create_app`` any response once
-    prepared): streams are never cut by it. When it expires the handler is cancelled (its
-    ``finally`` blocks run) and a 503 with ``Retry-After: 1`` is raised, which
+    The deadline covers the handler until it returns a response or starts a stream with
+    :func:`prepare_stream` (``WebSocketHub`` and ``EventChannel`` do): streams are never cut
+    by it. When it expires (between ``seconds`` and
+    ``seconds`` + min(``seconds``/20, 0.25 s) after the request started) the handler is cancelled
+    (its ``finally`` blocks run) and a 503 with ``Retry-After: 1`` is raised, which
     ``problem_middleware`` serves as a problem. A ``TimeoutError`` the handler raises itself is
-    not mistaken for the deadline.
+    not mistaken for the deadline, and a cancellation from elsewhere (shutdown) stays one.
+    Costs one timer per time bucket, not one per request.
     """
     if not seconds > 0:
         raise ValueError(f"timeout_middleware needs seconds > 0, got {seconds!r}")
     detail = f"the server did not answer within {seconds:g} s; retry later"
+    deadlines = _Deadlines(seconds)
 
     @web.middleware
     async def timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
-        deadline = asyncio.timeout(seconds)
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
+            return await handler(request)
+        guard = _Guard(task)
+        deadlines.add(guard)
+        request[_DEADLINE_KEY] = guard
         try:
-            async with deadline:
-                request[_DEADLINE_KEY] = deadline
-                return await handler(request)
-        except TimeoutError:
-            if deadline.expired():
-                headers = {"Retry-After": "1"}
-                raise web.HTTPServiceUnavailable(text=detail, headers=headers) from None
+            return await handler(request)
+        except asyncio.CancelledError:
+            if guard.expired:
+                guard.expired = False
+                if task.uncancel() == 0:
+                    headers = {"Retry-After": "1"}
+                    raise web.HTTPServiceUnavailable(text=detail, headers=headers) from None
             raise
         finally:
-            request.pop(_DEADLINE_KEY, None)
+            guard.lift()  # the guard stays in the request, inert
+            if guard.expired:  # expired, but the handler swallowed the cancellation
+                task.uncancel()
 
     return timeout
 
 
 def lift_deadline(request: web.BaseRequest) -> None:
     """Remove the timeout middleware's deadline from this request (a stream is starting)."""
-    deadline: asyncio.Timeout | None = request.pop(_DEADLINE_KEY, None)
-    if deadline is not None:
-        deadline.reschedule(None)
+    guard = request.pop(_DEADLINE_KEY, None)
+    if guard is not None:
+        guard.lift()
 
 
-async def on_response_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """App signal: stamp the request id on every response and exempt started streams from the
-    deadline (``create_app`` installs it)."""
+async def prepare_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """Start a streaming response (``StreamResponse``, ``WebSocketResponse``) the loopwise way.
+
+    Use it instead of ``await response.prepare(request)`` in your own streaming handlers: the
+    response gets the request id header, and ``timeout_middleware``'s deadline stops applying to
+    this request (a stream is not a slow answer). ``WebSocketHub`` and ``EventChannel`` do this.
+    """
     rid = request.get(REQUEST_ID_KEY)
     if rid is not None:
-        response.headers.setdefault(request[_REQUEST_ID_HEADER_KEY], rid)
+        response.headers.setdefault(request.get(_REQUEST_ID_HEADER_KEY, _DEFAULT_HEADER), rid)
     lift_deadline(request)
+    await response.prepare(request)
 
 
 def standard_middlewares(*, timeout: float | None = 30.0) -> list[Middleware]:

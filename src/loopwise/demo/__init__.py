@@ -1,0 +1,1 @@
+"""The loopwise server demo: ``python -m loopwise.demo`` (or ``loopwise demo serve``)."""

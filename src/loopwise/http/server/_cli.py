@@ -1,0 +1,82 @@
+"""``loopwise demo serve``: run the live demo app (cheap to import; aiohttp loads on use)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "register"]
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 0-65535 (0: any free one)")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8080, help="port, 0 for any free one (8080)")
+    parser.add_argument(
+        "--tick", type=_positive, default=1.0, help="seconds between feed events (1.0)"
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add ``demo serve`` to the ``loopwise`` command."""
+    demo = subparsers.add_parser(
+        "demo",
+        help="run the live demo: an SSE feed and a WebSocket chat",
+        description="Run the loopwise server demo: a page with a live feed over Server-Sent "
+        "Events (resumes without loss) and a chat over WebSocket.",
+    )
+    commands = demo.add_subparsers(dest="demo_command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the demo page until Ctrl+C",
+        description="Serve the demo on HOST:PORT until Ctrl+C or SIGTERM.",
+    )
+    _add_options(serve)
+    serve.set_defaults(handler=serve_demo)
+
+
+def serve_demo(args: argparse.Namespace) -> int:
+    """Run the demo until a signal; 0 after a clean shutdown, 1 if it cannot listen."""
+    from loopwise.http.server._app import run
+    from loopwise.http.server._demo import make_demo_app
+
+    try:
+        run(make_demo_app(tick_interval=args.tick), args.host, args.port)
+    except OSError as exc:
+        print(
+            f"loopwise: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+            "(pick another --port)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m loopwise.demo [--host H] [--port P] [--tick S]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m loopwise.demo", description="Run the loopwise server demo."
+    )
+    _add_options(parser)
+    return serve_demo(parser.parse_args(argv))

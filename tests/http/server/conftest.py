@@ -1,0 +1,86 @@
+"""Helpers for the server tests: a real server on 127.0.0.1 port 0 and an SSE parser."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+
+@contextlib.asynccontextmanager
+async def running(app: web.Application, *, shutdown_timeout: float = 5.0) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port of 127.0.0.1; yields the base URL; shuts down on exit."""
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as s:
+        yield s
+
+
+@dataclass
+class Event:
+    id: str | None
+    event: str | None
+    data: str
+
+
+class SSEReader:
+    """Parses a ``text/event-stream`` body as the browser's EventSource does (fields we use)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.comments = 0
+        self.retry: int | None = None
+
+    async def next(self) -> Event | None:
+        """The next dispatched event, or None at the end of the stream (waits 10 s at most)."""
+        event_id: str | None = None
+        name: str | None = None
+        data: list[str] = []
+        async with asyncio.timeout(10):
+            while True:
+                raw = await self.response.content.readline()
+                if not raw:
+                    return None
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if not line:
+                    if data:
+                        return Event(event_id, name, "\n".join(data))
+                    event_id, name, data = None, None, []
+                    continue
+                if line.startswith(":"):
+                    self.comments += 1
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "id":
+                    event_id = value
+                elif field == "event":
+                    name = value
+                elif field == "data":
+                    data.append(value)
+                elif field == "retry":
+                    self.retry = int(value)
+
+    async def take(self, n: int) -> list[Event]:
+        events = []
+        for _ in range(n):
+            event = await self.next()
+            assert event is not None, f"stream ended after {len(events)} of {n} events"
+            events.append(event)
+        return events
