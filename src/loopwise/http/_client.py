@@ -34,11 +34,11 @@ from loopwise._exceptions import (
 )
 from loopwise.http._retry_policy import (
     AttemptRecord,
-    GiveUpReason,
     HTTPRetry,
     never_reached_server,
 )
 from loopwise.patterns import RateLimiter, Retry
+from loopwise.patterns._retry import GiveUpReason
 
 __all__ = [
     "DEFAULT_RETRY",

@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 
-from loopwise.patterns import Retry
+from loopwise.patterns._retry import GiveUpReason, Retry
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -30,8 +30,6 @@ IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "PUT", "DELETE", 
 
 RETRY_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
 """The statuses retried by default: too many requests, bad gateway, unavailable, gateway timeout."""
-
-GiveUpReason = Literal["attempts", "max_time", "max_hint"]
 
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
@@ -246,18 +244,7 @@ class HTTPRetry:
         ``"max_hint"`` when it is above ``max_retry_after``; ``"max_time"`` when the delay would
         end past ``max_time``.
         """
-        policy = self.policy
-        if policy.attempts is not None and number >= policy.attempts:
-            return "attempts"
-        if hint is not None and math.isfinite(hint):
-            if hint > policy.max_hint:
-                return "max_hint"
-            delay = max(0.0, float(hint))
-        else:
-            delay = policy.compute_backoff(number)
-        if policy.max_time is not None and elapsed + delay > policy.max_time:
-            return "max_time"
-        return delay
+        return self.policy.next_delay(number, elapsed, hint)
 
     def __repr__(self) -> str:
         methods = "any" if self.methods is None else ",".join(sorted(self.methods))

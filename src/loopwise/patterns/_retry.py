@@ -60,6 +60,9 @@ def _current_task() -> asyncio.Task[Any] | None:
         return None
 
 
+GiveUpReason = Literal["attempts", "max_time", "max_hint"]
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Retry:
     """An immutable retry policy. Build it with :func:`retry`; see that function for the options.
@@ -115,6 +118,29 @@ class Retry:
         exponent = min(max(failed_attempts - 1, 0), _MAX_EXPONENT)
         ceiling = min(self.max_backoff, self.backoff * 2.0**exponent)
         return ceiling * self.random() if self.jitter else ceiling
+
+    def next_delay(
+        self, failed_attempts: int, elapsed: float, hint: float | None = None
+    ) -> float | GiveUpReason:
+        """The delay before the attempt after failed attempt ``failed_attempts`` (1 for the first),
+        ``elapsed`` seconds after the first attempt started; or why the policy gives up.
+
+        ``"attempts"`` when they are used up; the ``hint`` (e.g. HTTP ``Retry-After``) instead of
+        the backoff when there is one, but ``"max_hint"`` when it is above ``max_hint``;
+        ``"max_time"`` when waiting would end past ``max_time``. This is the schedule the attempt
+        loop follows; callers that drive their own loop use it directly.
+        """
+        if self.attempts is not None and failed_attempts >= self.attempts:
+            return "attempts"
+        if hint is not None and math.isfinite(hint):
+            if hint > self.max_hint:
+                return "max_hint"
+            delay = max(0.0, float(hint))
+        else:
+            delay = self.compute_backoff(failed_attempts)
+        if self.max_time is not None and elapsed + delay > self.max_time:
+            return "max_time"
+        return delay
 
     def retries(self, exc: BaseException) -> bool:
         """Whether this policy would retry ``exc`` (ignoring attempts and time left)."""
@@ -272,9 +298,6 @@ def retry(
     )
 
 
-GiveUpReason = Literal["attempts", "max_time", "max_hint"]
-
-
 class Attempt:
     """One attempt of an attempt loop.
 
@@ -359,30 +382,33 @@ class Attempt:
 
 
 class AttemptLoop:
-    """The per-call state of a :class:`Retry` policy: an async iterator of :class:`Attempt`."""
+    """The per-call state of a :class:`Retry` policy: an async iterator of :class:`Attempt`.
 
-    __slots__ = ("_current", "_start", "policy")
+    It keeps plain numbers, not the attempts themselves, so no reference cycle outlives a call.
+    """
+
+    __slots__ = ("_delay", "_number", "_start", "policy")
 
     def __init__(self, policy: Retry) -> None:
         self.policy = policy
-        self._current: Attempt | None = None
+        self._number = 0  # the attempt last handed out
+        self._delay: float | None = None  # decided by that attempt: None ends the loop
         self._start = 0.0
 
     def __aiter__(self) -> AttemptLoop:
         return self
 
     async def __anext__(self) -> Attempt:
-        current = self._current
-        if current is None:
+        if self._number == 0:
             self._start = self.policy.clock()
-            self._current = Attempt(self, 1)
-            return self._current
-        if current.delay is None:
-            raise StopAsyncIteration
-        if current.delay > 0:
-            await self.policy.sleep(current.delay)
-        self._current = Attempt(self, current.number + 1)
-        return self._current
+        else:
+            if self._delay is None:
+                raise StopAsyncIteration
+            if self._delay > 0:
+                await self.policy.sleep(self._delay)
+        self._number += 1
+        self._delay = None
+        return Attempt(self, self._number)
 
     def _elapsed(self) -> float:
         return self.policy.clock() - self._start
@@ -394,21 +420,13 @@ class AttemptLoop:
         return policy.max_time is not None and self._elapsed() >= policy.max_time
 
     def _decide(self, attempt: Attempt, hint: float | None) -> float | None:
-        policy = self.policy
-        if policy.attempts is not None and attempt.number >= policy.attempts:
-            attempt.gave_up = "attempts"
+        decided = self.policy.next_delay(attempt.number, self._elapsed(), hint)
+        if isinstance(decided, str):
+            attempt.gave_up = decided
             return None
-        if hint is not None and math.isfinite(hint):
-            if hint > policy.max_hint:
-                attempt.gave_up = "max_hint"
-                return None
-            delay = max(0.0, float(hint))
-        else:
-            delay = policy.compute_backoff(attempt.number)
-        if policy.max_time is not None and self._elapsed() + delay > policy.max_time:
-            attempt.gave_up = "max_time"
-            return None
-        return delay
+        if attempt.number == self._number:
+            self._delay = decided
+        return decided
 
     def _notify(self, attempt: Attempt) -> None:
         if self.policy.on_retry is not None:
