@@ -27,7 +27,7 @@ def fixture_findings() -> dict[Path, list[Finding]]:
     files = discover([str(FIXTURES)], excludes=[], respect_gitignore=False)
     found: dict[Path, list[Finding]] = defaultdict(list)
     rules = [rule() for rule in RULES]
-    by_display = {file.display: file.path for file in files}
+    by_display = {file.display: Path(file.path) for file in files}
     for finding in check_files(files, rules):
         found[by_display[finding.path]].append(finding)
     return found

@@ -43,7 +43,7 @@ class SourceFile:
     """A file to check: ``display`` is how findings name it, ``path`` is absolute."""
 
     display: str
-    path: Path
+    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,14 @@ class IgnoreRules:
 
     def __init__(self, base: Path, lines: Iterable[str]) -> None:
         self.base = base
+        self._prefix = str(base).rstrip(os.sep) + os.sep
         self.patterns = [p for p in (_compile(line) for line in lines) if p is not None]
+        # Without negations the order does not matter: one combined expression decides.
+        self._combined: tuple[re.Pattern[str] | None, re.Pattern[str] | None] | None = None
+        if not any(p.negated for p in self.patterns):
+            files = [p.regex.pattern for p in self.patterns if not p.dir_only]
+            every = [p.regex.pattern for p in self.patterns]
+            self._combined = (_join(files), _join(every))
 
     @classmethod
     def from_file(cls, path: Path) -> IgnoreRules | None:
@@ -129,14 +136,18 @@ class IgnoreRules:
         rules = cls(path.parent, text.splitlines())
         return rules if rules.patterns else None
 
-    def decide(self, path: Path, is_dir: bool) -> bool | None:
+    def decide(self, path: Path | str, is_dir: bool) -> bool | None:
         """True: ignored; False: re-included by a ``!`` pattern; None: no pattern matched."""
-        try:
-            relative = path.relative_to(self.base).as_posix()
-        except ValueError:
-            relative = path.name
-        if relative in ("", "."):
+        text = str(path)
+        if text.startswith(self._prefix):
+            relative = text[len(self._prefix) :].replace(os.sep, "/")
+        else:
+            relative = os.path.basename(text)
+        if not relative:
             return None
+        if self._combined is not None:
+            regex = self._combined[1] if is_dir else self._combined[0]
+            return True if regex is not None and regex.fullmatch(relative) else None
         verdict = None
         for pattern in self.patterns:
             if pattern.dir_only and not is_dir:
@@ -146,7 +157,11 @@ class IgnoreRules:
         return verdict
 
 
-def _ignored(rule_sets: Sequence[IgnoreRules], path: Path, is_dir: bool) -> bool:
+def _join(patterns: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+def _ignored(rule_sets: Sequence[IgnoreRules], path: Path | str, is_dir: bool) -> bool:
     verdict = False
     for rules in rule_sets:
         decided = rules.decide(path, is_dir)
@@ -155,11 +170,10 @@ def _ignored(rule_sets: Sequence[IgnoreRules], path: Path, is_dir: bool) -> bool
     return verdict
 
 
-def _display(path: Path, cwd: Path) -> str:
-    try:
-        return path.relative_to(cwd).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _display(path: str, cwd_prefix: str) -> str:
+    if path.startswith(cwd_prefix):
+        path = path[len(cwd_prefix) :]
+    return path.replace(os.sep, "/")
 
 
 def discover(
@@ -176,7 +190,8 @@ def discover(
     A path that does not exist raises :class:`ConfigError`.
     """
     cwd = Path.cwd()
-    seen: set[Path] = set()
+    cwd_prefix = str(cwd).rstrip(os.sep) + os.sep
+    seen: set[str] = set()
     found: list[SourceFile] = []
     for raw in paths:
         given = Path(raw)
@@ -187,18 +202,17 @@ def discover(
         if path.is_file():
             if force_exclude and _excluded_by_ancestors(path, excludes, respect_gitignore):
                 continue
-            if path not in seen:
-                seen.add(path)
-                found.append(
-                    SourceFile(_display(path, cwd) if not given.is_absolute() else raw, path)
-                )
+            if str(path) not in seen:
+                seen.add(str(path))
+                display = _display(str(path), cwd_prefix) if not given.is_absolute() else raw
+                found.append(SourceFile(display, str(path)))
             continue
         gitignores = _ancestor_gitignores(path) if respect_gitignore else []
-        for file in _walk(path, [*excludes], gitignores, respect_gitignore):
-            if file not in seen:
-                seen.add(file)
-                display = _display(file, cwd) if not given.is_absolute() else file.as_posix()
-                found.append(SourceFile(display, file))
+        for name in _walk(str(path), [*excludes], gitignores, respect_gitignore):
+            if name not in seen:
+                seen.add(name)
+                display = _display(name, cwd_prefix) if not given.is_absolute() else name
+                found.append(SourceFile(display, name))
     return found
 
 
@@ -227,49 +241,53 @@ def _excluded_by_ancestors(
 
 
 def _walk(
-    directory: Path,
+    directory: str,
     excludes: list[IgnoreRules],
     gitignores: list[IgnoreRules],
     respect_gitignore: bool,
-) -> Iterator[Path]:
-    rule_sets = [*excludes, *gitignores]
-    if respect_gitignore:
-        local = IgnoreRules.from_file(directory / ".gitignore")
-        if local is not None:
-            rule_sets = [*rule_sets, local]
-            gitignores = [*gitignores, local]
+) -> Iterator[str]:
+    rule_sets = [rules for rules in (*excludes, *gitignores) if rules.patterns]
     try:
-        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
     except OSError:
         return
+    if respect_gitignore and any(entry.name == ".gitignore" for entry in entries):
+        local = IgnoreRules.from_file(Path(directory) / ".gitignore")
+        if local is not None:
+            rule_sets.append(local)
+            gitignores = [*gitignores, local]
     for entry in entries:
-        path = Path(entry.path)
         try:
             is_dir = entry.is_dir()
         except OSError:
             continue
-        if _ignored(rule_sets, path, is_dir):
+        if not is_dir and not entry.name.endswith(".py"):
+            continue
+        if _ignored(rule_sets, entry.path, is_dir):
             continue
         if is_dir:
-            yield from _walk(path, excludes, gitignores, respect_gitignore)
-        elif entry.name.endswith(".py"):
-            yield path
+            yield from _walk(entry.path, excludes, gitignores, respect_gitignore)
+        else:
+            yield entry.path
 
 
 @lru_cache(maxsize=4096)
-def _is_package_dir(directory: Path) -> bool:
-    return (directory / "__init__.py").is_file()
+def _package_parts(directory: str) -> tuple[str, ...]:
+    """The package names from the top package down to ``directory`` (empty when not one)."""
+    if not os.path.isfile(os.path.join(directory, "__init__.py")):
+        return ()
+    parent = os.path.dirname(directory)
+    if parent == directory:
+        return ()
+    return (*_package_parts(parent), os.path.basename(directory))
 
 
-def module_for(path: Path) -> tuple[str, bool]:
+def module_for(path: str) -> tuple[str, bool]:
     """The dotted module name of a file (walking up through packages) and whether it is one."""
-    parts = [path.name]
-    directory = path.parent
-    while _is_package_dir(directory) and directory.parent != directory:
-        parts.append(directory.name)
-        directory = directory.parent
-    parts.reverse()
-    *packages, filename = parts
+    text = path
+    packages = _package_parts(os.path.dirname(text))
+    filename = os.path.basename(text)
     stem = filename[:-3] if filename.endswith(".py") else filename
     if stem == "__init__":
         return ".".join(packages) or "__init__", True

@@ -8,8 +8,6 @@ following imports, re-exports and project base classes.
 from __future__ import annotations
 
 import ast
-import hashlib
-import pickle
 import re
 from dataclasses import dataclass, field
 
@@ -71,9 +69,6 @@ class ModuleSummary:
     functions: dict[str, FunctionInfo] = field(default_factory=dict)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
-
-    def digest(self) -> str:
-        return hashlib.blake2b(pickle.dumps(self, protocol=5), digest_size=16).hexdigest()
 
 
 def summarize(ctx: FileContext) -> ModuleSummary:
@@ -209,14 +204,6 @@ class Project:
     def __init__(self, summaries: list[ModuleSummary]) -> None:
         self.modules = {summary.name: summary for summary in summaries}
         self._loop_runners: frozenset[str] | None = None
-
-    def digest(self) -> str:
-        """Changes whenever any module's summary changes (findings may then change anywhere)."""
-        h = hashlib.blake2b(digest_size=16)
-        for name in sorted(self.modules):
-            h.update(name.encode())
-            h.update(self.modules[name].digest().encode())
-        return h.hexdigest()
 
     def function(self, qualname: str) -> FunctionInfo | None:
         """The project function or method a qualified name refers to, following re-exports."""
