@@ -55,9 +55,14 @@ class CoroutineNeverAwaited(Rule):
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         if isinstance(node, ast.Expr):
-            if isinstance(node.value, ast.Call) and coroutine_callee(checker, node.value):
-                name = call_name(node.value)
-                checker.report(node.value, f"coroutine `{name}()` is never awaited")
+            call = node.value
+            if isinstance(call, ast.Call) and coroutine_callee(checker, call):
+                name = call_name(call)
+                if checker.ctx.resolve_call(call) == "asyncio.gather":
+                    message = f"`{name}()` is never awaited: its children's failures are lost"
+                else:
+                    message = f"coroutine `{name}()` is never awaited"
+                checker.report(call, message)
             return
         assert isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert)
         for call in _condition_calls(node.test):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
@@ -24,10 +24,23 @@ class _Read:
     seq: int
     epoch: int
     locks: frozenset[int]
+    # Only picked as one alternative (`x or 100`, `kwargs.get(k, self.x)`), never combined:
+    # writing it back is "the last command wins", not a lost read-modify-write.
+    fallback: bool = False
 
 
 _Taint = frozenset[_Read]
 _CLEAN: _Taint = frozenset()
+
+
+def _as_fallback(taint: _Taint) -> _Taint:
+    return frozenset(replace(read, fallback=True) for read in taint)
+
+
+def _combined(taint: _Taint) -> _Taint:
+    if not any(read.fallback for read in taint):
+        return taint
+    return frozenset(replace(read, fallback=False) for read in taint)
 
 
 class StateMutatedAcrossAwait(Rule):
@@ -62,6 +75,10 @@ class StateMutatedAcrossAwait(Rule):
       known to be `asyncio.Lock`, `Semaphore`, `BoundedSemaphore` or `Condition`, or whose last
       name contains `lock`, `mutex`, `sem` or `cond` (any case): `self._lock`,
       `self._locks[key]`, `write_mutex`, `self._sem`;
+    - a value that is only one alternative picked in place of the old one, written back
+      unchanged: `level = kwargs.get("level", self.level)` or `level = new or self.level`,
+      then `await ...`, then `self.level = level` is "the last command wins", not a lost
+      update. Combined with anything (`self.count = (self.count or 0) + 1`) it is flagged;
     - a saved value written back when the function itself wrote the attribute between the
       read and the `await` (`old = self.state`, `self.state = "busy"`, `await ...`,
       `self.state = old`): that is save-and-restore, not an increment;
@@ -175,7 +192,7 @@ class _Flow:
             and not (read.locks & held)
             and not any(seq > read.seq and epoch == read.epoch for seq, epoch in writes)
         ]
-        if stale and not merges:
+        if stale and not merges and not all(read.fallback for read in stale):
             first = min(stale, key=lambda read: read.seq)
             self.findings.append((target, key, self.suspensions[first.epoch]))
         self.seq += 1
@@ -375,6 +392,16 @@ class _Flow:
             return taint
         if isinstance(node, _COMPREHENSIONS):
             return self.comprehension(node)
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+            return _as_fallback(frozenset().union(*(self.expr(value) for value in node.values)))
+        if isinstance(node, ast.IfExp):
+            self.expr(node.test)
+            return _as_fallback(self.expr(node.body) | self.expr(node.orelse))
+        if _is_get_with_default(node):
+            assert isinstance(node, ast.Call)
+            self.expr(node.func)
+            self.expr(node.args[0])
+            return _as_fallback(self.expr(node.args[1]))
         if isinstance(node, ast.Yield | ast.YieldFrom):
             if node.value is not None:
                 self.expr(node.value)
@@ -385,7 +412,7 @@ class _Flow:
                 taint |= self.expr(child)
             elif isinstance(child, ast.keyword):
                 taint |= self.expr(child.value)
-        return taint
+        return _combined(taint)
 
     def comprehension(
         self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
@@ -421,6 +448,17 @@ class _Flow:
             if any(word in lowered for word in _LOCK_WORDS):
                 return True
         return False
+
+
+def _is_get_with_default(node: ast.expr) -> bool:
+    """``mapping.get(key, default)``: the default is one alternative, not combined."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and len(node.args) == 2
+        and not node.keywords
+    )
 
 
 def _name_segments(node: ast.expr) -> list[str]:

@@ -46,7 +46,8 @@ class ClientSessionMisuse(Rule):
       (`app[CLIENT] = session`), not returned or yielded, not passed to another call, not used
       in a later `async with session:`, and its name is not declared `global`/`nonlocal`. A
       session used in any other way the checker cannot follow (put in a list, captured by a
-      nested function, ...) is assumed to be taken care of.
+      nested function, ...) is assumed to be taken care of. Inside
+      `with pytest.raises(...)` a session constructor is expected to fail and is not checked.
 
     ## Why is this bad?
     A `ClientSession` owns a connection pool, a DNS cache and cookie jar. A session per request
@@ -99,7 +100,8 @@ class ClientSessionMisuse(Rule):
             return
         callee = checker.ctx.resolve_call(node)
         if callee in _SESSION_CLASSES:
-            _check_session(node, checker)
+            if not _expected_to_raise(checker):
+                _check_session(node, checker)
             return
         info = _project_function(node, callee, checker)
         if info is None or not info.session_per_call:
@@ -115,6 +117,22 @@ class ClientSessionMisuse(Rule):
             f"`{name}()` opens a new ClientSession on every call, and is called in {where}: "
             "create one ClientSession per application and pass it in",
         )
+
+
+def _expected_to_raise(checker: Checker) -> bool:
+    """Inside `with pytest.raises(...)`: the constructor is expected to fail, no session exists."""
+    for parent in reversed(checker.parents):
+        if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            return False
+        if isinstance(parent, ast.With):
+            for item in parent.items:
+                expr = item.context_expr
+                if isinstance(expr, ast.Call) and checker.ctx.resolve_call(expr) in _RAISES:
+                    return True
+    return False
+
+
+_RAISES = frozenset({"pytest.raises", "unittest.TestCase.assertRaises"})
 
 
 def _check_session(node: ast.Call, checker: Checker) -> None:
