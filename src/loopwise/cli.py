@@ -33,6 +33,7 @@ _COMMANDS = {
     "rule": "loopwise.lint._cli",
     "run": "loopwise.doctor._cli",
     "demo": "loopwise.http.server._cli",
+    "skill": "loopwise.skill._cli",
 }
 
 
