@@ -129,12 +129,19 @@ class _progress_bar:
         if total < 2 * _PROGRESS_MIN_FILES:
             return None
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._progress = Progress(
-            TextColumn("checking"),
+            TextColumn(f"checking {total // 2} files"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
