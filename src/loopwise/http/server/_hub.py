@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._middlewares import REQUEST_ID_KEY, prepare_stream
-from loopwise.http.server._streams import register_streams
+from loopwise.http.server._streams import ActiveHandlers, register_streams
 
 __all__ = ["HubConnection", "HubStatistics", "WebSocketHub"]
 
@@ -245,8 +245,7 @@ class WebSocketHub:
 
         self._clients: set[HubConnection] = set()
         self._rooms: dict[str, set[HubConnection]] = {}
-        self._active = 0
-        self._idle: asyncio.Event | None = None
+        self._handlers = ActiveHandlers()
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
         self._broadcasts = 0
@@ -316,8 +315,7 @@ class WebSocketHub:
         self._closed = True
         for client in tuple(self._clients):
             self._finish(client, CLOSE_GOING_AWAY, "server shutting down")
-        if self._active and self._idle is not None:
-            await self._idle.wait()
+        await self._handlers.wait_idle()
         self._stop_sweeper()
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -362,11 +360,11 @@ class WebSocketHub:
         register_streams(request, self)
         await prepare_stream(request, ws)
         client = HubConnection(self, request, ws)
-        self._started()
+        self._handlers.started()
         try:
             await self._serve(client)
         finally:
-            self._stopped()
+            self._handlers.stopped()
         return ws
 
     async def _serve(self, client: HubConnection) -> None:
@@ -546,17 +544,6 @@ class WebSocketHub:
             members.discard(client)
             if not members:
                 del self._rooms[room]
-
-    def _started(self) -> None:
-        if self._idle is None:
-            self._idle = asyncio.Event()
-        self._active += 1
-        self._idle.clear()
-
-    def _stopped(self) -> None:
-        self._active -= 1
-        if self._active == 0 and self._idle is not None:
-            self._idle.set()
 
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._middlewares import REQUEST_ID_KEY, prepare_stream
-from loopwise.http.server._streams import register_streams
+from loopwise.http.server._streams import ActiveHandlers, register_streams
 
 __all__ = ["ChannelStatistics", "EventChannel"]
 
@@ -136,8 +136,7 @@ class EventChannel:
         self._last_id = 0
         self._subscribers: set[_Subscriber] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self._active = 0
-        self._idle: asyncio.Event | None = None
+        self._handlers = ActiveHandlers()
         self._closed = False
         self._published = 0
         self._sent = 0
@@ -212,8 +211,7 @@ class EventChannel:
         """
         self._closed = True
         self.disconnect_all()
-        if self._active and self._idle is not None:
-            await self._idle.wait()
+        await self._handlers.wait_idle()
 
     async def on_shutdown(self, app: web.Application) -> None:
         """``app.on_shutdown`` receiver that calls :meth:`close`."""
@@ -241,7 +239,7 @@ class EventChannel:
         # Snapshot the replay and subscribe with no await in between: nothing lost or repeated.
         preamble = self._preamble(last_id)
         self._subscribe(subscriber)
-        self._started()
+        self._handlers.started()
         try:
             register_streams(request, self)
             response = web.StreamResponse(headers=_HEADERS)
@@ -252,7 +250,7 @@ class EventChannel:
             return response
         finally:
             self._unsubscribe(subscriber)
-            self._stopped()
+            self._handlers.stopped()
 
     def _preamble(self, last_id: int | None) -> list[bytes]:
         parts: list[bytes] = []
@@ -377,17 +375,6 @@ class EventChannel:
                 elif subscriber.last_write <= idle_since and not subscriber.queue:
                     subscriber.ping = True
                     subscriber.wakeup.set()
-
-    def _started(self) -> None:
-        if self._idle is None:
-            self._idle = asyncio.Event()
-        self._active += 1
-        self._idle.clear()
-
-    def _stopped(self) -> None:
-        self._active -= 1
-        if self._active == 0 and self._idle is not None:
-            self._idle.set()
 
 
 def _parse_last_event_id(request: web.Request) -> int | None:

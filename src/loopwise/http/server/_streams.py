@@ -8,9 +8,38 @@ from typing import Protocol
 
 from aiohttp import web
 
-__all__ = ["STREAMS_KEY", "close_streams", "register_streams"]
+__all__ = ["STREAMS_KEY", "ActiveHandlers", "close_streams", "register_streams"]
 
 log = logging.getLogger("loopwise.http.server")
+
+
+class ActiveHandlers:
+    """Counts the handlers still serving streams, so ``close()`` can wait until none is left."""
+
+    __slots__ = ("_count", "_idle")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle: asyncio.Event | None = None  # made lazily: it must belong to the running loop
+
+    def __len__(self) -> int:
+        return self._count
+
+    def started(self) -> None:
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._count += 1
+        self._idle.clear()
+
+    def stopped(self) -> None:
+        self._count -= 1
+        if self._count == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no handler is active (at once when none ever started)."""
+        if self._count and self._idle is not None:
+            await self._idle.wait()
 
 
 class StreamOwner(Protocol):
