@@ -250,6 +250,79 @@ async def test_prepare_stream_exempts_own_streams(session: aiohttp.ClientSession
         assert await r.read() == b"abc"
 
 
+async def _timed_get(session: aiohttp.ClientSession, url: str) -> tuple[int, float]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with session.get(url) as r:
+        await r.read()
+        return r.status, loop.time() - start
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["standard", "timeout_middleware"])
+async def test_each_request_gets_its_whole_deadline(
+    session: aiohttp.ClientSession, fused: bool
+) -> None:
+    # A request that arrives while an earlier one waits for its deadline gets its own full
+    # ``seconds``, not what is left of the earlier one's.
+    seconds = 0.3
+    stack = standard_middlewares(timeout=seconds) if fused else [timeout_middleware(seconds)]
+    async with running(make_app(middlewares=[problem_middleware(), *stack])) as url:
+        first = asyncio.create_task(_timed_get(session, f"{url}/hang"))
+        await asyncio.sleep(seconds / 2)
+        second = asyncio.create_task(_timed_get(session, f"{url}/hang"))
+        await asyncio.sleep(0)
+        for _ in range(5):  # answers in between are not held up
+            status, _ = await _timed_get(session, f"{url}/ok")
+            assert status == 200
+        (status_1, took_1), (status_2, took_2) = await asyncio.gather(first, second)
+    assert (status_1, status_2) == (503, 503)
+    assert took_1 >= seconds and took_2 >= seconds
+    assert took_1 < seconds + 5 and took_2 < seconds + 5  # bounded, not the client's 20 s
+
+
+async def test_many_hanging_requests_all_get_their_503(session: aiohttp.ClientSession) -> None:
+    async with running(make_app(middlewares=standard_middlewares(timeout=0.1))) as url:
+        results = await asyncio.gather(*(_timed_get(session, f"{url}/hang") for _ in range(30)))
+    assert [status for status, _ in results] == [503] * 30
+    assert min(took for _, took in results) >= 0.1
+
+
+def test_a_middleware_keeps_its_deadline_on_a_new_event_loop() -> None:
+    # The same middleware list serving an app under one event loop, then another (as tests and
+    # reloaders do): the deadline still fires under the second loop.
+    stack = standard_middlewares(timeout=0.5)
+
+    async def serve_once() -> int:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session,
+            running(make_app(middlewares=stack)) as url,
+            session.get(f"{url}/hang") as r,
+        ):
+            return r.status
+
+    async def end_with_a_deadline_pending() -> None:
+        entered = asyncio.Event()
+
+        async def enter_and_hang(request: web.Request) -> web.Response:
+            entered.set()
+            return await hang(request)
+
+        app = make_app(middlewares=stack)
+        app.router.add_get("/enter", enter_and_hang)
+        async with (
+            running(app, shutdown_timeout=0.01) as url,
+            aiohttp.ClientSession() as session,
+        ):
+            request = asyncio.create_task(session.get(f"{url}/enter"))
+            async with asyncio.timeout(5):
+                await entered.wait()
+            request.cancel()
+
+    asyncio.run(end_with_a_deadline_pending())
+    assert asyncio.run(serve_once()) == 503
+    assert asyncio.run(serve_once()) == 503
+
+
 async def test_timeout_rejects_bad_seconds() -> None:
     with pytest.raises(ValueError, match="seconds > 0"):
         timeout_middleware(0)

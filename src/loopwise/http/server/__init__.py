@@ -20,7 +20,6 @@ from loopwise.http.server._app import serve as serve
 from loopwise.http.server._hub import HubConnection as HubConnection
 from loopwise.http.server._hub import HubStatistics as HubStatistics
 from loopwise.http.server._hub import WebSocketHub as WebSocketHub
-from loopwise.http.server._middlewares import REQUEST_ID_KEY as REQUEST_ID_KEY
 from loopwise.http.server._middlewares import RequestIdFilter as RequestIdFilter
 from loopwise.http.server._middlewares import access_log_middleware as access_log_middleware
 from loopwise.http.server._middlewares import current_request_id as current_request_id
@@ -37,7 +36,6 @@ from loopwise.http.server._sse import EventChannel as EventChannel
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
-    "REQUEST_ID_KEY",
     "ChannelStatistics",
     "EventChannel",
     "HTTPProblem",

@@ -29,8 +29,8 @@ def create_app(
     """A ``web.Application`` wired for production.
 
     - ``middlewares``: default :func:`standard_middlewares` (request id, access log, problem+json
-      errors, a 30 s deadline), outermost first. Pass your own list to change or extend it, e.g.
-      ``[*standard_middlewares(timeout=5), my_auth_middleware]``.
+      errors, a 30 s deadline, all in one middleware), outermost first. Pass your own list to
+      change or extend it, e.g. ``[*standard_middlewares(timeout=5), my_auth_middleware]``.
     - ``client_max_size``: the largest request body in bytes (default 1 MiB); a larger one is
       answered 413.
     - On shutdown, every ``WebSocketHub`` and ``EventChannel`` that served this app is closed

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from loopwise._exceptions import HTTPProblem
-from loopwise.http.server._middlewares import REQUEST_ID_KEY, prepare_stream
+from loopwise.http.server._middlewares import current_request_id, prepare_stream
 from loopwise.http.server._streams import ActiveHandlers, register_streams
 
 __all__ = ["HubConnection", "HubStatistics", "WebSocketHub"]
@@ -107,8 +107,9 @@ class HubStatistics:
 class HubConnection:
     """One client of a :class:`WebSocketHub`, as the callbacks see it.
 
-    ``request`` is the upgrade request, ``id`` a number unique in the process, ``rooms`` the
-    rooms joined. Messages queued for it are sent in order, one at a time, by its own task.
+    ``request`` is the upgrade request, ``request_id`` its id (from the request id middleware,
+    else None), ``id`` a number unique in the process, ``rooms`` the rooms joined. Messages
+    queued for it are sent in order, one at a time, by its own task.
     """
 
     __slots__ = (
@@ -123,6 +124,7 @@ class HubConnection:
         "_wakeup",
         "id",
         "request",
+        "request_id",
         "rooms",
         "ws",
     )
@@ -130,6 +132,7 @@ class HubConnection:
     def __init__(self, hub: WebSocketHub, request: web.Request, ws: web.WebSocketResponse) -> None:
         self._hub = hub
         self.request = request
+        self.request_id = current_request_id()
         self.ws = ws
         self.id = next(_ids)
         self.rooms: set[str] = set()
@@ -151,12 +154,6 @@ class HubConnection:
     def close_code(self) -> int | None:
         """The code the hub closed (or is closing) this connection with; ``None`` while open."""
         return self._close_code
-
-    @property
-    def request_id(self) -> str | None:
-        """The upgrade request's id (from ``request_id_middleware``), if any."""
-        rid: str | None = self.request.get(REQUEST_ID_KEY)
-        return rid
 
     async def send(self, data: str | bytes) -> bool:
         """Queue ``data`` for this client alone; same guarantees as ``WebSocketHub.broadcast``.

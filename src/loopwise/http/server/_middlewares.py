@@ -4,6 +4,8 @@ Each factory takes keyword-only options and returns a plain aiohttp middleware c
 ``(request, handler) -> response``. The order that :func:`standard_middlewares` uses (outermost
 first) is request id, access log, problem, timeout: the request id is known to everything, the
 access log sees the final status of every answer, and a deadline that expires becomes a 503 problem.
+:func:`standard_middlewares` does all four in one middleware (one coroutine frame per request
+instead of four), with exactly the behaviour of the four stacked in that order.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import os
 import re
+import weakref
+from asyncio import current_task, get_running_loop
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from time import perf_counter
@@ -21,12 +24,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import istr
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._problem import build_problem, status_phrase
 
 __all__ = [
-    "REQUEST_ID_KEY",
     "RequestIdFilter",
     "access_log_middleware",
     "current_request_id",
@@ -47,15 +50,14 @@ def _request_key(name: str, kind: type[_T]) -> web.RequestKey[_T]:
     return key
 
 
-REQUEST_ID_KEY = _request_key("loopwise.request_id", str)
 _REQUEST_ID_HEADER_KEY = _request_key("loopwise.request_id_header", str)
 
 _request_id: ContextVar[str | None] = ContextVar("loopwise_request_id", default=None)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _MAX_DETAIL = 1000
 
-access_logger = logging.getLogger("loopwise.http.access")
-error_logger = logging.getLogger("loopwise.http.server")
+_access_log = logging.getLogger("loopwise.http.access")
+_error_log = logging.getLogger("loopwise.http.server")
 
 
 def current_request_id() -> str | None:
@@ -81,13 +83,25 @@ class RequestIdFilter(logging.Filter):
 
 
 _DEFAULT_HEADER = "X-Request-ID"
-_id_prefix = os.urandom(4).hex()
-_id_counter = itertools.count()
+
+# New ids are 64-bit numbers in hex: a random per-process prefix (upper 32 bits) plus a counter.
+# They are made 256 at a time, each a shared 14-character head plus one of 256 tails: far cheaper
+# than formatting a number per request.
+_ID_TAILS = [f"{i:02x}" for i in range(255, -1, -1)]  # popped from the end: ascending
+_id_batch: list[str] = []
+
+
+def _id_blocks() -> itertools.count[int]:
+    return itertools.count(int.from_bytes(os.urandom(4)) << 24)
+
+
+_id_block = _id_blocks()
 
 
 def _reseed_ids() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix, _id_counter = os.urandom(4).hex(), itertools.count()
+    global _id_block
+    _id_block = _id_blocks()
+    _id_batch.clear()
 
 
 os.register_at_fork(after_in_child=_reseed_ids)
@@ -95,7 +109,12 @@ os.register_at_fork(after_in_child=_reseed_ids)
 
 def _new_request_id() -> str:
     """16 hex characters: a random per-process prefix and a counter (unique, cheap)."""
-    return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFF:08x}"
+    try:
+        return _id_batch.pop()
+    except IndexError:
+        head = f"{next(_id_block) & 0xFF_FFFF_FFFF_FFFF:014x}"
+        _id_batch.extend([head + tail for tail in _ID_TAILS])
+        return _id_batch.pop()
 
 
 def request_id_middleware(
@@ -106,8 +125,8 @@ def request_id_middleware(
 ) -> Middleware:
     """Give every request an id: the client's ``header`` when it is a sane token, else a new one.
 
-    Guarantees: the id is in ``request[REQUEST_ID_KEY]``, in :func:`current_request_id`
-    for the handler's duration, and in the response's ``header`` (also on error answers; streaming
+    Guarantees: the id is in :func:`current_request_id` for the handler's duration (and in the
+    tasks it starts) and in the response's ``header`` (also on error answers; streaming
     responses get it when started with :func:`prepare_stream`, as the hub and channel do). An
     incoming id longer than 128 characters or with characters outside ``[A-Za-z0-9._:@/+=-]`` is
     replaced, never echoed. With ``trust_incoming=False`` a new id is always made. New ids are 16
@@ -115,12 +134,18 @@ def request_id_middleware(
     """
 
     custom_header = header != _DEFAULT_HEADER
+    default_ids = generate is _new_request_id
+    header = istr(header)
 
     @web.middleware
     async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(header) if trust_incoming else None
-        rid = incoming if incoming and _VALID_ID.fullmatch(incoming) else generate()
-        request[REQUEST_ID_KEY] = rid
+        if incoming and _VALID_ID.fullmatch(incoming):
+            rid = incoming
+        elif default_ids and _id_batch:
+            rid = _id_batch.pop()  # what generate() would do, without the call
+        else:
+            rid = generate()
         if custom_header:
             request[_REQUEST_ID_HEADER_KEY] = header
         token = _request_id.set(rid)
@@ -154,7 +179,7 @@ def access_log_middleware(
     are logged when the stream ends. Costs nothing when ``logger`` is not enabled for ``level``.
     Default logger: ``loopwise.http.access``.
     """
-    log = logger or access_logger
+    log = logger or _access_log
     skip = frozenset(skip_paths)
 
     @web.middleware
@@ -174,25 +199,31 @@ def access_log_middleware(
             status = 499
             raise
         finally:
-            duration_ms = (perf_counter() - start) * 1000.0
-            log.log(
-                level,
-                "%s %s %d %.1fms",
-                request.method,
-                request.path,
-                status,
-                duration_ms,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": status,
-                    "duration_ms": round(duration_ms, 3),
-                    "request_id": request.get(REQUEST_ID_KEY),
-                    "remote": request.remote,
-                },
-            )
+            _log_access(log, level, request, status, start)
 
     return access_log
+
+
+def _log_access(
+    log: logging.Logger, level: int, request: web.Request, status: int, start: float
+) -> None:
+    duration_ms = (perf_counter() - start) * 1000.0
+    log.log(
+        level,
+        "%s %s %d %.1fms",
+        request.method,
+        request.path,
+        status,
+        duration_ms,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": round(duration_ms, 3),
+            "request_id": _request_id.get(),
+            "remote": request.remote,
+        },
+    )
 
 
 def _detail_of(exc: web.HTTPException) -> str | None:
@@ -223,110 +254,160 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
     Cancellation and connection errors are re-raised untouched; an error after a streaming response
     has started is logged and re-raised (a second response cannot be sent).
     """
-    log = logger or error_logger
+    log = logger or _error_log
 
     @web.middleware
     async def problem(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except HTTPProblem as exc:
-            return build_problem(
-                exc.status,
-                exc.title,
-                exc.detail,
-                exc.type,
-                request.path,
-                exc.headers,
-                {**exc.extensions, **_request_id_member(request)},
-            )
-        except web.HTTPException as exc:
-            if exc.status < 400:
+        except Exception as exc:
+            response = _problem_for(request, exc, log)
+            if response is None:
                 raise
-            headers = {k: v for k, v in exc.headers.items() if k.lower() not in _DROPPED_HEADERS}
-            return build_problem(
-                exc.status,
-                exc.reason or status_phrase(exc.status),
-                _detail_of(exc),
-                "about:blank",
-                request.path,
-                headers,
-                _request_id_member(request),
-            )
-        except (asyncio.CancelledError, ConnectionError):
-            raise
-        except Exception:
-            rid = request.get(REQUEST_ID_KEY)
-            log.exception(
-                "unhandled error in %s %s (request id %s)",
-                request.method,
-                request.path,
-                rid or "-",
-                extra={"request_id": rid, "method": request.method, "path": request.path},
-            )
-            if request.writer is not None and request.writer.output_size > 0:
-                raise
-            return build_problem(
-                500, None, None, "about:blank", request.path, None, _request_id_member(request)
-            )
+            return response
 
     return problem
 
 
+def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> web.Response | None:
+    """The problem answer for ``exc`` raised by the handler, or None when it must propagate."""
+    if isinstance(exc, HTTPProblem):
+        return build_problem(
+            exc.status,
+            exc.title,
+            exc.detail,
+            exc.type,
+            request.path,
+            exc.headers,
+            {**exc.extensions, **_request_id_member(request)},
+        )
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            return None
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in _DROPPED_HEADERS}
+        return build_problem(
+            exc.status,
+            exc.reason or status_phrase(exc.status),
+            _detail_of(exc),
+            "about:blank",
+            request.path,
+            headers,
+            _request_id_member(request),
+        )
+    if isinstance(exc, ConnectionError):
+        return None
+    rid = _request_id.get()
+    log.error(
+        "unhandled error in %s %s (request id %s)",
+        request.method,
+        request.path,
+        rid or "-",
+        exc_info=exc,
+        extra={"request_id": rid, "method": request.method, "path": request.path},
+    )
+    if request.writer is not None and request.writer.output_size > 0:
+        return None
+    return build_problem(
+        500, None, None, "about:blank", request.path, None, _request_id_member(request)
+    )
+
+
 def _request_id_member(request: web.Request) -> dict[str, object]:
-    rid = request.get(REQUEST_ID_KEY)
+    rid = _request_id.get()
     return {"request_id": rid} if rid else {}
 
 
-class _Guard:
-    """One request's deadline: cancels the handler's task when its bucket fires."""
-
-    __slots__ = ("bucket", "expired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.expired = False
-        self.bucket: set[_Guard] | None = None
-
-    def expire(self) -> None:
-        self.bucket = None
-        self.expired = True
-        self.task.cancel()
-
-    def lift(self) -> None:
-        if self.bucket is not None:
-            self.bucket.discard(self)
-            self.bucket = None
-
-
-_DEADLINE_KEY = _request_key("loopwise.deadline", _Guard)
-
-
 class _Deadlines:
-    """Deadlines grouped in ``tick``-wide buckets: one timer per bucket, not per request."""
+    """The deadlines of one timeout middleware.
 
-    __slots__ = ("_buckets", "_loop", "seconds", "tick")
+    Every request gets the same ``seconds``, so the requests in flight, kept in arrival order,
+    are also in deadline order: one timer, set for the earliest deadline, serves them all, and a
+    request costs one dict insert and one removal.
+    """
 
-    def __init__(self, seconds: float) -> None:
+    __slots__ = ("__weakref__", "detail", "expired", "inflight", "loop", "seconds")
+
+    def __init__(self, seconds: float, detail: str) -> None:
         self.seconds = seconds
-        self.tick = min(seconds / 20, 0.25)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._buckets: dict[int, set[_Guard]] = {}
+        self.detail = detail
+        # handler task -> perf_counter() when its request arrived, in arrival order
+        self.inflight: dict[asyncio.Task[Any], float] = {}
+        # tasks cancelled by their deadline whose handlers have not finished yet
+        self.expired: set[asyncio.Task[Any]] = set()
+        # the loop the timer is set on; None when no timer is set (nothing in flight)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        _all_deadlines.add(self)
 
-    def add(self, guard: _Guard) -> None:
-        loop = guard.task.get_loop()
-        if loop is not self._loop:  # a middleware reused with a new event loop
-            self._loop, self._buckets = loop, {}
-        slot = math.ceil((loop.time() + self.seconds) / self.tick)
-        bucket = self._buckets.get(slot)
-        if bucket is None:
-            bucket = self._buckets[slot] = set()
-            loop.call_at(slot * self.tick, self._fire, slot)
-        bucket.add(guard)
-        guard.bucket = bucket
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Set the timer on ``loop``; a request was just added and no timer is set there."""
+        if self.loop is not None:  # the middleware moved to a new loop: forget the old one's tasks
+            for task in [t for t in self.inflight if t.get_loop() is not loop]:
+                del self.inflight[task]
+            self.expired.difference_update([t for t in self.expired if t.get_loop() is not loop])
+        self.loop = loop
+        self._schedule(perf_counter())
 
-    def _fire(self, slot: int) -> None:
-        for guard in tuple(self._buckets.pop(slot, ())):
-            guard.expire()
+    def _schedule(self, now: float) -> None:
+        assert self.loop is not None
+        first = next(iter(self.inflight.values()))
+        delay = max(first + self.seconds - now, 0.001)
+        self.loop.call_later(delay, self._expire, self.loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self.loop:  # set on a loop this middleware has left
+            return
+        now = perf_counter()
+        due = now - self.seconds
+        late = []
+        for task, arrived in self.inflight.items():
+            if arrived > due:
+                break
+            late.append(task)
+        for task in late:
+            del self.inflight[task]
+            self.expired.add(task)
+            task.cancel()
+        if self.inflight:
+            self._schedule(now)
+        else:
+            self.loop = None
+
+    def lift(self, task: asyncio.Task[Any]) -> None:
+        """The request that ``task`` is handling has started a stream: no deadline for it."""
+        if task not in self.expired:  # once expired, too late to lift it
+            self.inflight.pop(task, None)
+
+    def claim(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the cancellation ``task`` is getting came from its deadline alone."""
+        if task not in self.expired:
+            return False
+        self.expired.discard(task)
+        return task.uncancel() == 0
+
+    def settle(self, task: asyncio.Task[Any]) -> None:
+        """``task``'s handler returned: drop its deadline (and a cancellation it swallowed)."""
+        self.inflight.pop(task, None)
+        if self.expired and task in self.expired:
+            _release(self.expired, task)
+
+    def unavailable(self) -> web.HTTPServiceUnavailable:
+        return web.HTTPServiceUnavailable(text=self.detail, headers={"Retry-After": "1"})
+
+
+_all_deadlines: weakref.WeakSet[_Deadlines] = weakref.WeakSet()
+
+
+def _release(expired: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
+    """``task``'s handler swallowed the cancellation of its deadline: take it back."""
+    expired.discard(task)
+    task.uncancel()
+
+
+def _check_seconds(seconds: float, what: str = "timeout_middleware") -> str:
+    """Validate a deadline; the ``detail`` of the 503 problem it produces."""
+    if not seconds > 0:
+        raise ValueError(f"{what} needs seconds > 0, got {seconds!r}")
+    return f"the server did not answer within {seconds:g} s; retry later"
 
 
 def timeout_middleware(seconds: float) -> Middleware:
@@ -334,48 +415,34 @@ def timeout_middleware(seconds: float) -> Middleware:
 
     The deadline covers the handler until it returns a response or starts a stream with
     :func:`prepare_stream` (``WebSocketHub`` and ``EventChannel`` do): streams are never cut
-    by it. When it expires (between ``seconds`` and
-    ``seconds`` + min(``seconds``/20, 0.25 s) after the request started) the handler is cancelled
-    (its ``finally`` blocks run) and a 503 with ``Retry-After: 1`` is raised, which
+    by it. When it expires, ``seconds`` after the request reached this middleware (to within the
+    loop's timer resolution, later if the loop is blocked), the handler is cancelled (its
+    ``finally`` blocks run) and a 503 with ``Retry-After: 1`` is raised, which
     ``problem_middleware`` serves as a problem. A ``TimeoutError`` the handler raises itself is
     not mistaken for the deadline, and a cancellation from elsewhere (shutdown) stays one.
-    Costs one timer per time bucket, not one per request.
+    Costs one timer per ``seconds`` of busy time, not one per request.
     """
-    if not seconds > 0:
-        raise ValueError(f"timeout_middleware needs seconds > 0, got {seconds!r}")
-    detail = f"the server did not answer within {seconds:g} s; retry later"
-    deadlines = _Deadlines(seconds)
+    deadlines = _Deadlines(seconds, _check_seconds(seconds))
 
     @web.middleware
     async def timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
+        loop = get_running_loop()
+        task = current_task(loop)
+        if task is None:
             return await handler(request)
-        guard = _Guard(task)
-        deadlines.add(guard)
-        request[_DEADLINE_KEY] = guard
+        deadlines.inflight[task] = perf_counter()
+        if deadlines.loop is not loop:
+            deadlines.arm(loop)
         try:
             return await handler(request)
         except asyncio.CancelledError:
-            if guard.expired:
-                guard.expired = False
-                if task.uncancel() == 0:
-                    headers = {"Retry-After": "1"}
-                    raise web.HTTPServiceUnavailable(text=detail, headers=headers) from None
+            if deadlines.claim(task):
+                raise deadlines.unavailable() from None
             raise
         finally:
-            guard.lift()  # the guard stays in the request, inert
-            if guard.expired:  # expired, but the handler swallowed the cancellation
-                task.uncancel()
+            deadlines.settle(task)
 
     return timeout
-
-
-def lift_deadline(request: web.BaseRequest) -> None:
-    """Remove the timeout middleware's deadline from this request (a stream is starting)."""
-    guard = request.pop(_DEADLINE_KEY, None)
-    if guard is not None:
-        guard.lift()
 
 
 async def prepare_stream(request: web.Request, response: web.StreamResponse) -> None:
@@ -385,19 +452,149 @@ async def prepare_stream(request: web.Request, response: web.StreamResponse) -> 
     response gets the request id header, and ``timeout_middleware``'s deadline stops applying to
     this request (a stream is not a slow answer). ``WebSocketHub`` and ``EventChannel`` do this.
     """
-    rid = request.get(REQUEST_ID_KEY)
+    rid = _request_id.get()
     if rid is not None:
         response.headers.setdefault(request.get(_REQUEST_ID_HEADER_KEY, _DEFAULT_HEADER), rid)
-    lift_deadline(request)
+    task = current_task()
+    if task is not None:
+        for deadlines in _all_deadlines:
+            deadlines.lift(task)
     await response.prepare(request)
 
 
-def standard_middlewares(*, timeout: float | None = 30.0) -> list[Middleware]:
-    """The stack ``create_app`` uses by default: request id, access log, problem, timeout.
+def _combined_middleware(
+    *,
+    timeout: float | None,
+    header: str,
+    trust_incoming: bool,
+    generate: Callable[[], str],
+    access_log: logging.Logger,
+    access_level: int,
+    skip_paths: frozenset[str],
+    error_log: logging.Logger,
+) -> Middleware:
+    """request id, access log, problem and timeout middlewares fused into one coroutine frame.
 
-    ``timeout=None`` leaves the timeout middleware out.
+    The nested ``try`` blocks below are the four middlewares' bodies, innermost last; keep them in
+    step with the single-purpose factories above (tests/http/server/test_middleware_stack.py
+    checks that both give the same answers and log records).
     """
-    stack = [request_id_middleware(), access_log_middleware(), problem_middleware()]
+    custom_header = header != _DEFAULT_HEADER
+    default_ids = generate is _new_request_id
+    header = istr(header)
+    deadlines = None
     if timeout is not None:
-        stack.append(timeout_middleware(timeout))
-    return stack
+        what = "standard_middlewares(timeout=...)"
+        deadlines = _Deadlines(timeout, _check_seconds(timeout, what))
+    # Bound once: this runs on every request, and each lookup saved is measurable here.
+    id_batch = _id_batch
+    set_request_id = _request_id.set
+    logging_enabled = access_log.isEnabledFor
+    inflight = deadlines.inflight if deadlines is not None else {}
+    expired = deadlines.expired if deadlines is not None else set()
+
+    @web.middleware
+    async def standard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # request id
+        incoming = request.headers.get(header) if trust_incoming else None
+        if incoming and _VALID_ID.fullmatch(incoming):
+            rid = incoming
+        elif default_ids and id_batch:
+            rid = id_batch.pop()  # what generate() would do, without the call
+        else:
+            rid = generate()
+        if custom_header:
+            request[_REQUEST_ID_HEADER_KEY] = header
+        token = set_request_id(rid)
+        # access log
+        logged = logging_enabled(access_level) and (
+            not skip_paths or request.path not in skip_paths
+        )
+        started = perf_counter()
+        status = 500
+        # timeout (as in timeout_middleware)
+        task = None
+        if deadlines is not None:
+            loop = get_running_loop()
+            task = current_task(loop)
+            if task is not None:
+                inflight[task] = started
+                if deadlines.loop is not loop:
+                    deadlines.arm(loop)
+        try:
+            try:
+                try:
+                    response = await handler(request)
+                except asyncio.CancelledError:
+                    if task is not None and deadlines is not None and deadlines.claim(task):
+                        raise deadlines.unavailable() from None
+                    raise
+                finally:
+                    if task is not None:
+                        inflight.pop(task, None)
+                        if expired and task in expired:
+                            _release(expired, task)
+            except Exception as exc:  # problem
+                problem = _problem_for(request, exc, error_log)
+                if problem is None:
+                    raise
+                response = problem
+            if logged:
+                status = response.status
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers[header] = rid
+            raise
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            try:
+                if logged:
+                    _log_access(access_log, access_level, request, status, started)
+            finally:
+                _request_id.reset(token)
+        # A prepared (streaming) response has sent its headers already, with the id when it was
+        # started by prepare_stream(); setting it again changes nothing on the wire.
+        response.headers[header] = rid
+        return response
+
+    return standard
+
+
+def standard_middlewares(
+    *,
+    timeout: float | None = 30.0,
+    header: str = _DEFAULT_HEADER,
+    trust_incoming: bool = True,
+    generate: Callable[[], str] = _new_request_id,
+    access_logger: logging.Logger | None = None,
+    access_level: int = logging.INFO,
+    skip_paths: Collection[str] = (),
+    error_logger: logging.Logger | None = None,
+) -> list[Middleware]:
+    """The stack ``create_app`` uses by default, as a list holding ONE middleware.
+
+    That middleware behaves exactly like these four stacked outermost first, with the same
+    guarantees and log records, at the cost of a single middleware per request::
+
+        [request_id_middleware(header=header, trust_incoming=trust_incoming, generate=generate),
+         access_log_middleware(logger=access_logger, level=access_level, skip_paths=skip_paths),
+         problem_middleware(logger=error_logger),
+         timeout_middleware(timeout)]
+
+    ``timeout=None`` leaves the deadline out. Put your own middlewares after it (inside: they see
+    the request id, their errors become problems) or before it (outside).
+    """
+    return [
+        _combined_middleware(
+            timeout=timeout,
+            header=header,
+            trust_incoming=trust_incoming,
+            generate=generate,
+            access_log=access_logger or _access_log,
+            access_level=access_level,
+            skip_paths=frozenset(skip_paths),
+            error_log=error_logger or _error_log,
+        )
+    ]

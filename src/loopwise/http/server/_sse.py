@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from loopwise._exceptions import HTTPProblem
-from loopwise.http.server._middlewares import REQUEST_ID_KEY, prepare_stream
+from loopwise.http.server._middlewares import current_request_id, prepare_stream
 from loopwise.http.server._streams import ActiveHandlers, register_streams
 
 __all__ = ["ChannelStatistics", "EventChannel"]
@@ -66,10 +66,11 @@ class ChannelStatistics:
 
 
 class _Subscriber:
-    __slots__ = ("done", "last_write", "ping", "queue", "request", "wakeup")
+    __slots__ = ("done", "last_write", "ping", "queue", "request", "request_id", "wakeup")
 
     def __init__(self, request: web.Request, now: float) -> None:
         self.request = request
+        self.request_id = current_request_id()
         self.queue: deque[bytes] = deque()
         self.wakeup = asyncio.Event()
         self.done = False
@@ -332,7 +333,7 @@ class EventChannel:
         if subscriber.done and subscriber.gone():
             return
         self._evicted += 1
-        rid = subscriber.request.get(REQUEST_ID_KEY)
+        rid = subscriber.request_id
         log.info(
             "dropped a slow event stream (request id %s): %s",
             rid or "-",
