@@ -1,10 +1,17 @@
 """Benchmark loopwise.http.server against bare aiohttp (run by hand, never in tests).
 
-    python benchmarks/server.py [--rounds 3] [--duration 3] [--quick]
+    python benchmarks/server.py [--rounds 3] [--http-rounds 6] [--duration 3] [--quick]
+                                [--http-only] [--instructions]
 
-1. Requests/s of a small JSON endpoint: the full ``create_app()`` middleware stack (request id,
-   access log, problem+json, timeout) vs a bare ``web.Application``. The load comes from another
-   process: ``wrk`` when installed (Debian package ``wrk``), else an aiohttp client process.
+1. Requests/s of a small JSON endpoint: the ``create_app()`` stack (request id, access log,
+   problem+json, timeout, in one middleware) vs a bare ``web.Application``, vs the same app with
+   one no-op middleware (what aiohttp itself costs once there is any middleware) and vs the four
+   middlewares stacked separately. The load comes from another process: ``wrk`` when installed
+   (Debian package ``wrk``), else an aiohttp client process. Each round runs every server back to
+   back (in rotating order); the ratios are the medians of the per-round ratios, which cancels
+   most of the drift of a shared machine. ``--instructions`` also counts the server's CPU
+   instructions per request under valgrind's callgrind: slow, but deterministic, where requests/s
+   on a busy machine move by several per cent between runs.
 2. WebSocket fan-out: deliveries/s (messages x clients) to 100 and 1000 clients, ``WebSocketHub``
    vs the naive ``for ws in clients: await ws.send_str(msg)`` loop, and the same with one extra
    client that never reads (the naive loop stalls: it is given 5 s and we report how far it got).
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -78,11 +86,35 @@ def _get(port: int, path: str) -> str:
     return body.decode()
 
 
+@web.middleware
+async def _noop_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """What aiohttp itself costs once an app has any middleware at all."""
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
 def http_server(stack: str, loop: str) -> None:
     if stack == "loopwise":
         from loopwise.http.server import create_app
 
         app = create_app()
+    elif stack == "separate":
+        from loopwise.http.server import (
+            access_log_middleware,
+            problem_middleware,
+            request_id_middleware,
+            timeout_middleware,
+        )
+
+        separate = [
+            request_id_middleware(),
+            access_log_middleware(),
+            problem_middleware(),
+            timeout_middleware(30.0),
+        ]
+        app = web.Application(middlewares=separate)
+    elif stack == "noop":
+        app = web.Application(middlewares=[_noop_middleware])
     else:
         app = web.Application()
     app.router.add_get("/json", _json)
@@ -269,6 +301,98 @@ class Server:
             self.process.wait()
 
 
+_REQUEST = b"GET /json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def counted_load(port: int, connections: int, requests: int) -> None:
+    """Exactly ``requests`` keep-alive GET /json, spread over ``connections`` (a client process).
+
+    A bare protocol rather than aiohttp's client, so that it costs the server's machine little.
+    """
+
+    class Client(asyncio.Protocol):
+        def __init__(self, left: int, done: asyncio.Future[None]) -> None:
+            self.left, self.done, self.buffer = left, done, b""
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            transport.write(_REQUEST)
+
+        def data_received(self, data: bytes) -> None:
+            assert self.transport is not None
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                length = re.search(rb"Content-Length: (\d+)", self.buffer[:end])
+                assert length, self.buffer[:end]
+                size = end + 4 + int(length.group(1))
+                if len(self.buffer) < size:
+                    return
+                self.buffer = self.buffer[size:]
+                self.left -= 1
+                if self.left == 0:
+                    self.transport.close()
+                    self.done.set_result(None)
+                    return
+                self.transport.write(_REQUEST)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        waits = []
+        for i in range(connections):
+            share = requests // connections + (i < requests % connections)
+            if share:
+                done = loop.create_future()
+                client = functools.partial(Client, share, done)
+                await loop.create_connection(client, "127.0.0.1", port)
+                waits.append(done)
+        async with asyncio.timeout(600):
+            await asyncio.gather(*waits)
+
+    asyncio.run(main())
+
+
+def measure_instructions(stack: str, loop: str, requests: int) -> float:
+    """Server CPU instructions per request, counted by valgrind's callgrind (deterministic).
+
+    The server runs under callgrind; its counters are zeroed after a warm-up and dumped after
+    ``requests`` requests from a client process, so start-up is not counted.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        callgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        process = subprocess.Popen(
+            [*callgrind, sys.executable, HERE, "_http-server", stack, loop],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        try:
+            assert process.stdout is not None
+            port = int(process.stdout.readline())
+            load = [sys.executable, HERE, "_counted-load", str(port), "16"]
+            subprocess.run([*load, "400"], check=True)  # warm-up
+            subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True, **_QUIET)
+            subprocess.run([*load, str(requests)], check=True)
+            subprocess.run(["callgrind_control", "-d", str(process.pid)], check=True, **_QUIET)
+            with open(f"{out}.1") as dump:
+                summary = re.search(r"^summary: (\d+)$", dump.read(), re.MULTILINE)
+            assert summary, "no summary line in the callgrind dump"
+            return int(summary.group(1)) / requests
+        finally:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(timeout=60)
+
+
+_QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
 def measure_http(stack: str, loop: str, duration: float) -> tuple[float, float]:
     """(requests/s, server CPU microseconds per request)."""
     server = Server("_http-server", stack, loop)
@@ -329,36 +453,80 @@ def measure_fanout(
         server.stop()
 
 
+def print_instructions(
+    stacks: list[str], loops: list[str], names: dict[str, str], requests: int
+) -> None:
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        print("\n--instructions needs valgrind (Debian package valgrind): skipped")
+        return
+    print(f"\nJSON endpoint: server instructions per request (callgrind, {requests} requests)")
+    print("| loop | server | instructions/request | ratio | bare/this (req/s if CPU-bound) |")
+    print("|---|---|---:|---:|---:|")
+    for loop in loops:
+        counts = {stack: measure_instructions(stack, loop, requests) for stack in stacks}
+        for stack in stacks:
+            ratio = counts[stack] / counts["aiohttp"]
+            print(
+                f"| {loop} | {names[stack]} | {counts[stack]:,.0f} | {ratio:.3f}x "
+                f"| {1 / ratio:.3f}x |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="fan-out rounds")
+    parser.add_argument("--http-rounds", type=int, default=6, help="JSON endpoint rounds")
+    parser.add_argument("--http-only", action="store_true", help="skip the fan-out part")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per HTTP run")
     parser.add_argument("--quick", action="store_true", help="1 round, short runs")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count server instructions per request under valgrind (deterministic)",
+    )
     args = parser.parse_args()
     rounds, duration = (1, 1.0) if args.quick else (args.rounds, args.duration)
+    http_rounds = 1 if args.quick else args.http_rounds
     loops = ["asyncio", "uvloop"]
     load = "wrk -t1 -c64" if shutil.which("wrk") else "aiohttp client, 64 workers"
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} rounds, load: {load}")
 
     http: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for r in range(rounds):
+    stacks = ["aiohttp", "noop", "loopwise", "separate"]
+    for r in range(http_rounds):
         for loop in loops:
-            for stack in ("aiohttp", "loopwise"):
+            for stack in stacks[r % 4 :] + stacks[: r % 4]:  # rotate the order each round
                 http.setdefault((stack, loop), []).append(measure_http(stack, loop, duration))
-        print(f"  http round {r + 1}/{rounds} done", flush=True)
+        print(f"  http round {r + 1}/{http_rounds} done", flush=True)
 
-    print("\nJSON endpoint: requests/s and server CPU per request (medians)")
-    print("| loop | bare aiohttp | create_app (4 middlewares) | req/s ratio | CPU/request |")
-    print("|---|---:|---:|---:|---:|")
-    for loop in loops:
-        bare = statistics.median(x[0] for x in http["aiohttp", loop])
-        full = statistics.median(x[0] for x in http["loopwise", loop])
-        bare_cpu = statistics.median(x[1] for x in http["aiohttp", loop])
-        full_cpu = statistics.median(x[1] for x in http["loopwise", loop])
-        print(
-            f"| {loop} | {bare:,.0f}/s, {bare_cpu:.0f} µs | {full:,.0f}/s, {full_cpu:.0f} µs "
-            f"| {full / bare:.2f}x | {full_cpu / bare_cpu:.2f}x |"
-        )
+    names = {
+        "aiohttp": "bare aiohttp",
+        "noop": "aiohttp + one no-op middleware",
+        "loopwise": "create_app() stack",
+        "separate": "the four middlewares, separately",
+    }
+    if http_rounds:
+        print("\nJSON endpoint: requests/s and server CPU per request (medians; a ratio is the")
+        print("median of the per-round ratios to bare aiohttp)")
+        print("| loop | server | req/s | CPU/request | req/s ratio | CPU ratio |")
+        print("|---|---|---:|---:|---:|---:|")
+        for loop in loops:
+            bare_runs = http["aiohttp", loop]
+            for stack in stacks:
+                runs = http[stack, loop]
+                rate = statistics.median(x[0] for x in runs)
+                cpu = statistics.median(x[1] for x in runs)
+                pairs = list(zip(runs, bare_runs, strict=True))
+                rate_ratio = statistics.median(f[0] / b[0] for f, b in pairs)
+                cpu_ratio = statistics.median(f[1] / b[1] for f, b in pairs)
+                print(
+                    f"| {loop} | {names[stack]} | {rate:,.0f}/s | {cpu:.1f} µs "
+                    f"| {rate_ratio:.2f}x | {cpu_ratio:.2f}x |"
+                )
+    if args.instructions:
+        print_instructions(stacks, loops, names, 500 if args.quick else 4000)
+    if args.http_only:
+        return
 
     cases = [(100, 1000 if not args.quick else 200), (1000, 100 if not args.quick else 30)]
     fan: dict[tuple[str, str, int, int], list[Any]] = {}
@@ -404,6 +572,8 @@ if __name__ == "__main__":
         http_server(sys.argv[2], sys.argv[3])
     elif command == "_fanout-server":
         fanout_server(sys.argv[2], sys.argv[3])
+    elif command == "_counted-load":
+        counted_load(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif command == "_http-load":
         http_load(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     elif command == "_fanout-clients":
