@@ -338,6 +338,15 @@ class _Deadlines:
         self.loop: asyncio.AbstractEventLoop | None = None
         _all_deadlines.add(self)
 
+    def enter(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, now: float) -> None:
+        """The request ``task`` handles arrived at ``now`` (``perf_counter()``): start its deadline.
+
+        (``standard_middlewares`` inlines these lines: keep them in step.)
+        """
+        self.inflight[task] = now
+        if self.loop is not loop:
+            self.arm(loop)
+
     def arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Set the timer on ``loop``; a request was just added and no timer is set there."""
         if self.loop is not None:  # the middleware moved to a new loop: forget the old one's tasks
@@ -430,9 +439,7 @@ def timeout_middleware(seconds: float) -> Middleware:
         task = current_task(loop)
         if task is None:
             return await handler(request)
-        deadlines.inflight[task] = perf_counter()
-        if deadlines.loop is not loop:
-            deadlines.arm(loop)
+        deadlines.enter(task, loop, perf_counter())
         try:
             return await handler(request)
         except asyncio.CancelledError:
@@ -517,7 +524,7 @@ def _combined_middleware(
         if deadlines is not None:
             loop = get_running_loop()
             task = current_task(loop)
-            if task is not None:
+            if task is not None:  # _Deadlines.enter(), inlined
                 inflight[task] = started
                 if deadlines.loop is not loop:
                     deadlines.arm(loop)
