@@ -113,6 +113,10 @@ def http_server(stack: str, loop: str) -> None:
             timeout_middleware(30.0),
         ]
         app = web.Application(middlewares=separate)
+    elif stack == "request_id":
+        from loopwise.http.server import request_id_middleware
+
+        app = web.Application(middlewares=[request_id_middleware()])
     elif stack == "noop":
         app = web.Application(middlewares=[_noop_middleware])
     else:
@@ -504,6 +508,7 @@ def main() -> None:
         "noop": "aiohttp + one no-op middleware",
         "loopwise": "create_app() stack",
         "separate": "the four middlewares, separately",
+        "request_id": "request_id_middleware() alone",
     }
     if http_rounds:
         print("\nJSON endpoint: requests/s and server CPU per request (medians; a ratio is the")
@@ -524,7 +529,8 @@ def main() -> None:
                     f"| {rate_ratio:.2f}x | {cpu_ratio:.2f}x |"
                 )
     if args.instructions:
-        print_instructions(stacks, loops, names, 500 if args.quick else 4000)
+        # request_id alone: the least a middleware doing this job can cost
+        print_instructions([*stacks, "request_id"], loops, names, 500 if args.quick else 4000)
     if args.http_only:
         return
 
