@@ -279,7 +279,7 @@ def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> w
             exc.type,
             request.path,
             exc.headers,
-            {**exc.extensions, **_request_id_member(request)},
+            {**exc.extensions, **_request_id_member()},
         )
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
@@ -292,7 +292,7 @@ def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> w
             "about:blank",
             request.path,
             headers,
-            _request_id_member(request),
+            _request_id_member(),
         )
     if isinstance(exc, ConnectionError):
         return None
@@ -307,12 +307,10 @@ def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> w
     )
     if request.writer is not None and request.writer.output_size > 0:
         return None
-    return build_problem(
-        500, None, None, "about:blank", request.path, None, _request_id_member(request)
-    )
+    return build_problem(500, None, None, "about:blank", request.path, None, _request_id_member())
 
 
-def _request_id_member(request: web.Request) -> dict[str, object]:
+def _request_id_member() -> dict[str, object]:
     rid = _request_id.get()
     return {"request_id": rid} if rid else {}
 
