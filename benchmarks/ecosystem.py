@@ -33,11 +33,14 @@ Raw results (findings, times, peers' times) are written as JSON next to the cach
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import datetime
 import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -188,14 +191,31 @@ def fetch(name: str, version: str, cache: Path, index: str, pinned: dict[str, st
     return Project(name, version, filename, sha256, root)
 
 
-def count_lines(root: Path) -> int:
-    total = 0
+def python_files(root: Path) -> list[Path]:
+    found = []
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in PRUNED_DIRS and not d.startswith(".")]
-        for filename in filenames:
-            if filename.endswith(".py"):
-                total += Path(directory, filename).read_bytes().count(b"\n")
-    return total
+        found += [Path(directory, name) for name in filenames if name.endswith(".py")]
+    return found
+
+
+def lines_and_parse_cpu(root: Path) -> tuple[int, float]:
+    """Lines of Python, and the CPU seconds a bare ``ast.parse`` of every file takes."""
+    lines = 0
+    cpu = 0.0
+    for path in python_files(root):
+        source = path.read_bytes()
+        lines += source.count(b"\n")
+        started = time.process_time()
+        with contextlib.suppress(SyntaxError, ValueError):
+            ast.parse(source)
+        cpu += time.process_time() - started
+    return lines, cpu
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- running the checker --------------------------------------------------------------------
@@ -211,17 +231,19 @@ def loopwise_command() -> list[str]:
 Finding = dict[str, object]
 
 
-def check(project: Project, empty_config: Path, jobs: int | None) -> tuple[list[Finding], float]:
-    """Findings of the default rule set on the whole tree, with wall seconds (no cache)."""
+def check(
+    project: Project, empty_config: Path, jobs: int | None
+) -> tuple[list[Finding], float, float]:
+    """Findings of the default rule set on the whole tree, with wall and CPU seconds (no cache)."""
     argv = [*loopwise_command(), "check", "--no-cache", "--exit-zero", "--format", "json"]
     argv += ["--config", str(empty_config), "--no-respect-gitignore", "--quiet"]
     if jobs is not None:
         argv += ["--jobs", str(jobs)]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), children_cpu()
     done = subprocess.run(
         [*argv, "."], cwd=project.root, capture_output=True, text=True, check=False
     )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, children_cpu() - cpu_before
     if done.returncode != 0:
         raise SystemExit(f"ecosystem: loopwise failed on {project.name}:\n{done.stderr}")
     findings = []
@@ -236,7 +258,7 @@ def check(project: Project, empty_config: Path, jobs: int | None) -> tuple[list[
                 "message": item["message"],
             }
         )
-    return findings, elapsed
+    return findings, elapsed, cpu
 
 
 def key(finding: Finding) -> tuple[str, str, int, str]:
@@ -340,8 +362,10 @@ def precision(findings: list[Finding], ledger: list[dict[str, object]]) -> list[
 def print_precision(rules: list[RulePrecision]) -> bool:
     """Print the table; True when every goal is met and every sample is complete."""
     print("\nprecision from the review ledger (noise counts against):")
-    print(f"  {'rule':<6} {'findings':>8} {'labelled':>8} {'true':>5} {'false':>5} {'noise':>5}"
-          f" {'precision':>9}  {'gone':>4}")
+    print(
+        f"  {'rule':<6} {'findings':>8} {'labelled':>8} {'true':>5} {'false':>5} {'noise':>5}"
+        f" {'precision':>9}  {'gone':>4}"
+    )
     ok = True
     for rule in rules:
         value = "-" if rule.precision is None else f"{rule.precision:.2f}"
@@ -352,9 +376,11 @@ def print_precision(rules: list[RulePrecision]) -> bool:
         elif rule.precision is not None and rule.precision < GOAL_PER_RULE:
             flag = f"  below {GOAL_PER_RULE:.2f}"
             ok = False
-        print(f"  {rule.code:<6} {rule.findings:>8} {rule.labelled:>8} {rule.labels['true']:>5}"
-              f" {rule.labels['false']:>5} {rule.labels['noise']:>5} {value:>9}  {rule.gone:>4}"
-              f"{flag}")
+        print(
+            f"  {rule.code:<6} {rule.findings:>8} {rule.labelled:>8} {rule.labels['true']:>5}"
+            f" {rule.labels['false']:>5} {rule.labels['noise']:>5} {value:>9}  {rule.gone:>4}"
+            f"{flag}"
+        )
     true = sum(r.labels["true"] for r in rules)
     labelled = sum(r.labelled for r in rules)
     if labelled:
@@ -365,7 +391,10 @@ def print_precision(rules: list[RulePrecision]) -> bool:
 
 
 def print_unlabelled(
-    findings: list[Finding], ledger: list[dict[str, object]], roots: dict[str, Path], each: int,
+    findings: list[Finding],
+    ledger: list[dict[str, object]],
+    roots: dict[str, Path],
+    each: int,
     seed: int,
 ) -> None:
     """Up to ``each`` unlabelled findings per rule, with their source lines, as ledger stubs."""
@@ -387,6 +416,66 @@ def print_unlabelled(
                 print(f"#{marker}{number:5} {lines[number - 1]}")
             stub = {k: finding[k] for k in ("project", "path", "line", "code")}
             print(json.dumps({**stub, "label": "?", "reason": "?"}))
+
+
+def precision_markdown(rules: list[RulePrecision], codes: Sequence[str], projects: int) -> str:
+    """The table docs/rules/README.md and the README show, between their markers."""
+    from loopwise.lint._docs import PRECISION_END, PRECISION_START
+
+    by_code = {rule.code: rule for rule in rules}
+    rows = [
+        "| Rule | Findings | Labelled | True | False | Noise | Precision |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for code in codes:
+        rule = by_code.get(code, RulePrecision(code, 0, Counter(), 0))
+        value = "-" if rule.precision is None else f"{rule.precision:.2f}"
+        rows.append(
+            f"| [{code}]({code}.md) | {rule.findings} | {rule.labelled} | {rule.labels['true']} |"
+            f" {rule.labels['false']} | {rule.labels['noise']} | {value} |"
+        )
+    true = sum(r.labels["true"] for r in rules)
+    labelled = sum(r.labelled for r in rules)
+    findings = sum(r.findings for r in rules)
+    overall = f"{true / labelled:.2f}" if labelled else "-"
+    falses = sum(r.labels["false"] for r in rules)
+    noise = sum(r.labels["noise"] for r in rules)
+    rows.append(
+        f"| **all** | {findings} | {labelled} | {true} | {falses} | {noise} | **{overall}** |"
+    )
+    text = (
+        f"Findings of the default rules on {projects} asyncio projects from the package index"
+        " (pinned in `benchmarks/ecosystem/findings.json`), and a review of a random sample of"
+        " them (`benchmarks/ecosystem/review.jsonl`): *true* is a real instance the project's"
+        " maintainers would want to fix, *false* is wrong, *noise* matches the rule's letter but"
+        " nobody would act on it. Precision is true / labelled: noise counts against it."
+        " Measured with `python benchmarks/ecosystem.py`."
+    )
+    return "\n".join([PRECISION_START, text, "", *rows, PRECISION_END])
+
+
+def replace_block(path: Path, block: str) -> None:
+    from loopwise.lint._docs import PRECISION_END, PRECISION_START
+
+    text = path.read_text(encoding="utf-8")
+    start = text.index(PRECISION_START)
+    end = text.index(PRECISION_END, start) + len(PRECISION_END)
+    path.write_text(text[:start] + block + text[end:], encoding="utf-8")
+
+
+def snapshot_markdown() -> str:
+    """The precision table of the committed snapshot and ledger (what the docs must show)."""
+    from loopwise.lint import RULES
+
+    snapshot = read_snapshot()
+    findings = snapshot["findings"]
+    projects = snapshot["projects"]
+    assert isinstance(findings, list) and isinstance(projects, dict)
+    rules = precision(findings, read_ledger(LEDGER))
+    return precision_markdown(rules, [rule.code for rule in RULES], len(projects))
+
+
+DOCUMENTS = (HERE.parent / "docs" / "rules" / "README.md", HERE.parent / "README.md")
 
 
 # -- the snapshot ---------------------------------------------------------------------------
@@ -428,16 +517,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_cache = Path(tempfile.gettempdir()) / "loopwise-ecosystem"
     parser.add_argument("--cache", type=Path, default=default_cache, help="download cache")
-    parser.add_argument("--index", default=os.environ.get("LOOPWISE_INDEX", DEFAULT_INDEX),
-                        help="the package index's simple API (default: %(default)s)")
+    parser.add_argument(
+        "--index",
+        default=os.environ.get("LOOPWISE_INDEX", DEFAULT_INDEX),
+        help="the package index's simple API (default: %(default)s)",
+    )
     parser.add_argument("--only", action="append", help="check only this project (repeatable)")
     parser.add_argument("--update", action="store_true", help="rewrite the snapshot")
-    parser.add_argument("--unlabelled", type=int, default=0, metavar="N",
-                        help="print up to N unlabelled findings per rule as ledger stubs")
+    parser.add_argument(
+        "--unlabelled",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print up to N unlabelled findings per rule as ledger stubs",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for --unlabelled")
-    parser.add_argument("--peers", action="store_true",
-                        help="also time ruff and flake8-async (a throwaway venv; slow)")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also time ruff and flake8-async (a throwaway venv; slow)",
+    )
     parser.add_argument("--jobs", type=int, default=None, help="loopwise worker processes")
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="write the snapshot's precision table into the README and docs/rules",
+    )
     options = parser.parse_args(argv)
     known = {name for name, _ in PROJECTS}
     for name in options.only or ():
@@ -452,8 +557,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     snapshot = read_snapshot()
     pinned_projects = snapshot.get("projects", {})
     assert isinstance(pinned_projects, dict)
-    pinned = {name: str(meta["sha256"]) for name, meta in pinned_projects.items()
-              if meta.get("version") == dict(PROJECTS).get(name)}
+    pinned = {
+        name: str(meta["sha256"])
+        for name, meta in pinned_projects.items()
+        if meta.get("version") == dict(PROJECTS).get(name)
+    }
     options.cache.mkdir(parents=True, exist_ok=True)
     empty_config = options.cache / "pyproject.toml"
     empty_config.write_text("[tool.loopwise]\n")
@@ -470,13 +578,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         project = fetch(name, version, options.cache, options.index, pinned)
         projects.append(project)
-        lines = count_lines(project.root)
+        lines, parse_cpu = lines_and_parse_cpu(project.root)
         total_lines += lines
-        found, seconds = check(project, empty_config, options.jobs)
+        found, seconds, cpu = check(project, empty_config, options.jobs)
         findings += found
         per_rule = Counter(str(f["code"]) for f in found)
-        row = {"version": version, "lines": lines, "loopwise_s": round(seconds, 3),
-               "findings": dict(sorted(per_rule.items()))}
+        row = {
+            "version": version,
+            "lines": lines,
+            "loopwise_s": round(seconds, 3),
+            "loopwise_cpu_s": round(cpu, 3),
+            "parse_cpu_s": round(parse_cpu, 3),
+            "findings": dict(sorted(per_rule.items())),
+        }
         breakdown = " ".join(f"{code}:{n}" for code, n in sorted(per_rule.items())) or "-"
         peers = ""
         if venv is not None:
@@ -488,16 +602,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     per_rule_total = Counter(str(f["code"]) for f in findings)
     wall = sum(float(str(r["loopwise_s"])) for r in results.values())
-    print(f"{'total':<22} {'':>8} {total_lines:>8} {wall:>8.2f}s  "
-          + " ".join(f"{c}:{n}" for c, n in sorted(per_rule_total.items()))
-          + f"  ({len(findings)} findings)")
+    print(
+        f"{'total':<22} {'':>8} {total_lines:>8} {wall:>8.2f}s  "
+        + " ".join(f"{c}:{n}" for c, n in sorted(per_rule_total.items()))
+        + f"  ({len(findings)} findings)"
+    )
+    cpu = sum(float(str(r["loopwise_cpu_s"])) for r in results.values())
+    parse = sum(float(str(r["parse_cpu_s"])) for r in results.values())
+    print(
+        f"loopwise CPU {cpu:.1f}s (worker start-up included) = {cpu / parse:.1f}x a bare"
+        f" ast.parse of the same files ({parse:.1f}s in this process)"
+    )
     if venv is not None:
         for tool in ("ruff", "flake8-async"):
             theirs = sum(float(str(r[f"{tool}_s"])) for r in results.values())
-            ratios = [float(str(r[f"{tool}_s"])) / float(str(r["loopwise_s"]))
-                      for r in results.values()]
-            print(f"{tool}: {theirs:.2f}s in all; per project, {tool} time / loopwise time:"
-                  f" median {statistics.median(ratios):.2f}x")
+            ratios = [
+                float(str(r[f"{tool}_s"])) / float(str(r["loopwise_s"])) for r in results.values()
+            ]
+            print(
+                f"{tool}: {theirs:.2f}s in all; per project, {tool} time / loopwise time:"
+                f" median {statistics.median(ratios):.2f}x"
+            )
 
     old = snapshot.get("findings", [])
     assert isinstance(old, list)
@@ -525,6 +650,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         others = {k: v for k, v in pinned_projects.items() if only is not None and k not in only}
         write_snapshot({**others, **checked}, kept + findings)
         print(f"snapshot written: {SNAPSHOT.relative_to(HERE.parent)}")
+    if options.write_docs:
+        block = snapshot_markdown()
+        for document in DOCUMENTS:
+            replace_block(document, block)
+            print(f"precision table written: {document.relative_to(HERE.parent)}")
     return 0 if goals_met else 1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loopwise.lint import RULES, check, check_source
-from loopwise.lint._docs import rule_page, rules_index
+from loopwise.lint._docs import precision_block, rule_page, rules_index
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "rules"
@@ -50,7 +50,8 @@ def test_docs_page_is_generated_from_the_docstring(rule: type) -> None:
 
 
 def test_rules_index_and_no_stray_pages_or_fixtures() -> None:
-    assert (DOCS / "README.md").read_text() == rules_index(RULES)
+    index = (DOCS / "README.md").read_text()
+    assert index == rules_index(RULES, precision_block(index))
     pages = {p.stem for p in DOCS.glob("LW*.md")}
     fixtures = {p.stem for p in FIXTURES.glob("LW*.py")}
     assert pages == CODES

@@ -17,6 +17,7 @@ from loopwise.lint.rules import ALL_RULES
 __all__ = ["CheckResult", "check", "check_source"]
 
 CODES = tuple(rule.code for rule in ALL_RULES)
+OPT_IN = frozenset(rule.code for rule in ALL_RULES if not rule.default)
 
 
 class CheckResult:
@@ -55,7 +56,7 @@ def check(
         raise ConfigError(f"{config_path}: config file not found")
     settings = load_config(config_path, CODES)
     selected = resolve_codes(
-        list(select) if select is not None else settings.select, CODES, "select"
+        list(select) if select is not None else settings.select, CODES, "select", opt_in=OPT_IN
     )
     selected -= resolve_codes(settings.ignore, CODES, "ignore")
     selected -= resolve_codes(ignore, CODES, "--ignore")
@@ -104,7 +105,8 @@ def check_source(
     select: Sequence[str] | None = None,
 ) -> list[Finding]:
     """Findings for one piece of source code on its own (no config, no other modules)."""
-    selected = resolve_codes(list(select) if select is not None else ["LW"], CODES, "select")
+    selectors = list(select) if select is not None else ["LW"]
+    selected = resolve_codes(selectors, CODES, "select", opt_in=OPT_IN)
     parsed = parse_module(path, source.encode("utf-8"), module, False)
     project = Project([summarize_module(parsed)])
     findings = check_module(parsed, project, [rule() for rule in ALL_RULES])

@@ -169,7 +169,8 @@ def _run_rule(args: argparse.Namespace) -> int:
         return 0
     if args.code is None:
         for rule in ALL_RULES:
-            print(f"{rule.code}  {rule.name:<32} {rule.summary}")
+            opt_in = "" if rule.default else " (opt-in: --select " + rule.code + ")"
+            print(f"{rule.code}  {rule.name:<32} {rule.summary}{opt_in}")
         return 0
     found = rule_by_code(args.code)
     if found is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,8 +94,18 @@ def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def resolve_codes(selectors: Sequence[str], codes: Sequence[str], where: str) -> set[str]:
-    """The rule codes a list of codes or prefixes (``LW``, ``LW00``, ``LW005``) selects."""
+def resolve_codes(
+    selectors: Sequence[str],
+    codes: Sequence[str],
+    where: str,
+    *,
+    opt_in: Collection[str] = (),
+) -> set[str]:
+    """The rule codes a list of codes or prefixes (``LW``, ``LW00``, ``LW005``) selects.
+
+    A prefix leaves out the ``opt_in`` rules (those outside the default set): only their full
+    code selects them.
+    """
     chosen: set[str] = set()
     for selector in selectors:
         normalized = selector.strip().upper()
@@ -107,5 +117,7 @@ def resolve_codes(selectors: Sequence[str], codes: Sequence[str], where: str) ->
                 f"{where}: unknown rule code '{selector}' "
                 f"(known: {', '.join(sorted(codes))}; prefixes such as LW00 work too)"
             )
+        if normalized not in codes:
+            matched -= set(opt_in)
         chosen |= matched
     return chosen

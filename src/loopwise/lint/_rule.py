@@ -30,6 +30,9 @@ class Rule:
     # Scope nodes (functions, lambdas, classes) for which `visit_scope` is called once the
     # walker is inside them: `checker.function` is then that function's own scope.
     scopes: ClassVar[tuple[type[ast.AST], ...]] = ()
+    # False for a rule outside the default set: only `--select LWnnn` (its full code) turns it
+    # on, because on real code it is right too rarely to run unasked.
+    default: ClassVar[bool] = True
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         raise NotImplementedError
