@@ -19,6 +19,7 @@ _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _CLOSERS = frozenset({"close", "__aexit__"})
 _SCOPED, _LEAKED, _KEPT = "scoped", "leaked", "kept"
+_ON_PURPOSE = "left open on purpose"  # a test of the unclosed session itself
 _PER_CALL_NAMES: weakref.WeakKeyDictionary[Project, frozenset[str]] = weakref.WeakKeyDictionary()
 # Where a use of the session's name neither closes it nor hands it to anything else.
 _INERT_PARENTS = (ast.Compare, ast.UnaryOp, ast.FormattedValue, ast.If, ast.While, ast.Assert)
@@ -46,8 +47,21 @@ class ClientSessionMisuse(Rule):
       (`app[CLIENT] = session`), not returned or yielded, not passed to another call, not used
       in a later `async with session:`, and its name is not declared `global`/`nonlocal`. A
       session used in any other way the checker cannot follow (put in a list, captured by a
-      nested function, ...) is assumed to be taken care of. Inside
-      `with pytest.raises(...)` a session constructor is expected to fail and is not checked.
+      nested function, ...) is assumed to be taken care of.
+
+    ## What it does not flag
+    Sessions a test makes to examine the session itself, not to talk to a server, where
+    closing them would defeat the test or nothing is left open:
+
+    - a session created inside `with pytest.raises(...)` (the constructor is expected to fail),
+      `with pytest.warns(...)` (the warning is what is checked), or a patching block,
+      `with mock.patch(...)`/`patch.object(...)`/`patch.dict(...)`/`mocker.patch(...)`
+      (its I/O is mocked: no connection is opened);
+    - a session the function deletes with `del` (`del session; gc.collect()` tests the
+      "Unclosed client session" finaliser) or whose `closed` attribute it asserts on
+      (`assert not session.closed`, `self.assertFalse(session.closed)`): leaving it open is
+      the point. Merely reading `session.closed` elsewhere (`if session.closed:`) does not
+      count. Such a session made in a loop body is still a session per iteration and flagged.
 
     ## Why is this bad?
     A `ClientSession` owns a connection pool, a DNS cache and cookie jar. A session per request
@@ -100,7 +114,7 @@ class ClientSessionMisuse(Rule):
             return
         callee = checker.ctx.resolve_call(node)
         if callee in _SESSION_CLASSES:
-            if not _expected_to_raise(checker):
+            if not _in_test_harness(checker):
                 _check_session(node, checker)
             return
         info = _project_function(node, callee, checker)
@@ -119,27 +133,59 @@ class ClientSessionMisuse(Rule):
         )
 
 
-def _expected_to_raise(checker: Checker) -> bool:
-    """Inside `with pytest.raises(...)`: the constructor is expected to fail, no session exists."""
+def _in_test_harness(checker: Checker) -> bool:
+    """Inside a ``with`` that makes the session a test's subject rather than a real client.
+
+    ``pytest.raises``: the constructor is expected to fail, no session exists;
+    ``pytest.warns``: the warning (``ResourceWarning`` from the finaliser) is what is checked;
+    ``mock.patch``/``mocker.patch``: the session's I/O is mocked, no connection is opened.
+    """
     for parent in reversed(checker.parents):
         if isinstance(parent, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             return False
-        if isinstance(parent, ast.With):
-            for item in parent.items:
-                expr = item.context_expr
-                if isinstance(expr, ast.Call) and checker.ctx.resolve_call(expr) in _RAISES:
-                    return True
+        if isinstance(parent, ast.With) and any(
+            _is_harness(item.context_expr, checker) for item in parent.items
+        ):
+            return True
     return False
 
 
-_RAISES = frozenset({"pytest.raises", "unittest.TestCase.assertRaises"})
+_HARNESSES = frozenset(
+    {
+        "pytest.raises",
+        "pytest.warns",
+        "unittest.TestCase.assertRaises",
+        "unittest.TestCase.assertWarns",
+        "unittest.mock.patch",
+        "unittest.mock.patch.object",
+        "unittest.mock.patch.dict",
+        "unittest.mock.patch.multiple",
+        "mock.patch",
+        "mock.patch.object",
+        "mock.patch.dict",
+        "mock.patch.multiple",
+    }
+)
+# pytest-mock's fixture is a parameter, so its calls resolve to nothing: match them as written.
+_MOCKER_PATCHES = (
+    "mocker.patch",
+    "mocker.patch.object",
+    "mocker.patch.dict",
+    "mocker.patch.multiple",
+)
+
+
+def _is_harness(expr: ast.expr, checker: Checker) -> bool:
+    if not isinstance(expr, ast.Call):
+        return False
+    return checker.ctx.resolve_call(expr) in _HARNESSES or ast.unparse(expr.func) in _MOCKER_PATCHES
 
 
 def _check_session(node: ast.Call, checker: Checker) -> None:
     name = call_name(node)
     fate, subject = _fate(node, checker)
     where = _repeated_by(checker, node)
-    if where is not None and fate in (_SCOPED, _LEAKED):
+    if where is not None and fate in (_SCOPED, _LEAKED, _ON_PURPOSE):
         checker.report(
             node,
             f"`{name}()` created in {where}: create one ClientSession per application and reuse it",
@@ -256,10 +302,15 @@ def _fate(node: ast.Call, checker: Checker) -> tuple[str, str]:
 
 
 def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> str:
-    """``_SCOPED``, ``_LEAKED`` or ``_KEPT`` for the session held in the local ``name``."""
+    """``_SCOPED``, ``_LEAKED``, ``_ON_PURPOSE`` or ``_KEPT`` for the session held in the
+    local ``name``."""
     fate = _LEAKED
     for use, parent, nested in _name_uses(function, name):
-        if isinstance(use.ctx, ast.Store | ast.Del):
+        if isinstance(use.ctx, ast.Del):
+            # `del session; gc.collect()`: the function hands it to the finaliser on purpose.
+            fate = _ON_PURPOSE if fate == _LEAKED else fate
+            continue
+        if isinstance(use.ctx, ast.Store):
             continue
         if nested:
             fate = _KEPT  # captured by a nested function or lambda, which may close it
@@ -270,7 +321,48 @@ def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> 
             return _SCOPED  # `async with session:`
         elif not isinstance(parent, _INERT_PARENTS):
             fate = _KEPT  # returned, yielded, stored, passed, put in a container, aliased...
+    if fate == _LEAKED and _asserts_closed_state(function, name):
+        return _ON_PURPOSE
     return fate
+
+
+def _asserts_closed_state(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
+    """Whether ``function`` asserts on ``name.closed`` (``assert not session.closed``,
+    ``self.assertFalse(session.closed)``): a test of the session's own lifecycle."""
+    for node in _own_nodes(function):
+        if isinstance(node, ast.Assert):
+            checked: list[ast.expr] = [node.test]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr.startswith("assert")
+        ):
+            checked = node.args
+        else:
+            continue
+        if any(_reads_closed(expr, name) for expr in checked):
+            return True
+    return False
+
+
+def _reads_closed(expr: ast.expr, name: str) -> bool:
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr == "closed"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == name
+        for node in ast.walk(expr)
+    )
+
+
+def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AST]:
+    """The nodes of ``function``'s body, without those of nested functions, lambdas, classes."""
+    stack: list[ast.AST] = list(function.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, _SCOPES):
+            stack.extend(ast.iter_child_nodes(node))
 
 
 def _name_uses(
