@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import itertools
+import re
 
 from loopwise.lint._context import walk_shallow
 from loopwise.lint._rule import Rule
@@ -11,6 +13,12 @@ from loopwise.lint.rules._discard import discarded_value
 
 # Awaiting these gives back what their first argument gives back.
 _PASS_THROUGH = frozenset({"asyncio.shield", "asyncio.wait_for"})
+
+# `t.throw(exc)` (a task wrapper's or a coroutine's) ends it with `exc`, like cancel() does.
+_CANCELLING_METHODS = frozenset({"cancel", "throw"})
+_ADDING_ONE = frozenset({"append", "add"})
+_FILLING_METHODS = _ADDING_ONE | {"extend", "update"}
+_COPYING_CALLS = frozenset({"list", "tuple", "set", "sorted", "reversed"})
 
 _FIX = "inspect the results (`isinstance(r, BaseException)`) or drop `return_exceptions=True`"
 
@@ -22,12 +30,26 @@ class GatherExceptionsDropped(Rule):
     a local variable that the function never reads. Also through `asyncio.wait_for(gather(...))`
     and `asyncio.shield(gather(...))`, which hand back the same list.
 
-    `gather()` without `return_exceptions=True` is not flagged (it raises the first failure),
-    nor is a result that is used, nor `return_exceptions=` set to anything but a literal true.
-    Nor is the shutdown idiom that waits for tasks the function has just cancelled
-    (`task.cancel()`, or `for t in tasks: t.cancel()`, then
-    `await asyncio.gather(*tasks, return_exceptions=True)`): there a `CancelledError` is the
-    expected outcome.
+    ## What it does not flag
+    - `gather()` without `return_exceptions=True` (it raises the first failure), a result that
+      is used, and `return_exceptions=` set to anything but a literal true.
+    - Waiting for tasks the function has just ended itself: every awaitable passed is a task
+      it called `.cancel()` (or `.throw(exc)`) on, directly (`task.cancel()`, then
+      `gather(task, ...)`) or in a loop over the collection passed
+      (`for t in tasks: if not t.done(): t.cancel()`, then `gather(*tasks, ...)`). A local
+      list that only ever gets such tasks counts too (`cancelled.append(t)` next to
+      `t.cancel()`), and so do a copy or a filter of a cancelled collection (`list(tasks)`,
+      `(t for t in (self.a, self.b) if t is not None)`). Their `CancelledError` (or the
+      thrown exception) is the expected outcome, not a lost failure. A list that may also hold
+      something else (a parameter, or one an uncancelled task is appended to) is still flagged.
+    - Best-effort cleanup, where an error from one part must neither stop the rest nor replace
+      the error being handled: a gather in a `finally:` block, in an `except` handler that
+      raises (a bare `raise` or a new exception), or in a function whose name has one of the
+      words `close`, `aclose`, `disconnect`, `shutdown`, `stop`, `cleanup`, `teardown` or
+      `aexit` (`close()`, `disconnect_idle()`, `on_shutdown()`, `asyncTearDown()`,
+      `setup_and_cleanup()`, `__aexit__()`; `disclose()` and `closest()` are not). These are
+      the places where real projects use the idiom on purpose, to wait for everything to end
+      whatever happened; there, losing a teardown error is the intended trade-off.
 
     ## Why is this bad?
     With `return_exceptions=True`, `gather()` never raises for a failed awaitable: it catches
@@ -68,7 +90,11 @@ class GatherExceptionsDropped(Rule):
         if gather is None:
             return
         discard = discarded_value(node, checker)
-        if discard is None or _drains_cancelled_tasks(gather, checker):
+        if (
+            discard is None
+            or _drains_cancelled_tasks(gather, checker)
+            or _best_effort_cleanup(node, checker)
+        ):
             return
         if discard.name is None:
             where = "is discarded"
@@ -108,30 +134,192 @@ def _returns_exceptions(call: ast.Call) -> bool:
 
 
 def _drains_cancelled_tasks(gather: ast.Call, checker: Checker) -> bool:
-    """Whether ``gather`` waits for tasks the function has just cancelled (the shutdown idiom).
+    """Whether ``gather`` only waits for tasks the function has cancelled (the shutdown idiom).
 
     ``task.cancel(); await gather(task, return_exceptions=True)`` and ``for t in tasks:
     t.cancel()`` followed by ``await gather(*tasks, return_exceptions=True)`` only wait for
     the tasks to finish: their `CancelledError` is the expected outcome, not a lost failure.
     """
     function = checker.function
-    if function is None:
+    if function is None or not gather.args:
         return False
-    gathered = {
-        ast.unparse(arg.value if isinstance(arg, ast.Starred) else arg) for arg in gather.args
-    }
-    cancelled: set[str] = set()
-    loops: list[tuple[ast.expr, ast.expr]] = []
-    for node in walk_shallow(function.node):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "cancel"
+    cancelled = _CancelledTasks(function.node)
+    return all(
+        cancelled.covers(arg.value) if isinstance(arg, ast.Starred) else cancelled.is_task(arg)
+        for arg in gather.args
+    )
+
+
+class _CancelledTasks:
+    """What a function cancels, as source texts: tasks (``t``, ``self.a``) and collections of them.
+
+    A task is cancelled when ``.cancel()`` (or ``.throw(exc)``, which cancels with ``exc``) is
+    called on it. A collection is cancelled when a loop or comprehension cancels the name it
+    binds from it (``for t in tasks: t.cancel()``), or when it is a local that only ever gets
+    cancelled tasks: assigned empty or from a cancelled collection, filled by ``append``/``add``
+    of cancelled tasks and ``extend``/``update`` with cancelled collections.
+    """
+
+    def __init__(self, function: ast.AST) -> None:
+        self.texts: set[str] = set()
+        self.assigned: dict[str, list[ast.expr]] = {}
+        self.filled: dict[str, list[tuple[str, ast.expr]]] = {}
+        self.unfollowed: set[str] = set()  # names also bound by unpacking or a loop
+        loops: list[tuple[ast.expr, ast.expr]] = []
+        for node in walk_shallow(function):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                self._method_call(node.func, node.args)
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+                loops.append((node.target, node.iter))
+                self._unfollowed(node.target)
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    self._assignment(target, node.value)
+            elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr):
+                self._assignment(node.target, node.value)
+        while True:  # each round follows one more hop: task -> loop -> list -> ...
+            known = len(self.texts)
+            for target, iterable in loops:
+                if isinstance(target, ast.Name) and target.id in self.texts:
+                    self._mark(iterable)
+            for name in self.filled.keys() | self.assigned.keys():
+                if name not in self.texts and self._holds_only_cancelled(name):
+                    self.texts.add(name)
+            if len(self.texts) == known:
+                break
+
+    def _method_call(self, method: ast.Attribute, args: list[ast.expr]) -> None:
+        if method.attr in _CANCELLING_METHODS:
+            self.texts.add(ast.unparse(method.value))
+        elif method.attr in _FILLING_METHODS and isinstance(method.value, ast.Name) and args:
+            self.filled.setdefault(method.value.id, []).append((method.attr, args[0]))
+
+    def _assignment(self, target: ast.expr, value: ast.expr | None) -> None:
+        if isinstance(target, ast.Name):
+            if value is not None:  # `tasks: list[Task]` alone binds nothing
+                self.assigned.setdefault(target.id, []).append(value)
+        else:
+            self._unfollowed(target)
+
+    def _unfollowed(self, target: ast.expr) -> None:
+        if not isinstance(target, ast.Name):
+            self.unfollowed.update(
+                name.id for name in ast.walk(target) if isinstance(name, ast.Name)
+            )
+
+    def _mark(self, collection: ast.expr) -> None:
+        """Record that every item of ``collection`` is cancelled (a loop cancelled each)."""
+        self.texts.add(ast.unparse(collection))
+        if isinstance(collection, ast.Tuple | ast.List | ast.Set):
+            for item in collection.elts:
+                if isinstance(item, ast.Starred):
+                    self._mark(item.value)
+                else:
+                    self.texts.add(ast.unparse(item))
+        inner = _same_items_as(collection)
+        if inner is not None:
+            self._mark(inner)
+
+    def _holds_only_cancelled(self, name: str) -> bool:
+        """Whether local ``name`` is a collection that only ever gets cancelled tasks."""
+        if name in self.unfollowed or name not in self.assigned:
+            return False  # a parameter, or bound in a way not followed: may hold anything
+        fills = self.filled.get(name, [])
+        values = [value for value in self.assigned.get(name, []) if not _is_empty(value)]
+        if not fills and not values:
+            return False  # never filled: nothing to drain
+        return all(
+            self.is_task(item) if method in _ADDING_ONE else self.covers(item)
+            for method, item in fills
+        ) and all(self.covers(value) for value in values)
+
+    def is_task(self, node: ast.expr) -> bool:
+        return ast.unparse(node) in self.texts
+
+    def covers(self, collection: ast.expr) -> bool:
+        """Whether every item of ``collection`` is a cancelled task."""
+        if ast.unparse(collection) in self.texts:
+            return True
+        if isinstance(collection, ast.Tuple | ast.List | ast.Set):
+            return bool(collection.elts) and all(
+                self.covers(item.value) if isinstance(item, ast.Starred) else self.is_task(item)
+                for item in collection.elts
+            )
+        inner = _same_items_as(collection)
+        return inner is not None and self.covers(inner)
+
+
+def _same_items_as(collection: ast.expr) -> ast.expr | None:
+    """``tasks`` for ``list(tasks)`` or ``(t for t in tasks if not t.done())``: no new items."""
+    if (
+        isinstance(collection, ast.Call)
+        and isinstance(collection.func, ast.Name)
+        and collection.func.id in _COPYING_CALLS
+        and len(collection.args) == 1
+        and not isinstance(collection.args[0], ast.Starred)
+    ):
+        return collection.args[0]
+    if (
+        isinstance(collection, ast.ListComp | ast.SetComp | ast.GeneratorExp)
+        and len(collection.generators) == 1
+        and isinstance(collection.elt, ast.Name)
+        and isinstance(collection.generators[0].target, ast.Name)
+        and collection.elt.id == collection.generators[0].target.id
+    ):
+        return collection.generators[0].iter  # filtered by its `if`s, never extended
+    return None
+
+
+def _is_empty(node: ast.expr) -> bool:
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return not node.elts
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in {"list", "set", "tuple"}
+        and not node.args
+        and not node.keywords
+    )
+
+
+# -- best-effort cleanup ---------------------------------------------------------------------
+
+# A function whose name has one of these words (snake_case or camelCase, `tear_down` and
+# `TearDown` alike) tears something down; an error from one part must not stop the rest.
+_CLEANUP_WORDS = frozenset(
+    {"close", "aclose", "disconnect", "shutdown", "stop", "cleanup", "teardown", "aexit"}
+)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
+    """Whether ``statement`` is cleanup whose errors are deliberately ignored.
+
+    That is: in a `finally:` block, in an `except` handler that raises (an error from the
+    cleanup would replace the one being handled), or in a function named for tearing down.
+    """
+    child = statement
+    for parent in reversed(checker.parents):
+        if isinstance(parent, _SCOPES):
+            break
+        if isinstance(parent, ast.Try | ast.TryStar) and any(
+            child is final for final in parent.finalbody
         ):
-            cancelled.add(ast.unparse(node.func.value))
-        elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
-            loops.append((node.target, node.iter))
-    for target, iterable in loops:
-        if isinstance(target, ast.Name) and target.id in cancelled:
-            cancelled.add(ast.unparse(iterable))
-    return bool(gathered) and gathered <= cancelled
+            return True
+        if isinstance(parent, ast.ExceptHandler) and _raises(parent):
+            return True
+        child = parent
+    function = checker.enclosing_function_node()
+    return isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) and _named_for_cleanup(
+        function.name
+    )
+
+
+def _raises(handler: ast.ExceptHandler) -> bool:
+    return any(isinstance(node, ast.Raise) for node in walk_shallow(handler))
+
+
+def _named_for_cleanup(name: str) -> bool:
+    words = [word.lower() for word in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)]
+    joined = {first + second for first, second in itertools.pairwise(words)}
+    return not _CLEANUP_WORDS.isdisjoint({*words, *joined})

@@ -24,71 +24,76 @@ class _Read:
     seq: int
     epoch: int
     locks: frozenset[int]
-    # Only picked as one alternative (`x or 100`, `kwargs.get(k, self.x)`), never combined:
-    # writing it back is "the last command wins", not a lost read-modify-write.
-    fallback: bool = False
+    # The value still is what was read: copied (`old = self.x`), or picked as one alternative
+    # (`x or self.x`, `kwargs.get(k, self.x)`, `if x is None: x = self.x`), never combined
+    # with anything. Writing it back restores a saved value or states the chosen one ("the
+    # last command wins"); there is no modification for another task's update to be lost in.
+    unchanged: bool = True
 
 
 _Taint = frozenset[_Read]
 _CLEAN: _Taint = frozenset()
 
 
-def _as_fallback(taint: _Taint) -> _Taint:
-    return frozenset(replace(read, fallback=True) for read in taint)
-
-
 def _combined(taint: _Taint) -> _Taint:
-    if not any(read.fallback for read in taint):
+    """``taint`` once its value went into a new one (`n + 1`, `items[1:]`, `[x for x in xs]`)."""
+    if not any(read.unchanged for read in taint):
         return taint
-    return frozenset(replace(read, fallback=False) for read in taint)
+    return frozenset(replace(read, unchanged=False) for read in taint)
 
 
 class StateMutatedAcrossAwait(Rule):
     """## What it does
-    Checks an `async def` for a value read from shared state — an attribute of `self` (the
-    method's first parameter, so also `cls`) or a module global declared `global` in the
-    function — then a suspension point (`await`, `async for`, `async with`), then a write back
-    to the same attribute or global of a value computed from what was read before the
-    suspension. The value is followed through local variables: `n = self.count`, `await ...`,
-    `self.count = n + 1` is flagged, and so are `self.count += await f()`,
-    `total += await f()` (for a `global total`) and `self.count = self.count + await f()`,
-    where the read happens before the `await`.
+    Checks an `async def` for a lost read-modify-write: a value read from shared state — an
+    attribute of `self` (the method's first parameter, so also `cls`) or a module global
+    declared `global` in the function — then a suspension point (`await`, `async for`,
+    `async with`), then a write back to the same attribute or global of a new value computed
+    from what was read before the suspension. The value is followed through local variables:
+    `n = self.count`, `await ...`, `self.count = n + 1` is flagged, and so are
+    `self.count += await f()`, `total += await f()` (for a `global total`) and
+    `self.count = self.count + await f()`, where the read happens before the `await`.
 
     The body is read once, in source order: the branches of `if`/`try`/`match` are taken one
     after the other (a read in one branch and an `await` in the next are paired as if both
     ran) and a loop body is read once (a read at the end of a loop body and a write at the top
     of the next iteration are not paired). A local reassigned from something else forgets the
-    stale read. Not flagged, by design:
+    stale read.
 
-    - locals, and reads and writes in nested functions and lambdas (they are checked as their
-      own functions);
-    - a write whose value does not come from the stale read: in
-      `if self.closed: return`, `await ...`, `self.closed = True`, the value written is a
-      constant. Such check-then-act code can still race, but telling which cases matter needs
-      more than the code shows, so it is left alone;
-    - the result of an await, even one given the old value: in
+    ## What it does not flag
+    - Locals, and reads and writes in nested functions and lambdas (they are checked as their
+      own functions).
+    - The old value written back unchanged: copied (`old = self.state`, `await ...`,
+      `self.state = old`) or picked as one alternative in place of a new one
+      (`if text is None: text = self._text`, `text = text or self._text`,
+      `level = kwargs.get("level", self.level)`, `t = self.t if t is None else t`), then
+      stored as it is. That is a save-and-restore (`try: await ... finally: self.command =
+      saved`, or a revert guarded by a re-check) or "the last command wins", a chosen value
+      rather than a computed one: there is no modification for another task's update to be
+      lost in. Combined with anything, it is flagged again: `if n is None: n = self.count`
+      then `self.count = n + 1`, `self.count = (self.count or 0) + 1`, `(self.count + 1) or 0`.
+      A value combined and then restored after the function wrote the attribute itself
+      (`old = self.n`, `self.n = 0`, `await ...`, `self.n = old + 1`) is not flagged either:
+      the write in between shows the function owns that state for the duration.
+    - A write whose value does not come from the stale read: in `if self.closed: return`,
+      `await ...`, `self.closed = True`, the value written is a constant. Such check-then-act
+      code can still race, but telling which cases matter needs more than the code shows.
+    - The result of an await, even one given the old value: in
       `self.transport = await upgrade(self.transport)` the new object is made after the
       suspension, usually on purpose. Likewise the items of `async for` and the value of
-      `async with ... as x`;
-    - a read and a write both inside the same `async with <lock>:` block, or between
+      `async with ... as x`.
+    - A read and a write both inside the same `async with <lock>:` block, or between
       `await <lock>.acquire()` and `<lock>.release()`. A lock is an expression whose type is
       known to be `asyncio.Lock`, `Semaphore`, `BoundedSemaphore` or `Condition`, or whose last
       name contains `lock`, `mutex`, `sem` or `cond` (any case): `self._lock`,
-      `self._locks[key]`, `write_mutex`, `self._sem`;
-    - a value that is only one alternative picked in place of the old one, written back
-      unchanged: `level = kwargs.get("level", self.level)` or `level = new or self.level`,
-      then `await ...`, then `self.level = level` is "the last command wins", not a lost
-      update. Combined with anything (`self.count = (self.count or 0) + 1`) it is flagged;
-    - a saved value written back when the function itself wrote the attribute between the
-      read and the `await` (`old = self.state`, `self.state = "busy"`, `await ...`,
-      `self.state = old`): that is save-and-restore, not an increment;
-    - a value that also uses the attribute as it is after the `await`:
+      `self._locks[key]`, `write_mutex`, `self._sem`.
+    - A value that also uses the attribute as it is after the `await`:
       `self.pending = self.pending[len(sent):]`, `self.total += new - old` merge the old
       value into the current one instead of overwriting it.
+    - `obj.count` on an arbitrary object and a module variable that is only read: the code
+      must be a method of the class the attribute is read on, or declare the global.
 
-    The code must be a method of the class the attribute is read on, or declare the global:
-    `obj.count` on an arbitrary object and a module variable only read are not followed. A
-    lock the caller holds cannot be seen: silence such a line with `# noqa: LW007`.
+    A lock the caller holds cannot be seen, nor can an object that is only ever used by one
+    task at a time (a single-consumer stream): silence such a line with `# noqa: LW007`.
 
     ## Why is this bad?
     Every `await` lets other tasks run. If another task updates the same attribute or global
@@ -192,7 +197,7 @@ class _Flow:
             and not (read.locks & held)
             and not any(seq > read.seq and epoch == read.epoch for seq, epoch in writes)
         ]
-        if stale and not merges and not all(read.fallback for read in stale):
+        if stale and not merges and not all(read.unchanged for read in stale):
             first = min(stale, key=lambda read: read.seq)
             self.findings.append((target, key, self.suspensions[first.epoch]))
         self.seq += 1
@@ -300,7 +305,7 @@ class _Flow:
             before = self.locals.get(target.id, _CLEAN)
         else:
             before = self.expr(target)
-        self.bind(target, before | self.expr(node.value))
+        self.bind(target, _combined(before | self.expr(node.value)))
 
     def loop(self, node: ast.For | ast.AsyncFor) -> None:
         taint = self.expr(node.iter)
@@ -308,7 +313,7 @@ class _Flow:
         if is_async:
             self.suspend("async for", node.lineno)
             taint = _CLEAN  # each item is the result of an await
-        self.bind(node.target, taint)
+        self.bind(node.target, _combined(taint))  # an item of it
         self.block(node.body)
         if is_async:
             self.suspend("async for", node.lineno)
@@ -326,7 +331,7 @@ class _Flow:
                     self.held.append(self.regions)
                     regions += 1
             if item.optional_vars is not None:
-                self.bind(item.optional_vars, _CLEAN if is_async else taint)
+                self.bind(item.optional_vars, _CLEAN if is_async else _combined(taint))
         self.block(node.body)
         if regions:
             del self.held[-regions:]
@@ -362,7 +367,7 @@ class _Flow:
             self.bind(target.value, taint)
         elif isinstance(target, ast.Tuple | ast.List):
             for element in target.elts:
-                self.bind(element, taint)
+                self.bind(element, _combined(taint))  # a part of the value
 
     def expr(self, node: ast.expr) -> _Taint:
         """Evaluate ``node`` in Python's order; the reads its value is computed from."""
@@ -372,7 +377,7 @@ class _Flow:
             return self.locals.get(node.id, _CLEAN)
         if isinstance(node, ast.Attribute):
             key = self.key(node)
-            return self.read(key) if key is not None else self.expr(node.value)
+            return self.read(key) if key is not None else _combined(self.expr(node.value))
         if isinstance(node, ast.Await):
             self.expr(node.value)
             self.suspend("await", node.lineno)
@@ -389,19 +394,19 @@ class _Flow:
                 if key_node is not None:
                     taint |= self.expr(key_node)
                 taint |= self.expr(value)
-            return taint
+            return _combined(taint)
         if isinstance(node, _COMPREHENSIONS):
             return self.comprehension(node)
         if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
-            return _as_fallback(frozenset().union(*(self.expr(value) for value in node.values)))
+            return frozenset().union(*(self.expr(value) for value in node.values))
         if isinstance(node, ast.IfExp):
             self.expr(node.test)
-            return _as_fallback(self.expr(node.body) | self.expr(node.orelse))
+            return self.expr(node.body) | self.expr(node.orelse)
         if _is_get_with_default(node):
             assert isinstance(node, ast.Call)
             self.expr(node.func)
             self.expr(node.args[0])
-            return _as_fallback(self.expr(node.args[1]))
+            return self.expr(node.args[1])
         if isinstance(node, ast.Yield | ast.YieldFrom):
             if node.value is not None:
                 self.expr(node.value)
@@ -426,7 +431,7 @@ class _Flow:
             for bound in ast.walk(generator.target):
                 if isinstance(bound, ast.Name) and bound.id not in saved:
                     saved[bound.id] = self.locals.get(bound.id)
-            self.bind(generator.target, taint)
+            self.bind(generator.target, _combined(taint))  # an item of it
             for condition in generator.ifs:
                 self.expr(condition)
         if isinstance(node, ast.DictComp):
@@ -438,7 +443,7 @@ class _Flow:
                 self.locals.pop(name, None)
             else:
                 self.locals[name] = previous
-        return result
+        return _combined(result)
 
     def is_lock(self, node: ast.expr) -> bool:
         if self.checker.ctx.origin(node) in _LOCK_TYPES:
