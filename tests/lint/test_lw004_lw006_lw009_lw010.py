@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
-from loopwise.lint import Finding, check_source
+import pytest
+
+from loopwise.lint import Finding, check, check_source
 
 
 def _check(source: str, code: str) -> list[Finding]:
@@ -67,6 +70,38 @@ def test_dangling_task_reads_are_per_function() -> None:
     assert [f.line for f in findings] == [7]
 
 
+def test_dangling_task_is_quiet_in_test_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = "import asyncio\n\n\nasync def start(coro):\n    asyncio.create_task(coro)\n"
+    for relative in ("app/service.py", "tests/helpers.py", "app/test_service.py"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(source)
+    monkeypatch.chdir(tmp_path)
+    found = check(["."], select=["LW004"]).findings
+    assert [finding.path for finding in found] == ["app/service.py"]
+
+
+def test_dangling_task_loop_attribute_needs_every_assignment_to_agree() -> None:
+    findings = _check(
+        """
+        import asyncio
+        class Worker:
+            def __init__(self, loop: asyncio.AbstractEventLoop, other):
+                self._loop = None
+                self._loop = loop
+                self._maybe = loop
+            def rebind(self, other):
+                self._maybe = other
+            def start(self, coro):
+                self._loop.create_task(coro)
+                self._maybe.create_task(coro)
+        """,
+        "LW004",
+    )
+    assert [f.line for f in findings] == [11]
+
+
 def test_gather_message_names_the_variable_and_the_fix() -> None:
     [finding] = _check(
         """
@@ -124,11 +159,24 @@ def test_sleep_zero_delay_forms() -> None:
     assert [f.line for f in findings] == [5, 6]
 
 
+def test_sleep_zero_is_quiet_in_test_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = (
+        "import asyncio\n\n\nasync def step(task):\n    await asyncio.sleep(0)\n    task.done()\n"
+    )
+    for relative in ("app/service.py", "tests/helpers.py", "app/test_service.py"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(source)
+    monkeypatch.chdir(tmp_path)
+    found = check(["."], select=["LW009"]).findings
+    assert [finding.path for finding in found] == ["app/service.py"]
+
+
 def test_mutable_default_is_reported_at_the_default_with_the_parameter() -> None:
     [first, second] = _check(
         """
         def f(a, b=None, *, cache={"key": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]}, seen=set()):
-            pass
+            cache["other"] = b
+            seen.add(a)
         """,
         "LW010",
     )
@@ -141,7 +189,7 @@ def test_mutable_default_is_reported_at_the_default_with_the_parameter() -> None
 
 
 def test_mutable_default_positional_defaults_align_with_the_last_parameters() -> None:
-    [finding] = _check("def f(a, b, c=[], d=()):\n    pass\n", "LW010")
+    [finding] = _check("def f(a, b, c=[], d=()):\n    c.append(a)\n", "LW010")
     assert "`c`" in finding.message
 
 
@@ -149,11 +197,45 @@ def test_mutable_default_message_mentions_concurrency_for_coroutines() -> None:
     [sync, coroutine] = _check(
         """
         def f(a=[]):
-            pass
+            a.append(1)
         async def g(a=[]):
-            pass
+            a.append(1)
         """,
         "LW010",
     )
     assert "concurrent" not in sync.message
-    assert "every call, concurrent ones too" in coroutine.message
+    assert "every call shares one list, concurrent calls too" in coroutine.message
+
+
+def test_mutable_default_message_says_what_the_function_does_with_it() -> None:
+    findings = _check(
+        """
+        def appends(items=[]):
+            items.append(1)
+        def stores(self, items=[]):
+            self.items = items
+        def returns(items={}):
+            return items
+        def _fill(target):
+            target.add(1)
+        def hands_on(items=set()):
+            _fill(items)
+        """,
+        "LW010",
+    )
+    messages = [f.message for f in findings]
+    assert messages[0].startswith("default `[]` of `items` is appended to (line 3): ")
+    assert "every call shares one list" in messages[0]
+    assert "is stored in `self.items` (line 5)" in messages[1]
+    assert "is returned (line 7)" in messages[2]
+    assert "is passed to `_fill()`, where it is added to (line 9)" in messages[3]
+
+
+def test_mutable_default_only_read_is_not_reported() -> None:
+    source = """
+        def f(items=[], options={}):
+            for item in items:
+                print(item, options.get(item), len(items), **options)
+            return sorted(items)
+        """
+    assert _check(source, "LW010") == []

@@ -18,6 +18,7 @@ __all__ = ["CheckResult", "check", "check_source"]
 
 CODES = tuple(rule.code for rule in ALL_RULES)
 OPT_IN = frozenset(rule.code for rule in ALL_RULES if not rule.default)
+QUIET_IN_TESTS = frozenset(rule.code for rule in ALL_RULES if not rule.in_tests)
 
 
 class CheckResult:
@@ -79,10 +80,13 @@ def check(
 
 
 def _per_file_ignores(settings: Config) -> list[tuple[IgnoreRules, set[str]]]:
-    return [
+    ignores = [
         (IgnoreRules(settings.root, [pattern]), resolve_codes(codes, CODES, pattern))
         for pattern, codes in settings.per_file_ignores.items()
     ]
+    if settings.test_paths:
+        ignores.append((IgnoreRules(settings.root, settings.test_paths), set(QUIET_IN_TESTS)))
+    return ignores
 
 
 def _wanted(

@@ -10,9 +10,19 @@ from typing import Any
 
 from loopwise._exceptions import ConfigError
 
-__all__ = ["Config", "find_config", "load_config", "resolve_codes"]
+__all__ = ["DEFAULT_TEST_PATHS", "Config", "find_config", "load_config", "resolve_codes"]
 
-KNOWN_KEYS = ("exclude", "extend-exclude", "ignore", "per-file-ignores", "select")
+KNOWN_KEYS = ("exclude", "extend-exclude", "ignore", "per-file-ignores", "select", "test-paths")
+# Test code, gitignore-style: rules whose findings there are noise (a blocking call or a
+# `sleep(0)` in a test stalls nothing that matters) stay quiet in these files.
+DEFAULT_TEST_PATHS = (
+    "**/tests/**",
+    "**/test/**",
+    "**/testing/**",
+    "test_*.py",
+    "*_test.py",
+    "conftest.py",
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,7 @@ class Config:
     ignore: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    test_paths: tuple[str, ...] = DEFAULT_TEST_PATHS
 
 
 def find_config(start: Path) -> Path | None:
@@ -77,8 +88,12 @@ def load_config(path: Path | None, codes: Sequence[str]) -> Config:
         entry = _strings(raw_per_file, pattern, f"{where} per-file-ignores")
         resolve_codes(entry, codes, f"{where} per-file-ignores '{pattern}'")
         per_file[pattern] = entry
+    test_paths = (
+        _strings(table, "test-paths", where) if "test-paths" in table else DEFAULT_TEST_PATHS
+    )
     return Config(
         root=path.parent,
+        test_paths=test_paths,
         source=path,
         select=select,
         ignore=ignore,

@@ -24,10 +24,16 @@ def rule_page(rule: type[Rule]) -> str:
         if rule.default
         else f"Not in the default set: turn it on with `--select {rule.code}` (see below why).\n\n"
     )
+    quiet = (
+        ""
+        if rule.in_tests
+        else "Quiet in test code (the files `test-paths` matches): see"
+        " [Test code](../check.md#test-code).\n\n"
+    )
     return (
         f"# {rule.code}: {rule.name}\n\n"
         f"{rule.summary[0].upper()}{rule.summary[1:]}.\n\n"
-        f"{opt_in}"
+        f"{opt_in}{quiet}"
         f"{body}\n\n"
         "### Suppressing it\n"
         f'Add `# noqa: {rule.code}` to the line, or `ignore = ["{rule.code}"]` under '

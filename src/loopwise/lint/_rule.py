@@ -33,6 +33,9 @@ class Rule:
     # False for a rule outside the default set: only `--select LWnnn` (its full code) turns it
     # on, because on real code it is right too rarely to run unasked.
     default: ClassVar[bool] = True
+    # False for a rule whose findings in test code (the config's `test-paths`) are noise: tests
+    # drive one task at a time against fakes, so what stalls or leaks there harms nothing.
+    in_tests: ClassVar[bool] = True
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         raise NotImplementedError

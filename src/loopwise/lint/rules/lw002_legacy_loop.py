@@ -9,6 +9,14 @@ from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 
 _RUNS = frozenset({"run_until_complete", "run_forever"})
+_FIXTURES = frozenset({"pytest.fixture", "pytest_asyncio.fixture"})
+# Python where `get_event_loop()` with no current loop raises instead of warning: code that only
+# runs on an older one is a compatibility branch.
+_BREAKING_VERSION = (3, 14)
+_FEATURE_PROBE_ERRORS = frozenset({"builtins.AttributeError", "builtins.ImportError"})
+_NO_LOOP_ERRORS = frozenset({"builtins.RuntimeError"})
+_EXITS = frozenset({"sys.exit", "os._exit", "builtins.exit", "builtins.quit"})
+_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
 class LegacyLoopEntryPoint(Rule):
@@ -18,8 +26,23 @@ class LegacyLoopEntryPoint(Rule):
     `run_until_complete()`/`run_forever()`, such as
     `asyncio.get_event_loop().run_until_complete(main())`.
 
-    A sync helper that merely fetches the loop while a coroutine is running is not flagged:
-    there `get_event_loop()` returns the running loop (though `get_running_loop()` says so better).
+    ## What it does not flag
+    - A sync helper that merely fetches the loop while a coroutine is running: there
+      `get_event_loop()` returns the running loop (though `get_running_loop()` says so better).
+    - A compatibility branch that only runs on an old Python: under
+      `if sys.version_info < (3, 10):`, in the `else:` of `if sys.version_info >= (3, 10):` (or
+      of `if hasattr(asyncio, "run"):`), after such an `if` whose body returns or raises, or in
+      an `except AttributeError:`/`except ImportError:` fallback. The modern path is already
+      there; the legacy one never runs where `get_event_loop()` breaks (3.14).
+    - A call in a `try` that handles the `RuntimeError` raised when there is no loop (say by
+      creating one): the code has chosen to reuse a loop its caller may have set.
+    - A pytest fixture: a sync fixture runs while the test framework's loop (pytest-asyncio's,
+      or one an event-loop fixture set) is current, and drives that loop on purpose so that what
+      it creates belongs to the loop the async tests and fixtures use; `asyncio.run()` would
+      start another one.
+    - A module that still defines generator-based coroutines with `@asyncio.coroutine` (removed
+      in Python 3.11): it cannot run on a current Python at all, and needs a rewrite that
+      this finding would not describe.
 
     ## Why is this bad?
     With no running loop, `get_event_loop()` is deprecated since Python 3.10-3.12 and raises
@@ -53,10 +76,13 @@ class LegacyLoopEntryPoint(Rule):
         function = checker.function
         if function is None:
             message = "`asyncio.get_event_loop()` outside a coroutine: use `asyncio.run(main())`"
-            checker.report(node, message)
         elif not function.is_async and _runs_loop(node, checker, function.node):
             message = "`asyncio.get_event_loop()` to run a loop: use `asyncio.run(main())`"
-            checker.report(node, message)
+        else:
+            return
+        if _deliberate(node, checker):
+            return
+        checker.report(node, message)
 
 
 def _runs_loop(call: ast.Call, checker: Checker, function: ast.AST) -> bool:
@@ -76,4 +102,158 @@ def _runs_loop(call: ast.Call, checker: Checker, function: ast.AST) -> bool:
         and isinstance(child.value, ast.Name)
         and child.value.id == name
         for child in walk_shallow(function)
+    )
+
+
+def _deliberate(call: ast.Call, checker: Checker) -> bool:
+    """Whether the call sits where using ``get_event_loop()`` was a choice, not a leftover."""
+    return (
+        _legacy_branch(call, checker) or _in_fixture(checker) or _uses_generator_coroutines(checker)
+    )
+
+
+def _legacy_branch(call: ast.Call, checker: Checker) -> bool:
+    """Whether ``call`` runs only on an old Python, or where a missing loop is handled."""
+    child: ast.AST = call
+    for parent in reversed(checker.parents):
+        if _guards(parent, child, checker) or _after_modern_return(parent, child, checker):
+            return True
+        if isinstance(parent, _SCOPE_NODES):
+            return False
+        child = parent
+    return False
+
+
+def _guards(parent: ast.AST, child: ast.AST, checker: Checker) -> bool:
+    """Whether ``parent`` lets its part ``child`` run only on an old Python, or without a loop."""
+    if isinstance(parent, ast.If | ast.IfExp):
+        return (_holds(parent.body, child) and _selects_old(parent.test, checker)) or (
+            _holds(parent.orelse, child) and _selects_new(parent.test, checker)
+        )
+    if isinstance(parent, ast.ExceptHandler):
+        return _catches(parent, _FEATURE_PROBE_ERRORS, checker)
+    if isinstance(parent, ast.Try | ast.TryStar) and _holds(parent.body, child):
+        return any(_catches(handler, _NO_LOOP_ERRORS, checker) for handler in parent.handlers)
+    return False
+
+
+def _holds(block: ast.AST | list[ast.stmt], node: ast.AST) -> bool:
+    """Whether ``node`` is ``block`` (an expression branch) or one of its statements."""
+    items: list[ast.AST] = list(block) if isinstance(block, list) else [block]
+    return any(item is node for item in items)
+
+
+def _after_modern_return(parent: ast.AST, child: ast.AST, checker: Checker) -> bool:
+    """Whether an earlier statement of ``child``'s block leaves on every new enough Python."""
+    for name in ("body", "orelse", "finalbody"):
+        block = getattr(parent, name, None)
+        if not isinstance(block, list) or not _holds(block, child):
+            continue
+        earlier = block[: next(i for i, item in enumerate(block) if item is child)]
+        return any(
+            isinstance(statement, ast.If)
+            and _selects_new(statement.test, checker)
+            and _exits(statement.body, checker)
+            for statement in earlier
+        )
+    return False
+
+
+def _exits(block: list[ast.stmt], checker: Checker) -> bool:
+    last = block[-1]
+    if isinstance(last, ast.Return | ast.Raise):
+        return True
+    return (
+        isinstance(last, ast.Expr)
+        and isinstance(last.value, ast.Call)
+        and checker.ctx.resolve_call(last.value) in _EXITS
+    )
+
+
+def _selects_new(test: ast.expr, checker: Checker) -> bool:
+    """``sys.version_info >= (3, x)`` (up to the breaking version), ``hasattr(asyncio, ...)``."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return _selects_old(test.operand, checker)
+    if isinstance(test, ast.Call):
+        return _probes_asyncio(test, checker)
+    return _version_test(test, checker) == "new"
+
+
+def _selects_old(test: ast.expr, checker: Checker) -> bool:
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return _selects_new(test.operand, checker)
+    return _version_test(test, checker) == "old"
+
+
+def _probes_asyncio(call: ast.Call, checker: Checker) -> bool:
+    return (
+        checker.ctx.resolve_call(call) == "builtins.hasattr"
+        and len(call.args) == 2
+        and checker.ctx.resolve(call.args[0]) == "asyncio"
+    )
+
+
+def _version_test(test: ast.expr, checker: Checker) -> str | None:
+    """``"new"``/``"old"`` for a comparison of ``sys.version_info`` with a bound before 3.14."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return None
+    left, op, right = test.left, test.ops[0], test.comparators[0]
+    if _is_version(right, checker):  # `(3, 10) <= sys.version_info`: read it the other way
+        left, right = right, left
+        op = {ast.Lt: ast.Gt(), ast.LtE: ast.GtE(), ast.Gt: ast.Lt(), ast.GtE: ast.LtE()}.get(
+            type(op), op
+        )
+    bound = _version_tuple(right)
+    if not _is_version(left, checker) or bound is None:
+        return None
+    strict = isinstance(op, ast.GtE | ast.Lt)  # the old side is `< bound`
+    if bound > _BREAKING_VERSION or (bound == _BREAKING_VERSION and not strict):
+        return None
+    if isinstance(op, ast.Gt | ast.GtE):
+        return "new"
+    if isinstance(op, ast.Lt | ast.LtE):
+        return "old"
+    return None
+
+
+def _is_version(expr: ast.expr, checker: Checker) -> bool:
+    if isinstance(expr, ast.Subscript):
+        expr = expr.value
+    return checker.ctx.resolve(expr) == "sys.version_info"
+
+
+def _version_tuple(expr: ast.expr) -> tuple[int, ...] | None:
+    if not isinstance(expr, ast.Tuple):
+        return None
+    values = [
+        item.value
+        for item in expr.elts
+        if isinstance(item, ast.Constant) and type(item.value) is int
+    ]
+    return tuple(values) if len(values) == len(expr.elts) else None
+
+
+def _catches(handler: ast.ExceptHandler, names: frozenset[str], checker: Checker) -> bool:
+    if handler.type is None:
+        return False
+    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(checker.ctx.resolve(item) in names for item in types)
+
+
+def _in_fixture(checker: Checker) -> bool:
+    function = checker.function
+    if function is None or not isinstance(function.node, ast.FunctionDef):
+        return False
+    return any(
+        checker.ctx.resolve(d.func if isinstance(d, ast.Call) else d) in _FIXTURES
+        for d in function.node.decorator_list
+    )
+
+
+def _uses_generator_coroutines(checker: Checker) -> bool:
+    """Whether the module decorates a function with ``asyncio.coroutine`` (gone in 3.11)."""
+    return any(
+        isinstance(node, ast.FunctionDef)
+        and any(checker.ctx.resolve(d) == "asyncio.coroutine" for d in node.decorator_list)
+        for node in ast.walk(checker.tree)
     )

@@ -16,8 +16,16 @@ class NestedEventLoop(Rule):
     Checks for code inside an `async def` that starts an event loop: `asyncio.run(...)`,
     `asyncio.Runner().run(...)`, `loop.run_until_complete(...)`, or a call to a sync function of
     the project that does one of these (directly or through other project functions). The
-    finding is at the call in the coroutine. A sync function or lambda nested in the coroutine is
-    not checked: it may well be handed to a thread.
+    finding is at the call in the coroutine.
+
+    ## What it does not flag
+    - A sync function or lambda nested in the coroutine: it may well be handed to a thread.
+    - `await helper(...)` where `helper` is a project sync function that starts a loop on some
+      path: its result is awaited, so the coroutine uses it as a factory of awaitables, and that
+      call takes the path that returns one (typically a `run_async=True`-style argument, which
+      may come through `**kwargs`); the loop-starting path serves sync callers. A path that ran
+      a loop to completion and then returned an awaitable would be far-fetched. A direct
+      `await loop.run_until_complete(...)`, and an unawaited call, are still flagged.
 
     ## Why is this bad?
     A coroutine runs inside a running loop. `asyncio.run()` there raises "asyncio.run() cannot be
@@ -57,7 +65,11 @@ class NestedEventLoop(Rule):
             isinstance(node.func, ast.Attribute) and node.func.attr == "run_until_complete"
         ):
             checker.report(node, f"`{name}()` inside a coroutine: `await` the coroutine instead")
-        elif callee is not None and checker.project.runs_loop(callee):
+        elif (
+            callee is not None
+            and checker.project.runs_loop(callee)
+            and not isinstance(checker.parent, ast.Await)
+        ):
             checker.report(
                 node,
                 f"`{name}()` starts an event loop inside a coroutine: "
