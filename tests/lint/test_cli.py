@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from loopwise.cli import main
+from loopwise.lint import check_source
 
 BAD = "import asyncio\n\nasync def work():\n    pass\n\nasync def main():\n    work()\n"
 GOOD = "import asyncio\n\nasync def main():\n    await asyncio.sleep(0.1)\n"
@@ -82,6 +85,44 @@ def test_noqa_all_and_by_code(project: Path, capsys: pytest.CaptureFixture[str])
         BAD.replace("    work()\n", "    work()  # noqa: LW002,LW001\n")
     )
     assert run(capsys, "bad.py")[0] == 0
+
+
+def _blocking_lines(source: str) -> list[int]:
+    return [f.line for f in check_source(source, select=["LW005"])]
+
+
+def test_noqa_inside_a_string_suppresses_nothing() -> None:
+    source = (
+        "import time\n"
+        "async def main():\n"
+        '    print("see # noqa: LW005"); time.sleep(1)\n'
+        "    print('# noqa'); time.sleep(1)\n"
+        '    print("# noqa"); time.sleep(1)  # noqa: LW005\n'
+    )
+    assert _blocking_lines(source) == [3, 4]
+
+
+def test_noqa_inside_a_multi_line_string_suppresses_nothing() -> None:
+    source = (
+        "import time\n"
+        "async def main():\n"
+        '    time.sleep(len("""\n'
+        '    text # noqa: LW005 """))\n'
+        '    time.sleep(len("""\n'
+        '    text """))  # noqa: LW005\n'
+    )
+    assert _blocking_lines(source) == [3]
+
+
+def test_noqa_falls_back_to_the_line_text_when_tokenize_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(readline: object) -> NoReturn:
+        raise tokenize.TokenError("EOF in multi-line statement", (1, 0))
+
+    monkeypatch.setattr(tokenize, "tokenize", fail)
+    source = 'import time\nasync def main():\n    print("# noqa"); time.sleep(1)\n'
+    assert _blocking_lines(source) == []  # no crash; the old, textual reading applies
 
 
 def test_pyproject_config(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tokenize
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -94,7 +95,9 @@ class Checker:
         self.path = parsed.path
         self.tree = parsed.tree
         self.project = project
-        self.ctx = FileContext(parsed.tree, parsed.module, parsed.is_package, parsed.bindings)
+        self.ctx = FileContext(
+            parsed.tree, parsed.module, parsed.is_package, parsed.bindings, project
+        )
         self.parents: list[ast.AST] = []
         self.findings: list[Finding] = []
         self._rule: Rule | None = None
@@ -252,23 +255,51 @@ def check_module(parsed: ParsedModule, project: Project, rules: Sequence[Rule]) 
 
 
 def _without_noqa(findings: list[Finding], source: bytes) -> list[Finding]:
-    lines = source.decode("utf-8", errors="replace").splitlines()
+    """Drop the findings a ``# noqa`` comment on their first or last line suppresses.
+
+    Only real comments count: ``"# noqa"`` inside a string suppresses nothing. Tokenizing is
+    slow next to the rest of the check, so it happens only for a file where a finding's line
+    has "noqa" in its text at all.
+    """
+    if b"noqa" not in source.lower():
+        return findings
+    # the parser's line breaks: `str.splitlines` would also break at form feeds and the like
+    lines = [line.decode("utf-8", errors="replace") for line in source.splitlines()]
+    comments: dict[int, str] | None = None
     kept = []
     for finding in findings:
-        if not _suppressed(finding, lines):
-            kept.append(finding)
+        numbers = [n for n in {finding.line, finding.end_line} if 0 < n <= len(lines)]
+        if any(_NOQA.search(lines[n - 1]) for n in numbers):
+            if comments is None:
+                comments = _comments(source, lines)
+            if any(_suppresses(comments.get(n, ""), finding.code) for n in numbers):
+                continue
+        kept.append(finding)
     return kept
 
 
-def _suppressed(finding: Finding, lines: list[str]) -> bool:
-    for number in {finding.line, finding.end_line}:
-        if 0 < number <= len(lines):
-            match = _NOQA.search(lines[number - 1])
-            if match is None:
-                continue
-            codes = match.group("codes")
-            if codes is None:
-                return True
-            if finding.code in {code.strip().upper() for code in codes.split(",")}:
-                return True
-    return False
+def _comments(source: bytes, lines: list[str]) -> dict[int, str]:
+    """The comment on each line, read from the tokens.
+
+    A file that fails to tokenize (it parsed, so this is rare) falls back to the whole text of
+    each line, as if it were a comment: a ``# noqa`` in a string then suppresses, as it did
+    before comments were read from tokens.
+    """
+    comments: dict[int, str] = {}
+    try:
+        # the parser's line breaks (`\r` alone too), not those of `BytesIO.readline` (`\n`)
+        readline = iter(source.splitlines(keepends=True)).__next__
+        for token in tokenize.tokenize(readline):
+            if token.type == tokenize.COMMENT:
+                comments[token.start[0]] = token.string
+    except (tokenize.TokenError, SyntaxError, UnicodeDecodeError):
+        return dict(enumerate(lines, start=1))
+    return comments
+
+
+def _suppresses(comment: str, code: str) -> bool:
+    match = _NOQA.search(comment)
+    if match is None:
+        return False
+    codes = match.group("codes")
+    return codes is None or code in {c.strip().upper() for c in codes.split(",")}
