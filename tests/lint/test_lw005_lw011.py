@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from loopwise.lint import Finding, check_source
+from loopwise.lint import RULES, Finding, check_source
+from loopwise.lint._engine import check_files
+from loopwise.lint._files import discover
 
 
 def _check(source: str, code: str) -> list[Finding]:
@@ -71,6 +74,25 @@ def test_lw005_method_on_known_type_names_the_type() -> None:
     """
     [finding] = _check(source, "LW005")
     assert "`self.http.send()` (`requests.Session.send`)" in finding.message
+
+
+def test_lw005_main_coroutine_is_quiet_only_before_its_first_await() -> None:
+    source = """
+        import asyncio, time
+
+        async def main():
+            time.sleep(1)
+            async with asyncio.timeout(5):
+                time.sleep(2)
+            time.sleep(3)
+
+        async def helper():
+            time.sleep(4)
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """
+    assert [f.line for f in _check(source, "LW005")] == [7, 8, 11]
 
 
 def test_lw005_honours_noqa() -> None:
@@ -161,3 +183,101 @@ def test_lw011_idiom_needs_the_cancel_before_the_await() -> None:
     """
     assert _check(cancelled_first, "LW011") == []
     assert [f.line for f in _check(cancelled_after, "LW011")] == [7]
+
+
+def test_lw011_message_says_what_goes_on() -> None:
+    source = """
+        import asyncio
+
+        class Client:
+            async def run(self):
+                while True:
+                    try:
+                        await self.connect()
+                    except asyncio.CancelledError:
+                        if self.closing:
+                            raise
+                        print("reconnecting")
+
+            async def connect(self):
+                try:
+                    await self.open()
+                except asyncio.CancelledError:
+                    return None
+    """
+    looping, returning = _check(source, "LW011")
+    assert looping.message.startswith(
+        "`except asyncio.CancelledError` swallows the task's cancellation on a path that does"
+        " not re-raise it, and the loop goes on: "
+    )
+    assert "; `connect()` then returns normally, so whatever awaits it carries on" in (
+        returning.message
+    )
+
+
+@pytest.mark.parametrize("runtime", ["trio", "anyio"])
+def test_lw011_broad_handlers_in_trio_or_anyio_code_are_left_alone(runtime: str) -> None:
+    source = f"""
+        import asyncio
+        import contextlib
+        import {runtime}
+
+        async def close_stream(stream):
+            try:
+                await stream.send_eof()
+            except BaseException:
+                await stream.aclose()
+            try:
+                await stream.send_eof()
+            except:
+                pass
+            with contextlib.suppress(BaseException):
+                await stream.send_eof()
+            try:
+                await stream.send_eof()
+            except asyncio.CancelledError:
+                pass
+    """
+    [finding] = _check(source, "LW011")
+    assert finding.line == 19
+    assert finding.message.startswith("`except asyncio.CancelledError` swallows")
+
+
+def test_lw011_a_task_started_in_another_module_may_end_quietly(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "reader.py").write_text(
+        textwrap.dedent("""
+            import asyncio
+
+            class Reader:
+                async def read_loop(self):
+                    try:
+                        while True:
+                            await self.read_frame()
+                    except asyncio.CancelledError:
+                        pass
+        """)
+    )
+    client = package / "client.py"
+    client.write_text(
+        textwrap.dedent("""
+            import asyncio
+
+            class Client:
+                def start(self, reader):
+                    self.task = asyncio.create_task(reader.read_loop())
+        """)
+    )
+    assert _check_tree(tmp_path) == []
+    with client.open("a") as file:
+        file.write("\n    async def read_once(self, reader):\n        await reader.read_loop()\n")
+    [finding] = _check_tree(tmp_path)
+    assert (Path(finding.path).name, finding.line) == ("reader.py", 9)
+    assert "`read_loop()` then returns normally" in finding.message
+
+
+def _check_tree(root: Path) -> list[Finding]:
+    files = discover([str(root)], excludes=[], respect_gitignore=False)
+    return [f for f in check_files(files, [rule() for rule in RULES]) if f.code == "LW011"]

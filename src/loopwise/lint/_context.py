@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from loopwise.lint._project import Project
 
 __all__ = [
     "LOOP_TYPE",
@@ -86,6 +91,19 @@ KNOWN_CLASSES = frozenset(
         "subprocess.Popen",
     }
 )
+
+_PATH = "pathlib.Path"
+_NONE = "<None>"  # the type of the constant None: left out when bindings are compared
+_UNBOUND = object()  # in the attribute cache: the class itself does not bind that name
+_T = TypeVar("_T")
+
+# What `Optional[X]` and `Union[X, Y]` are spelled as.
+_OPTIONAL = frozenset({"typing.Optional", "typing_extensions.Optional"})
+_UNION = frozenset({"typing.Union", "typing_extensions.Union"})
+# Annotations that are never a project class whose attributes could be followed.
+_NOT_CLASSES = ("builtins.", "typing.", "typing_extensions.", "collections.", "types.")
+_IGNORED_BASES = frozenset({"builtins.object", "typing.Generic", "typing.Protocol", "abc.ABC"})
+_PROPERTY_DECORATORS = frozenset({"property", "cached_property"})
 
 # Methods of pathlib.Path that return another Path.
 _PATH_METHODS = frozenset(
@@ -421,15 +439,19 @@ class FileContext:
         module: str,
         is_package: bool,
         bindings: dict[ast.AST, Bindings] | None = None,
+        project: Project | None = None,
     ) -> None:
         self.tree = tree
+        self.project = project  # other modules' summaries; None while summaries are made
         self.module = ModuleScope.build(tree, module, is_package)
         self.bindings = bindings if bindings is not None else _Binder(module, is_package).run(tree)
         self.scopes: list[Scope] = []
         self.classes: list[ast.ClassDef] = []
         self._owners: list[ast.AST] = []  # classes and scopes, in the order they were entered
-        self._class_attr_origins: dict[ast.ClassDef, dict[str, str | None]] = {}
-        self._class_attr_assignments: dict[ast.ClassDef, dict[str, list[ast.AST | None]]] = {}
+        self._class_attr_origins: dict[ast.ClassDef, dict[str, str | object | None]] = {}
+        self._class_attr_assignments: dict[ast.ClassDef, dict[str, list[_Assignment | None]]] = {}
+        self._classes_by_name: dict[str, ast.ClassDef] | None = None
+        self._method_scopes: dict[ast.AST, Scope] = {}
         self._module_origins: dict[str, str | None] = {}
 
     # -- scope bookkeeping -------------------------------------------------------------------
@@ -539,28 +561,14 @@ class FileContext:
         return None
 
     def origin(self, expr: ast.AST) -> str | None:
-        """The type of the value ``expr`` evaluates to, when every binding agrees on it."""
-        if isinstance(expr, ast.Call):
-            callee = self.resolve_call(expr)
-            if callee is None:
-                return None
-            if callee in _FACTORY_RESULTS:
-                return _FACTORY_RESULTS[callee]
-            if callee in KNOWN_CLASSES:
-                return callee
-            owner, _, method = callee.rpartition(".")
-            if owner == "pathlib.Path" and method in _PATH_METHODS:
-                return "pathlib.Path"
-            return None
-        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Div):
-            return "pathlib.Path" if self.origin(expr.left) == "pathlib.Path" else None
-        if isinstance(expr, ast.Name):
-            return self._name_origin(expr.id)
-        if isinstance(expr, ast.Attribute):
-            if expr.attr in _PATH_ATTRIBUTES and self.origin(expr.value) == "pathlib.Path":
-                return "pathlib.Path"
-            return self._self_attribute_origin(expr)
-        return None
+        """The type of the value ``expr`` evaluates to, when every binding agrees on it.
+
+        Only the types rules know about are answered: an event loop and ``KNOWN_CLASSES``.
+        Project classes are followed on the way (``self._pool._loop``, ``data_file(...)``
+        declared ``-> Path``) but never returned.
+        """
+        found = self._type_of(expr)
+        return found if _is_known(found) else None
 
     def self_class(self, expr: ast.AST) -> str | None:
         """The class qualname when ``expr`` is the ``self``/``cls`` parameter of a method."""
@@ -572,6 +580,92 @@ class FileContext:
                     return scope.class_qualname
                 return None
         return None
+
+    def class_attribute_types(self, node: ast.ClassDef, qualname: str) -> dict[str, str | None]:
+        """The type of every attribute the class itself binds (for the project summary)."""
+        names = set(self._attribute_assignments(node)) | set(_property_names(node))
+        return {name: self._own_attribute(node, qualname, name)[1] for name in sorted(names)}
+
+    def declared_return(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+        """The type a function's return annotation names (a known type or a class)."""
+        return self._at_module_level(lambda: self._annotated(node.returns))
+
+    # -- what a value is: known types and project classes ------------------------------------
+
+    def _type_of(self, expr: ast.AST) -> str | None:
+        """Like :meth:`origin`, but project classes (``pkg.mod.Pool``) and ``_NONE`` too."""
+        if isinstance(expr, ast.Name):
+            return self.self_class(expr) or self._name_origin(expr.id)
+        if isinstance(expr, ast.Attribute):
+            return self._attribute_type(expr)
+        if isinstance(expr, ast.Call):
+            return self._call_type(expr, awaited=False)
+        if isinstance(expr, ast.Await):
+            awaited = expr.value
+            return self._call_type(awaited, awaited=True) if isinstance(awaited, ast.Call) else None
+        if isinstance(expr, ast.Constant):
+            return _NONE if expr.value is None else None
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Div):
+            return _PATH if self._type_of(expr.left) == _PATH else None
+        if isinstance(expr, ast.IfExp):
+            return self._alternatives_type([expr.body, expr.orelse])
+        if isinstance(expr, ast.BoolOp) and isinstance(expr.op, ast.Or):
+            return self._alternatives_type(expr.values)
+        return None
+
+    def _alternatives_type(self, values: list[ast.expr]) -> str | None:
+        """`a if c else b`, `a or b`: what the alternatives agree on, leaving out ``None`` and
+        a parameter of unknown type being given a default (`loop or get_event_loop()`)."""
+        return _agreed([self._type_of(v) for v in values if not self._is_open_parameter(v)])
+
+    def _call_type(self, call: ast.Call, *, awaited: bool) -> str | None:
+        callee = self.resolve_call(call)
+        if callee is not None:
+            if not awaited:
+                constructed = self._constructed_type(callee)
+                if constructed is not None:
+                    return constructed
+            return self._return_type(callee, awaited=awaited)
+        func = call.func
+        if isinstance(func, ast.Attribute):
+            owner = self._type_of(func.value)
+            if _is_project_class(owner):
+                return self._return_type(f"{owner}.{func.attr}", awaited=awaited)
+        return None
+
+    def _constructed_type(self, callee: str) -> str | None:
+        if callee in _FACTORY_RESULTS:
+            return _FACTORY_RESULTS[callee]
+        if callee in KNOWN_CLASSES:
+            return callee
+        owner, _, method = callee.rpartition(".")
+        if owner == _PATH and method in _PATH_METHODS:
+            return _PATH
+        return callee if self._is_class(callee) else None
+
+    def _return_type(self, qualname: str, *, awaited: bool) -> str | None:
+        """The declared return type of a project function (of an ``async def`` when awaited)."""
+        node = self.local_definition(qualname)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if isinstance(node, ast.AsyncFunctionDef) != awaited or _is_property(node):
+                return None
+            return self.declared_return(node)
+        if node is None and self.project is not None:
+            info = self.project.function(qualname)
+            if info is not None and info.is_async == awaited:
+                return info.returns
+        return None
+
+    def _attribute_type(self, expr: ast.Attribute) -> str | None:
+        owner = self._type_of(expr.value)
+        if owner == _PATH:
+            return _PATH if expr.attr in _PATH_ATTRIBUTES else None
+        if _is_project_class(owner):
+            assert owner is not None
+            return self._class_attribute(owner, expr.attr, set())[1]
+        return None
+
+    # -- names -------------------------------------------------------------------------------
 
     def _name_origin(self, name: str) -> str | None:
         for scope in reversed(self.scopes):
@@ -586,7 +680,7 @@ class FileContext:
             if name not in cache:
                 cache[name] = None  # a binding that refers to itself stays unknown
                 nodes = self.module.assignments[name]
-                cache[name] = self._agreed_origin([self._binding_origin(n, name) for n in nodes])
+                cache[name] = _agreed([self._binding_origin(n, name) for n in nodes])
             return cache[name]
         return None
 
@@ -596,41 +690,71 @@ class FileContext:
         cache = scope._origins
         if name not in cache:
             cache[name] = None  # a binding that refers to itself (`x = f(x)`) stays unknown
-            values = [
-                self._binding_origin(node, name) for node in self._scope_bindings(scope)[name]
-            ]
-            cache[name] = self._agreed_origin(values)
+            nodes = self._typed_bindings(scope, name)
+            cache[name] = _agreed([self._binding_origin(node, name) for node in nodes])
         return cache[name]
+
+    def _typed_bindings(self, scope: Scope, name: str) -> list[ast.AST]:
+        """The bindings that decide the type of ``name``.
+
+        A parameter of unknown type that the function only ever replaces by a value built from
+        it or given when it is missing (`loop = loop or get_event_loop()`, `path = Path(path)`,
+        `if loop is None: loop = ...`) has the type of those values: the methods a rule looks at
+        are called on the replaced value.
+        """
+        nodes = self._scope_bindings(scope).get(name, [])
+        open_params: list[ast.AST] = [
+            n for n in nodes if isinstance(n, ast.arg) and n.annotation is None
+        ]
+        if not open_params:
+            return nodes
+        others = [n for n in nodes if not isinstance(n, ast.arg)]
+        if len(open_params) > 1 or not others:
+            return open_params
+        guarded = _none_guarded_statements(scope.node, name)
+        if all(id(n) in guarded or _mentions(n, name) for n in others):
+            return others
+        return open_params
+
+    def _is_open_parameter(self, expr: ast.AST) -> bool:
+        """Whether ``expr`` names a parameter without annotation (or is ``None``)."""
+        if isinstance(expr, ast.Constant):
+            return expr.value is None
+        if not isinstance(expr, ast.Name):
+            return False
+        for scope in reversed(self.scopes):
+            if expr.id in scope.declared_outer:
+                return False
+            if scope.binds(expr.id):
+                nodes = self._scope_bindings(scope).get(expr.id, [])
+                return any(isinstance(n, ast.arg) and n.annotation is None for n in nodes)
+        return False
 
     def _scope_bindings(self, scope: Scope) -> dict[str, list[ast.AST]]:
         """Every node that binds each name in ``scope``: parameters and assignments."""
         return scope._bindings if scope._bindings is not None else {}
 
-    @staticmethod
-    def _agreed_origin(values: list[str | None]) -> str | None:
-        first = values[0] if values else None
-        return first if first is not None and all(v == first for v in values) else None
-
     def _binding_origin(self, node: ast.AST, name: str) -> str | None:
         if isinstance(node, ast.arg):
-            return self._annotation_type(node.annotation)
+            return self._annotated(node.annotation)
         if isinstance(node, ast.Assign):
             if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                return self.origin(node.value)
+                return self._type_of(node.value)
             return None
         if isinstance(node, ast.AnnAssign):
-            return self._annotation_type(node.annotation) or (
-                self.origin(node.value) if node.value is not None else None
+            return self._annotated(node.annotation) or (
+                self._type_of(node.value) if node.value is not None else None
             )
         if isinstance(node, ast.NamedExpr):
-            return self.origin(node.value)
+            return self._type_of(node.value)
         if isinstance(node, ast.With | ast.AsyncWith):
             for item in node.items:
                 if isinstance(item.optional_vars, ast.Name) and item.optional_vars.id == name:
-                    return self.origin(item.context_expr)
+                    return self._type_of(item.context_expr)
         return None
 
-    def _annotation_type(self, annotation: ast.AST | None) -> str | None:
+    def _annotated(self, annotation: ast.AST | None) -> str | None:
+        """The type an annotation names: a known type or a class; ``X | None`` is ``X``."""
         if annotation is None:
             return None
         if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
@@ -638,48 +762,224 @@ class FileContext:
                 annotation = ast.parse(annotation.value, mode="eval").body
             except SyntaxError:
                 return None
+        members = self._union_members(annotation)
+        if members is not None:
+            return _agreed([self._annotated(member) for member in members])
+        if isinstance(annotation, ast.Constant) and annotation.value is None:
+            return _NONE
         resolved = self.resolve(annotation)
         if resolved is None:
             return None
         resolved = _FACTORY_RESULTS.get(resolved, resolved)
-        if resolved == "asyncio.AbstractEventLoop" or resolved in KNOWN_CLASSES:
+        if _is_known(resolved) or not resolved.startswith(_NOT_CLASSES):
             return resolved
         return None
 
-    def _self_attribute_origin(self, expr: ast.Attribute) -> str | None:
-        if not isinstance(expr.value, ast.Name) or self.self_class(expr.value) is None:
-            return None
-        cls = self.classes[-1] if self.classes else None
+    def _union_members(self, annotation: ast.AST) -> list[ast.expr] | None:
+        """The members of `X | Y`, `Optional[X]` (`X` and `None`) or `Union[X, Y]`."""
+        if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+            left = self._union_members(annotation.left) or [annotation.left]
+            right = self._union_members(annotation.right) or [annotation.right]
+            return [*left, *right]
+        if isinstance(annotation, ast.Subscript):
+            wrapper = self.resolve(annotation.value)
+            if wrapper in _OPTIONAL:
+                return [annotation.slice, ast.Constant(value=None)]
+            if wrapper in _UNION:
+                inner = annotation.slice
+                return list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
+        return None
+
+    # -- classes of this module and of the project -------------------------------------------
+
+    def _is_class(self, qualname: str) -> bool:
+        if qualname in self._local_classes():
+            return True
+        return self.project is not None and self.project.is_class(qualname)
+
+    def _local_classes(self) -> dict[str, ast.ClassDef]:
+        """Classes defined at module level (or in such a class), by qualified name."""
+        if self._classes_by_name is None:
+            found: dict[str, ast.ClassDef] = {}
+            pending = [
+                (f"{self.module.name}.{name}", node)
+                for name, node in self.module.defs.items()
+                if isinstance(node, ast.ClassDef) and name not in self.module.ambiguous
+            ]
+            while pending:
+                qualname, node = pending.pop()
+                found[qualname] = node
+                for child in node.body:
+                    if isinstance(child, ast.ClassDef):
+                        pending.append((f"{qualname}.{child.name}", child))
+            self._classes_by_name = found
+        return self._classes_by_name
+
+    def local_definition(self, qualname: str) -> ast.AST | None:
+        """The def or class of this module that ``qualname`` names, if any."""
+        owner, _, name = qualname.rpartition(".")
+        if owner == self.module.name:
+            if name in self.module.ambiguous:
+                return None
+            return self.module.defs.get(name)
+        cls = self._local_classes().get(owner)
         if cls is None:
             return None
-        assignments = self._class_attr_assignments.get(cls)
-        if assignments is None:
-            assignments = _collect_self_assignments(cls)
-            self._class_attr_assignments[cls] = assignments
-        cache = self._class_attr_origins.setdefault(cls, {})
-        if expr.attr not in cache:
-            cache[expr.attr] = None  # guards against `self.x = self.x.f()` cycles
-            values = [self._attribute_value_origin(node) for node in assignments.get(expr.attr, [])]
-            cache[expr.attr] = self._agreed_origin(values)
-        return cache[expr.attr]
+        found = [
+            child
+            for child in cls.body
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and child.name == name
+        ]
+        return found[0] if len(found) == 1 else None
 
-    def _attribute_value_origin(self, node: ast.AST | None) -> str | None:
-        """The type assigned by one ``self.x = ...`` (None for tuple targets, ``+=``, ...)."""
-        if isinstance(node, ast.AnnAssign):
-            annotated = self._annotation_type(node.annotation)
-            if annotated is not None:
-                return annotated
-        if not isinstance(node, ast.Assign | ast.AnnAssign):
+    def _class_attribute(self, qualname: str, attr: str, seen: set[str]) -> tuple[bool, str | None]:
+        """(whether the class or a base binds ``attr``, its type), along the bases in order."""
+        if qualname in seen:
+            return True, None
+        seen.add(qualname)
+        node = self._local_classes().get(qualname)
+        if node is None:
+            if self.project is None:
+                return True, None
+            return True, self.project.attribute_type(qualname, attr)
+        bound, found = self._own_attribute(node, qualname, attr)
+        if bound:
+            return True, found
+        for base in node.bases:
+            base_name = self._at_module_level(functools.partial(self.resolve, base))
+            if base_name is None:
+                return True, None
+            if base_name in _IGNORED_BASES:
+                continue
+            bound, found = self._class_attribute(base_name, attr, seen)
+            if bound:
+                return True, found
+        return False, None
+
+    def _own_attribute(
+        self, node: ast.ClassDef, qualname: str, attr: str
+    ) -> tuple[bool, str | None]:
+        """(whether the class itself binds ``attr``, the type all its bindings agree on)."""
+        cache = self._class_attr_origins.setdefault(node, {})
+        if attr in cache:
+            return cache[attr] is not _UNBOUND, _bound_value(cache[attr])
+        cache[attr] = None  # guards against `self.x = self.x.f()` cycles
+        properties = _property_names(node)
+        if attr in properties:
+            found = self.declared_return(properties[attr])
+            result: str | object | None = found
+        else:
+            assignments = self._attribute_assignments(node).get(attr)
+            if assignments is None:
+                result = None if _defines_method(node, attr) else _UNBOUND
+            else:
+                values = [self._assigned_type(a, qualname) for a in assignments]
+                result = _agreed(values)
+        cache[attr] = result
+        return result is not _UNBOUND, _bound_value(result)
+
+    def _attribute_assignments(self, node: ast.ClassDef) -> dict[str, list[_Assignment | None]]:
+        found = self._class_attr_assignments.get(node)
+        if found is None:
+            found = _collect_attribute_assignments(node)
+            self._class_attr_assignments[node] = found
+        return found
+
+    def _assigned_type(self, assignment: _Assignment | None, qualname: str) -> str | None:
+        """The type one `self.x = ...` (or class-level `x = ...`) gives the attribute."""
+        if assignment is None:
             return None
-        value = node.value
-        if value is None or not isinstance(value, ast.Call):
-            return None
-        # Resolve in module scope only: locals of another method are not visible here.
-        saved, self.scopes = self.scopes, []
+        statement, method = assignment
+        scopes = [self._method_scope(method, qualname)] if method is not None else []
+        saved, self.scopes = self.scopes, scopes
         try:
-            return self.origin(value)
+            if isinstance(statement, ast.AnnAssign):
+                annotated = self._annotated(statement.annotation)
+                if annotated is not None and annotated != _NONE:
+                    return annotated
+            value = getattr(statement, "value", None)
+            return self._type_of(value) if value is not None else None
         finally:
             self.scopes = saved
+
+    def _method_scope(self, method: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str) -> Scope:
+        scope = self._method_scopes.get(method)
+        if scope is None:
+            found = self.bindings.get(method) or Bindings()
+            scope = Scope(
+                node=method,
+                imports=found.imports,
+                bound=found.bound,
+                declared_outer=found.declared_outer,
+                _bindings=found.nodes,
+            )
+            self_name = _self_parameter(method)
+            if self_name is not None:
+                scope.class_qualname = qualname
+                scope.self_name = self_name
+            self._method_scopes[method] = scope
+        return scope
+
+    def _at_module_level(self, compute: Callable[[], _T]) -> _T:
+        """Run ``compute`` with names resolved at module level (for annotations and bases)."""
+        saved, self.scopes = self.scopes, []
+        try:
+            return compute()
+        finally:
+            self.scopes = saved
+
+
+def _is_known(found: str | None) -> bool:
+    return found == LOOP_TYPE or found in KNOWN_CLASSES
+
+
+def _is_project_class(found: str | None) -> bool:
+    """Whether a type is a class to look into (not a known type, ``None`` or unknown)."""
+    return found is not None and found != _NONE and not _is_known(found)
+
+
+def _agreed(values: list[str | None]) -> str | None:
+    """The one type all values agree on, leaving out ``None`` (the constant) values."""
+    typed = [value for value in values if value != _NONE]
+    first = typed[0] if typed else None
+    return first if first is not None and all(value == first for value in typed) else None
+
+
+def _bound_value(result: str | object | None) -> str | None:
+    return result if isinstance(result, str) else None
+
+
+def _mentions(node: ast.AST, name: str) -> bool:
+    """Whether the value an assignment stores reads ``name`` (`x = x or y`, `x = Path(x)`)."""
+    value = getattr(node, "value", None)
+    if value is None:
+        return False
+    return any(isinstance(n, ast.Name) and n.id == name for n in walk_all(value))
+
+
+def _none_guarded_statements(function: ast.AST, name: str) -> set[int]:
+    """Ids of the statements run only when ``name`` is missing: `if name is None:` and
+    `if not name:` blocks."""
+    guarded: set[int] = set()
+    for node in walk_shallow(function):
+        if isinstance(node, ast.If) and _tests_missing(node.test, name):
+            guarded.update(id(statement) for statement in node.body)
+    return guarded
+
+
+def _tests_missing(test: ast.expr, name: str) -> bool:
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return isinstance(test.operand, ast.Name) and test.operand.id == name
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == name
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Is)
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value is None
+    )
 
 
 def walk_all(node: ast.AST) -> Iterator[ast.AST]:
@@ -691,33 +991,97 @@ def walk_all(node: ast.AST) -> Iterator[ast.AST]:
         stack.extend(child_nodes(child))
 
 
-def _collect_self_assignments(cls: ast.ClassDef) -> dict[str, list[ast.AST | None]]:
-    """For each ``self.<attr>``, the statements of the class's methods that assign it.
+def _self_parameter(method: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    positional = [*method.args.posonlyargs, *method.args.args]
+    if not positional or "staticmethod" in _decorator_names(method):
+        return None
+    return positional[0].arg
 
-    A class-level annotation counts as an assignment; an assignment whose type cannot be
-    read off (tuple unpacking, ``+=``, ``for self.x in``) is recorded as ``None``.
+
+def _is_property(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return bool(_decorator_names(node) & _PROPERTY_DECORATORS)
+
+
+def _property_names(cls: ast.ClassDef) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The getters of the class's properties, by name."""
+    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    for statement in cls.body:
+        if (
+            isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef)
+            and _is_property(statement)
+            and statement.name not in found
+        ):
+            found[statement.name] = statement
+    return found
+
+
+def _defines_method(cls: ast.ClassDef, name: str) -> bool:
+    return any(
+        isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and statement.name == name
+        for statement in cls.body
+    )
+
+
+# One `self.x = ...` statement and the method it is directly in (None: the class body, or a
+# function nested in a method, whose locals are not followed).
+_Assignment = tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]
+
+
+def _collect_attribute_assignments(cls: ast.ClassDef) -> dict[str, list[_Assignment | None]]:
+    """For each attribute, the statements that assign it: `self.<attr> = ...` in the methods
+    (`cls.<attr>` in class methods) and `<attr> = ...` or `<attr>: T` in the class body.
+
+    An assignment whose type cannot be read off (tuple unpacking, ``+=``, ``for self.x in``)
+    is recorded as ``None``.
     """
-    found: dict[str, list[ast.AST | None]] = defaultdict(list)
+    found: dict[str, list[_Assignment | None]] = defaultdict(list)
     for statement in cls.body:
         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-            found[statement.target.id].append(statement)
+            found[statement.target.id].append((statement, None))
+        elif isinstance(statement, ast.Assign):
+            direct = len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)
+            for assigned in statement.targets:
+                for name in _stored_names(assigned):
+                    found[name].append((statement, None) if direct else None)
     for method in cls.body:
         if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        positional = [*method.args.posonlyargs, *method.args.args]
-        if not positional:
+        self_name = _self_parameter(method)
+        if self_name is None:
             continue
-        self_name = positional[0].arg
-        for child in walk_all(method):
+        for child, nested in _statements(method.body, nested=False):
             if not isinstance(child, _ASSIGNING):
                 continue
             direct = isinstance(child, ast.AnnAssign) or (
                 isinstance(child, ast.Assign) and len(child.targets) == 1
             )
+            scope = None if nested else method
             for target in _assignment_targets(child):
                 for attribute in _self_attributes(target, self_name):
-                    found[attribute.attr].append(child if direct and attribute is target else None)
+                    simple = direct and attribute is target
+                    found[attribute.attr].append((child, scope) if simple else None)
     return found
+
+
+def _statements(body: list[ast.stmt], *, nested: bool) -> Iterator[tuple[ast.stmt, bool]]:
+    """Every statement in ``body`` and the blocks under it, and whether it sits in a nested
+    def or class (only statements can assign an attribute, so expressions are not walked)."""
+    for statement in body:
+        yield statement, nested
+        inner = nested or isinstance(statement, _SCOPE_NODES)
+        for block in _blocks(statement):
+            yield from _statements(block, nested=inner)
+
+
+def _blocks(statement: ast.stmt) -> Iterator[list[ast.stmt]]:
+    for name in ("body", "orelse", "finalbody"):
+        block = getattr(statement, name, None)
+        if isinstance(block, list):
+            yield block
+    for handler in getattr(statement, "handlers", ()):
+        yield handler.body
+    for case in getattr(statement, "cases", ()):
+        yield case.body
 
 
 def _self_attributes(target: ast.AST, self_name: str) -> Iterator[ast.Attribute]:

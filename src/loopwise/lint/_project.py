@@ -48,6 +48,7 @@ class FunctionInfo:
     ``aiohttp.ClientSession`` each time it runs, closed before it returns (``async with`` or
     ``.close()``); not when it is handed a session (a ``session``/``client`` parameter, or one
     annotated ``ClientSession``) nor when the session it makes outlives the call.
+    ``returns`` is the type its return annotation names (a known type or a class), if any.
     """
 
     is_async: bool
@@ -55,12 +56,16 @@ class FunctionInfo:
     runs_loop: bool = False
     calls: tuple[str, ...] = ()
     session_per_call: bool = False
+    returns: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ClassInfo:
+    """``attributes``: the type of each attribute the class binds itself (None: unknown)."""
+
     bases: tuple[str | None, ...]
     methods: dict[str, FunctionInfo]
+    attributes: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -69,6 +74,10 @@ class ModuleSummary:
     functions: dict[str, FunctionInfo] = field(default_factory=dict)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    # Names of functions this module runs as tasks or hands over uncalled (see `_detached`),
+    # and of those it awaits in line (`await self.close()`: "close"; `await mod.f()`: "pkg.mod.f").
+    detached: frozenset[str] = frozenset()
+    awaited: frozenset[str] = frozenset()
 
 
 def summarize(ctx: FileContext) -> ModuleSummary:
@@ -85,6 +94,8 @@ def summarize(ctx: FileContext) -> ModuleSummary:
             summary.functions[name] = _function_info(ctx, node)
         elif isinstance(node, ast.ClassDef):
             summary.classes[name] = _class_info(ctx, node)
+    summary.detached = _detached(ctx.tree)
+    summary.awaited = _awaited(ctx)
     return summary
 
 
@@ -110,7 +121,9 @@ def _class_info(ctx: FileContext, node: ast.ClassDef) -> ClassInfo:
         for name in conflicting:
             methods.pop(name, None)
         bases = tuple(ctx.resolve(base) for base in node.bases)
-        return ClassInfo(bases=bases, methods=methods)
+        qualname = f"{ctx.module.name}.{node.name}"
+        attributes = ctx.class_attribute_types(node, qualname)
+        return ClassInfo(bases=bases, methods=methods, attributes=attributes)
     finally:
         ctx.leave(node)
 
@@ -126,6 +139,7 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
         (ctx.resolve(d.func if isinstance(d, ast.Call) else d) or "") in _TRANSPARENT_DECORATORS
         for d in node.decorator_list
     )
+    returns = ctx.declared_return(node)
     ctx.enter(node)
     try:
         calls: list[str] = []
@@ -156,6 +170,7 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
         runs_loop=runs_loop and not is_async,
         calls=tuple(sorted(set(calls))),
         session_per_call=takes_url and _session_per_call(node, params, sessions),
+        returns=returns,
     )
 
 
@@ -198,12 +213,152 @@ def _names_session(annotation: ast.AST | None) -> bool:
     return "ClientSession" in names
 
 
+# Calls that run the coroutine handed to them in a task of its own (`gather` wraps each one).
+_TASK_STARTERS = frozenset(
+    {
+        "Task",
+        "add_task",
+        "create_task",
+        "ensure_future",
+        "gather",
+        "run",
+        "run_coroutine_threadsafe",
+        "run_until_complete",
+        "start_soon",
+    }
+)
+
+
+def _detached(tree: ast.Module) -> frozenset[str]:
+    """Names of the functions whose coroutines no caller of ours awaits in line.
+
+    Those run as tasks (``create_task(self._reader())``, also through a variable or through a
+    helper that passes its parameter to ``create_task``) and the module's ``async def``s handed
+    over uncalled (``partial(self.handler)``, ``router.add_get("/", handler)``; not
+    ``Kind.handler``, which may be anything).
+    """
+    async_defs = {node.name for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef)}
+    starters = _TASK_STARTERS | _starter_helpers(tree)
+    coroutines: dict[str, set[str]] = {}  # `coro = self._reader()`: coro -> {"_reader"}
+    calls: list[ast.Call] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            calls.append(node)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            callee = _last_name(node.value.func)
+            for target in node.targets:
+                if isinstance(target, ast.Name) and callee is not None:
+                    coroutines.setdefault(target.id, set()).add(callee)
+    found: set[str] = set()
+    for call in calls:
+        arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
+        starts = _last_name(call.func) in starters or any(
+            _last_name(argument) in starters for argument in arguments
+        )
+        for argument in arguments:
+            if isinstance(argument, ast.Call):
+                if starts:
+                    found.add(_last_name(argument.func) or "")
+            elif isinstance(argument, ast.Name) and starts and argument.id in coroutines:
+                found.update(coroutines[argument.id])
+            elif isinstance(argument, ast.Name | ast.Attribute):
+                name = _last_name(argument)
+                if name is not None and (starts or _names_own_coroutine(argument, async_defs)):
+                    found.add(name)
+    found.discard("")
+    return frozenset(found)
+
+
+def _awaited(ctx: FileContext) -> frozenset[str]:
+    """The functions whose coroutines the module awaits in line.
+
+    The qualified name of what resolves (``await helpers.close()``), else the bare name
+    (``await self.close()``: "close"). An override delegating (``await super().close()``) is
+    not a caller.
+    """
+    found = set()
+    for node in ast.walk(ctx.tree):
+        if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
+            awaited = node.value
+            if _last_name(awaited.func) == "wait_for" and awaited.args:
+                inner = awaited.args[0]  # wait_for() hands the cancellation on like an await
+                awaited = inner if isinstance(inner, ast.Call) else awaited
+            if _delegates_to_super(awaited):
+                continue
+            name = ctx.resolve(awaited.func) or _last_name(awaited.func)
+            if name is not None:
+                found.add(name)
+    return frozenset(found)
+
+
+def _delegates_to_super(call: ast.Call) -> bool:
+    func = call.func
+    return (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Call)
+        and isinstance(func.value.func, ast.Name)
+        and func.value.func.id == "super"
+    )
+
+
+def _names_own_coroutine(argument: ast.Name | ast.Attribute, async_defs: set[str]) -> bool:
+    """``handler`` or ``self.handler`` where the module defines ``async def handler``."""
+    if isinstance(argument, ast.Attribute):
+        receiver = argument.value
+        if not (isinstance(receiver, ast.Name) and receiver.id in ("self", "cls")):
+            return False
+        return argument.attr in async_defs
+    return argument.id in async_defs
+
+
+def _starter_helpers(tree: ast.Module) -> set[str]:
+    """Functions that pass one of their parameters to ``create_task()`` and the like."""
+    helpers = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        params = {arg.arg for arg in [*node.args.posonlyargs, *node.args.args]}
+        for child in walk_shallow(node):
+            if (
+                isinstance(child, ast.Call)
+                and _last_name(child.func) in _TASK_STARTERS
+                and any(isinstance(a, ast.Name) and a.id in params for a in child.args)
+            ):
+                helpers.add(node.name)
+                break
+    return helpers
+
+
+def _last_name(expr: ast.expr) -> str | None:
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Attribute):
+        return expr.attr
+    return None
+
+
 class Project:
     """The union of every checked module's summary, queried by qualified name."""
 
     def __init__(self, summaries: list[ModuleSummary]) -> None:
         self.modules = {summary.name: summary for summary in summaries}
         self._loop_runners: frozenset[str] | None = None
+        self._detached: tuple[frozenset[str], frozenset[str]] | None = None
+
+    def detached(self, qualname: str) -> bool:
+        """Whether the function ``qualname`` only runs as a task or handed over, never awaited.
+
+        Mostly by name: some module runs a ``name()`` as a task or hands one over, and no module
+        awaits one in line (nor the function itself, by its qualified name).
+        """
+        if self._detached is None:
+            modules = self.modules.values()
+            detached = frozenset().union(*(module.detached for module in modules))
+            awaited = frozenset().union(*(module.awaited for module in modules))
+            self._detached = (detached, awaited)
+        detached, awaited = self._detached
+        name = qualname.rpartition(".")[2]
+        return name in detached and name not in awaited and qualname not in awaited
 
     def function(self, qualname: str) -> FunctionInfo | None:
         """The project function or method a qualified name refers to, following re-exports."""
@@ -272,6 +427,32 @@ class Project:
                 return None
             if name in info.methods:
                 return info.methods[name]
+            for base in info.bases:
+                if base is None:
+                    return None
+                if base not in ("builtins.object", "typing.Generic", "abc.ABC"):
+                    queue.append(base)
+        return None
+
+    def attribute_type(self, class_qualname: str, name: str) -> str | None:
+        """The type of attribute ``name`` of a project class's instances, found along its MRO.
+
+        None when unknown, also when a base class outside the project might bind it.
+        """
+        seen: set[str] = set()
+        queue = [class_qualname]
+        while queue:
+            current = self.canonical(queue.pop(0))
+            if current in seen:
+                continue
+            seen.add(current)
+            info = self._lookup(current, depth=0)
+            if not isinstance(info, ClassInfo):
+                return None
+            if name in info.attributes:  # properties included
+                return info.attributes[name]
+            if name in info.methods:
+                return None
             for base in info.bases:
                 if base is None:
                     return None

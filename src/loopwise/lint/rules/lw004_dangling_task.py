@@ -34,10 +34,27 @@ class DanglingTask(Rule):
     or assigned to a local variable that the function never reads.
 
     `loop` must be known to be an event loop: a value from `asyncio.get_running_loop()`,
-    `get_event_loop()` or `new_event_loop()`, a parameter or attribute annotated
-    `asyncio.AbstractEventLoop`, `self.loop = asyncio.get_running_loop()` in a method, and so on.
-    `tg.create_task()` on an `asyncio.TaskGroup`, and `create_task()` on a receiver of unknown
-    type, are not flagged: the group (or whatever that object is) may well keep the task.
+    `get_event_loop()` or `new_event_loop()`; a parameter or variable annotated
+    `asyncio.AbstractEventLoop` (or `AbstractEventLoop | None`); a parameter given a default
+    loop when missing (`loop = loop or asyncio.get_event_loop()`); an attribute whose every
+    assignment in the class (`= None` aside) is such a value (`self._loop = loop` in
+    `__init__`, `cls.loop = asyncio.new_event_loop()` in `setUpClass`), also when a project base
+    class assigns it; a property annotated `-> asyncio.AbstractEventLoop`; and one attribute
+    further into another project class (`self._pool._loop`, where the pool's class sets `_loop`
+    that way), in this module or in another checked one.
+
+    ## What it does not flag
+    - `tg.create_task()` on an `asyncio.TaskGroup`, and `create_task()` on a receiver of unknown
+      type: the group (or whatever that object is) may well keep the task.
+    - A task kept in an attribute, a global, a container, or a local read anywhere in the
+      function (nested functions included).
+    - A task running a coroutine function of this module whose whole body is one `try` that
+      catches every `Exception` and does not re-raise (`async def logging_coroutine(coro): try:
+      await coro except Exception: log.exception(...)`): the deliberate fire-and-forget idiom,
+      whose failures are logged rather than lost.
+    - Test code (the files `test-paths` matches): a task a test starts and drops is a helper
+      action (feed data, disconnect, stop the server) whose failure fails the test anyway. On
+      the 21 projects of the ecosystem check the 18 findings in tests were all such helpers.
 
     ## Why is this bad?
     The event loop keeps only a *weak* reference to a task. A task nobody else references can
@@ -81,13 +98,14 @@ class DanglingTask(Rule):
     name = "dangling-task"
     summary = "task created and its reference dropped"
     nodes = (ast.Expr, ast.Assign, ast.AnnAssign)
+    in_tests = False
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         value = getattr(node, "value", None)
         if not isinstance(value, ast.Call):
             return
         call = _task_call(value, checker, chained=isinstance(node, ast.Expr))
-        if call is None:
+        if call is None or _runs_error_logging_coroutine(call, checker):
             return
         discard = discarded_value(node, checker)
         if discard is None:
@@ -120,3 +138,46 @@ def _task_call(call: ast.Call, checker: Checker, *, chained: bool) -> ast.Call |
     elif not isinstance(func, ast.Name):  # a Name may be an alias: `from asyncio import ...`
         return None
     return call if checker.ctx.resolve_call(call) in _TASK_FACTORIES else None
+
+
+def _runs_error_logging_coroutine(call: ast.Call, checker: Checker) -> bool:
+    """Whether the task runs a coroutine function of this module that logs its own errors."""
+    argument = call.args[0] if call.args else None
+    if not isinstance(argument, ast.Call):
+        return False
+    function = _local_coroutine_function(argument, checker)
+    if function is None:
+        return False
+    body = [s for s in function.body if not _is_docstring(s)]
+    return (
+        len(body) == 1
+        and isinstance(body[0], ast.Try)
+        and any(_catches_every_error(h, checker) for h in body[0].handlers)
+    )
+
+
+def _local_coroutine_function(call: ast.Call, checker: Checker) -> ast.AsyncFunctionDef | None:
+    qualname = checker.ctx.resolve_call(call)
+    func = call.func
+    if qualname is None and isinstance(func, ast.Attribute):
+        owner = checker.ctx.self_class(func.value)
+        qualname = f"{owner}.{func.attr}" if owner is not None else None
+    found = checker.ctx.local_definition(qualname) if qualname is not None else None
+    return found if isinstance(found, ast.AsyncFunctionDef) else None
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+
+
+_EVERY_ERROR = frozenset({"builtins.Exception", "builtins.BaseException"})
+
+
+def _catches_every_error(handler: ast.ExceptHandler, checker: Checker) -> bool:
+    caught = handler.type
+    if caught is None:
+        everything = True
+    else:
+        names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+        everything = any(checker.ctx.resolve(name) in _EVERY_ERROR for name in names)
+    return everything and not any(isinstance(node, ast.Raise) for node in ast.walk(handler))

