@@ -23,6 +23,7 @@ __all__ = [
     "FileContext",
     "ModuleScope",
     "Scope",
+    "walk_all",
     "walk_shallow",
 ]
 

@@ -11,7 +11,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-from loopwise.lint._context import FileContext, walk_shallow
+from loopwise.lint._context import FileContext, walk_all, walk_shallow
 
 __all__ = ["ClassInfo", "FunctionInfo", "ModuleSummary", "Project", "summarize"]
 
@@ -94,8 +94,9 @@ def summarize(ctx: FileContext) -> ModuleSummary:
             summary.functions[name] = _function_info(ctx, node)
         elif isinstance(node, ast.ClassDef):
             summary.classes[name] = _class_info(ctx, node)
-    summary.detached = _detached(ctx.tree)
-    summary.awaited = _awaited(ctx)
+    nodes = list(walk_all(ctx.tree))  # one walk shared by the whole-module summaries below
+    summary.detached = _detached(nodes)
+    summary.awaited = _awaited(ctx, nodes)
     return summary
 
 
@@ -229,7 +230,7 @@ _TASK_STARTERS = frozenset(
 )
 
 
-def _detached(tree: ast.Module) -> frozenset[str]:
+def _detached(nodes: list[ast.AST]) -> frozenset[str]:
     """Names of the functions whose coroutines no caller of ours awaits in line.
 
     Those run as tasks (``create_task(self._reader())``, also through a variable or through a
@@ -237,11 +238,11 @@ def _detached(tree: ast.Module) -> frozenset[str]:
     over uncalled (``partial(self.handler)``, ``router.add_get("/", handler)``; not
     ``Kind.handler``, which may be anything).
     """
-    async_defs = {node.name for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef)}
-    starters = _TASK_STARTERS | _starter_helpers(tree)
+    async_defs = {node.name for node in nodes if isinstance(node, ast.AsyncFunctionDef)}
+    starters = _TASK_STARTERS | _starter_helpers(nodes)
     coroutines: dict[str, set[str]] = {}  # `coro = self._reader()`: coro -> {"_reader"}
     calls: list[ast.Call] = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Call):
             calls.append(node)
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
@@ -269,7 +270,7 @@ def _detached(tree: ast.Module) -> frozenset[str]:
     return frozenset(found)
 
 
-def _awaited(ctx: FileContext) -> frozenset[str]:
+def _awaited(ctx: FileContext, nodes: list[ast.AST]) -> frozenset[str]:
     """The functions whose coroutines the module awaits in line.
 
     The qualified name of what resolves (``await helpers.close()``), else the bare name
@@ -277,7 +278,7 @@ def _awaited(ctx: FileContext) -> frozenset[str]:
     not a caller.
     """
     found = set()
-    for node in ast.walk(ctx.tree):
+    for node in nodes:
         if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
             awaited = node.value
             if _last_name(awaited.func) == "wait_for" and awaited.args:
@@ -311,10 +312,12 @@ def _names_own_coroutine(argument: ast.Name | ast.Attribute, async_defs: set[str
     return argument.id in async_defs
 
 
-def _starter_helpers(tree: ast.Module) -> set[str]:
+def _starter_helpers(nodes: list[ast.AST]) -> set[str]:
     """Functions that pass one of their parameters to ``create_task()`` and the like."""
-    helpers = set()
-    for node in ast.walk(tree):
+    helpers: set[str] = set()
+    if not any(_starts_a_name(node) for node in nodes):
+        return helpers  # most modules: no call hands a bare name to a task starter
+    for node in nodes:
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         params = {arg.arg for arg in [*node.args.posonlyargs, *node.args.args]}
@@ -327,6 +330,14 @@ def _starter_helpers(tree: ast.Module) -> set[str]:
                 helpers.add(node.name)
                 break
     return helpers
+
+
+def _starts_a_name(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and _last_name(node.func) in _TASK_STARTERS
+        and any(isinstance(a, ast.Name) for a in node.args)
+    )
 
 
 def _last_name(expr: ast.expr) -> str | None:

@@ -56,6 +56,16 @@ class DanglingTask(Rule):
       action (feed data, disconnect, stop the server) whose failure fails the test anyway. On
       the 21 projects of the ecosystem check the 18 findings in tests were all such helpers.
 
+    ## Why it is opt-in
+    On the 21 projects of the ecosystem check, 5 of 15 findings were ones a maintainer would
+    act on (a task spawned from `data_received` and destroyed pending at shutdown, a token
+    renewal loop whose failure goes unnoticed). The rest were deliberate fire-and-forget tasks:
+    a delayed delete that handles its own errors, cleanup scheduled from `__del__` or from a
+    done-callback, a connection closed in the background. A pending task is kept alive by
+    what it waits on, so most dropped references never lose a task; the maintainers of one
+    project declined changes that kept them. Turn it on with `--select LW004` for code where
+    every task must be owned (servers with graceful shutdown, supervised services).
+
     ## Why is this bad?
     The event loop keeps only a *weak* reference to a task. A task nobody else references can
     be garbage-collected while it waits, in the middle of its work and without a trace. And
@@ -95,6 +105,7 @@ class DanglingTask(Rule):
     """
 
     code = "LW004"
+    default = False
     name = "dangling-task"
     summary = "task created and its reference dropped"
     nodes = (ast.Expr, ast.Assign, ast.AnnAssign)

@@ -130,6 +130,12 @@ class BlockingCallInCoroutine(Rule):
       method called on a receiver of unknown type.
     - `sqlite3.connect(":memory:")`, `os.waitpid(pid, os.WNOHANG)` and a socket the module
       makes non-blocking: they return at once.
+    - `open()` of a file streamed in chunks between awaits (`f = open(p, "wb")` then
+      `async for chunk in response: f.write(chunk)`, or a file kept on `self` to be read
+      later): each step blocks for one chunk only, a common and deliberate design. Reading or
+      writing the whole file with no await in between is flagged.
+    - `open()` of a file shipped beside the module (a path built from `__file__`, directly
+      or through a module constant): small and fixed, it is read in microseconds.
     - The program's main coroutine (the one this module hands to `asyncio.run()`) before its
       first `await`: no other task exists yet, so reading a config file or asking for `input()`
       there stalls nothing.
@@ -197,10 +203,13 @@ class BlockingCallInCoroutine(Rule):
 
 
 def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
-    """Whether this particular call cannot block: WNOHANG waits, non-blocking sockets, an
-    in-memory database, and anything before the main coroutine first yields."""
+    """Whether this particular call cannot block for long: WNOHANG waits, non-blocking sockets,
+    an in-memory database, a file opened as a stream or shipped beside the module, and
+    anything before the main coroutine first yields."""
     if _before_anything_else_runs(checker):
         return True
+    if callee in _OPENERS:
+        return _opens_a_stream(call, checker) or _opens_a_bundled_file(call, checker)
     if callee == "sqlite3.connect":
         return _first_argument_is(call, ":memory:")
     if callee in _WAIT_WITH_OPTIONS:
@@ -212,6 +221,65 @@ def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
     if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
         return _made_non_blocking(ast.dump(call.func.value), checker.tree)
     return False
+
+
+_OPENERS = frozenset({"builtins.open", "io.open"})
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+
+def _opens_a_stream(call: ast.Call, checker: Checker) -> bool:
+    """Whether the opened file is kept for later (``self.stream = open(p)``) or read or written
+    in a loop that awaits between chunks: each step then blocks only for one chunk."""
+    parent = checker.parent
+    if isinstance(parent, ast.Assign) and parent.value is call:
+        if any(isinstance(target, ast.Attribute) for target in parent.targets):
+            return True
+        function = checker.enclosing_function_node()
+        return function is not None and _awaiting_loop_after(function, parent.lineno)
+    if isinstance(parent, ast.withitem) and parent.context_expr is call:
+        statement = checker.parents[-2] if len(checker.parents) > 1 else None
+        return isinstance(statement, ast.With) and any(
+            _awaiting_loop_after(body, 0) for body in statement.body
+        )
+    return False
+
+
+def _awaiting_loop_after(node: ast.AST, line: int) -> bool:
+    return any(
+        isinstance(loop, _LOOPS) and loop.lineno > line and _can_suspend_in(loop)
+        for loop in [node, *walk_shallow(node)]
+    )
+
+
+def _can_suspend_in(loop: ast.AST) -> bool:
+    if isinstance(loop, ast.AsyncFor):
+        return True
+    return any(
+        isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith) for node in walk_shallow(loop)
+    )
+
+
+def _opens_a_bundled_file(call: ast.Call, checker: Checker) -> bool:
+    """``open(os.path.join(os.path.dirname(__file__), "page.html"))``, also through a module
+    constant: a file shipped beside the code is small and fixed, read in microseconds."""
+    if not call.args:
+        return False
+    first = call.args[0]
+    if isinstance(first, ast.Name):
+        first = _module_constant(first.id, checker.tree) or first
+    return any(isinstance(node, ast.Name) and node.id == "__file__" for node in ast.walk(first))
+
+
+def _module_constant(name: str, tree: ast.Module) -> ast.expr | None:
+    for statement in tree.body:
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and statement.targets[0].id == name
+        ):
+            return statement.value
+    return None
 
 
 def _first_argument_is(call: ast.Call, value: object) -> bool:

@@ -51,6 +51,11 @@ class GatherExceptionsDropped(Rule):
       the places where real projects use the idiom on purpose, to wait for everything to end
       whatever happened; there, losing a teardown error is the intended trade-off.
 
+    - Test code (the files `test-paths` matches): a test gathers workers it expects to fail
+      (an adversity test), or drains another object's background tasks and then asserts on
+      the outcome; on the 21 projects of the ecosystem check every such finding in tests was
+      wrong or noise.
+
     ## Why is this bad?
     With `return_exceptions=True`, `gather()` never raises for a failed awaitable: it catches
     the exception and puts it in the result list, in the failed awaitable's position. If nobody
@@ -78,6 +83,7 @@ class GatherExceptionsDropped(Rule):
     """
 
     code = "LW006"
+    in_tests = False
     name = "gather-exceptions-dropped"
     summary = "result of gather(return_exceptions=True) is discarded"
     nodes = (ast.Expr, ast.Assign, ast.AnnAssign)

@@ -46,6 +46,14 @@ class SleepZeroAsSynchronisation(Rule):
       every sampled finding in tests was noise or wrong. In library code the same line is a race
       with whatever else the loop is running.
 
+    ## Why it is opt-in
+    On the 21 projects of the ecosystem check, none of the 11 findings in library code was one
+    a maintainer would act on: the `sleep(0)`s were cancellation checkpoints, cooperative
+    yields at the start of a method, yields after cancelling tasks whose cancellation needs
+    one step, or harmless leftovers before an await on the real result. One loop step is
+    deterministic in asyncio, so code that knows what it schedules may rely on it. Turn it
+    on with `--select LW009` to review every `sleep(0)` used as a wait.
+
     ## Why is this bad?
     `sleep(0)` lets every task that is *ready right now* run one step, and nothing more. Whether
     the task you are waiting for gets far enough in that step depends on how many `await`s it
@@ -75,6 +83,7 @@ class SleepZeroAsSynchronisation(Rule):
     """
 
     code = "LW009"
+    default = False
     name = "sleep-zero-synchronisation"
     summary = "await asyncio.sleep(0) used to wait for another task"
     nodes = (ast.Await,)
