@@ -438,7 +438,9 @@ def print_unlabelled(
             print(json.dumps({**stub, "label": "?", "reason": "?"}))
 
 
-def precision_markdown(rules: list[RulePrecision], codes: Sequence[str], projects: int) -> str:
+def precision_markdown(
+    rules: list[RulePrecision], codes: Sequence[str], projects: int, pages: str = ""
+) -> str:
     """The table docs/rules/README.md and the README show, between their markers."""
     from loopwise.lint._docs import PRECISION_END, PRECISION_START
 
@@ -453,7 +455,7 @@ def precision_markdown(rules: list[RulePrecision], codes: Sequence[str], project
         value = "-" if rule.precision is None else f"{rule.precision:.2f}"
         name = code if rule.default else f"{code} (opt-in)"
         rows.append(
-            f"| [{name}]({code}.md) | {rule.findings} | {rule.labelled} | {rule.labels['true']} |"
+            f"| [{name}]({pages}{code}.md) | {rule.findings} | {rule.labelled} | {rule.labels['true']} |"
             f" {rule.labels['false']} | {rule.labels['noise']} | {value} |"
         )
     default = [r for r in rules if r.default]
@@ -488,8 +490,8 @@ def replace_block(path: Path, block: str) -> None:
     path.write_text(text[:start] + block + text[end:], encoding="utf-8")
 
 
-def snapshot_markdown() -> str:
-    """The precision table of the committed snapshot and ledger (what the docs must show)."""
+def snapshot_markdown(document: Path) -> str:
+    """The precision table of the committed snapshot and ledger (what ``document`` must show)."""
     from loopwise.lint import RULES
 
     snapshot = read_snapshot()
@@ -497,10 +499,13 @@ def snapshot_markdown() -> str:
     projects = snapshot["projects"]
     assert isinstance(findings, list) and isinstance(projects, dict)
     rules = precision(findings, read_ledger(LEDGER))
-    return precision_markdown(rules, [rule.code for rule in RULES], len(projects))
+    pages = os.path.relpath(RULE_PAGES, document.parent).replace(os.sep, "/")
+    pages = "" if pages == "." else pages + "/"
+    return precision_markdown(rules, [rule.code for rule in RULES], len(projects), pages)
 
 
-DOCUMENTS = (HERE.parent / "docs" / "rules" / "README.md", HERE.parent / "README.md")
+RULE_PAGES = HERE.parent / "docs" / "rules"
+DOCUMENTS = (RULE_PAGES / "README.md", HERE.parent / "README.md")
 
 
 # -- the snapshot ---------------------------------------------------------------------------
@@ -676,9 +681,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_snapshot({**others, **checked}, kept + findings)
         print(f"snapshot written: {SNAPSHOT.relative_to(HERE.parent)}")
     if options.write_docs:
-        block = snapshot_markdown()
         for document in DOCUMENTS:
-            replace_block(document, block)
+            replace_block(document, snapshot_markdown(document))
             print(f"precision table written: {document.relative_to(HERE.parent)}")
     return 0 if goals_met else 1
 

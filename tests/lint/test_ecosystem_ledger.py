@@ -92,4 +92,5 @@ def test_a_label_outside_the_three_is_refused(ecosystem: ModuleType, tmp_path: P
 def test_docs_show_the_precision_the_ledger_gives(ecosystem: ModuleType, document: str) -> None:
     shown = precision_block((ROOT / document).read_text(encoding="utf-8"))
     assert shown, f"{document} has no precision table"
-    assert shown == ecosystem.snapshot_markdown(), "run python benchmarks/ecosystem.py --write-docs"
+    expected = ecosystem.snapshot_markdown(ROOT / document)
+    assert shown == expected, "run python benchmarks/ecosystem.py --write-docs"
