@@ -19,8 +19,17 @@ class CoroutineNeverAwaited(Rule):
     coroutine methods of asyncio's queues, locks and events, and every `async def` of the checked
     project, across modules: `from pkg.mod import fetch`, `import pkg.mod as m; m.fetch()`,
     relative imports, re-exports, and methods called on `self`/`cls`/`super()` that are
-    `async def` in the class or its project base classes. A call on a receiver of unknown type is
-    never flagged.
+    `async def` in the class or its project base classes.
+
+    ## What it does not flag
+    - A call on a receiver of unknown type, or to a function behind a decorator it does not
+      know (the decorator may turn it into anything).
+    - A coroutine stored in a variable, returned, passed to a call or put in a container: it
+      may be awaited elsewhere (a coroutine stored and never awaited is a known miss).
+    - An `async def` that two definitions in the same scope disagree about (one sync, one async).
+
+    On the 21 projects of the ecosystem check it reported nothing: released code rarely keeps
+    a coroutine that never runs, because its tests would fail. It matters most while writing.
 
     ## Why is this bad?
     Calling a coroutine function does not run it: it only creates a coroutine object. Without
