@@ -3,6 +3,9 @@
 Names resolve to *qualified names* such as ``asyncio.sleep``, ``requests.Session.get`` or
 ``pkg.mod.Client.fetch``. Anything that cannot be known for sure resolves to ``None``: the rules
 are written so that ``None`` means "say nothing" (precision first).
+
+The binder (what each scope binds, and the tree walkers) is in ``_binder``, the inference of
+value types in ``_types``; the names other modules import from here are re-exported.
 """
 
 from __future__ import annotations
@@ -12,426 +15,59 @@ import builtins
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
+
+from loopwise.lint._binder import (
+    _ASSIGNING,
+    _SCOPE_NODES,
+    Bindings,
+    ModuleScope,
+    Scope,
+    _assignment_targets,
+    _Binder,
+    _decorator_names,
+    _stored_names,
+    child_nodes,
+    import_bindings,
+    normalize,
+    walk_all,
+    walk_shallow,
+)
+from loopwise.lint._types import (
+    _NONE,
+    KNOWN_CLASSES,
+    LOOP_TYPE,
+    _agreed,
+    _is_known,
+    _is_property,
+    _ValueTypes,
+)
 
 if TYPE_CHECKING:
     from loopwise.lint._project import Project
 
 __all__ = [
+    "KNOWN_CLASSES",
     "LOOP_TYPE",
+    "Bindings",
     "FileContext",
     "ModuleScope",
     "Scope",
+    "child_nodes",
+    "import_bindings",
+    "normalize",
     "walk_all",
     "walk_shallow",
 ]
 
-LOOP_TYPE = "asyncio.AbstractEventLoop"
-
-_ASYNCIO_SUBMODULES = frozenset(
-    {
-        "base_events",
-        "coroutines",
-        "events",
-        "exceptions",
-        "futures",
-        "locks",
-        "queues",
-        "runners",
-        "streams",
-        "subprocess",
-        "taskgroups",
-        "tasks",
-        "threads",
-        "timeouts",
-    }
-)
-
-# Callables whose result has a known type (constructors of known classes map to themselves).
-_FACTORY_RESULTS: dict[str, str] = {
-    "asyncio.get_event_loop": LOOP_TYPE,
-    "asyncio.get_running_loop": LOOP_TYPE,
-    "asyncio.new_event_loop": LOOP_TYPE,
-    "uvloop.new_event_loop": LOOP_TYPE,
-    "uvloop.Loop": LOOP_TYPE,
-    "asyncio.BaseEventLoop": LOOP_TYPE,
-    "asyncio.EventLoop": LOOP_TYPE,
-    "asyncio.SelectorEventLoop": LOOP_TYPE,
-    "asyncio.ProactorEventLoop": LOOP_TYPE,
-    "asyncio.Runner.get_loop": LOOP_TYPE,
-    "requests.session": "requests.Session",
-    "requests.sessions.Session": "requests.Session",
-    "sqlite3.connect": "sqlite3.Connection",
-    "socket.create_connection": "socket.socket",
-    "socket.create_server": "socket.socket",
-    "pathlib.Path.home": "pathlib.Path",
-    "pathlib.Path.cwd": "pathlib.Path",
-    "pathlib.PosixPath": "pathlib.Path",
-    "pathlib.WindowsPath": "pathlib.Path",
-}
-
-KNOWN_CLASSES = frozenset(
-    {
-        "aiohttp.ClientSession",
-        "aiohttp.TCPConnector",
-        "asyncio.BoundedSemaphore",
-        "asyncio.Condition",
-        "asyncio.Event",
-        "asyncio.LifoQueue",
-        "asyncio.Lock",
-        "asyncio.PriorityQueue",
-        "asyncio.Queue",
-        "asyncio.Runner",
-        "asyncio.Semaphore",
-        "asyncio.TaskGroup",
-        "httpx.Client",
-        "pathlib.Path",
-        "requests.Session",
-        "socket.socket",
-        "subprocess.Popen",
-    }
-)
-
-_PATH = "pathlib.Path"
-_NONE = "<None>"  # the type of the constant None: left out when bindings are compared
 _UNBOUND = object()  # in the attribute cache: the class itself does not bind that name
 _T = TypeVar("_T")
-
-# What `Optional[X]` and `Union[X, Y]` are spelled as.
-_OPTIONAL = frozenset({"typing.Optional", "typing_extensions.Optional"})
-_UNION = frozenset({"typing.Union", "typing_extensions.Union"})
-# Annotations that are never a project class whose attributes could be followed.
-_NOT_CLASSES = ("builtins.", "typing.", "typing_extensions.", "collections.", "types.")
 _IGNORED_BASES = frozenset({"builtins.object", "typing.Generic", "typing.Protocol", "abc.ABC"})
-_PROPERTY_DECORATORS = frozenset({"property", "cached_property"})
-
-# Methods of pathlib.Path that return another Path.
-_PATH_METHODS = frozenset(
-    {"absolute", "expanduser", "joinpath", "resolve", "with_name", "with_stem", "with_suffix"}
-)
-_PATH_ATTRIBUTES = frozenset({"parent"})
 
 _BUILTINS = frozenset(dir(builtins))
 
-_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
-
-def normalize(qualname: str) -> str:
-    """Map private module paths to public names: ``asyncio.tasks.sleep`` is ``asyncio.sleep``."""
-    parts = qualname.split(".")
-    if len(parts) > 2 and parts[0] == "asyncio" and parts[1] in _ASYNCIO_SUBMODULES:
-        return "asyncio." + ".".join(parts[2:])
-    return qualname
-
-
-_NOT_CHILDREN = frozenset(
-    {
-        "arg", "asname", "attr", "conversion", "ctx", "id", "is_async", "kind", "level",
-        "module", "name", "names", "op", "ops", "simple", "type_comment",
-    }
-)  # fmt: skip
-_CHILD_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}
-
-
-def child_nodes(node: ast.AST) -> list[ast.AST]:
-    """The direct children of ``node`` worth visiting (no ``ctx``/operator nodes), in order."""
-    fields = _CHILD_FIELDS.get(type(node))
-    if fields is None:
-        fields = tuple(f for f in type(node)._fields if f not in _NOT_CHILDREN)
-        _CHILD_FIELDS[type(node)] = fields
-    children: list[ast.AST] = []
-    for name in fields:
-        value = getattr(node, name, None)
-        if type(value) is list:
-            children.extend(item for item in value if isinstance(item, ast.AST))
-        elif isinstance(value, ast.AST):
-            children.append(value)
-    return children
-
-
-def walk_shallow(node: ast.AST) -> Iterator[ast.AST]:
-    """Yield the descendants of ``node`` in its own scope (not in nested defs, lambdas, classes)."""
-    stack = child_nodes(node)
-    while stack:
-        child = stack.pop()
-        yield child
-        if not isinstance(child, _SCOPE_NODES):
-            stack.extend(child_nodes(child))
-
-
-def _import_target(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
-    if node.level == 0:
-        return node.module
-    package_parts = module.split(".") if is_package else module.split(".")[:-1]
-    up = node.level - 1
-    if up > len(package_parts):
-        return None
-    base = package_parts[: len(package_parts) - up]
-    if node.module:
-        base = [*base, node.module]
-    return ".".join(base) if base else None
-
-
-def import_bindings(
-    node: ast.Import | ast.ImportFrom, module: str, is_package: bool
-) -> Iterator[tuple[str, str | None]]:
-    """(bound name, qualified target) for each name an import statement binds."""
-    if isinstance(node, ast.Import):
-        for alias in node.names:
-            if alias.asname:
-                yield alias.asname, alias.name
-            else:
-                root = alias.name.split(".")[0]
-                yield root, root
-        return
-    target = _import_target(node, module, is_package)
-    for alias in node.names:
-        if alias.name == "*":
-            continue
-        bound = alias.asname or alias.name
-        yield bound, normalize(f"{target}.{alias.name}") if target else None
-
-
-def _stored_names(target: ast.AST) -> Iterator[str]:
-    for node in ast.walk(target):
-        if isinstance(node, ast.Name):
-            yield node.id
-        elif isinstance(node, ast.Starred) and isinstance(node.value, ast.Name):
-            yield node.value.id
-
-
-@dataclass
-class Scope:
-    """A function, lambda or comprehension scope: the names it binds and what they hold.
-
-    ``origins`` maps a bound name to the type its every binding agrees on, or ``None``.
-    """
-
-    node: ast.AST
-    imports: dict[str, str | None] = field(default_factory=dict)
-    bound: set[str] = field(default_factory=set)
-    declared_outer: set[str] = field(default_factory=set)
-    class_qualname: str | None = None  # set when this function is a method of that class
-    self_name: str | None = None  # the first parameter of a method ("self"/"cls")
-    _origins: dict[str, str | None] | None = None
-    _bindings: dict[str, list[ast.AST]] | None = None
-
-    @property
-    def is_async(self) -> bool:
-        return isinstance(self.node, ast.AsyncFunctionDef)
-
-    @property
-    def is_function(self) -> bool:
-        return isinstance(self.node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-
-    def binds(self, name: str) -> bool:
-        return (name in self.bound or name in self.imports) and name not in self.declared_outer
-
-
-@dataclass
-class ModuleScope:
-    """What the module's top level binds: imports, definitions and other assignments."""
-
-    name: str
-    is_package: bool
-    imports: dict[str, str | None] = field(default_factory=dict)
-    defs: dict[str, ast.AST] = field(default_factory=dict)
-    assigned: set[str] = field(default_factory=set)
-    ambiguous: set[str] = field(default_factory=set)
-    assignments: dict[str, list[ast.AST]] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, tree: ast.Module, name: str, is_package: bool) -> ModuleScope:
-        scope = cls(name=name, is_package=is_package)
-        kinds: dict[str, set[str]] = {}
-        for node in _top_level_statements(tree.body):
-            for bound, kind in scope._bindings(node):
-                kinds.setdefault(bound, set()).add(kind)
-        for bound, found in kinds.items():
-            if len(found) > 1:
-                scope.ambiguous.add(bound)
-        return scope
-
-    def _bindings(self, node: ast.stmt) -> Iterator[tuple[str, str]]:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            for bound, target in import_bindings(node, self.name, self.is_package):
-                previous = self.imports.get(bound, target)
-                self.imports[bound] = target if previous == target else None
-                yield bound, "import"
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            self.defs[node.name] = node
-            yield node.name, "class" if isinstance(node, ast.ClassDef) else "def"
-        else:
-            for assigned in _assignment_targets(node):
-                for bound in _stored_names(assigned):
-                    self.assigned.add(bound)
-                    self.assignments.setdefault(bound, []).append(node)
-                    yield bound, "assign"
-
-
-def _top_level_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
-    """Statements that run at module level, including those under if/try/with blocks."""
-    for node in body:
-        yield node
-        if isinstance(node, ast.If | ast.For | ast.While | ast.With | ast.AsyncWith | ast.AsyncFor):
-            yield from _top_level_statements(node.body)
-            yield from _top_level_statements(getattr(node, "orelse", []))
-        elif isinstance(node, ast.Try | ast.TryStar):
-            yield from _top_level_statements(node.body)
-            for handler in node.handlers:
-                yield from _top_level_statements(handler.body)
-            yield from _top_level_statements(node.orelse)
-            yield from _top_level_statements(node.finalbody)
-
-
-def _assignment_targets(node: ast.AST) -> list[ast.AST]:
-    if isinstance(node, ast.Assign):
-        return list(node.targets)
-    if isinstance(node, ast.AnnAssign | ast.AugAssign):
-        return [node.target]
-    if isinstance(node, ast.For | ast.AsyncFor):
-        return [node.target]
-    if isinstance(node, ast.With | ast.AsyncWith):
-        return [item.optional_vars for item in node.items if item.optional_vars is not None]
-    if isinstance(node, ast.NamedExpr):
-        return [node.target]
-    if isinstance(node, ast.Delete):
-        return list(node.targets)
-    return []
-
-
-def _declared_name(node: ast.AST) -> str | None:
-    """The name a def, class, ``except ... as``, or match capture binds."""
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return node.name
-    if isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar):
-        return node.name
-    if isinstance(node, ast.MatchMapping):
-        return node.rest
-    return None
-
-
-def _param_names(args: ast.arguments) -> list[ast.arg]:
-    params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
-    if args.vararg:
-        params.append(args.vararg)
-    if args.kwarg:
-        params.append(args.kwarg)
-    return params
-
-
-_TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod"})
-
-
-def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
-    names = set()
-    for decorator in node.decorator_list:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if isinstance(target, ast.Name):
-            names.add(target.id)
-        elif isinstance(target, ast.Attribute):
-            names.add(target.attr)
-    return names
-
-
-@dataclass(slots=True)
-class Bindings:
-    """What one function, lambda or comprehension binds, gathered before the walk."""
-
-    imports: dict[str, str | None] = field(default_factory=dict)
-    bound: set[str] = field(default_factory=set)
-    declared_outer: set[str] = field(default_factory=set)
-    nodes: defaultdict[str, list[ast.AST]] = field(default_factory=lambda: defaultdict(list))
-
-
-_ASSIGNING = (
-    ast.Assign,
-    ast.AnnAssign,
-    ast.AugAssign,
-    ast.For,
-    ast.AsyncFor,
-    ast.With,
-    ast.AsyncWith,
-    ast.NamedExpr,
-)
-
-
-class _Binder:
-    """One pass over a module recording, for every scope node, the names it binds."""
-
-    def __init__(self, module: str, is_package: bool) -> None:
-        self.module = module
-        self.is_package = is_package
-        self.table: dict[ast.AST, Bindings] = {}
-
-    def run(self, tree: ast.Module) -> dict[ast.AST, Bindings]:
-        top = Bindings()  # module level is described by ModuleScope instead
-        for statement in tree.body:
-            self._visit(statement, top)
-        return self.table
-
-    def _function(self, node: ast.AST, args: ast.arguments, current: Bindings) -> Bindings:
-        for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
-            self._visit(default, current)
-        inner = Bindings()
-        for param in _param_names(args):
-            if param.annotation is not None:
-                self._visit(param.annotation, current)
-            inner.bound.add(param.arg)
-            inner.nodes[param.arg].append(param)
-        self.table[node] = inner
-        return inner
-
-    def _visit(self, node: ast.AST, current: Bindings) -> None:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            current.bound.add(node.name)
-            for decorator in node.decorator_list:
-                self._visit(decorator, current)
-            if node.returns is not None:
-                self._visit(node.returns, current)
-            inner = self._function(node, node.args, current)
-            for statement in node.body:
-                self._visit(statement, inner)
-        elif isinstance(node, ast.Lambda):
-            self._visit(node.body, self._function(node, node.args, current))
-        elif isinstance(node, ast.ClassDef):
-            current.bound.add(node.name)
-            for child in [*node.decorator_list, *node.bases, *node.keywords]:
-                self._visit(child, current)
-            class_body = Bindings()  # class-level names are not visible inside methods
-            for statement in node.body:
-                self._visit(statement, class_body)
-        elif isinstance(node, _COMPREHENSIONS):
-            inner = Bindings()
-            for generator in node.generators:
-                inner.bound.update(_stored_names(generator.target))
-            self.table[node] = inner
-            for child in child_nodes(node):
-                self._visit(child, inner)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            for bound, target in import_bindings(node, self.module, self.is_package):
-                current.imports[bound] = target
-        elif isinstance(node, ast.Global | ast.Nonlocal):
-            current.declared_outer.update(node.names)
-        elif isinstance(node, ast.Name):
-            if not isinstance(node.ctx, ast.Load):
-                current.bound.add(node.id)
-        else:
-            if isinstance(node, _ASSIGNING):
-                for assigned in _assignment_targets(node):
-                    for stored in _stored_names(assigned):
-                        current.nodes[stored].append(node)
-            else:
-                declared = _declared_name(node)
-                if declared:
-                    current.bound.add(declared)
-            for child in child_nodes(node):
-                self._visit(child, current)
-
-
-class FileContext:
+class FileContext(_ValueTypes):
     """Name resolution for one module, following the scopes the walker is currently inside."""
 
     def __init__(
@@ -591,206 +227,6 @@ class FileContext:
         """The type a function's return annotation names (a known type or a class)."""
         return self._at_module_level(lambda: self._annotated(node.returns))
 
-    # -- what a value is: known types and project classes ------------------------------------
-
-    def _type_of(self, expr: ast.AST) -> str | None:
-        """Like :meth:`origin`, but project classes (``pkg.mod.Pool``) and ``_NONE`` too."""
-        if isinstance(expr, ast.Name):
-            return self.self_class(expr) or self._name_origin(expr.id)
-        if isinstance(expr, ast.Attribute):
-            return self._attribute_type(expr)
-        if isinstance(expr, ast.Call):
-            return self._call_type(expr, awaited=False)
-        if isinstance(expr, ast.Await):
-            awaited = expr.value
-            return self._call_type(awaited, awaited=True) if isinstance(awaited, ast.Call) else None
-        if isinstance(expr, ast.Constant):
-            return _NONE if expr.value is None else None
-        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Div):
-            return _PATH if self._type_of(expr.left) == _PATH else None
-        if isinstance(expr, ast.IfExp):
-            return self._alternatives_type([expr.body, expr.orelse])
-        if isinstance(expr, ast.BoolOp) and isinstance(expr.op, ast.Or):
-            return self._alternatives_type(expr.values)
-        return None
-
-    def _alternatives_type(self, values: list[ast.expr]) -> str | None:
-        """`a if c else b`, `a or b`: what the alternatives agree on, leaving out ``None`` and
-        a parameter of unknown type being given a default (`loop or get_event_loop()`)."""
-        return _agreed([self._type_of(v) for v in values if not self._is_open_parameter(v)])
-
-    def _call_type(self, call: ast.Call, *, awaited: bool) -> str | None:
-        callee = self.resolve_call(call)
-        if callee is not None:
-            if not awaited:
-                constructed = self._constructed_type(callee)
-                if constructed is not None:
-                    return constructed
-            return self._return_type(callee, awaited=awaited)
-        func = call.func
-        if isinstance(func, ast.Attribute):
-            owner = self._type_of(func.value)
-            if _is_project_class(owner):
-                return self._return_type(f"{owner}.{func.attr}", awaited=awaited)
-        return None
-
-    def _constructed_type(self, callee: str) -> str | None:
-        if callee in _FACTORY_RESULTS:
-            return _FACTORY_RESULTS[callee]
-        if callee in KNOWN_CLASSES:
-            return callee
-        owner, _, method = callee.rpartition(".")
-        if owner == _PATH and method in _PATH_METHODS:
-            return _PATH
-        return callee if self._is_class(callee) else None
-
-    def _return_type(self, qualname: str, *, awaited: bool) -> str | None:
-        """The declared return type of a project function (of an ``async def`` when awaited)."""
-        node = self.local_definition(qualname)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            if isinstance(node, ast.AsyncFunctionDef) != awaited or _is_property(node):
-                return None
-            return self.declared_return(node)
-        if node is None and self.project is not None:
-            info = self.project.function(qualname)
-            if info is not None and info.is_async == awaited:
-                return info.returns
-        return None
-
-    def _attribute_type(self, expr: ast.Attribute) -> str | None:
-        owner = self._type_of(expr.value)
-        if owner == _PATH:
-            return _PATH if expr.attr in _PATH_ATTRIBUTES else None
-        if _is_project_class(owner):
-            assert owner is not None
-            return self._class_attribute(owner, expr.attr, set())[1]
-        return None
-
-    # -- names -------------------------------------------------------------------------------
-
-    def _name_origin(self, name: str) -> str | None:
-        for scope in reversed(self.scopes):
-            if name in scope.declared_outer:
-                break
-            if scope.binds(name):
-                if name in scope.imports:
-                    return None
-                return self._scope_origin(scope, name)
-        if name in self.module.assignments and name not in self.module.ambiguous:
-            cache = self._module_origins
-            if name not in cache:
-                cache[name] = None  # a binding that refers to itself stays unknown
-                nodes = self.module.assignments[name]
-                cache[name] = _agreed([self._binding_origin(n, name) for n in nodes])
-            return cache[name]
-        return None
-
-    def _scope_origin(self, scope: Scope, name: str) -> str | None:
-        if scope._origins is None:
-            scope._origins = {}
-        cache = scope._origins
-        if name not in cache:
-            cache[name] = None  # a binding that refers to itself (`x = f(x)`) stays unknown
-            nodes = self._typed_bindings(scope, name)
-            cache[name] = _agreed([self._binding_origin(node, name) for node in nodes])
-        return cache[name]
-
-    def _typed_bindings(self, scope: Scope, name: str) -> list[ast.AST]:
-        """The bindings that decide the type of ``name``.
-
-        A parameter of unknown type that the function only ever replaces by a value built from
-        it or given when it is missing (`loop = loop or get_event_loop()`, `path = Path(path)`,
-        `if loop is None: loop = ...`) has the type of those values: the methods a rule looks at
-        are called on the replaced value.
-        """
-        nodes = self._scope_bindings(scope).get(name, [])
-        open_params: list[ast.AST] = [
-            n for n in nodes if isinstance(n, ast.arg) and n.annotation is None
-        ]
-        if not open_params:
-            return nodes
-        others = [n for n in nodes if not isinstance(n, ast.arg)]
-        if len(open_params) > 1 or not others:
-            return open_params
-        guarded = _none_guarded_statements(scope.node, name)
-        if all(id(n) in guarded or _mentions(n, name) for n in others):
-            return others
-        return open_params
-
-    def _is_open_parameter(self, expr: ast.AST) -> bool:
-        """Whether ``expr`` names a parameter without annotation (or is ``None``)."""
-        if isinstance(expr, ast.Constant):
-            return expr.value is None
-        if not isinstance(expr, ast.Name):
-            return False
-        for scope in reversed(self.scopes):
-            if expr.id in scope.declared_outer:
-                return False
-            if scope.binds(expr.id):
-                nodes = self._scope_bindings(scope).get(expr.id, [])
-                return any(isinstance(n, ast.arg) and n.annotation is None for n in nodes)
-        return False
-
-    def _scope_bindings(self, scope: Scope) -> dict[str, list[ast.AST]]:
-        """Every node that binds each name in ``scope``: parameters and assignments."""
-        return scope._bindings if scope._bindings is not None else {}
-
-    def _binding_origin(self, node: ast.AST, name: str) -> str | None:
-        if isinstance(node, ast.arg):
-            return self._annotated(node.annotation)
-        if isinstance(node, ast.Assign):
-            if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                return self._type_of(node.value)
-            return None
-        if isinstance(node, ast.AnnAssign):
-            return self._annotated(node.annotation) or (
-                self._type_of(node.value) if node.value is not None else None
-            )
-        if isinstance(node, ast.NamedExpr):
-            return self._type_of(node.value)
-        if isinstance(node, ast.With | ast.AsyncWith):
-            for item in node.items:
-                if isinstance(item.optional_vars, ast.Name) and item.optional_vars.id == name:
-                    return self._type_of(item.context_expr)
-        return None
-
-    def _annotated(self, annotation: ast.AST | None) -> str | None:
-        """The type an annotation names: a known type or a class; ``X | None`` is ``X``."""
-        if annotation is None:
-            return None
-        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
-            try:
-                annotation = ast.parse(annotation.value, mode="eval").body
-            except SyntaxError:
-                return None
-        members = self._union_members(annotation)
-        if members is not None:
-            return _agreed([self._annotated(member) for member in members])
-        if isinstance(annotation, ast.Constant) and annotation.value is None:
-            return _NONE
-        resolved = self.resolve(annotation)
-        if resolved is None:
-            return None
-        resolved = _FACTORY_RESULTS.get(resolved, resolved)
-        if _is_known(resolved) or not resolved.startswith(_NOT_CLASSES):
-            return resolved
-        return None
-
-    def _union_members(self, annotation: ast.AST) -> list[ast.expr] | None:
-        """The members of `X | Y`, `Optional[X]` (`X` and `None`) or `Union[X, Y]`."""
-        if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
-            left = self._union_members(annotation.left) or [annotation.left]
-            right = self._union_members(annotation.right) or [annotation.right]
-            return [*left, *right]
-        if isinstance(annotation, ast.Subscript):
-            wrapper = self.resolve(annotation.value)
-            if wrapper in _OPTIONAL:
-                return [annotation.slice, ast.Constant(value=None)]
-            if wrapper in _UNION:
-                inner = annotation.slice
-                return list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
-        return None
-
     # -- classes of this module and of the project -------------------------------------------
 
     def _is_class(self, qualname: str) -> bool:
@@ -931,65 +367,8 @@ class FileContext:
             self.scopes = saved
 
 
-def _is_known(found: str | None) -> bool:
-    return found == LOOP_TYPE or found in KNOWN_CLASSES
-
-
-def _is_project_class(found: str | None) -> bool:
-    """Whether a type is a class to look into (not a known type, ``None`` or unknown)."""
-    return found is not None and found != _NONE and not _is_known(found)
-
-
-def _agreed(values: list[str | None]) -> str | None:
-    """The one type all values agree on, leaving out ``None`` (the constant) values."""
-    typed = [value for value in values if value != _NONE]
-    first = typed[0] if typed else None
-    return first if first is not None and all(value == first for value in typed) else None
-
-
 def _bound_value(result: str | object | None) -> str | None:
     return result if isinstance(result, str) else None
-
-
-def _mentions(node: ast.AST, name: str) -> bool:
-    """Whether the value an assignment stores reads ``name`` (`x = x or y`, `x = Path(x)`)."""
-    value = getattr(node, "value", None)
-    if value is None:
-        return False
-    return any(isinstance(n, ast.Name) and n.id == name for n in walk_all(value))
-
-
-def _none_guarded_statements(function: ast.AST, name: str) -> set[int]:
-    """Ids of the statements run only when ``name`` is missing: `if name is None:` and
-    `if not name:` blocks."""
-    guarded: set[int] = set()
-    for node in walk_shallow(function):
-        if isinstance(node, ast.If) and _tests_missing(node.test, name):
-            guarded.update(id(statement) for statement in node.body)
-    return guarded
-
-
-def _tests_missing(test: ast.expr, name: str) -> bool:
-    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        return isinstance(test.operand, ast.Name) and test.operand.id == name
-    return (
-        isinstance(test, ast.Compare)
-        and isinstance(test.left, ast.Name)
-        and test.left.id == name
-        and len(test.ops) == 1
-        and isinstance(test.ops[0], ast.Is)
-        and isinstance(test.comparators[0], ast.Constant)
-        and test.comparators[0].value is None
-    )
-
-
-def walk_all(node: ast.AST) -> Iterator[ast.AST]:
-    """Every descendant of ``node`` (nested scopes included); faster than ``ast.walk``."""
-    stack = child_nodes(node)
-    while stack:
-        child = stack.pop()
-        yield child
-        stack.extend(child_nodes(child))
 
 
 def _self_parameter(method: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
@@ -997,10 +376,6 @@ def _self_parameter(method: ast.FunctionDef | ast.AsyncFunctionDef) -> str | Non
     if not positional or "staticmethod" in _decorator_names(method):
         return None
     return positional[0].arg
-
-
-def _is_property(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    return bool(_decorator_names(node) & _PROPERTY_DECORATORS)
 
 
 def _property_names(cls: ast.ClassDef) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:

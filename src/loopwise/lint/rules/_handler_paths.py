@@ -1,0 +1,312 @@
+"""The paths through and after an exception handler, for LW011 (cancellation swallowed).
+
+What it decides: how control may leave a handler (re-raise, return, break, continue, fall
+through) and so whether it re-raises on every path; whether the code that resumes after it
+enters or repeats a loop that awaits; whether the function then returns to a caller that awaits
+it in line, or is the top of a task (detached: run as a task or handed over, nested, decorated,
+a test) whose swallowed cancellation nobody carries on from; and whether the guarded body first
+awaits a task or future settled just before it (the cancel-then-wait idiom).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator
+from enum import Enum
+
+from loopwise.lint._context import walk_shallow
+from loopwise.lint._runner import Checker
+
+_AWAIT_POINTS = (ast.Await, ast.AsyncFor, ast.AsyncWith)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_TIMEOUTS = frozenset({"asyncio.timeout", "asyncio.timeout_at"})
+_PASS_THROUGH = frozenset({"asyncio.wait_for", "asyncio.shield"})
+# Settling a future before awaiting it: cancelling it, or setting its exception.
+_SETTLE_METHODS = frozenset({"cancel", "set_exception"})
+_TRANSPARENT_DECORATORS = frozenset(
+    {"abstractmethod", "classmethod", "final", "override", "staticmethod"}
+)
+_LOOP_GOES_ON = ", and the loop goes on"
+
+
+class _Exit(Enum):
+    """How control leaves a block of statements."""
+
+    RAISE = "raise"
+    RETURN = "return"
+    BREAK = "break"
+    CONTINUE = "continue"
+    FALL = "fall"  # runs on to the next statement
+
+
+def _has_await_point(body: Iterable[ast.stmt]) -> bool:
+    """Whether running ``body`` may suspend the coroutine (and so receive a cancellation)."""
+    for statement in body:
+        if isinstance(statement, _AWAIT_POINTS):
+            return True
+        for node in walk_shallow(statement):
+            if isinstance(node, _AWAIT_POINTS):
+                return True
+            if isinstance(node, ast.comprehension) and node.is_async:
+                return True
+    return False
+
+
+def _names_in(expr: ast.expr) -> set[str]:
+    return {
+        ast.unparse(part) for part in ast.walk(expr) if isinstance(part, ast.Name | ast.Attribute)
+    }
+
+
+# -- how control leaves the handler --------------------------------------------------------------
+
+
+def _exits(body: list[ast.stmt]) -> set[_Exit]:
+    """How control may leave ``body``: raising, returning, breaking, continuing, falling off."""
+    found: set[_Exit] = set()
+    for statement in body:
+        exits = _statement_exits(statement)
+        found |= exits - {_Exit.FALL}
+        if _Exit.FALL not in exits:
+            return found
+    return found | {_Exit.FALL}
+
+
+def _statement_exits(statement: ast.stmt) -> set[_Exit]:
+    if isinstance(statement, ast.Raise):
+        return {_Exit.RAISE}
+    if isinstance(statement, ast.Return):
+        return {_Exit.RETURN}
+    if isinstance(statement, ast.Break):
+        return {_Exit.BREAK}
+    if isinstance(statement, ast.Continue):
+        return {_Exit.CONTINUE}
+    if isinstance(statement, ast.If):
+        return _exits(statement.body) | _exits(statement.orelse)
+    if isinstance(statement, ast.With | ast.AsyncWith):
+        return _exits(statement.body)
+    if isinstance(statement, ast.Try | ast.TryStar):
+        return _try_exits(statement)
+    if isinstance(statement, _LOOPS):
+        # break/continue inside belong to that loop; it may also end, or never run.
+        return (_exits(statement.body) & {_Exit.RAISE, _Exit.RETURN}) | {_Exit.FALL}
+    if isinstance(statement, ast.Match):
+        return {_Exit.FALL}.union(*(_exits(case.body) for case in statement.cases))
+    return {_Exit.FALL}
+
+
+def _try_exits(statement: ast.Try | ast.TryStar) -> set[_Exit]:
+    exits = _exits(statement.body)
+    if statement.orelse and _Exit.FALL in exits:
+        exits = (exits - {_Exit.FALL}) | _exits(statement.orelse)
+    for handler in statement.handlers:
+        exits |= _exits(handler.body)
+    if statement.finalbody:
+        final = _exits(statement.finalbody)
+        exits = exits if _Exit.FALL in final else final
+    return exits
+
+
+# -- what happens after the handler ---------------------------------------------------------------
+
+
+def _consequence(
+    node: ast.stmt, exits: set[_Exit], assigned: set[str], checker: Checker
+) -> str | None:
+    """What swallowing in ``node`` leads to, as a message fragment; None when nothing much."""
+    ancestors = _ancestors(node, checker)
+    if _Exit.CONTINUE in exits:
+        return _LOOP_GOES_ON
+    if _Exit.FALL in exits and _goes_on(ancestors, 0, assigned):
+        return _LOOP_GOES_ON
+    if _Exit.BREAK in exits:
+        broken = _innermost_loop(ancestors)
+        if broken is not None and _goes_on(ancestors, broken, assigned):
+            return _LOOP_GOES_ON
+    return _caller_goes_on(checker)
+
+
+def _ancestors(node: ast.stmt, checker: Checker) -> list[ast.AST]:
+    """``node`` (the one being visited) then its ancestors up to its function, innermost first."""
+    chain: list[ast.AST] = [node]
+    for parent in reversed(checker.parents):
+        chain.append(parent)
+        if isinstance(parent, _FUNCTIONS):
+            break
+    return chain
+
+
+def _innermost_loop(ancestors: list[ast.AST]) -> int | None:
+    """Index of the loop whose body holds the handler (what its ``break`` leaves)."""
+    for index in range(1, len(ancestors)):
+        parent = ancestors[index]
+        if isinstance(parent, _LOOPS) and _in_list(ancestors[index - 1], parent.body):
+            return index
+    return None
+
+
+def _goes_on(ancestors: list[ast.AST], start: int, assigned: set[str]) -> bool:
+    """Whether code that resumes after ``ancestors[start]`` enters or repeats a loop with awaits.
+
+    A ``while`` whose condition tests something the handler assigns is taken to end.
+    """
+    for index in range(start + 1, len(ancestors)):
+        child, parent = ancestors[index - 1], ancestors[index]
+        if _loop_follows(child, parent):
+            return True
+        if isinstance(parent, _LOOPS) and _in_list(child, parent.body):
+            ends = isinstance(parent, ast.While) and bool(assigned & _names_in(parent.test))
+            if not ends:
+                return True
+    return False
+
+
+def _loop_follows(child: ast.AST, parent: ast.AST) -> bool:
+    """Whether a loop that awaits comes after ``child`` in the block of ``parent`` holding it."""
+    for field in ("body", "orelse", "finalbody"):
+        block = getattr(parent, field, None)
+        if not isinstance(block, list) or not _in_list(child, block):
+            continue
+        index = next(i for i, item in enumerate(block) if item is child)
+        return any(
+            isinstance(node, _LOOPS) and _has_await_point([node])
+            for statement in block[index + 1 :]
+            for node in (statement, *walk_shallow(statement))
+        )
+    return False
+
+
+def _in_list(node: ast.AST, nodes: list[ast.stmt]) -> bool:
+    return any(item is node for item in nodes)
+
+
+def _caller_goes_on(checker: Checker) -> str | None:
+    """The consequence for the caller when the function returns normally, if it has one of ours.
+
+    None for a coroutine that is not awaited in line by code we can see: a task's top (the
+    project runs it as a task or hands it over), a nested or decorated ``async def``, a test.
+    """
+    scope = checker.function
+    if scope is None or not isinstance(scope.node, ast.AsyncFunctionDef):
+        return None
+    function = scope.node
+    nested = sum(1 for other in checker.ctx.scopes if other.is_function) > 1
+    name = function.name
+    if (
+        nested
+        or name.startswith("test")
+        or _decorated(function)
+        or checker.project.detached(_qualname(function, checker))
+    ):
+        return None
+    return (
+        f"; `{name}()` then returns normally, so whatever awaits it carries on as if it had not"
+        " been cancelled"
+    )
+
+
+def _qualname(function: ast.AsyncFunctionDef, checker: Checker) -> str:
+    owner = checker.ctx.class_qualname() if checker.ctx.classes else None
+    return f"{owner or checker.ctx.module.name}.{function.name}"
+
+
+def _decorated(function: ast.AsyncFunctionDef) -> bool:
+    return any(
+        getattr(d, "attr", getattr(d, "id", None)) not in _TRANSPARENT_DECORATORS
+        for d in function.decorator_list
+    )
+
+
+# -- awaiting tasks --------------------------------------------------------------------------------
+
+
+def _awaits_settled_first(node: ast.Try | ast.TryStar | ast.With, checker: Checker) -> bool:
+    """Whether the first thing ``node``'s body awaits is a task (or future) settled before it."""
+    function = checker.function
+    if function is None:
+        return False
+    cancelled = set(_cancelled_before(function.node, node.lineno))
+    return _first_await_is_settled(node.body, cancelled, checker)
+
+
+def _first_await_is_settled(body: list[ast.stmt], cancelled: set[str], checker: Checker) -> bool:
+    """Whether the first await of ``body`` waits for a task cancelled before it.
+
+    ``task.cancel()`` may come first in ``body`` itself, so may statements that do not await;
+    the await may be in an ``async with asyncio.timeout(...)``. When that task ends with its
+    ``CancelledError``, the rest of the body is skipped: the handler is there for that error.
+    """
+    for statement in body:
+        value = statement.value if isinstance(statement, ast.Expr) else None
+        if not _has_await_point([statement]):
+            cancelled.update(_cancel_receivers(statement))
+        elif isinstance(statement, ast.AsyncWith):
+            timeouts = all(_is_timeout(item, checker) for item in statement.items)
+            return timeouts and _first_await_is_settled(statement.body, cancelled, checker)
+        else:
+            return isinstance(value, ast.Await) and _awaits_task(value.value, cancelled, checker)
+    return False
+
+
+def _is_timeout(item: ast.withitem, checker: Checker) -> bool:
+    expr = item.context_expr
+    return (
+        item.optional_vars is None
+        and isinstance(expr, ast.Call)
+        and checker.ctx.resolve_call(expr) in _TIMEOUTS
+    )
+
+
+def _awaits_task(awaited: ast.expr, cancelled: set[str], checker: Checker) -> bool:
+    if ast.dump(awaited) in cancelled:
+        return True
+    if not (isinstance(awaited, ast.Call) and awaited.args):
+        return False
+    callee = checker.ctx.resolve_call(awaited)
+    if callee in _PASS_THROUGH:
+        return _awaits_task(awaited.args[0], cancelled, checker)
+    if callee != "asyncio.gather":
+        return False
+    if any(keyword.arg == "return_exceptions" for keyword in awaited.keywords):
+        return False  # the tasks' CancelledErrors come back as results: only ours is raised
+    return all(_argument_key(argument) in cancelled for argument in awaited.args)
+
+
+def _argument_key(argument: ast.expr) -> str:
+    if isinstance(argument, ast.Starred):
+        return "*" + ast.dump(argument.value)
+    return ast.dump(argument)
+
+
+def _cancelled_before(function: ast.AST, line: int) -> Iterator[str]:
+    """Keys of what the function cancels before ``line``: ``task`` or ``*tasks`` (a loop).
+
+    ``task.cancel`` counts whether it is called or handed over (``loop.call_soon(task.cancel)``).
+    """
+    for node in walk_shallow(function):
+        if getattr(node, "lineno", line) >= line:
+            continue
+        receiver = _cancel_receiver(node)
+        if receiver is not None:
+            yield receiver
+        elif isinstance(node, ast.For) and isinstance(node.target, ast.Name):
+            target = ast.dump(ast.Name(id=node.target.id, ctx=ast.Load()))
+            if any(_cancel_receiver(child) == target for child in walk_shallow(node)):
+                yield "*" + ast.dump(node.iter)
+
+
+def _cancel_receivers(statement: ast.stmt) -> Iterator[str]:
+    for node in (statement, *walk_shallow(statement)):
+        receiver = _cancel_receiver(node)
+        if receiver is not None:
+            yield receiver
+
+
+def _cancel_receiver(node: ast.AST | None) -> str | None:
+    """The key of ``x`` when ``node`` is ``x.cancel``, ``x.set_exception`` or a call of them."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute) and node.attr in _SETTLE_METHODS:
+        return ast.dump(node.value)
+    return None
