@@ -1,14 +1,16 @@
 """LW005: a blocking call inside a coroutine stalls every other task.
 
-`load_report()` waits with `time.sleep()` and reads its file with `open()`: while it does,
-the event loop cannot run anything else, so the heartbeat task misses its beats.
+`load_report()` waits with `time.sleep()` and runs the exporter with `subprocess.run()`: while
+it does, the event loop cannot run anything else, so the heartbeat task misses its beats.
 """
 
 import asyncio
 import itertools
-import os
-import tempfile
+import subprocess
+import sys
 import time
+
+EXPORTER = [sys.executable, "-c", "import time; time.sleep(0.1); print('42 orders')"]
 
 
 async def heartbeat(beats: list[float], stop: asyncio.Event) -> None:
@@ -17,18 +19,18 @@ async def heartbeat(beats: list[float], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.01)
 
 
-async def load_report(path: str) -> str:
-    time.sleep(0.2)  # wait for the exporter to finish writing
-    with open(path, encoding="utf-8") as file:
-        return file.read()
+async def load_report() -> str:
+    time.sleep(0.2)  # give the exporter's input time to settle
+    done = subprocess.run(EXPORTER, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
-async def main(path: str) -> None:
+async def main() -> None:
     beats: list[float] = []
     stop = asyncio.Event()
     ticker = asyncio.create_task(heartbeat(beats, stop))
     await asyncio.sleep(0.05)
-    report = await load_report(path)
+    report = await load_report()
     await asyncio.sleep(0.05)
     stop.set()
     await ticker
@@ -36,13 +38,5 @@ async def main(path: str) -> None:
     print(f"report: {report!r}; longest gap between heartbeats: {longest * 1000:.0f} ms")
 
 
-def write_report(directory: str) -> str:
-    path = os.path.join(directory, "report.txt")
-    with open(path, "w", encoding="utf-8") as file:
-        file.write("42 orders")
-    return path
-
-
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(main(write_report(directory)))
+    asyncio.run(main())

@@ -1,14 +1,14 @@
-"""LW005 fixed: sleep with `await asyncio.sleep()`, read the file in a worker thread.
+"""LW005 fixed: sleep with `await asyncio.sleep()`, run the exporter as an asyncio subprocess.
 
 The heartbeat keeps beating every 10 ms while the report is loaded.
 """
 
 import asyncio
 import itertools
-import os
-import tempfile
+import sys
 import time
-from pathlib import Path
+
+EXPORTER = [sys.executable, "-c", "import time; time.sleep(0.1); print('42 orders')"]
 
 
 async def heartbeat(beats: list[float], stop: asyncio.Event) -> None:
@@ -17,17 +17,19 @@ async def heartbeat(beats: list[float], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.01)
 
 
-async def load_report(path: str) -> str:
-    await asyncio.sleep(0.2)  # wait for the exporter to finish writing
-    return await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+async def load_report() -> str:
+    await asyncio.sleep(0.2)  # give the exporter's input time to settle
+    proc = await asyncio.create_subprocess_exec(*EXPORTER, stdout=asyncio.subprocess.PIPE)
+    stdout, _ = await proc.communicate()
+    return stdout.decode().strip()
 
 
-async def main(path: str) -> None:
+async def main() -> None:
     beats: list[float] = []
     stop = asyncio.Event()
     ticker = asyncio.create_task(heartbeat(beats, stop))
     await asyncio.sleep(0.05)
-    report = await load_report(path)
+    report = await load_report()
     await asyncio.sleep(0.05)
     stop.set()
     await ticker
@@ -35,13 +37,5 @@ async def main(path: str) -> None:
     print(f"report: {report!r}; longest gap between heartbeats: {longest * 1000:.0f} ms")
 
 
-def write_report(directory: str) -> str:
-    path = os.path.join(directory, "report.txt")
-    with open(path, "w", encoding="utf-8") as file:
-        file.write("42 orders")
-    return path
-
-
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(main(write_report(directory)))
+    asyncio.run(main())

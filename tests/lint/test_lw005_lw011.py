@@ -1,4 +1,4 @@
-"""LW005 and LW011 beyond their fixtures: what the messages say, where findings point."""
+"""LW005, LW012 and LW011 beyond their fixtures: what the messages say, where findings point."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ def _check(source: str, code: str) -> list[Finding]:
         ("sleep(1)", "`sleep()` (`time.sleep`)", "`await asyncio.sleep()`"),
         ("rq.request('GET', 'u')", "`rq.request()` (`requests.request`)", "aiohttp"),
         ("rq.get('u')", "(`requests.get`)", "`loopwise.http.Client`"),
-        ("open('f')", "`open()`", "`await asyncio.to_thread(...)`"),
         ("sh(['ls'])", "`sh()` (`subprocess.run`)", "asyncio.create_subprocess_exec("),
         ("socket.getaddrinfo('h', 80)", "`socket.getaddrinfo()`", "loop.getaddrinfo("),
         ("socket.create_connection(('h', 80))", "", "asyncio.open_connection("),
@@ -51,13 +50,51 @@ def test_lw005_message_names_the_culprit_and_the_async_replacement(
     assert advice in finding.message
 
 
-def test_lw005_points_at_the_call_inside_with() -> None:
+@pytest.mark.parametrize(
+    ("call", "culprit", "advice"),
+    [
+        ("open('f')", "`open()`", "`await asyncio.to_thread(...)` (or aiofiles)"),
+        ("io.open('f')", "`io.open()`", "aiofiles"),
+        ("Path('f').read_bytes()", "(`pathlib.Path.read_bytes`)", "asyncio.to_thread("),
+    ],
+)
+def test_lw012_message_names_the_culprit_and_the_async_replacement(
+    call: str, culprit: str, advice: str
+) -> None:
+    source = f"""
+        import io
+        from pathlib import Path
+
+        async def handler():
+            {call}
+    """
+    [finding] = _check(source, "LW012")
+    assert finding.line == 6
+    assert finding.message.startswith("blocking call ")
+    assert culprit in finding.message
+    assert advice in finding.message
+
+
+def test_file_io_is_lw012_only_and_lw012_is_opt_in() -> None:
+    source = """
+        import time
+
+        async def handler(path):
+            time.sleep(1)
+            return open(path).read()
+    """
+    everything = check_source(textwrap.dedent(source), select=["LW005", "LW012"])
+    assert [(f.line, f.code) for f in everything] == [(5, "LW005"), (6, "LW012")]
+    assert [f.code for f in check_source(textwrap.dedent(source))] == ["LW005"]
+
+
+def test_lw012_points_at_the_call_inside_with() -> None:
     source = """
         async def read(path):
             with open(path) as file:
                 return file.read()
     """
-    [finding] = _check(source, "LW005")
+    [finding] = _check(source, "LW012")
     assert (finding.line, finding.column, finding.end_column) == (3, 10, 20)
 
 
@@ -106,7 +143,7 @@ def test_lw005_honours_noqa() -> None:
     assert [f.line for f in _check(source, "LW005")] == [6]
 
 
-def test_lw005_module_level_shadowing_of_open() -> None:
+def test_lw012_module_level_shadowing_of_open() -> None:
     source = """
         import aiofiles
 
@@ -116,7 +153,7 @@ def test_lw005_module_level_shadowing_of_open() -> None:
             async with open(path) as file:
                 return await file.read()
     """
-    assert _check(source, "LW005") == []
+    assert _check(source, "LW012") == []
 
 
 @pytest.mark.parametrize(

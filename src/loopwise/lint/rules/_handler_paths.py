@@ -237,16 +237,41 @@ def _first_await_is_settled(body: list[ast.stmt], cancelled: set[str], checker: 
     the await may be in an ``async with asyncio.timeout(...)``. When that task ends with its
     ``CancelledError``, the rest of the body is skipped: the handler is there for that error.
     """
-    for statement in body:
+    for index, statement in enumerate(body):
         value = statement.value if isinstance(statement, ast.Expr) else None
+        last = index == len(body) - 1
         if not _has_await_point([statement]):
             cancelled.update(_cancel_receivers(statement))
         elif isinstance(statement, ast.AsyncWith):
             timeouts = all(_is_timeout(item, checker) for item in statement.items)
             return timeouts and _first_await_is_settled(statement.body, cancelled, checker)
+        elif isinstance(statement, ast.If) and not _has_await_point([statement.test]):
+            return not statement.orelse and _first_await_is_settled(
+                statement.body, cancelled, checker
+            )
+        elif not isinstance(value, ast.Await):
+            return False
         else:
-            return isinstance(value, ast.Await) and _awaits_task(value.value, cancelled, checker)
+            awaited = value.value
+            return _awaits_task(awaited, cancelled, checker) or (
+                last and _awaits_owned_task(awaited, checker)
+            )
     return False
+
+
+def _awaits_owned_task(awaited: ast.expr, checker: Checker) -> bool:
+    """``await self._task`` (or through ``wait_for``/``shield``) as the whole guarded body: the
+    object owns that task and may cancel it from another method (``stop()``, ``close()``), so
+    the ``CancelledError`` caught is most often the task's, as in cancel-then-wait."""
+    while isinstance(awaited, ast.Call) and awaited.args:
+        if checker.ctx.resolve_call(awaited) not in _PASS_THROUGH:
+            return False
+        awaited = awaited.args[0]
+    return (
+        isinstance(awaited, ast.Attribute)
+        and isinstance(awaited.value, ast.Name)
+        and awaited.value.id in ("self", "cls")
+    )
 
 
 def _is_timeout(item: ast.withitem, checker: Checker) -> bool:

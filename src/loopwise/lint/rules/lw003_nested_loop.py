@@ -26,6 +26,10 @@ class NestedEventLoop(Rule):
       may come through `**kwargs`); the loop-starting path serves sync callers. A path that ran
       a loop to completion and then returned an awaitable would be far-fetched. A direct
       `await loop.run_until_complete(...)`, and an unawaited call, are still flagged.
+    - Test code (the files `test-paths` matches): a nested loop there fails its test with
+      "This event loop is already running" the first time the test runs, so the test suite
+      already reports it; a finding in tests can only be in code the suite never runs (the one
+      test finding on the 21 projects of the ecosystem check was a decorator nothing applies).
 
     ## Why is this bad?
     A coroutine runs inside a running loop. `asyncio.run()` there raises "asyncio.run() cannot be
@@ -51,6 +55,7 @@ class NestedEventLoop(Rule):
     """
 
     code = "LW003"
+    in_tests = False
     name = "nested-event-loop"
     summary = "event loop started inside a coroutine"
     nodes = (ast.Call,)

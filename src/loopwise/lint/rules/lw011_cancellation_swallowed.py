@@ -87,8 +87,12 @@ class CancellationSwallowed(Rule):
       task's, and when it comes the rest of the body is skipped. A cancellation of the
       *current* task that arrives during that short wait is swallowed too: before Python
       3.11's `current_task().cancelling()` asyncio gives no way to tell the two apart, and
-      this is the accepted price of the idiom. Awaiting a task nobody cancelled is not this
-      idiom: the `CancelledError` is then most likely the current task's;
+      this is the accepted price of the idiom. The same holds when the whole guarded body
+      waits for a task the object owns (`await self._task`, also through `wait_for()`,
+      `shield()` or `asyncio.timeout()`): its `stop()` or `close()` may cancel that task from
+      another method, as on 21 real projects every such handler did. Awaiting anything else
+      nobody cancelled, or doing more after that wait, is not this idiom: the
+      `CancelledError` is then most likely the current task's;
     - a handler that ends a coroutine nobody awaits in line: one the project only runs as a
       task (`create_task(self._reader())`, `asyncio.run(main())`, `gather(...)`, through a
       variable or a helper that calls `create_task`) or hands over uncalled

@@ -1,0 +1,208 @@
+"""Blocking calls in a coroutine: the machinery shared by LW005 (network, sleep, processes) and
+LW012 (local file I/O). Each rule brings its own table of blocking callables; the exemptions
+(a call that returns at once, a file streamed between awaits or shipped beside the module, the
+main coroutine before its first await) are the same for both."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+
+from loopwise.lint._context import walk_shallow
+from loopwise.lint._runner import Checker
+from loopwise.lint.rules._shared import call_name
+
+__all__ = ["THREAD", "BlockingCalls"]
+
+THREAD = "`await asyncio.to_thread(...)`"
+
+_SOCKET_METHOD = "socket.socket."
+_WAIT_WITH_OPTIONS = frozenset({"os.waitpid", "os.wait3", "os.wait4", "os.waitid"})
+
+
+class BlockingCalls:
+    """Reports a call in a coroutine to one of ``table``'s callables (qualified name -> what to
+    use instead), unless that particular call cannot block for long."""
+
+    def __init__(self, table: Mapping[str, str]) -> None:
+        self.table = dict(table)
+        # The attribute names a blocking call can end with: a cheap filter before resolving.
+        self.attributes = frozenset(name.rpartition(".")[2] for name in table)
+
+    def visit(self, node: ast.AST, checker: Checker) -> None:
+        assert isinstance(node, ast.Call)
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            if func.attr not in self.attributes:
+                return
+        elif not isinstance(func, ast.Name):
+            return
+        if not checker.in_async_function:
+            return
+        callee = checker.ctx.resolve_call(node)
+        if callee is None:
+            return
+        advice = self.table.get(callee)
+        if advice is None or _returns_at_once(node, callee, checker):
+            return
+        written = call_name(node)
+        same = callee in (written, f"builtins.{written}")
+        culprit = f"`{written}()`" if same else f"`{written}()` (`{callee}`)"
+        checker.report(node, f"blocking call {culprit} stalls the event loop: {advice}")
+
+
+def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
+    """Whether this particular call cannot block for long: WNOHANG waits, non-blocking sockets,
+    an in-memory database, a file opened as a stream or shipped beside the module, and
+    anything before the main coroutine first yields."""
+    if _before_anything_else_runs(checker):
+        return True
+    if callee in _OPENERS:
+        return _opens_a_stream(call, checker) or _opens_a_bundled_file(call, checker)
+    if callee == "sqlite3.connect":
+        return _first_argument_is(call, ":memory:")
+    if callee in _WAIT_WITH_OPTIONS:
+        return any(
+            isinstance(node, ast.Name | ast.Attribute) and _name_of(node) == "WNOHANG"
+            for argument in [*call.args, *(keyword.value for keyword in call.keywords)]
+            for node in ast.walk(argument)
+        )
+    if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
+        return _made_non_blocking(ast.dump(call.func.value), checker.tree)
+    return False
+
+
+_OPENERS = frozenset({"builtins.open", "io.open"})
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+
+def _opens_a_stream(call: ast.Call, checker: Checker) -> bool:
+    """Whether the opened file is kept for later (``self.stream = open(p)``) or read or written
+    in a loop that awaits between chunks: each step then blocks only for one chunk."""
+    parent = checker.parent
+    if isinstance(parent, ast.Assign) and parent.value is call:
+        if any(isinstance(target, ast.Attribute) for target in parent.targets):
+            return True
+        function = checker.enclosing_function_node()
+        return function is not None and _awaiting_loop_after(function, parent.lineno)
+    if isinstance(parent, ast.withitem) and parent.context_expr is call:
+        statement = checker.parents[-2] if len(checker.parents) > 1 else None
+        return isinstance(statement, ast.With) and any(
+            _awaiting_loop_after(body, 0) for body in statement.body
+        )
+    return False
+
+
+def _awaiting_loop_after(node: ast.AST, line: int) -> bool:
+    return any(
+        isinstance(loop, _LOOPS) and loop.lineno > line and _can_suspend_in(loop)
+        for loop in [node, *walk_shallow(node)]
+    )
+
+
+def _can_suspend_in(loop: ast.AST) -> bool:
+    if isinstance(loop, ast.AsyncFor):
+        return True
+    return any(
+        isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith) for node in walk_shallow(loop)
+    )
+
+
+def _opens_a_bundled_file(call: ast.Call, checker: Checker) -> bool:
+    """``open(os.path.join(os.path.dirname(__file__), "page.html"))``, also through a module
+    constant: a file shipped beside the code is small and fixed, read in microseconds."""
+    if not call.args:
+        return False
+    first = call.args[0]
+    if isinstance(first, ast.Name):
+        first = _module_constant(first.id, checker.tree) or first
+    return any(isinstance(node, ast.Name) and node.id == "__file__" for node in ast.walk(first))
+
+
+def _module_constant(name: str, tree: ast.Module) -> ast.expr | None:
+    for statement in tree.body:
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and statement.targets[0].id == name
+        ):
+            return statement.value
+    return None
+
+
+def _first_argument_is(call: ast.Call, value: object) -> bool:
+    first = call.args[0] if call.args else None
+    return isinstance(first, ast.Constant) and first.value == value
+
+
+def _before_anything_else_runs(checker: Checker) -> bool:
+    """Whether the call is in the main coroutine (handed to `asyncio.run()` in this module),
+    in a statement of its body before the first one that can suspend it."""
+    function = checker.enclosing_function_node()
+    if not isinstance(function, ast.AsyncFunctionDef) or function.name not in _main_coroutines(
+        checker.tree
+    ):
+        return False
+    if not any(statement is function for statement in checker.tree.body):
+        return False
+    for statement in function.body:
+        if _can_suspend(statement):
+            return False
+        if any(parent is statement for parent in checker.parents):
+            return True
+    return False
+
+
+_RUNNERS = frozenset({"run", "run_until_complete"})
+_main_coroutines_cache: dict[int, tuple[ast.Module, frozenset[str]]] = {}
+
+
+def _main_coroutines(tree: ast.Module) -> frozenset[str]:
+    """Names of the functions whose coroutine the module hands to `asyncio.run(main())`,
+    `loop.run_until_complete(main())` or `runner.run(main())`."""
+    cached = _main_coroutines_cache.get(id(tree))
+    if cached is not None and cached[0] is tree:
+        return cached[1]
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func, first = node.func, node.args[0]
+        runner = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if runner in _RUNNERS and isinstance(first, ast.Call) and isinstance(first.func, ast.Name):
+            found.add(first.func.id)
+    _main_coroutines_cache.clear()  # one module at a time: keep only the latest
+    _main_coroutines_cache[id(tree)] = (tree, frozenset(found))
+    return frozenset(found)
+
+
+def _can_suspend(statement: ast.stmt) -> bool:
+    if isinstance(statement, ast.AsyncWith | ast.AsyncFor):
+        return True
+    return any(
+        isinstance(node, ast.Await | ast.AsyncWith | ast.AsyncFor | ast.Yield | ast.YieldFrom)
+        or (isinstance(node, ast.comprehension) and node.is_async)
+        for node in walk_shallow(statement)
+    )
+
+
+def _name_of(node: ast.Name | ast.Attribute) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr
+
+
+def _made_non_blocking(receiver: str, tree: ast.Module) -> bool:
+    """Whether the module calls ``receiver.setblocking(False)`` or ``receiver.settimeout(0)``."""
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("setblocking", "settimeout")
+            and len(node.args) == 1
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value in (False, 0)
+        ):
+            continue
+        if ast.dump(node.func.value) == receiver:
+            return True
+    return False

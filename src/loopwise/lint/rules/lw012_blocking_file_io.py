@@ -1,0 +1,102 @@
+"""LW012: blocking file I/O in a coroutine."""
+
+from __future__ import annotations
+
+import ast
+
+from loopwise.lint._rule import Rule
+from loopwise.lint._runner import Checker
+from loopwise.lint.rules._blocking import THREAD, BlockingCalls
+
+_FILE = f"use {THREAD} (or aiofiles)"
+
+# Qualified name of a callable doing local file I/O -> what to use instead.
+_BLOCKING = BlockingCalls(
+    {
+        "builtins.open": _FILE,
+        "io.open": _FILE,
+        **{
+            f"pathlib.Path.{method}": f"use {THREAD}"
+            for method in ("read_text", "read_bytes", "write_text", "write_bytes", "open")
+        },
+    }
+)
+
+
+class BlockingFileIoInCoroutine(Rule):
+    """## What it does
+    Checks for local file I/O made directly in the body of an `async def`: `open()`,
+    `builtins.open()`, `io.open()` (also as `with open(...)`), and
+    `read_text/read_bytes/write_text/write_bytes/open` on a value known to be a
+    `pathlib.Path`.
+
+    A `Path` is known through the types of values built from it (`Path(p)`,
+    `Path.home() / "x"`, `typed.parent / "out.txt"`), annotations (`path: Path`,
+    `path: Path | None`), conditional expressions (`path = Path(p) if local else None`), a
+    parameter replaced by `path = Path(path)`, a project function or method declared
+    `-> Path` (`data_file("x").read_bytes()`), or an attribute of a project class
+    (`self._store.path.read_text()`). Import aliases are followed (`from io import open`).
+
+    ## What it does not flag
+    - A file streamed in chunks between awaits (`f = open(p, "wb")` then
+      `async for chunk in response: f.write(chunk)`, or a file kept on `self` to be read
+      later): each step blocks for one chunk only, a common and deliberate design. Reading or
+      writing the whole file with no await in between is flagged.
+    - A file shipped beside the module (a path built from `__file__`, directly or through a
+      module constant): small and fixed, it is read in microseconds.
+    - The program's main coroutine (the one this module hands to `asyncio.run()`) before its
+      first `await`: no other task exists yet, so reading a config file there stalls nothing.
+    - Code in a nested sync `def` or `lambda`, the function passed rather than called
+      (`await asyncio.to_thread(path.read_text)`), a name shadowed locally
+      (`open = aiofiles.open`), and a method called on a receiver of unknown type.
+    - Test code (the files `test-paths` matches): a test coroutine reading a fixture file
+      stalls only its own test; `test-paths = []` reports them.
+
+    ## Why it is opt-in
+    The calls LW005 flags (network, sleep, child processes, sockets, `input()`) wait for
+    something outside the program, for a time nothing bounds: on the 21 real asyncio
+    projects of the ecosystem check, every such finding was a real bug. Local file I/O takes
+    time in proportion to the file, and two independent reviews judged 3 of its 8 findings
+    there noise: an avatar saved once, a TLS certificate read at start-up, a small decrypted
+    file, code whose maintainers chose plain file I/O on purpose. The real ones read or wrote
+    in one call a whole file of unbounded size (an attachment, a download of up to 2 GB).
+    The size of a file is not visible in the code, so this rule runs only when asked:
+    `--select LW012`, for code that handles user-supplied or unbounded files. ruff and
+    flake8-async make the same split, keeping file I/O (ASYNC230, ASYNC240) apart from HTTP,
+    sleep and subprocess calls.
+
+    ## Why is this bad?
+    The event loop runs one thing at a time. While a coroutine reads or writes a file, every
+    other task waits: reading a 500 MB upload in one call, or writing it to a slow or network
+    disk, freezes every request, timeout and heartbeat of the process until it is done.
+
+    ## Example
+    ```python
+    async def save_attachment(message, target: Path):
+        data = await message.read()
+        target.write_bytes(data)
+        with open(target.with_suffix(".json"), "w") as meta:
+            meta.write(message.headers_json)
+    ```
+
+    ## Use instead
+    ```python
+    async def save_attachment(message, target: Path):
+        data = await message.read()
+        await asyncio.to_thread(target.write_bytes, data)
+        await asyncio.to_thread(target.with_suffix(".json").write_text, message.headers_json)
+    ```
+    A large download is better streamed to disk in chunks, with an await between them
+    (`async for chunk in response.content.iter_chunked(65536): file.write(chunk)`), or with
+    aiofiles.
+    """
+
+    code = "LW012"
+    default = False
+    name = "blocking-file-io-in-coroutine"
+    summary = "blocking file I/O in a coroutine"
+    nodes = (ast.Call,)
+    in_tests = False
+
+    def visit(self, node: ast.AST, checker: Checker) -> None:
+        _BLOCKING.visit(node, checker)
