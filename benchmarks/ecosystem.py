@@ -455,8 +455,9 @@ def precision_markdown(
         value = "-" if rule.precision is None else f"{rule.precision:.2f}"
         name = code if rule.default else f"{code} (opt-in)"
         rows.append(
-            f"| [{name}]({pages}{code}.md) | {rule.findings} | {rule.labelled} | {rule.labels['true']} |"
-            f" {rule.labels['false']} | {rule.labels['noise']} | {value} |"
+            f"| [{name}]({pages}{code}.md) | {rule.findings} | {rule.labelled}"
+            f" | {rule.labels['true']} | {rule.labels['false']} | {rule.labels['noise']}"
+            f" | {value} |"
         )
     default = [r for r in rules if r.default]
     true = sum(r.labels["true"] for r in default)

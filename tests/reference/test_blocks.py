@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loopwise.lint import check_source
+from loopwise.lint import RULES, check_source
 from tests.reference._blocks import Block, all_blocks
 from tests.reference.conftest import RUNNER, Outcome
 
@@ -37,7 +37,8 @@ def test_every_reference_file_has_blocks() -> None:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
 def test_block(block: Block, block_outcomes: dict[str, Outcome]) -> None:
-    findings = check_source(block.code, path=block.path.name)
+    # Every rule, the opt-in ones too: the reference shows what each one catches.
+    findings = check_source(block.code, path=block.path.name, select=[r.code for r in RULES])
     reported = {finding.code for finding in findings}
     details = "; ".join(f"line {block.fence_line + f.line}: {f.code} {f.message}" for f in findings)
     assert reported == block.check_codes, f"loopwise check reported {reported}: {details}"
