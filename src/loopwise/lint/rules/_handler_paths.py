@@ -245,7 +245,7 @@ def _first_await_is_settled(body: list[ast.stmt], cancelled: set[str], checker: 
         elif isinstance(statement, ast.AsyncWith):
             timeouts = all(_is_timeout(item, checker) for item in statement.items)
             return timeouts and _first_await_is_settled(statement.body, cancelled, checker)
-        elif isinstance(statement, ast.If) and not _has_await_point([statement.test]):
+        elif isinstance(statement, ast.If) and not _has_await_point([ast.Expr(statement.test)]):
             return not statement.orelse and _first_await_is_settled(
                 statement.body, cancelled, checker
             )
