@@ -26,8 +26,9 @@ reports; noise counts against it. Entries whose finding is gone (a fixed false f
 are counted apart and do not count. A rule's sample is complete when it holds every current
 finding, or at least ``SAMPLE_PER_RULE`` of them.
 
-Raw results (findings, times, peers' times) are written as JSON next to the cache
-(``results-<date>.json``); only the snapshot and the ledger are committed.
+Raw results (findings, times, peers' times) are written as JSON in the cache directory
+(``results-<date>-<pid>.json``). The snapshot and the ledger are committed; so are the times of
+a full ``--peers`` run (``benchmarks/ecosystem/timings.json``), printed there as ratios.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SNAPSHOT = HERE / "ecosystem" / "findings.json"
 LEDGER = HERE / "ecosystem" / "review.jsonl"
+TIMINGS = HERE / "ecosystem" / "timings.json"
 DEFAULT_INDEX = "https://pypi.org/simple"
 SAMPLE_PER_RULE = 10
 LABELS = ("true", "false", "noise")
@@ -541,6 +543,20 @@ def print_diff(old: Iterable[Finding], new: Iterable[Finding], only: set[str] | 
     return len(added) + len(removed)
 
 
+def timings(results: dict[str, dict[str, object]]) -> dict[str, object]:
+    """What ``--peers`` keeps in the repository: per-project seconds, and the tools' versions."""
+    from loopwise import __version__
+
+    keys = ("lines", "loopwise_s", "loopwise_cpu_s", "parse_cpu_s", "ruff_s", "flake8-async_s")
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "loopwise": __version__,
+        "projects": {name: {k: row[k] for k in keys if k in row} for name, row in results.items()},
+    }
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -672,6 +688,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = options.cache / f"results-{stamp}-{os.getpid()}.json"
     raw.write_text(json.dumps({"projects": results, "findings": findings}, indent=1))
     print(f"\nraw results: {raw.name} in the cache directory")
+    if venv is not None and only is None:
+        TIMINGS.write_text(json.dumps(timings(results), indent=1, sort_keys=True) + "\n")
+        print(f"timings written: {TIMINGS.relative_to(HERE.parent)}")
     if options.update:
         checked = {
             p.name: {"version": p.version, "archive": p.archive, "sha256": p.sha256}
