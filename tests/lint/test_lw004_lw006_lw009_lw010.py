@@ -128,6 +128,54 @@ def test_gather_through_wait_for_is_reported_at_the_gather() -> None:
     assert finding.column == 28
 
 
+@pytest.mark.parametrize(
+    ("name", "flagged"),
+    [
+        ("close", False),
+        ("_aclose", False),
+        ("force_close", False),
+        ("stopAll", False),
+        ("tear_down", False),
+        ("asyncTearDown", False),
+        ("__aexit__", False),
+        ("close_issue", True),
+        ("stop_loss_orders", True),
+        ("on_stop_command", True),
+        ("reclose", True),
+    ],
+)
+def test_gather_in_a_teardown_is_known_by_the_last_word_of_its_name(
+    name: str, flagged: bool
+) -> None:
+    findings = _check(
+        f"""
+        import asyncio
+        async def {name}(jobs):
+            await asyncio.gather(*jobs, return_exceptions=True)
+        """,
+        "LW006",
+    )
+    assert bool(findings) == flagged
+
+
+def test_gather_partial_of_a_logging_done_callback_accounts_for_the_task() -> None:
+    findings = _check(
+        """
+        import asyncio, functools, logging
+        def report(name, task):
+            if task.exception():
+                logging.error("%s failed", name)
+        async def main(job, other):
+            task = asyncio.create_task(job())
+            task.add_done_callback(functools.partial(report, "job"))
+            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(task, other, return_exceptions=True)
+        """,
+        "LW006",
+    )
+    assert [f.line for f in findings] == [10]
+
+
 def test_sleep_zero_message_says_what_to_await() -> None:
     [finding] = _check(
         """

@@ -315,6 +315,40 @@ def test_lw011_a_task_started_in_another_module_may_end_quietly(tmp_path: Path) 
     assert "`read_loop()` then returns normally" in finding.message
 
 
+@pytest.mark.parametrize(
+    ("helper", "flagged"),
+    [
+        ("async def with_retries(fn, *args):\n    return await fn(*args)\n", True),
+        ("def with_retries(fn, *args):\n    return asyncio.create_task(fn(*args))\n", False),
+    ],
+)
+def test_lw011_a_coroutine_handed_to_a_helper_is_detached_unless_the_helper_awaits_it(
+    tmp_path: Path, helper: str, flagged: bool
+) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "retry.py").write_text("import asyncio\n\n\n" + helper)
+    (package / "pages.py").write_text(
+        textwrap.dedent("""
+            import asyncio
+
+            from pkg.retry import with_retries
+
+            async def fetch_page(session, url):
+                try:
+                    return await session.get(url)
+                except asyncio.CancelledError:
+                    return None
+
+            async def crawl(session, url):
+                return await with_retries(fetch_page, session, url)
+        """)
+    )
+    lines = [(Path(f.path).name, f.line) for f in _check_tree(tmp_path)]
+    assert lines == ([("pages.py", 9)] if flagged else [])
+
+
 def _check_tree(root: Path) -> list[Finding]:
     files = discover([str(root)], excludes=[], respect_gitignore=False)
     return [f for f in check_files(files, [rule() for rule in RULES]) if f.code == "LW011"]

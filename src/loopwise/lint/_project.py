@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from loopwise.lint._context import FileContext, walk_all, walk_shallow
@@ -49,6 +50,9 @@ class FunctionInfo:
     ``.close()``); not when it is handed a session (a ``session``/``client`` parameter, or one
     annotated ``ClientSession``) nor when the session it makes outlives the call.
     ``returns`` is the type its return annotation names (a known type or a class), if any.
+    ``loop_free_returns`` has, for each ``return <value>`` of a sync function that no direct
+    loop start (``asyncio.run``, ``run_until_complete``...) certainly precedes, the qualified
+    names called on the way to it (to tell whether one of them starts a loop).
     """
 
     is_async: bool
@@ -57,6 +61,7 @@ class FunctionInfo:
     calls: tuple[str, ...] = ()
     session_per_call: bool = False
     returns: str | None = None
+    loop_free_returns: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,11 @@ class ModuleSummary:
     # and of those it awaits in line (`await self.close()`: "close"; `await mod.f()`: "pkg.mod.f").
     detached: frozenset[str] = frozenset()
     awaited: frozenset[str] = frozenset()
+    # `with_retries(fetch_page, url)`: ("with_retries", "fetch_page"), an own `async def` handed
+    # uncalled to something that is not a task starter; and the functions defined here that
+    # await a call of one of their parameters (`return await fn(*args)`).
+    handed_over: frozenset[tuple[str, str]] = frozenset()
+    awaiting_helpers: frozenset[str] = frozenset()
 
 
 def summarize(ctx: FileContext) -> ModuleSummary:
@@ -95,8 +105,9 @@ def summarize(ctx: FileContext) -> ModuleSummary:
         elif isinstance(node, ast.ClassDef):
             summary.classes[name] = _class_info(ctx, node)
     nodes = list(walk_all(ctx.tree))  # one walk shared by the whole-module summaries below
-    summary.detached = _detached(nodes)
+    summary.detached, summary.handed_over = _detached(nodes)
     summary.awaited = _awaited(ctx, nodes)
+    summary.awaiting_helpers = _awaiting_helpers(nodes)
     return summary
 
 
@@ -146,6 +157,7 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
         calls: list[str] = []
         runs_loop = False
         sessions: list[ast.Call] = []
+        loop_free_returns = () if is_async else tuple(_loop_free_returns(ctx, node.body, []))
         for child in walk_shallow(node):
             if not isinstance(child, ast.Call):
                 continue
@@ -172,7 +184,60 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
         calls=tuple(sorted(set(calls))),
         session_per_call=takes_url and _session_per_call(node, params, sessions),
         returns=returns,
+        loop_free_returns=loop_free_returns,
     )
+
+
+def _loop_free_returns(
+    ctx: FileContext, body: list[ast.stmt], before: list[ast.stmt]
+) -> Iterator[tuple[str, ...]]:
+    """The callees on the way to each ``return <value>`` in ``body`` that no direct loop start
+    certainly precedes. ``before``: the simple statements that surely ran before ``body``."""
+    ran = list(before)
+    for statement in body:
+        if isinstance(statement, ast.Return):
+            value = statement.value
+            if value is not None and not isinstance(value, ast.Constant):
+                callees = _callees_unless_loop(ctx, [*ran, statement])
+                if callees is not None:
+                    yield callees
+            return
+        if isinstance(statement, _SIMPLE_STATEMENTS):
+            ran.append(statement)
+        elif not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            for block in _nested_blocks(statement):
+                yield from _loop_free_returns(ctx, block, ran)
+
+
+_SIMPLE_STATEMENTS = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)
+
+
+def _nested_blocks(statement: ast.stmt) -> Iterator[list[ast.stmt]]:
+    for name in ("body", "orelse", "finalbody"):
+        block = getattr(statement, name, None)
+        if isinstance(block, list):
+            yield block
+    for handler in getattr(statement, "handlers", ()):
+        yield handler.body
+    for case in getattr(statement, "cases", ()):
+        yield case.body
+
+
+def _callees_unless_loop(ctx: FileContext, statements: list[ast.stmt]) -> tuple[str, ...] | None:
+    """The qualified names ``statements`` call, or None when one of them starts a loop."""
+    callees: set[str] = set()
+    for statement in statements:
+        for node in walk_shallow(statement):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = ctx.resolve_call(node)
+            if callee in _LOOP_RUNNERS or (
+                isinstance(node.func, ast.Attribute) and node.func.attr == "run_until_complete"
+            ):
+                return None
+            if callee is not None:
+                callees.add(callee)
+    return tuple(sorted(callees))
 
 
 def _session_per_call(node: ast.AST, params: list[ast.arg], sessions: list[ast.Call]) -> bool:
@@ -230,13 +295,14 @@ _TASK_STARTERS = frozenset(
 )
 
 
-def _detached(nodes: list[ast.AST]) -> frozenset[str]:
-    """Names of the functions whose coroutines no caller of ours awaits in line.
+def _detached(nodes: list[ast.AST]) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """Names of the functions whose coroutines no caller of ours awaits in line, and hand-overs.
 
     Those run as tasks (``create_task(self._reader())``, also through a variable or through a
-    helper that passes its parameter to ``create_task``) and the module's ``async def``s handed
+    helper that passes its parameter to ``create_task``). The module's ``async def``s handed
     over uncalled (``partial(self.handler)``, ``router.add_get("/", handler)``; not
-    ``Kind.handler``, which may be anything).
+    ``Kind.handler``, which may be anything) come second, with what they are handed to: the
+    project decides whether that awaits them (see :meth:`Project.detached`).
     """
     async_defs = {node.name for node in nodes if isinstance(node, ast.AsyncFunctionDef)}
     starters = _TASK_STARTERS | _starter_helpers(nodes)
@@ -251,6 +317,7 @@ def _detached(nodes: list[ast.AST]) -> frozenset[str]:
                 if isinstance(target, ast.Name) and callee is not None:
                     coroutines.setdefault(target.id, set()).add(callee)
     found: set[str] = set()
+    handed: set[tuple[str, str]] = set()
     for call in calls:
         arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
         starts = _last_name(call.func) in starters or any(
@@ -264,10 +331,43 @@ def _detached(nodes: list[ast.AST]) -> frozenset[str]:
                 found.update(coroutines[argument.id])
             elif isinstance(argument, ast.Name | ast.Attribute):
                 name = _last_name(argument)
-                if name is not None and (starts or _names_own_coroutine(argument, async_defs)):
+                if name is not None and starts:
                     found.add(name)
+                elif name is not None and _names_own_coroutine(argument, async_defs):
+                    handed.add((_last_name(call.func) or "", name))
     found.discard("")
-    return frozenset(found)
+    return frozenset(found), frozenset(handed)
+
+
+def _awaiting_helpers(nodes: list[ast.AST]) -> frozenset[str]:
+    """Functions that await a call of one of their parameters (``return await fn(*args)``)."""
+    helpers: set[str] = set()
+    # Cheap filters first: most modules await no bare name and make no task.
+    awaited_names = {
+        call.func.id
+        for node in nodes
+        if isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
+        for call in (_through_wait_for(node.value),)
+        if isinstance(call.func, ast.Name)
+    }
+    makes_tasks = any(_makes_a_task(node) for node in nodes)
+    if not awaited_names and not makes_tasks:
+        return frozenset()
+    for node in nodes:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        arguments = node.args
+        params = {
+            arg.arg for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+        }
+        if not makes_tasks and not params & awaited_names:
+            continue
+        if any(
+            isinstance(call.func, ast.Name) and call.func.id in params
+            for call in calls_awaited_in_line(list(walk_shallow(node)))
+        ):
+            helpers.add(node.name)
+    return frozenset(helpers)
 
 
 def _awaited(ctx: FileContext, nodes: list[ast.AST]) -> frozenset[str]:
@@ -278,18 +378,99 @@ def _awaited(ctx: FileContext, nodes: list[ast.AST]) -> frozenset[str]:
     not a caller.
     """
     found = set()
+    for awaited in calls_awaited_in_line(nodes):
+        if _delegates_to_super(awaited):
+            continue
+        name = ctx.resolve(awaited.func) or _last_name(awaited.func)
+        if name is not None:
+            found.add(name)
+    return frozenset(found)
+
+
+# What makes a task that cancelling its awaiter cancels too (unlike `shield`).
+_TASK_MAKERS = frozenset({"Task", "create_task", "ensure_future"})
+
+
+def calls_awaited_in_line(nodes: list[ast.AST]) -> Iterator[ast.Call]:
+    """The calls among ``nodes`` whose coroutine is awaited in line, so that cancelling the
+    awaiter cancels it and whatever it returns the awaiter carries on with.
+
+    ``await f()``, ``await asyncio.wait_for(f(), 5)``, and a task a function makes and then
+    awaits itself (see :func:`_tasks_awaited`).
+    """
+    makes_tasks = any(_makes_a_task(node) for node in nodes)
     for node in nodes:
         if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
-            awaited = node.value
-            if _last_name(awaited.func) == "wait_for" and awaited.args:
-                inner = awaited.args[0]  # wait_for() hands the cancellation on like an await
-                awaited = inner if isinstance(inner, ast.Call) else awaited
-            if _delegates_to_super(awaited):
-                continue
-            name = ctx.resolve(awaited.func) or _last_name(awaited.func)
-            if name is not None:
-                found.add(name)
-    return frozenset(found)
+            yield _through_wait_for(node.value)
+        elif makes_tasks and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield from _tasks_awaited(node)
+
+
+def _makes_a_task(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and _last_name(node.func) in _TASK_MAKERS
+
+
+def _through_wait_for(call: ast.Call) -> ast.Call:
+    if _last_name(call.func) == "wait_for" and call.args:
+        inner = call.args[0]  # wait_for() hands the cancellation on like an await
+        return inner if isinstance(inner, ast.Call) else call
+    return call
+
+
+def _tasks_awaited(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.Call]:
+    """The coroutine calls ``function`` runs as tasks and then awaits directly, never cancelled.
+
+    ``t = create_task(download()); data = await t``, and ``tasks = [create_task(fetch(u)) for
+    u in urls]`` then ``[await t for t in tasks]`` or ``for t in tasks: await t``: cancelling
+    the awaiter cancels the task, and what the task returns after swallowing that the awaiter
+    carries on with. Not ``gather(*tasks)``, which raises ``CancelledError`` all the same.
+    """
+    made: dict[str, list[ast.Call]] = {}  # the local holding the task(s) -> their coroutines
+    collections: dict[str, str] = {}  # loop variable -> the local it iterates over
+    awaited: set[str] = set()
+    cancelled: set[str] = set()
+    for node in walk_shallow(function):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            coroutine = _task_coroutine(node.value)
+            if coroutine is not None and len(targets) == 1 and isinstance(targets[0], ast.Name):
+                made.setdefault(targets[0].id, []).append(coroutine)
+        elif isinstance(node, ast.comprehension | ast.For | ast.AsyncFor):
+            if isinstance(node.target, ast.Name) and isinstance(node.iter, ast.Name):
+                collections[node.target.id] = node.iter.id
+        elif isinstance(node, ast.Await):
+            awaited.add(_awaited_local(node.value))
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "cancel"
+            and isinstance(node.value, ast.Name)
+        ):
+            cancelled.add(node.value.id)
+    for name in awaited - cancelled:
+        collection = collections.get(name, name)
+        if collection not in cancelled:
+            yield from made.get(collection, ())
+
+
+def _awaited_local(value: ast.expr) -> str:
+    """``t`` in ``await t`` or ``await asyncio.wait_for(t, 5)``; "" for anything else."""
+    if isinstance(value, ast.Call) and _last_name(value.func) == "wait_for" and value.args:
+        value = value.args[0]
+    return value.id if isinstance(value, ast.Name) else ""
+
+
+def _task_coroutine(value: ast.expr) -> ast.Call | None:
+    """``f()`` in ``create_task(f())`` (or in ``[create_task(f(x)) for x in xs]``)."""
+    if isinstance(value, ast.ListComp | ast.GeneratorExp):
+        value = value.elt
+    if (
+        isinstance(value, ast.Call)
+        and _last_name(value.func) in _TASK_MAKERS
+        and value.args
+        and isinstance(value.args[0], ast.Call)
+    ):
+        return value.args[0]
+    return None
 
 
 def _delegates_to_super(call: ast.Call) -> bool:
@@ -354,22 +535,36 @@ class Project:
     def __init__(self, summaries: list[ModuleSummary]) -> None:
         self.modules = {summary.name: summary for summary in summaries}
         self._loop_runners: frozenset[str] | None = None
+        self._loop_free_returners: frozenset[str] | None = None
         self._detached: tuple[frozenset[str], frozenset[str]] | None = None
 
     def detached(self, qualname: str) -> bool:
         """Whether the function ``qualname`` only runs as a task or handed over, never awaited.
 
         Mostly by name: some module runs a ``name()`` as a task or hands one over, and no module
-        awaits one in line (nor the function itself, by its qualified name).
+        awaits one in line (nor the function itself, by its qualified name). Handed to a project
+        function that awaits a call of its parameter (``await with_retries(fetch_page, url)``),
+        it is awaited in line.
         """
+        detached, _ = self._detached_and_awaited()
+        return qualname.rpartition(".")[2] in detached and not self.awaited(qualname)
+
+    def awaited(self, qualname: str) -> bool:
+        """Whether some module awaits the function ``qualname`` in line (mostly by name)."""
+        _, awaited = self._detached_and_awaited()
+        return qualname.rpartition(".")[2] in awaited or qualname in awaited
+
+    def _detached_and_awaited(self) -> tuple[frozenset[str], frozenset[str]]:
         if self._detached is None:
             modules = self.modules.values()
-            detached = frozenset().union(*(module.detached for module in modules))
-            awaited = frozenset().union(*(module.awaited for module in modules))
-            self._detached = (detached, awaited)
-        detached, awaited = self._detached
-        name = qualname.rpartition(".")[2]
-        return name in detached and name not in awaited and qualname not in awaited
+            detached = set().union(*(module.detached for module in modules))
+            awaited = set().union(*(module.awaited for module in modules))
+            helpers = set().union(*(module.awaiting_helpers for module in modules))
+            for module in modules:
+                for receiver, name in module.handed_over:
+                    (awaited if receiver in helpers else detached).add(name)
+            self._detached = (frozenset(detached), frozenset(awaited))
+        return self._detached
 
     def function(self, qualname: str) -> FunctionInfo | None:
         """The project function or method a qualified name refers to, following re-exports."""
@@ -474,6 +669,41 @@ class Project:
     def runs_loop(self, qualname: str) -> bool:
         """True for a sync project function that starts an event loop, itself or through calls."""
         return self.canonical(qualname) in self._loop_running_functions()
+
+    def returns_without_loop(self, qualname: str) -> bool:
+        """True for a sync project function with a ``return <value>`` that no loop start
+        certainly precedes (``if run_async: return coro``): the path an awaiting caller takes.
+
+        A call on the way to that return certainly starts a loop when its callee starts one and
+        has no such return itself (`return _serve(..., run_async)` passes the flag on).
+        """
+        return self.canonical(qualname) in self._loop_free_returning_functions()
+
+    def _loop_free_returning_functions(self) -> frozenset[str]:
+        if self._loop_free_returners is not None:
+            return self._loop_free_returners
+        running = self._loop_running_functions()
+        paths: dict[str, tuple[tuple[str, ...], ...]] = {}
+        for module in self.modules.values():
+            for name, info in module.functions.items():
+                if info.loop_free_returns:
+                    paths[f"{module.name}.{name}"] = tuple(
+                        tuple(self.canonical(callee) for callee in path)
+                        for path in info.loop_free_returns
+                    )
+        found: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, returns in paths.items():
+                if name not in found and any(
+                    all(callee not in running or callee in found for callee in path)
+                    for path in returns
+                ):
+                    found.add(name)
+                    changed = True
+        self._loop_free_returners = frozenset(found)
+        return self._loop_free_returners
 
     def _loop_running_functions(self) -> frozenset[str]:
         if self._loop_runners is not None:

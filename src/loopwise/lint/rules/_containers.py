@@ -57,6 +57,32 @@ _SHRINKING = frozenset(
         "sort",
     }
 )
+# Standard library functions that change the container given as their first argument.
+_MUTATING_FUNCTIONS = {
+    "bisect.insort": "is inserted into by `bisect.insort()`",
+    "bisect.insort_left": "is inserted into by `bisect.insort_left()`",
+    "bisect.insort_right": "is inserted into by `bisect.insort_right()`",
+    "heapq.heapify": "is reordered in place by `heapq.heapify()`",
+    "heapq.heappop": "is popped from by `heapq.heappop()`",
+    "heapq.heappush": "is pushed onto by `heapq.heappush()`",
+    "heapq.heappushpop": "is changed in place by `heapq.heappushpop()`",
+    "heapq.heapreplace": "is changed in place by `heapq.heapreplace()`",
+    "operator.delitem": "has an item deleted by `operator.delitem()`",
+    "operator.setitem": "has an item assigned by `operator.setitem()`",
+    "random.shuffle": "is shuffled in place by `random.shuffle()`",
+}
+# Of these, the ones that cannot change an empty container (`heappushpop` hands the new item
+# straight back when the heap is empty).
+_SHRINKING_FUNCTIONS = frozenset(
+    {
+        "heapq.heapify",
+        "heapq.heappop",
+        "heapq.heappushpop",
+        "heapq.heapreplace",
+        "operator.delitem",
+        "random.shuffle",
+    }
+)
 _SHRINKING_OPERATORS = (ast.BitAnd, ast.Mult, ast.Sub)  # `x &= s`, `x *= n`, `x -= s`
 
 # Container methods that keep an argument: name -> (positional arguments, which one is kept).

@@ -22,11 +22,15 @@ class _Module:
 
     def __init__(self, tree: ast.Module) -> None:
         self.definitions: dict[str, list[ast.stmt]] = {}
+        self.imports: dict[str, str] = {}  # a top-level imported name -> what it names
         stack: list[ast.stmt] = list(tree.body)
         while stack:
             node = stack.pop()
             if isinstance(node, (*_FUNCTIONS, ast.ClassDef)):
                 self.definitions.setdefault(node.name, []).insert(0, node)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                for name, target in _imported_names(node).items():
+                    self.imports.setdefault(name, target)  # the walk runs backwards
             elif isinstance(node, ast.If | ast.Try):
                 stack.extend(_nested_statements(node))
 
@@ -56,6 +60,28 @@ class _Module:
                 if found is not None:
                     return found
         return None
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom) -> dict[str, str]:
+    """The names an import binds, mapped to the module or module member each one is."""
+    if isinstance(node, ast.Import):
+        bound = {}
+        for alias in node.names:
+            top = alias.name.split(".")[0]
+            bound[alias.asname or top] = alias.name if alias.asname else top
+        return bound
+    if node.level or node.module is None:
+        return {}
+    return {alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names}
+
+
+def _function_imports(function: _Function) -> dict[str, str]:
+    """The names ``function``'s own scope imports, mapped to what each one is."""
+    names: dict[str, str] = {}
+    for node in _scope_nodes(function):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update(_imported_names(node))
+    return names
 
 
 def _nested_statements(node: ast.If | ast.Try) -> list[ast.stmt]:

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 from loopwise.lint.rules._containers import (
     _AUGMENTED,
+    _MUTATING_FUNCTIONS,
     _MUTATORS,
     _SHRINKING,
+    _SHRINKING_FUNCTIONS,
     _SHRINKING_OPERATORS,
     _kept_by_method,
 )
@@ -24,6 +26,7 @@ from loopwise.lint.rules._definitions import (
     _Callee,
     _declared_outer,
     _Function,
+    _function_imports,
     _has_decorator,
     _is_super_call,
     _local_names,
@@ -342,6 +345,8 @@ class _Tracker:
     def _argument(
         self, call: ast.Call, index: int | None, keyword: str | None, live: _Live
     ) -> None:
+        if index == 0 and self._mutated_by_library(call):
+            return
         func = call.func
         if isinstance(func, ast.Attribute) and _kept_by_method(call, func.attr, index):
             if self._shared_container(func.value, live):
@@ -375,6 +380,29 @@ class _Tracker:
                 what = f"is passed to `{callee.label}`, where it {inner.what}"
                 self.escapes.setdefault((id(call), what), _Escape(call, inner.line, what))
                 return
+
+    def _mutated_by_library(self, call: ast.Call) -> bool:
+        """``heapq.heappush(items, x)``, ``random.shuffle(items)``: a known stdlib mutator."""
+        name = self._imported(call.func)
+        verb = _MUTATING_FUNCTIONS.get(name or "")
+        if verb is None or (self.empty and name in _SHRINKING_FUNCTIONS):
+            return False
+        self._escape(call, verb)
+        return True
+
+    def _imported(self, expr: ast.expr) -> str | None:
+        """What an imported ``name`` or ``module.member`` names: ``heapq.heappush``."""
+        attributes: list[str] = []
+        while isinstance(expr, ast.Attribute):
+            attributes.insert(0, expr.attr)
+            expr = expr.value
+        if not isinstance(expr, ast.Name) or expr.id in self.parameters:
+            return None
+        imports = (
+            _function_imports(self.function) if expr.id in self.locals else self.module.imports
+        )
+        target = imports.get(expr.id)
+        return None if target is None else ".".join([target, *attributes])
 
     def _shared_container(self, container: ast.expr, live: _Live) -> bool:
         """Whether a container outlives the call: anything but a plain local variable."""

@@ -3,8 +3,9 @@
 What it decides: how control may leave a handler (re-raise, return, break, continue, fall
 through) and so whether it re-raises on every path; whether the code that resumes after it
 enters or repeats a loop that awaits; whether the function then returns to a caller that awaits
-it in line, or is the top of a task (detached: run as a task or handed over, nested, decorated,
-a test) whose swallowed cancellation nobody carries on from; and whether the guarded body first
+it in line, or is the top of a task (detached: run as a task or handed over, nested or
+decorated and not awaited, a test in a test module) whose swallowed cancellation nobody carries
+on from; and whether the guarded body first
 awaits a task or future settled just before it (the cancel-then-wait idiom).
 """
 
@@ -14,8 +15,10 @@ import ast
 from collections.abc import Iterable, Iterator
 from enum import Enum
 
-from loopwise.lint._context import walk_shallow
+from loopwise.lint._context import walk_all, walk_shallow
+from loopwise.lint._project import calls_awaited_in_line
 from loopwise.lint._runner import Checker
+from loopwise.lint.rules._shared import in_test_file
 
 _AWAIT_POINTS = (ast.Await, ast.AsyncFor, ast.AsyncWith)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
@@ -185,24 +188,37 @@ def _caller_goes_on(checker: Checker) -> str | None:
     """The consequence for the caller when the function returns normally, if it has one of ours.
 
     None for a coroutine that is not awaited in line by code we can see: a task's top (the
-    project runs it as a task or hands it over), a nested or decorated ``async def``, a test.
+    project runs it as a task or hands it over), a nested ``async def`` its enclosing function
+    does not await, a decorated one the project never awaits by name, a test in a test file.
     """
-    scope = checker.function
-    if scope is None or not isinstance(scope.node, ast.AsyncFunctionDef):
+    functions = [scope.node for scope in checker.ctx.scopes if scope.is_function]
+    if not functions or not isinstance(functions[-1], ast.AsyncFunctionDef):
         return None
-    function = scope.node
-    nested = sum(1 for other in checker.ctx.scopes if other.is_function) > 1
+    function = functions[-1]
     name = function.name
-    if (
-        nested
-        or name.startswith("test")
-        or _decorated(function)
-        or checker.project.detached(_qualname(function, checker))
-    ):
+    qualname = _qualname(function, checker)
+    if len(functions) > 1:
+        detached = not _awaited_by(functions[-2], name)
+    else:
+        detached = (
+            (name.startswith("test") and in_test_file(checker))
+            or (_decorated(function) and not checker.project.awaited(qualname))
+            or checker.project.detached(qualname)
+        )
+    if detached:
         return None
     return (
         f"; `{name}()` then returns normally, so whatever awaits it carries on as if it had not"
         " been cancelled"
+    )
+
+
+def _awaited_by(enclosing: ast.AST, name: str) -> bool:
+    """Whether ``enclosing`` awaits a call of its nested function ``name`` in line."""
+    nodes = [enclosing, *walk_shallow(enclosing)]
+    return any(
+        isinstance(call.func, ast.Name) and call.func.id == name
+        for call in calls_awaited_in_line(nodes)
     )
 
 
@@ -262,15 +278,50 @@ def _first_await_is_settled(body: list[ast.stmt], cancelled: set[str], checker: 
 def _awaits_owned_task(awaited: ast.expr, checker: Checker) -> bool:
     """``await self._task`` (or through ``wait_for``/``shield``) as the whole guarded body: the
     object owns that task and may cancel it from another method (``stop()``, ``close()``), so
-    the ``CancelledError`` caught is most often the task's, as in cancel-then-wait."""
+    the ``CancelledError`` caught is most often the task's, as in cancel-then-wait.
+
+    Not when this very function starts the task (binds ``self._task`` before the wait) and the
+    module never cancels it: the function then runs that task in line, and the
+    ``CancelledError`` is its own cancellation passed on to the task.
+    """
     while isinstance(awaited, ast.Call) and awaited.args:
         if checker.ctx.resolve_call(awaited) not in _PASS_THROUGH:
             return False
         awaited = awaited.args[0]
-    return (
+    if not (
         isinstance(awaited, ast.Attribute)
         and isinstance(awaited.value, ast.Name)
         and awaited.value.id in ("self", "cls")
+    ):
+        return False
+    function = checker.function
+    started_here = function is not None and _binds_before(function.node, awaited)
+    return not started_here or _cancels_attribute(awaited.attr, checker)
+
+
+def _binds_before(function: ast.AST, attribute: ast.Attribute) -> bool:
+    """Whether ``function`` assigns ``attribute`` (``self._task = ...``) before that line."""
+    key = ast.dump(attribute.value), attribute.attr
+    for node in walk_shallow(function):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.lineno < attribute.lineno:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and (
+                    (ast.dump(target.value), target.attr) == key
+                ):
+                    return True
+    return False
+
+
+def _cancels_attribute(attribute: str, checker: Checker) -> bool:
+    """Whether the module cancels some ``<x>.<attribute>`` (``self._task.cancel()``, also
+    ``call_soon(self._task.cancel)``)."""
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr == "cancel"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == attribute
+        for node in walk_all(checker.tree)
     )
 
 

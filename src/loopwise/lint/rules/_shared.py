@@ -6,7 +6,7 @@ import ast
 
 from loopwise.lint._runner import Checker
 
-__all__ = ["call_name", "coroutine_callee"]
+__all__ = ["call_name", "coroutine_callee", "in_test_file"]
 
 ASYNCIO_COROUTINE_FUNCTIONS = frozenset(
     {
@@ -40,6 +40,8 @@ _LOOP_COROUTINES = (
     "subprocess_shell",
 )
 
+_TEST_PACKAGES = frozenset({"tests", "test", "testing"})
+
 KNOWN_COROUTINE_METHODS = frozenset(
     [f"{queue}.{method}" for queue in _QUEUES for method in ("put", "get", "join")]
     + [f"asyncio.AbstractEventLoop.{method}" for method in _LOOP_COROUTINES]
@@ -60,6 +62,22 @@ def call_name(call: ast.Call) -> str:
     """The called expression as written, for messages: ``self.fetch``, ``asyncio.sleep``."""
     text = ast.unparse(call.func)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def in_test_file(checker: Checker) -> bool:
+    """Whether the checked file is a test module.
+
+    ``test_*.py``, ``*_test.py``, ``conftest.py``, or a module of a ``tests``/``test``/``testing``
+    package. Judged by the dotted module name, so by where the file sits in its own project,
+    not by the directories above the project.
+    """
+    *packages, stem = checker.ctx.module.name.split(".")
+    return (
+        stem.startswith("test_")
+        or stem.endswith("_test")
+        or stem == "conftest"
+        or any(package in _TEST_PACKAGES for package in packages)
+    )
 
 
 def coroutine_callee(checker: Checker, call: ast.Call) -> bool:

@@ -15,6 +15,10 @@ _FIXTURES = frozenset({"pytest.fixture", "pytest_asyncio.fixture"})
 _BREAKING_VERSION = (3, 14)
 _FEATURE_PROBE_ERRORS = frozenset({"builtins.AttributeError", "builtins.ImportError"})
 _NO_LOOP_ERRORS = frozenset({"builtins.RuntimeError"})
+# What a `try` must use for its ImportError/AttributeError handler to be an old-Python fallback.
+_MODERN_ENTRY_POINTS = frozenset({"asyncio.run", "asyncio.Runner"})
+# Calls by which a RuntimeError handler provides the loop that was missing.
+_LOOP_PROVIDERS = frozenset({"new_event_loop", "set_event_loop"})
 _EXITS = frozenset({"sys.exit", "os._exit", "builtins.exit", "builtins.quit"})
 _SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
@@ -32,10 +36,14 @@ class LegacyLoopEntryPoint(Rule):
     - A compatibility branch that only runs on an old Python: under
       `if sys.version_info < (3, 10):`, in the `else:` of `if sys.version_info >= (3, 10):` (or
       of `if hasattr(asyncio, "run"):`), after such an `if` whose body returns or raises, or in
-      an `except AttributeError:`/`except ImportError:` fallback. The modern path is already
-      there; the legacy one never runs where `get_event_loop()` breaks (3.14).
-    - A call in a `try` that handles the `RuntimeError` raised when there is no loop (say by
-      creating one): the code has chosen to reuse a loop its caller may have set.
+      an `except AttributeError:`/`except ImportError:` fallback of a `try` that uses
+      `asyncio.run` or `asyncio.Runner` (or imports them from `asyncio`). The modern path is
+      already there; the legacy one never runs where `get_event_loop()` breaks (3.14). A
+      fallback for anything else (`try: import uvloop ... except ImportError:`) is flagged.
+    - `loop = asyncio.get_event_loop()` alone in a `try` with an `except RuntimeError:` handler
+      that provides the missing loop (calls `new_event_loop()` or `set_event_loop()`): the code
+      has chosen to reuse a loop its caller may have set, and works on 3.14. A `try` that also
+      runs the loop, or a handler that only reports the error, is flagged.
     - A pytest fixture: a sync fixture runs while the test framework's loop (pytest-asyncio's,
       or one an event-loop fixture set) is current, and drives that loop on purpose so that what
       it creates belongs to the loop the async tests and fixtures use; `asyncio.run()` would
@@ -130,11 +138,58 @@ def _guards(parent: ast.AST, child: ast.AST, checker: Checker) -> bool:
         return (_holds(parent.body, child) and _selects_old(parent.test, checker)) or (
             _holds(parent.orelse, child) and _selects_new(parent.test, checker)
         )
-    if isinstance(parent, ast.ExceptHandler):
-        return _catches(parent, _FEATURE_PROBE_ERRORS, checker)
-    if isinstance(parent, ast.Try | ast.TryStar) and _holds(parent.body, child):
-        return any(_catches(handler, _NO_LOOP_ERRORS, checker) for handler in parent.handlers)
-    return False
+    if not isinstance(parent, ast.Try | ast.TryStar):
+        return False
+    if _holds(parent.body, child):
+        return _only_fetches_loop(parent.body, child, checker) and any(
+            _catches(handler, _NO_LOOP_ERRORS, checker) and _provides_loop(handler)
+            for handler in parent.handlers
+        )
+    return (
+        isinstance(child, ast.ExceptHandler)
+        and _catches(child, _FEATURE_PROBE_ERRORS, checker)
+        and _uses_modern_entry_point(parent.body, checker)
+    )
+
+
+def _only_fetches_loop(body: list[ast.stmt], statement: ast.AST, checker: Checker) -> bool:
+    """Whether ``body`` is just ``statement``, which assigns the ``get_event_loop()`` call."""
+    return (
+        len(body) == 1
+        and isinstance(statement, ast.Assign | ast.AnnAssign)
+        and isinstance(statement.value, ast.Call)
+        and checker.ctx.resolve_call(statement.value) == "asyncio.get_event_loop"
+    )
+
+
+def _provides_loop(handler: ast.ExceptHandler) -> bool:
+    """Whether ``handler`` creates or sets a loop (``new_event_loop()``, ``set_event_loop()``)."""
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute | ast.Name)
+        and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id)
+        in _LOOP_PROVIDERS
+        for node in walk_shallow(handler)
+    )
+
+
+def _uses_modern_entry_point(body: list[ast.stmt], checker: Checker) -> bool:
+    """Whether ``body`` uses ``asyncio.run``/``asyncio.Runner``: it probes for them."""
+    return any(
+        _names_modern_entry_point(node, checker)
+        for statement in body
+        for node in [statement, *walk_shallow(statement)]
+    )
+
+
+def _names_modern_entry_point(node: ast.AST, checker: Checker) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "asyncio" and any(
+            f"asyncio.{alias.name}" in _MODERN_ENTRY_POINTS for alias in node.names
+        )
+    return isinstance(node, ast.Name | ast.Attribute) and (
+        checker.ctx.resolve(node) in _MODERN_ENTRY_POINTS
+    )
 
 
 def _holds(block: ast.AST | list[ast.stmt], node: ast.AST) -> bool:

@@ -21,11 +21,15 @@ class NestedEventLoop(Rule):
     ## What it does not flag
     - A sync function or lambda nested in the coroutine: it may well be handed to a thread.
     - `await helper(...)` where `helper` is a project sync function that starts a loop on some
-      path: its result is awaited, so the coroutine uses it as a factory of awaitables, and that
-      call takes the path that returns one (typically a `run_async=True`-style argument, which
-      may come through `**kwargs`); the loop-starting path serves sync callers. A path that ran
-      a loop to completion and then returned an awaitable would be far-fetched. A direct
-      `await loop.run_until_complete(...)`, and an unawaited call, are still flagged.
+      path and has a `return <value>` that no loop start certainly precedes (none in its own
+      body on the way there, and no call of a project function that starts one on every
+      path; `return _serve(coro, run_async)` passes the choice on). Its result is awaited, so
+      the coroutine uses it as a factory of awaitables, and that call takes the path that
+      returns one (typically a `run_async=True`-style argument, which may come through
+      `**kwargs`); the loop-starting path serves sync callers. A helper whose every return
+      runs a loop first (`return asyncio.run(...)`, `loop.run_until_complete(...)`, a call of
+      another such helper) is flagged even when awaited, and so are a direct
+      `await loop.run_until_complete(...)` and an unawaited call.
     - Test code (the files `test-paths` matches): a nested loop there fails its test with
       "This event loop is already running" the first time the test runs, so the test suite
       already reports it; a finding in tests can only be in code the suite never runs (the one
@@ -73,10 +77,16 @@ class NestedEventLoop(Rule):
         elif (
             callee is not None
             and checker.project.runs_loop(callee)
-            and not isinstance(checker.parent, ast.Await)
+            and not _awaited_factory(node, callee, checker)
         ):
             checker.report(
                 node,
                 f"`{name}()` starts an event loop inside a coroutine: "
                 "await the async code, or run it with `asyncio.to_thread`",
             )
+
+
+def _awaited_factory(node: ast.Call, callee: str, checker: Checker) -> bool:
+    """``await helper(...)`` where ``helper`` has a path that returns without starting a loop:
+    the awaiting caller takes that one (``if run_async: return coro``)."""
+    return isinstance(checker.parent, ast.Await) and checker.project.returns_without_loop(callee)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import ast
-import itertools
 import re
 
-from loopwise.lint._context import walk_shallow
+from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._discard import discarded_value
@@ -33,23 +32,39 @@ class GatherExceptionsDropped(Rule):
     ## What it does not flag
     - `gather()` without `return_exceptions=True` (it raises the first failure), a result that
       is used, and `return_exceptions=` set to anything but a literal true.
-    - Waiting for tasks the function has just ended itself: every awaitable passed is a task
-      it called `.cancel()` (or `.throw(exc)`) on, directly (`task.cancel()`, then
-      `gather(task, ...)`) or in a loop over the collection passed
-      (`for t in tasks: if not t.done(): t.cancel()`, then `gather(*tasks, ...)`). A local
-      list that only ever gets such tasks counts too (`cancelled.append(t)` next to
-      `t.cancel()`), and so do a copy or a filter of a cancelled collection (`list(tasks)`,
-      `(t for t in (self.a, self.b) if t is not None)`). Their `CancelledError` (or the
-      thrown exception) is the expected outcome, not a lost failure. A list that may also hold
-      something else (a parameter, or one an uncancelled task is appended to) is still flagged.
+    - Awaitables whose failures are expected, reported or unimportant; every one passed must
+      be one of these:
+      - a task the function has just ended itself: it called `.cancel()` (or `.throw(exc)`)
+        on it, directly (`task.cancel()`, then `gather(task, ...)`) or in a loop over the
+        collection passed (`for t in tasks: if not t.done(): t.cancel()`, then
+        `gather(*tasks, ...)`). Its `CancelledError` (or the thrown exception) is the expected
+        outcome, not a lost failure;
+      - a task the function gave a done-callback that reads its outcome
+        (`t.add_done_callback(log_failure)`, directly or in such a loop): a lambda, a function
+        or method of the same module (`name`, `self.name`, `partial(name, ...)`) that calls
+        `.exception()` or `.result()`. The callback reports the failure. `tasks.discard` or a
+        callback from another module does not count;
+      - a call that tears something down: a method or function whose name ends with one of
+        the cleanup words below (`conn.close()`, `node.disconnect()`, `self._force_close(c)`),
+        `x.wait_closed()`, or `create_task()`/`ensure_future()` of such a call.
+      A local list that only ever gets such tasks counts too (`cancelled.append(t)` next to
+      `t.cancel()`), and so do a copy or a filter of such a collection (`list(tasks)`,
+      `(t for t in (self.a, self.b) if t is not None)`) and a literal or comprehension of
+      cleanup calls (`*(c.close() for c in conns)`). A list that may also hold something else
+      (a parameter, or one another task is appended to) is still flagged.
     - Best-effort cleanup, where an error from one part must neither stop the rest nor replace
-      the error being handled: a gather in a `finally:` block, in an `except` handler that
-      raises (a bare `raise` or a new exception), or in a function whose name has one of the
-      words `close`, `aclose`, `disconnect`, `shutdown`, `stop`, `cleanup`, `teardown` or
-      `aexit` (`close()`, `disconnect_idle()`, `on_shutdown()`, `asyncTearDown()`,
-      `setup_and_cleanup()`, `__aexit__()`; `disclose()` and `closest()` are not). These are
-      the places where real projects use the idiom on purpose, to wait for everything to end
-      whatever happened; there, losing a teardown error is the intended trade-off.
+      the error being handled: a gather in a `finally:` block, in an `except` handler whose
+      every path ends by raising (its last statement is `raise` or `raise NewError(...)`, and
+      it has no `return`, nor a `break`/`continue` of a loop around the `try`), or in a
+      function whose name ends with one of the words `close`, `aclose`, `disconnect`,
+      `shutdown`, `stop`, `cleanup`, `teardown` or `aexit`, optionally followed by `all`
+      (`close()`, `on_shutdown()`, `graceful_shutdown()`, `close_all()`, `asyncTearDown()`,
+      `setup_and_cleanup()`, `__aexit__()`). A handler that raises only on the last attempt
+      (`if attempt == 2: raise`) is flagged, and so is a function where the word is not the
+      last one (`close_stale_issues()`, `place_stop_orders()`, `handle_stop_command()`) or is
+      part of a longer word (`disclose()`, `closest()`). These are the places where real
+      projects use the idiom on purpose, to wait for everything to end whatever happened;
+      there, losing a teardown error is the intended trade-off.
 
     - Test code (the files `test-paths` matches): a test gathers workers it expects to fail
       (an adversity test), or drains another object's background tasks and then asserts on
@@ -98,7 +113,7 @@ class GatherExceptionsDropped(Rule):
         discard = discarded_value(node, checker)
         if (
             discard is None
-            or _drains_cancelled_tasks(gather, checker)
+            or _outcomes_accounted_for(gather, checker)
             or _best_effort_cleanup(node, checker)
         ):
             return
@@ -139,34 +154,40 @@ def _returns_exceptions(call: ast.Call) -> bool:
     return False
 
 
-def _drains_cancelled_tasks(gather: ast.Call, checker: Checker) -> bool:
-    """Whether ``gather`` only waits for tasks the function has cancelled (the shutdown idiom).
+def _outcomes_accounted_for(gather: ast.Call, checker: Checker) -> bool:
+    """Whether no awaitable ``gather`` waits for can fail in a way anybody would miss.
 
-    ``task.cancel(); await gather(task, return_exceptions=True)`` and ``for t in tasks:
-    t.cancel()`` followed by ``await gather(*tasks, return_exceptions=True)`` only wait for
-    the tasks to finish: their `CancelledError` is the expected outcome, not a lost failure.
+    That is: each one is a task the function ended itself (``task.cancel(); await gather(task,
+    return_exceptions=True)``, the shutdown idiom: its `CancelledError` is the expected
+    outcome), a task given a done-callback that reads its outcome (the callback reports the
+    failure), or a call that tears something down (``conn.close()``: best-effort cleanup).
     """
     function = checker.function
     if function is None or not gather.args:
         return False
-    cancelled = _CancelledTasks(function.node)
+    tasks = _AccountedTasks(function.node, checker)
     return all(
-        cancelled.covers(arg.value) if isinstance(arg, ast.Starred) else cancelled.is_task(arg)
+        tasks.covers(arg.value) or _cleanup_calls(arg.value)
+        if isinstance(arg, ast.Starred)
+        else tasks.is_task(arg) or _is_cleanup_call(arg)
         for arg in gather.args
     )
 
 
-class _CancelledTasks:
-    """What a function cancels, as source texts: tasks (``t``, ``self.a``) and collections of them.
+class _AccountedTasks:
+    """Tasks whose outcome a function accounts for, as source texts (``t``, ``self.a``), and
+    collections of them.
 
-    A task is cancelled when ``.cancel()`` (or ``.throw(exc)``, which cancels with ``exc``) is
-    called on it. A collection is cancelled when a loop or comprehension cancels the name it
-    binds from it (``for t in tasks: t.cancel()``), or when it is a local that only ever gets
-    cancelled tasks: assigned empty or from a cancelled collection, filled by ``append``/``add``
-    of cancelled tasks and ``extend``/``update`` with cancelled collections.
+    A task is accounted for when ``.cancel()`` (or ``.throw(exc)``, which cancels with ``exc``)
+    is called on it, or ``.add_done_callback(cb)`` with a callback that reads the outcome
+    (:func:`_reads_outcome`). A collection is accounted for when a loop or comprehension does
+    that to the name it binds from it (``for t in tasks: t.cancel()``), or when it is a local
+    that only ever gets such tasks: assigned empty or from such a collection, filled by
+    ``append``/``add`` of such tasks and ``extend``/``update`` with such collections.
     """
 
-    def __init__(self, function: ast.AST) -> None:
+    def __init__(self, function: ast.AST, checker: Checker) -> None:
+        self.checker = checker
         self.texts: set[str] = set()
         self.assigned: dict[str, list[ast.expr]] = {}
         self.filled: dict[str, list[tuple[str, ast.expr]]] = {}
@@ -189,13 +210,17 @@ class _CancelledTasks:
                 if isinstance(target, ast.Name) and target.id in self.texts:
                     self._mark(iterable)
             for name in self.filled.keys() | self.assigned.keys():
-                if name not in self.texts and self._holds_only_cancelled(name):
+                if name not in self.texts and self._holds_only_accounted(name):
                     self.texts.add(name)
             if len(self.texts) == known:
                 break
 
     def _method_call(self, method: ast.Attribute, args: list[ast.expr]) -> None:
-        if method.attr in _CANCELLING_METHODS:
+        if method.attr in _CANCELLING_METHODS or (
+            method.attr == "add_done_callback"
+            and args
+            and _reads_outcome(args[0], self.checker.tree)
+        ):
             self.texts.add(ast.unparse(method.value))
         elif method.attr in _FILLING_METHODS and isinstance(method.value, ast.Name) and args:
             self.filled.setdefault(method.value.id, []).append((method.attr, args[0]))
@@ -214,7 +239,7 @@ class _CancelledTasks:
             )
 
     def _mark(self, collection: ast.expr) -> None:
-        """Record that every item of ``collection`` is cancelled (a loop cancelled each)."""
+        """Record that every item of ``collection`` is accounted for (a loop did it to each)."""
         self.texts.add(ast.unparse(collection))
         if isinstance(collection, ast.Tuple | ast.List | ast.Set):
             for item in collection.elts:
@@ -226,8 +251,8 @@ class _CancelledTasks:
         if inner is not None:
             self._mark(inner)
 
-    def _holds_only_cancelled(self, name: str) -> bool:
-        """Whether local ``name`` is a collection that only ever gets cancelled tasks."""
+    def _holds_only_accounted(self, name: str) -> bool:
+        """Whether local ``name`` is a collection that only ever gets accounted-for tasks."""
         if name in self.unfollowed or name not in self.assigned:
             return False  # a parameter, or bound in a way not followed: may hold anything
         fills = self.filled.get(name, [])
@@ -243,7 +268,7 @@ class _CancelledTasks:
         return ast.unparse(node) in self.texts
 
     def covers(self, collection: ast.expr) -> bool:
-        """Whether every item of ``collection`` is a cancelled task."""
+        """Whether every item of ``collection`` is an accounted-for task."""
         if ast.unparse(collection) in self.texts:
             return True
         if isinstance(collection, ast.Tuple | ast.List | ast.Set):
@@ -288,21 +313,71 @@ def _is_empty(node: ast.expr) -> bool:
     )
 
 
+# -- done-callbacks ---------------------------------------------------------------------------
+
+# Calls on a finished task or future that hand over its outcome (and mark the exception as seen).
+_OUTCOME_READS = frozenset({"exception", "result"})
+_PARTIALS = frozenset({"partial"})  # functools.partial(callback, ...) calls `callback`
+
+
+def _reads_outcome(callback: ast.expr, module: ast.Module) -> bool:
+    """Whether done-callback ``callback`` calls ``.exception()`` or ``.result()``.
+
+    The callback is a lambda, a function or method defined in this module (by its name, or
+    ``self.name``/``cls.name``), or ``partial()`` of one. ``tasks.discard`` and callbacks from
+    elsewhere do not count: nothing shows that they report a failure.
+    """
+    if isinstance(callback, ast.Call) and _callee_name(callback) in _PARTIALS and callback.args:
+        return _reads_outcome(callback.args[0], module)
+    if isinstance(callback, ast.Lambda):
+        return _calls_outcome_read(callback.body)
+    if isinstance(callback, ast.Name):
+        name = callback.id
+    elif (
+        isinstance(callback, ast.Attribute)
+        and isinstance(callback.value, ast.Name)
+        and callback.value.id in {"self", "cls"}
+    ):
+        name = callback.attr
+    else:
+        return False
+    return any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name == name
+        and _calls_outcome_read(node)
+        for node in walk_all(module)
+    )
+
+
+def _calls_outcome_read(node: ast.AST) -> bool:
+    return any(
+        isinstance(child, ast.Call)
+        and isinstance(child.func, ast.Attribute)
+        and child.func.attr in _OUTCOME_READS
+        and not child.args
+        for child in ast.walk(node)
+    )
+
+
 # -- best-effort cleanup ---------------------------------------------------------------------
 
-# A function whose name has one of these words (snake_case or camelCase, `tear_down` and
-# `TearDown` alike) tears something down; an error from one part must not stop the rest.
+# A function or method whose name ends with one of these words (snake_case or camelCase,
+# `tear_down` and `TearDown` alike, optionally followed by `all`) tears something down; an
+# error from one part must not stop the rest.
 _CLEANUP_WORDS = frozenset(
     {"close", "aclose", "disconnect", "shutdown", "stop", "cleanup", "teardown", "aexit"}
 )
+_CLEANUP_METHODS = frozenset({"wait_closed"})
+_TASK_STARTERS = frozenset({"create_task", "ensure_future"})
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
 def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
     """Whether ``statement`` is cleanup whose errors are deliberately ignored.
 
-    That is: in a `finally:` block, in an `except` handler that raises (an error from the
-    cleanup would replace the one being handled), or in a function named for tearing down.
+    That is: in a `finally:` block, in an `except` handler that always ends by raising (an
+    error from the cleanup would replace the one being handled), or in a function named for
+    tearing down.
     """
     child = statement
     for parent in reversed(checker.parents):
@@ -312,7 +387,7 @@ def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
             child is final for final in parent.finalbody
         ):
             return True
-        if isinstance(parent, ast.ExceptHandler) and _raises(parent):
+        if isinstance(parent, ast.ExceptHandler) and _always_raises(parent):
             return True
         child = parent
     function = checker.enclosing_function_node()
@@ -321,11 +396,77 @@ def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
     )
 
 
-def _raises(handler: ast.ExceptHandler) -> bool:
-    return any(isinstance(node, ast.Raise) for node in walk_shallow(handler))
+def _always_raises(handler: ast.ExceptHandler) -> bool:
+    """Whether every way through ``handler`` ends in a ``raise``.
+
+    Its last statement raises and nothing in it leaves earlier: no ``return``, and no ``break``
+    or ``continue`` of a loop around the ``try``.
+    """
+    return isinstance(handler.body[-1], ast.Raise) and not _leaves_early(handler.body)
+
+
+def _leaves_early(block: list[ast.stmt], in_loop: bool = False) -> bool:
+    return any(
+        _leaves(node, in_loop) for statement in block for node in _shallow_statements(statement)
+    )
+
+
+def _leaves(node: ast.stmt, in_loop: bool) -> bool:
+    if isinstance(node, ast.Return):
+        return True
+    if isinstance(node, ast.Break | ast.Continue):
+        return not in_loop  # it leaves a loop around the handler
+    if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+        return _leaves_early(node.body, in_loop=True) or _leaves_early(node.orelse, in_loop)
+    return False
+
+
+def _shallow_statements(statement: ast.stmt) -> list[ast.stmt]:
+    """``statement`` and the statements nested in it, down to (not into) loops and scopes."""
+    found = [statement]
+    if isinstance(statement, (ast.For, ast.AsyncFor, ast.While, *_SCOPES)):
+        return found
+    for child in ast.iter_child_nodes(statement):
+        if isinstance(child, ast.stmt):
+            found.extend(_shallow_statements(child))
+        elif isinstance(child, ast.ExceptHandler | ast.match_case):
+            for inner in child.body:
+                found.extend(_shallow_statements(inner))
+    return found
 
 
 def _named_for_cleanup(name: str) -> bool:
     words = [word.lower() for word in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)]
-    joined = {first + second for first, second in itertools.pairwise(words)}
-    return not _CLEANUP_WORDS.isdisjoint({*words, *joined})
+    if len(words) > 1 and words[-1] == "all":  # close_all(), stopAll()
+        words.pop()
+    return bool(words) and (words[-1] in _CLEANUP_WORDS or "".join(words[-2:]) in _CLEANUP_WORDS)
+
+
+def _is_cleanup_call(node: ast.expr) -> bool:
+    """``conn.close()``, ``self._disconnect(node)``, ``create_task(client.aclose())``..."""
+    if not isinstance(node, ast.Call):
+        return False
+    name = _callee_name(node)
+    if name in _TASK_STARTERS and node.args:
+        return _is_cleanup_call(node.args[0])
+    return name is not None and (name in _CLEANUP_METHODS or _named_for_cleanup(name))
+
+
+def _cleanup_calls(collection: ast.expr) -> bool:
+    """Whether every item of ``collection`` (a literal or a comprehension) is a cleanup call."""
+    if isinstance(collection, ast.Tuple | ast.List | ast.Set):
+        return bool(collection.elts) and all(
+            _cleanup_calls(item.value) if isinstance(item, ast.Starred) else _is_cleanup_call(item)
+            for item in collection.elts
+        )
+    if isinstance(collection, ast.ListComp | ast.SetComp | ast.GeneratorExp):
+        return _is_cleanup_call(collection.elt)
+    return False
+
+
+def _callee_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    return None

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from loopwise.lint._project import FunctionInfo, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
-from loopwise.lint.rules._shared import call_name
+from loopwise.lint.rules._shared import call_name, in_test_file
 
 _SESSION_CLASSES = frozenset({"aiohttp.ClientSession", "aiohttp.client.ClientSession"})
 _GATHER = "asyncio.gather"
@@ -51,17 +51,24 @@ class ClientSessionMisuse(Rule):
 
     ## What it does not flag
     Sessions a test makes to examine the session itself, not to talk to a server, where
-    closing them would defeat the test or nothing is left open:
+    closing them would defeat the test or nothing is left open. These are exempt only in a
+    test module (a file named `test_*.py`, `*_test.py` or `conftest.py`, or one in a `tests`,
+    `test` or `testing` package); in application code the same session is a leak:
 
     - a session created inside `with pytest.raises(...)` (the constructor is expected to fail),
       `with pytest.warns(...)` (the warning is what is checked), or a patching block,
-      `with mock.patch(...)`/`patch.object(...)`/`patch.dict(...)`/`mocker.patch(...)`
-      (its I/O is mocked: no connection is opened);
-    - a session the function deletes with `del` (`del session; gc.collect()` tests the
-      "Unclosed client session" finaliser) or whose `closed` attribute it asserts on
-      (`assert not session.closed`, `self.assertFalse(session.closed)`): leaving it open is
-      the point. Merely reading `session.closed` elsewhere (`if session.closed:`) does not
-      count. Such a session made in a loop body is still a session per iteration and flagged.
+      `with mock.patch(...)`/`patch.object(...)`/`patch.multiple(...)`/`mocker.patch(...)`
+      (its I/O is mocked: no connection is opened). `patch.dict(...)` mocks no I/O and does
+      not count;
+    - a session the function deletes with `del` and then collects (`gc.collect()` after the
+      `del`) or checks the warning of (`with pytest.warns(...)`, `assertWarns`): that tests
+      the "Unclosed client session" finaliser. A bare `del session` closes nothing and is
+      flagged;
+    - a session whose `closed` attribute the function asserts on (`assert not
+      session.closed`, `self.assertFalse(session.closed)`): leaving it open is the point.
+      Merely reading `session.closed` elsewhere (`if session.closed:`) does not count.
+
+    Such a session made in a loop body is still a session per iteration and flagged.
 
     ## Why is this bad?
     A `ClientSession` owns a connection pool, a DNS cache and cookie jar. A session per request
@@ -114,7 +121,7 @@ class ClientSessionMisuse(Rule):
             return
         callee = checker.ctx.resolve_call(node)
         if callee in _SESSION_CLASSES:
-            if not _in_test_harness(checker):
+            if not (in_test_file(checker) and _in_test_harness(checker)):
                 _check_session(node, checker)
             return
         info = _project_function(node, callee, checker)
@@ -158,11 +165,9 @@ _HARNESSES = frozenset(
         "unittest.TestCase.assertWarns",
         "unittest.mock.patch",
         "unittest.mock.patch.object",
-        "unittest.mock.patch.dict",
         "unittest.mock.patch.multiple",
         "mock.patch",
         "mock.patch.object",
-        "mock.patch.dict",
         "mock.patch.multiple",
     }
 )
@@ -170,7 +175,6 @@ _HARNESSES = frozenset(
 _MOCKER_PATCHES = (
     "mocker.patch",
     "mocker.patch.object",
-    "mocker.patch.dict",
     "mocker.patch.multiple",
 )
 
@@ -298,17 +302,19 @@ def _fate(node: ast.Call, checker: Checker) -> tuple[str, str]:
         or target.id in function.declared_outer
     ):
         return _KEPT, made
-    return _local_fate(function.node, target.id), f"ClientSession `{target.id}`"
+    testing = in_test_file(checker)
+    return _local_fate(function.node, target.id, testing), f"ClientSession `{target.id}`"
 
 
-def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> str:
+def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str, testing: bool) -> str:
     """``_SCOPED``, ``_LEAKED``, ``_ON_PURPOSE`` or ``_KEPT`` for the session held in the
-    local ``name``."""
+    local ``name``; ``_ON_PURPOSE`` only in a test module (``testing``)."""
     fate = _LEAKED
     for use, parent, nested in _name_uses(function, name):
         if isinstance(use.ctx, ast.Del):
-            # `del session; gc.collect()`: the function hands it to the finaliser on purpose.
-            fate = _ON_PURPOSE if fate == _LEAKED else fate
+            # `del session; gc.collect()`: a test hands it to the finaliser on purpose.
+            if testing and fate == _LEAKED and _tests_finaliser(function, use):
+                fate = _ON_PURPOSE
             continue
         if isinstance(use.ctx, ast.Store):
             continue
@@ -321,7 +327,7 @@ def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> 
             return _SCOPED  # `async with session:`
         elif not isinstance(parent, _INERT_PARENTS):
             fate = _KEPT  # returned, yielded, stored, passed, put in a container, aliased...
-    if fate == _LEAKED and _asserts_closed_state(function, name):
+    if testing and fate == _LEAKED and _asserts_closed_state(function, name):
         return _ON_PURPOSE
     return fate
 
@@ -343,6 +349,35 @@ def _asserts_closed_state(function: ast.FunctionDef | ast.AsyncFunctionDef, name
         if any(_reads_closed(expr, name) for expr in checked):
             return True
     return False
+
+
+def _tests_finaliser(function: ast.FunctionDef | ast.AsyncFunctionDef, deleted: ast.Name) -> bool:
+    """Whether ``function`` collects garbage after ``del`` (``gc.collect()``) or checks the
+    warning the finaliser gives (``with pytest.warns(...)``, ``self.assertWarns(...)``)."""
+    after = (deleted.lineno, deleted.col_offset)
+    for node in _own_nodes(function):
+        if isinstance(node, ast.With | ast.AsyncWith) and any(
+            _checks_warning(item.context_expr) for item in node.items
+        ):
+            return True
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "gc.collect"
+            and (node.lineno, node.col_offset) > after
+        ):
+            return True
+    return False
+
+
+def _checks_warning(expr: ast.expr) -> bool:
+    if not isinstance(expr, ast.Call) or not isinstance(expr.func, ast.Attribute):
+        return False
+    method = expr.func
+    return method.attr == "assertWarns" or (
+        method.attr == "warns"
+        and isinstance(method.value, ast.Name)
+        and method.value.id == "pytest"
+    )
 
 
 def _reads_closed(expr: ast.expr, name: str) -> bool:

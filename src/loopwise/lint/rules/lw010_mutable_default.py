@@ -47,8 +47,11 @@ class MutableDefaultArgument(Rule):
 
     - it mutates it: `append`, `extend`, `insert`, `update`, `setdefault`, `pop`, `clear`, `add`,
       `remove`, `discard`, `sort`, `reverse` and the like, `x[k] = v`, `del x[k]`, `x[k] += 1`,
-      `x += [...]`/`x |= {...}` (in place for every mutable container), or `x[k]` on a
-      `defaultdict` default (a missing key is inserted);
+      `x += [...]`/`x |= {...}` (in place for every mutable container), `x[k]` on a
+      `defaultdict` default (a missing key is inserted), or a standard library function that
+      changes its first argument in place: `heapq.heappush()`, `heappop()`, `heapify()`,
+      `heapreplace()`, `heappushpop()`, `bisect.insort()` (and `_left`/`_right`),
+      `random.shuffle()`, `operator.setitem()`/`delitem()`;
     - it returns or yields it, alone or inside a tuple, list or dict display;
     - it stores it: on an attribute (`self.items = items`), in a container that outlives the call
       (`self.cache[k] = items`, `registry.append(items)`), or in a `global`/`nonlocal` name;
@@ -70,13 +73,15 @@ class MutableDefaultArgument(Rule):
     - a parameter rebound before it could be changed (`items = list(items)`,
       `kwargs = kwargs or {}` for an empty default, the copy in both branches of an `if`);
     - removing or reordering items of an empty default (`pop`, `clear`, `discard`, `sort`,
-      `del x[k]`, `x -= s`...): that changes nothing or raises; whatever filled it first would be
-      reported itself;
+      `del x[k]`, `x -= s`, `heapq.heappop()`, `random.shuffle()`...): that changes nothing or
+      raises; whatever filled it first would be reported itself;
     - storing it in a local container that does not escape (`params["headers"] = headers`);
-    - handing it to code the checker cannot see: a function of another module or library, or
-      a method of an object of unknown type. Whether that code keeps or changes its argument is
-      unknown, and flagging every forwarded default would bring back B006's noise. Nor is a
-      callee's return value followed: `self.x = helper(items)` is not traced through `helper`.
+    - handing it to code the checker cannot see: a function of another module or library
+      (other than the standard library mutators above; `heapq.nsmallest()`, `bisect.bisect()`,
+      `random.choice()` only read), or a method of an object of unknown type. Whether that
+      code keeps or changes its argument is unknown, and flagging every forwarded default
+      would bring back B006's noise. Nor is a callee's return value followed:
+      `self.x = helper(items)` is not traced through `helper`.
     - `@overload` stubs and other bodies that never use the parameter.
 
     Names are resolved: a class of your own that happens to be called `list` is not the builtin.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from enum import Enum
 
-from loopwise.lint._context import walk_shallow
+from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._handler_paths import (
@@ -90,25 +90,34 @@ class CancellationSwallowed(Rule):
       this is the accepted price of the idiom. The same holds when the whole guarded body
       waits for a task the object owns (`await self._task`, also through `wait_for()`,
       `shield()` or `asyncio.timeout()`): its `stop()` or `close()` may cancel that task from
-      another method, as on 21 real projects every such handler did. Awaiting anything else
-      nobody cancelled, or doing more after that wait, is not this idiom: the
-      `CancelledError` is then most likely the current task's;
-    - a handler that ends a coroutine nobody awaits in line: one the project only runs as a
-      task (`create_task(self._reader())`, `asyncio.run(main())`, `gather(...)`, through a
-      variable or a helper that calls `create_task`) or hands over uncalled
-      (`partial(self.handler)`, a callback) and never awaits (matched by name across the
-      project), a nested `async def` (a callback), a decorated one, or a test. `try: while
-      True: ... except asyncio.CancelledError: pass` at the top of a background reader is how
-      most libraries stop one: the task ends "normally" (`task.cancelled()` is false and
-      awaiting it returns instead of raising), which only matters to code that awaits it
-      expecting a `CancelledError`, and its owner, who cancelled it, knows. A loop that goes on
-      after the handler is flagged there too;
-    - `except BaseException`, a bare `except:` or `suppress(BaseException)` in a module that
-      imports trio or anyio: what they catch there may be `trio.Cancelled`, not
-      `asyncio.CancelledError`, and trio and anyio cancel scopes deliver cancellation again at
-      the next checkpoint, so swallowing it once does not keep the task running as it does in
-      asyncio (flake8-async checks those libraries). `except asyncio.CancelledError` is still
-      checked there.
+      another method, as on 21 real projects every such handler did; but not when this very
+      function starts that task (assigns `self._task` before the wait) and nothing in the
+      module cancels it (`self._task.cancel()`): it then runs the task in line, and the
+      `CancelledError` is its own. Awaiting anything else nobody cancelled, or doing more
+      after that wait, is not this idiom: the `CancelledError` is then most likely the
+      current task's;
+    - a handler that ends a coroutine nobody awaits in line: one the project only runs as a task
+      (`create_task(self._reader())`, `asyncio.run(main())`, `gather(...)`, through a variable or a
+      helper that calls `create_task`) or hands over uncalled (`partial(self.handler)`,
+      `router.add_get("/", handler)`, any call but one of a project function that awaits a call of
+      that parameter, as `await with_retries(fetch_page, url)` does) and never awaits (matched by
+      name across the project; a task its creator then awaits itself, `t = create_task(download());
+      await t` or `[await t for t in tasks]`, counts as awaited); a nested `async def` its enclosing
+      function does not await (a callback); a decorated one the project never awaits by name (a
+      registered handler: `@retry` or a timing wrapper on an awaited `fetch_user()` does not hide
+      it); a `test*` function in a test module (`test_*.py`, `*_test.py`, `conftest.py`, or in a
+      `tests`, `test` or `testing` package). `try: while True: ... except asyncio.CancelledError:
+      pass` at the top of a background reader is how most libraries stop one: the task ends
+      "normally" (`task.cancelled()` is false and awaiting it returns instead of raising), which
+      only matters to code that awaits it expecting a `CancelledError`, and its owner, who cancelled
+      it, knows. A loop that goes on after the handler is flagged there too;
+    - `except BaseException`, a bare `except:` or `suppress(BaseException)` in a module that imports
+      trio or anyio and calls no asyncio function (it may import asyncio only to name
+      `asyncio.CancelledError`; one that calls `asyncio.sleep()` or `create_task()` runs on asyncio,
+      whatever anyio helpers it uses): what they catch there may be `trio.Cancelled`, not
+      `asyncio.CancelledError`, and trio and anyio cancel scopes deliver cancellation again at the
+      next checkpoint, so swallowing it once does not keep the task running as it does in asyncio
+      (flake8-async checks those libraries). `except asyncio.CancelledError` is still checked there.
 
     ## Why is this bad?
     Cancellation is how asyncio stops a task: `task.cancel()`, `asyncio.timeout()`,
@@ -258,11 +267,30 @@ def _classify(expr: ast.expr | None, checker: Checker) -> tuple[_Catch, str]:
 
 
 def _other_runtime(checker: Checker) -> bool:
-    """Whether the module imports trio or anyio (a broad handler may catch their Cancelled)."""
-    return any(
-        target is not None and target.split(".")[0] in _OTHER_RUNTIMES
-        for target in checker.ctx.module.imports.values()
-    )
+    """Whether a broad handler may catch trio's or anyio's ``Cancelled`` rather than asyncio's.
+
+    So when the module imports trio or anyio and calls no asyncio function: it may import
+    asyncio only to name ``asyncio.CancelledError``. A module that calls ``asyncio.sleep()`` or
+    ``asyncio.create_task()`` runs on asyncio, whatever anyio helpers it also uses.
+    """
+    imported = checker.ctx.module.imports.values()
+    if not any(_root(target) in _OTHER_RUNTIMES for target in imported):
+        return False
+    return not _runs_on_asyncio(checker)
+
+
+def _root(qualname: str | None) -> str:
+    return (qualname or "").split(".")[0]
+
+
+def _runs_on_asyncio(checker: Checker) -> bool:
+    """Whether the module calls an asyncio function (``asyncio.sleep()``, ``create_task()``)."""
+    for node in walk_all(checker.tree):
+        if isinstance(node, ast.Call):
+            callee = checker.ctx.resolve_call(node) or ""
+            if _root(callee) == "asyncio" and not callee.startswith("asyncio.iscoroutine"):
+                return True
+    return False
 
 
 # -- what the handler does with the exception ----------------------------------------------------
