@@ -15,8 +15,8 @@ import ast
 from collections.abc import Iterable, Iterator
 from enum import Enum
 
+from loopwise.lint._awaits import calls_awaited_in_line
 from loopwise.lint._context import walk_all, walk_shallow
-from loopwise.lint._project import calls_awaited_in_line
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import in_test_file
 
