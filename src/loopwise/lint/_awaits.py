@@ -99,10 +99,22 @@ def _awaiting_helpers(nodes: list[ast.AST]) -> frozenset[str]:
             continue
         if any(
             isinstance(call.func, ast.Name) and call.func.id in params
-            for call in calls_awaited_in_line(list(walk_shallow(node)))
+            for call in _own_awaited_calls(node, makes_tasks)
         ):
             helpers.add(node.name)
     return frozenset(helpers)
+
+
+def _own_awaited_calls(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, makes_tasks: bool
+) -> Iterator[ast.Call]:
+    """The calls ``function`` itself awaits in line: ``await f()`` in its own scope, and the
+    tasks it makes and then awaits."""
+    for node in walk_shallow(function):
+        if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
+            yield _through_wait_for(node.value)
+    if makes_tasks:
+        yield from _tasks_awaited(function)
 
 
 def _awaited(ctx: FileContext, nodes: list[ast.AST]) -> frozenset[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 
-from loopwise.lint._context import walk_shallow
+from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name
 
@@ -165,7 +165,7 @@ def _main_coroutines(tree: ast.Module) -> frozenset[str]:
     if cached is not None and cached[0] is tree:
         return cached[1]
     found = set()
-    for node in ast.walk(tree):
+    for node in walk_all(tree):
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func, first = node.func, node.args[0]
