@@ -10,7 +10,7 @@ and of its functions that await a call of one of their parameters (``return awai
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from loopwise.lint._context import FileContext, walk_shallow
 
@@ -30,17 +30,20 @@ _TASK_STARTERS = frozenset(
 )
 
 
-def _detached(nodes: list[ast.AST]) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+def _detached(
+    nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]]
+) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
     """Names of the functions whose coroutines no caller of ours awaits in line, and hand-overs.
 
     Those run as tasks (``create_task(self._reader())``, also through a variable or through a
     helper that passes its parameter to ``create_task``). The module's ``async def``s handed
     over uncalled (``partial(self.handler)``, ``router.add_get("/", handler)``; not
     ``Kind.handler``, which may be anything) come second, with what they are handed to: the
-    project decides whether that awaits them (see :meth:`Project.detached`).
+    project decides whether that awaits them (see :meth:`Project.detached`). ``nodes``: the
+    module's every node; ``own_nodes``: each function's own (as ``walk_shallow`` yields them).
     """
     async_defs = {node.name for node in nodes if isinstance(node, ast.AsyncFunctionDef)}
-    starters = _TASK_STARTERS | _starter_helpers(nodes)
+    starters = _TASK_STARTERS | _starter_helpers(nodes, own_nodes)
     coroutines: dict[str, set[str]] = {}  # `coro = self._reader()`: coro -> {"_reader"}
     calls: list[ast.Call] = []
     for node in nodes:
@@ -58,6 +61,8 @@ def _detached(nodes: list[ast.AST]) -> tuple[frozenset[str], frozenset[tuple[str
         starts = _last_name(call.func) in starters or any(
             _last_name(argument) in starters for argument in arguments
         )
+        if not starts and not async_defs:
+            continue  # the call neither starts a task nor can hand over an own coroutine
         for argument in arguments:
             if isinstance(argument, ast.Call):
                 if starts:
@@ -74,7 +79,9 @@ def _detached(nodes: list[ast.AST]) -> tuple[frozenset[str], frozenset[tuple[str
     return frozenset(found), frozenset(handed)
 
 
-def _awaiting_helpers(nodes: list[ast.AST]) -> frozenset[str]:
+def _awaiting_helpers(
+    nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]]
+) -> frozenset[str]:
     """Functions that await a call of one of their parameters (``return await fn(*args)``)."""
     helpers: set[str] = set()
     # Cheap filters first: most modules await no bare name and make no task.
@@ -85,7 +92,7 @@ def _awaiting_helpers(nodes: list[ast.AST]) -> frozenset[str]:
         for call in (_through_wait_for(node.value),)
         if isinstance(call.func, ast.Name)
     }
-    makes_tasks = any(_makes_a_task(node) for node in nodes)
+    makes_tasks = _makes_a_task(nodes)
     if not awaited_names and not makes_tasks:
         return frozenset()
     for node in nodes:
@@ -99,25 +106,25 @@ def _awaiting_helpers(nodes: list[ast.AST]) -> frozenset[str]:
             continue
         if any(
             isinstance(call.func, ast.Name) and call.func.id in params
-            for call in _own_awaited_calls(node, makes_tasks)
+            for call in _own_awaited_calls(own_nodes[node], makes_tasks)
         ):
             helpers.add(node.name)
     return frozenset(helpers)
 
 
-def _own_awaited_calls(
-    function: ast.FunctionDef | ast.AsyncFunctionDef, makes_tasks: bool
-) -> Iterator[ast.Call]:
-    """The calls ``function`` itself awaits in line: ``await f()`` in its own scope, and the
-    tasks it makes and then awaits."""
-    for node in walk_shallow(function):
+def _own_awaited_calls(own_nodes: list[ast.AST], makes_tasks: bool) -> Iterator[ast.Call]:
+    """The calls a function itself awaits in line (``own_nodes``: the nodes of its own scope):
+    ``await f()``, and the tasks it makes and then awaits."""
+    for node in own_nodes:
         if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
             yield _through_wait_for(node.value)
     if makes_tasks:
-        yield from _tasks_awaited(function)
+        yield from _tasks_awaited(own_nodes)
 
 
-def _awaited(ctx: FileContext, nodes: list[ast.AST]) -> frozenset[str]:
+def _awaited(
+    ctx: FileContext, nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]]
+) -> frozenset[str]:
     """The functions whose coroutines the module awaits in line.
 
     The qualified name of what resolves (``await helpers.close()``), else the bare name
@@ -125,7 +132,7 @@ def _awaited(ctx: FileContext, nodes: list[ast.AST]) -> frozenset[str]:
     not a caller.
     """
     found = set()
-    for awaited in calls_awaited_in_line(nodes):
+    for awaited in calls_awaited_in_line(nodes, own_nodes):
         if _delegates_to_super(awaited):
             continue
         name = ctx.resolve(awaited.func) or _last_name(awaited.func)
@@ -138,23 +145,32 @@ def _awaited(ctx: FileContext, nodes: list[ast.AST]) -> frozenset[str]:
 _TASK_MAKERS = frozenset({"Task", "create_task", "ensure_future"})
 
 
-def calls_awaited_in_line(nodes: list[ast.AST]) -> Iterator[ast.Call]:
+def calls_awaited_in_line(
+    nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]] | None = None
+) -> Iterator[ast.Call]:
     """The calls among ``nodes`` whose coroutine is awaited in line, so that cancelling the
     awaiter cancels it and whatever it returns the awaiter carries on with.
 
     ``await f()``, ``await asyncio.wait_for(f(), 5)``, and a task a function makes and then
-    awaits itself (see :func:`_tasks_awaited`).
+    awaits itself (see :func:`_tasks_awaited`). ``own_nodes``, when given, has what
+    ``walk_shallow`` yields for each function among ``nodes`` (else it is walked here).
     """
-    makes_tasks = any(_makes_a_task(node) for node in nodes)
+    makes_tasks = _makes_a_task(nodes)
     for node in nodes:
         if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
             yield _through_wait_for(node.value)
         elif makes_tasks and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            yield from _tasks_awaited(node)
+            yield from _tasks_awaited(
+                own_nodes[node] if own_nodes is not None else walk_shallow(node)
+            )
 
 
-def _makes_a_task(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call) and _last_name(node.func) in _TASK_MAKERS
+def _makes_a_task(nodes: list[ast.AST]) -> bool:
+    """Whether one of ``nodes`` is a call that makes a task (the filter runs inline: it sees
+    every node of the module)."""
+    return any(
+        _last_name(node.func) in _TASK_MAKERS for node in nodes if isinstance(node, ast.Call)
+    )
 
 
 def _through_wait_for(call: ast.Call) -> ast.Call:
@@ -164,8 +180,9 @@ def _through_wait_for(call: ast.Call) -> ast.Call:
     return call
 
 
-def _tasks_awaited(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.Call]:
-    """The coroutine calls ``function`` runs as tasks and then awaits directly, never cancelled.
+def _tasks_awaited(own_nodes: Iterable[ast.AST]) -> Iterator[ast.Call]:
+    """The coroutine calls a function runs as tasks and then awaits directly, never cancelled
+    (``own_nodes``: the nodes of its own scope).
 
     ``t = create_task(download()); data = await t``, and ``tasks = [create_task(fetch(u)) for
     u in urls]`` then ``[await t for t in tasks]`` or ``for t in tasks: await t``: cancelling
@@ -176,7 +193,7 @@ def _tasks_awaited(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator
     collections: dict[str, str] = {}  # loop variable -> the local it iterates over
     awaited: set[str] = set()
     cancelled: set[str] = set()
-    for node in walk_shallow(function):
+    for node in own_nodes:
         if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             coroutine = _task_coroutine(node.value)
@@ -240,16 +257,16 @@ def _names_own_coroutine(argument: ast.Name | ast.Attribute, async_defs: set[str
     return argument.id in async_defs
 
 
-def _starter_helpers(nodes: list[ast.AST]) -> set[str]:
+def _starter_helpers(nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]]) -> set[str]:
     """Functions that pass one of their parameters to ``create_task()`` and the like."""
     helpers: set[str] = set()
-    if not any(_starts_a_name(node) for node in nodes):
+    if not _starts_a_name(nodes):
         return helpers  # most modules: no call hands a bare name to a task starter
     for node in nodes:
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         params = {arg.arg for arg in [*node.args.posonlyargs, *node.args.args]}
-        for child in walk_shallow(node):
+        for child in own_nodes[node]:
             if (
                 isinstance(child, ast.Call)
                 and _last_name(child.func) in _TASK_STARTERS
@@ -260,11 +277,12 @@ def _starter_helpers(nodes: list[ast.AST]) -> set[str]:
     return helpers
 
 
-def _starts_a_name(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.Call)
-        and _last_name(node.func) in _TASK_STARTERS
-        and any(isinstance(a, ast.Name) for a in node.args)
+def _starts_a_name(nodes: list[ast.AST]) -> bool:
+    """Whether one of ``nodes`` is a call handing a bare name to a task starter."""
+    return any(
+        _last_name(node.func) in _TASK_STARTERS and any(isinstance(a, ast.Name) for a in node.args)
+        for node in nodes
+        if isinstance(node, ast.Call)
     )
 
 

@@ -4,13 +4,14 @@ What it decides: which names the module's top level binds (imports with their qu
 targets, definitions, other assignments, names bound in more than one way), which names every
 function, lambda and comprehension binds (parameters, assignments, imports, ``global`` and
 ``nonlocal`` declarations) and which nodes bind each of them; also how the walkers step through
-a tree (``child_nodes``, ``walk_shallow`` in one scope, ``walk_all``) and how an import's private
-asyncio module path maps to the public name (``normalize``).
+a tree (``child_nodes``, ``walk_shallow`` in one scope, ``walk_all``, ``walk_by_function``) and
+how an import's private asyncio module path maps to the public name (``normalize``).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,17 +53,65 @@ _NOT_CHILDREN = frozenset(
         "module", "name", "names", "op", "ops", "simple", "type_comment",
     }
 )  # fmt: skip
-_CHILD_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}
+_FIELD_SPEC = re.compile(r"(\w+)([*?]?) (\w+)")
+# Per node type: (field name, whether it holds a list) for each field that may hold child nodes.
+_CHILD_PLANS: dict[type[ast.AST], tuple[tuple[str, bool], ...] | None] = {}
+
+
+def _child_plan(node_type: type[ast.AST]) -> tuple[tuple[str, bool], ...] | None:
+    """Which fields of ``node_type`` hold child nodes, read from its grammar line (the class
+    docstring, ``For(expr target, expr iter, stmt* body, ...)``); None when that cannot be read.
+
+    A field holds nodes when its declared type is a node class; identifiers, strings, ints and
+    constants do not, and neither do the skipped ``ctx``/operator fields.
+    """
+    if not node_type._fields:  # `pass`, `break`, operators, contexts
+        return ()
+    head = (node_type.__doc__ or "").strip().partition("\n")[0]
+    if not head.startswith(f"{node_type.__name__}(") or not head.endswith(")"):
+        return None
+    specs = {name: (kind, suffix) for kind, suffix, name in _FIELD_SPEC.findall(head)}
+    if set(specs) != set(node_type._fields):
+        return None
+    plan = []
+    for name in node_type._fields:
+        kind, suffix = specs[name]
+        declared = getattr(ast, kind, None)
+        is_node = isinstance(declared, type) and issubclass(declared, ast.AST)
+        if is_node and name not in _NOT_CHILDREN:
+            plan.append((name, suffix == "*"))
+    return tuple(plan)
 
 
 def child_nodes(node: ast.AST) -> list[ast.AST]:
     """The direct children of ``node`` worth visiting (no ``ctx``/operator nodes), in order."""
-    fields = _CHILD_FIELDS.get(type(node))
-    if fields is None:
-        fields = tuple(f for f in type(node)._fields if f not in _NOT_CHILDREN)
-        _CHILD_FIELDS[type(node)] = fields
+    node_type = type(node)
+    try:
+        plan = _CHILD_PLANS[node_type]
+    except KeyError:
+        plan = _CHILD_PLANS[node_type] = _child_plan(node_type)
+    if plan is None:
+        return _generic_child_nodes(node)
     children: list[ast.AST] = []
-    for name in fields:
+    for name, is_list in plan:
+        value = getattr(node, name, None)
+        if value is None:
+            continue
+        if not is_list:
+            children.append(value)
+        elif None in value:  # `{**a}` keys, keyword-only parameters without a default
+            children.extend(item for item in value if item is not None)
+        else:
+            children.extend(value)
+    return children
+
+
+def _generic_child_nodes(node: ast.AST) -> list[ast.AST]:
+    """``child_nodes`` for a node type whose grammar line cannot be read: every field checked."""
+    children: list[ast.AST] = []
+    for name in node._fields:
+        if name in _NOT_CHILDREN:
+            continue
         value = getattr(node, name, None)
         if type(value) is list:
             children.extend(item for item in value if isinstance(item, ast.AST))
@@ -88,6 +137,33 @@ def walk_all(node: ast.AST) -> Iterator[ast.AST]:
         child = stack.pop()
         yield child
         stack.extend(child_nodes(child))
+
+
+def walk_by_function(tree: ast.AST) -> tuple[list[ast.AST], dict[ast.AST, list[ast.AST]]]:
+    """``list(walk_all(tree))``, and for each ``def``/``async def`` in it ``list(walk_shallow(f))``.
+
+    One walk instead of one per function; both come in the order those walkers yield them (a
+    function's own nodes are a contiguous stretch of the whole walk, nested scopes left out).
+    """
+    everything: list[ast.AST] = []
+    by_function: dict[ast.AST, list[ast.AST]] = {}
+    stack = child_nodes(tree)
+    owners: list[list[ast.AST] | None] = [None] * len(stack)  # whose own node each one is
+    while stack:
+        node = stack.pop()
+        owner = owners.pop()
+        everything.append(node)
+        if owner is not None:
+            owner.append(node)
+        if isinstance(node, _SCOPE_NODES):  # a nested scope's nodes are not its owner's own
+            owner = None
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                owner = by_function[node] = []
+        children = child_nodes(node)
+        if children:
+            stack += children
+            owners += [owner] * len(children)
+    return everything, by_function
 
 
 def _import_target(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
@@ -286,6 +362,22 @@ _ASSIGNING = (
     ast.NamedExpr,
 )
 
+# Every node type the binder does more with than visit the children: anything else binds nothing.
+_BINDING_NODES = (
+    ast.Name,
+    *_SCOPE_NODES,
+    *_COMPREHENSIONS,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Global,
+    ast.Nonlocal,
+    *_ASSIGNING,
+    ast.ExceptHandler,
+    ast.MatchAs,
+    ast.MatchStar,
+    ast.MatchMapping,
+)
+
 
 class _Binder:
     """One pass over a module recording, for every scope node, the names it binds."""
@@ -314,7 +406,13 @@ class _Binder:
         return inner
 
     def _visit(self, node: ast.AST, current: Bindings) -> None:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        if not isinstance(node, _BINDING_NODES):  # most nodes: only their children to visit
+            for child in child_nodes(node):
+                self._visit(child, current)
+        elif isinstance(node, ast.Name):
+            if not isinstance(node.ctx, ast.Load):
+                current.bound.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             current.bound.add(node.name)
             for decorator in node.decorator_list:
                 self._visit(decorator, current)
@@ -344,9 +442,6 @@ class _Binder:
                 current.imports[bound] = target
         elif isinstance(node, ast.Global | ast.Nonlocal):
             current.declared_outer.update(node.names)
-        elif isinstance(node, ast.Name):
-            if not isinstance(node.ctx, ast.Load):
-                current.bound.add(node.id)
         else:
             if isinstance(node, _ASSIGNING):
                 for assigned in _assignment_targets(node):

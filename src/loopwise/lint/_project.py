@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from loopwise.lint._awaits import _awaited, _awaiting_helpers, _detached
-from loopwise.lint._context import FileContext, walk_all, walk_shallow
+from loopwise.lint._binder import walk_by_function
+from loopwise.lint._context import FileContext, walk_shallow
 
 __all__ = ["ClassInfo", "FunctionInfo", "ModuleSummary", "Project", "summarize"]
 
@@ -95,6 +96,8 @@ def summarize(ctx: FileContext) -> ModuleSummary:
     """Reduce a parsed module to what other modules need to know about it."""
     summary = ModuleSummary(name=ctx.module.name)
     scope = ctx.module
+    # one walk shared by every summary below: the whole module, and each function's own nodes
+    nodes, own_nodes = walk_by_function(ctx.tree)
     for bound, target in scope.imports.items():
         if target is not None and bound not in scope.ambiguous:
             summary.aliases[bound] = target
@@ -102,17 +105,18 @@ def summarize(ctx: FileContext) -> ModuleSummary:
         if name in scope.ambiguous:
             continue
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            summary.functions[name] = _function_info(ctx, node)
+            summary.functions[name] = _function_info(ctx, node, own_nodes[node])
         elif isinstance(node, ast.ClassDef):
-            summary.classes[name] = _class_info(ctx, node)
-    nodes = list(walk_all(ctx.tree))  # one walk shared by the whole-module summaries below
-    summary.detached, summary.handed_over = _detached(nodes)
-    summary.awaited = _awaited(ctx, nodes)
-    summary.awaiting_helpers = _awaiting_helpers(nodes)
+            summary.classes[name] = _class_info(ctx, node, own_nodes)
+    summary.detached, summary.handed_over = _detached(nodes, own_nodes)
+    summary.awaited = _awaited(ctx, nodes, own_nodes)
+    summary.awaiting_helpers = _awaiting_helpers(nodes, own_nodes)
     return summary
 
 
-def _class_info(ctx: FileContext, node: ast.ClassDef) -> ClassInfo:
+def _class_info(
+    ctx: FileContext, node: ast.ClassDef, own_nodes: dict[ast.AST, list[ast.AST]]
+) -> ClassInfo:
     ctx.enter(node)
     try:
         methods: dict[str, FunctionInfo] = {}
@@ -125,7 +129,7 @@ def _class_info(ctx: FileContext, node: ast.ClassDef) -> ClassInfo:
                         conflicting.add(statement.name)
                     if _is_overload_or_property(statement):
                         continue
-                methods[statement.name] = _function_info(ctx, statement)
+                methods[statement.name] = _function_info(ctx, statement, own_nodes[statement])
             elif isinstance(statement, ast.Assign | ast.AnnAssign):
                 targets = (
                     statement.targets if isinstance(statement, ast.Assign) else [statement.target]
@@ -146,7 +150,10 @@ def _is_overload_or_property(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bo
     return bool(names & {"overload", "setter", "getter", "deleter"})
 
 
-def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDef) -> FunctionInfo:
+def _function_info(
+    ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDef, own_nodes: list[ast.AST]
+) -> FunctionInfo:
+    """The facts about ``node``; ``own_nodes``: what ``walk_shallow(node)`` yields."""
     is_async = isinstance(node, ast.AsyncFunctionDef)
     transparent = all(
         (ctx.resolve(d.func if isinstance(d, ast.Call) else d) or "") in _TRANSPARENT_DECORATORS
@@ -159,7 +166,7 @@ def _function_info(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDe
         runs_loop = False
         sessions: list[ast.Call] = []
         loop_free_returns = () if is_async else tuple(_loop_free_returns(ctx, node.body, []))
-        for child in walk_shallow(node):
+        for child in own_nodes:
             if not isinstance(child, ast.Call):
                 continue
             callee = ctx.resolve_call(child)
