@@ -139,6 +139,19 @@ def walk_all(node: ast.AST) -> Iterator[ast.AST]:
         stack.extend(child_nodes(child))
 
 
+def statement_blocks(statement: ast.stmt) -> Iterator[list[ast.stmt]]:
+    """The statement lists nested in ``statement``: bodies, ``else``/``finally`` blocks,
+    ``except`` handlers and ``match`` cases, in source order."""
+    for name in ("body", "orelse", "finalbody"):
+        block = getattr(statement, name, None)
+        if isinstance(block, list):
+            yield block
+    for handler in getattr(statement, "handlers", ()):
+        yield handler.body
+    for case in getattr(statement, "cases", ()):
+        yield case.body
+
+
 def walk_by_function(tree: ast.AST) -> tuple[list[ast.AST], dict[ast.AST, list[ast.AST]]]:
     """``list(walk_all(tree))``, and for each ``def``/``async def`` in it ``list(walk_shallow(f))``.
 

@@ -30,6 +30,7 @@ from loopwise.lint._binder import (
     child_nodes,
     import_bindings,
     normalize,
+    statement_blocks,
     walk_all,
     walk_shallow,
 )
@@ -445,19 +446,8 @@ def _statements(body: list[ast.stmt], *, nested: bool) -> Iterator[tuple[ast.stm
     for statement in body:
         yield statement, nested
         inner = nested or isinstance(statement, _SCOPE_NODES)
-        for block in _blocks(statement):
+        for block in statement_blocks(statement):
             yield from _statements(block, nested=inner)
-
-
-def _blocks(statement: ast.stmt) -> Iterator[list[ast.stmt]]:
-    for name in ("body", "orelse", "finalbody"):
-        block = getattr(statement, name, None)
-        if isinstance(block, list):
-            yield block
-    for handler in getattr(statement, "handlers", ()):
-        yield handler.body
-    for case in getattr(statement, "cases", ()):
-        yield case.body
 
 
 def _self_attributes(target: ast.AST, self_name: str) -> Iterator[ast.Attribute]:

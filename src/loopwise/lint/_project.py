@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from loopwise.lint._awaits import _awaited, _awaiting_helpers, _detached
-from loopwise.lint._binder import walk_by_function
+from loopwise.lint._binder import statement_blocks, walk_by_function
 from loopwise.lint._context import FileContext, walk_shallow
 
 __all__ = ["ClassInfo", "FunctionInfo", "ModuleSummary", "Project", "summarize"]
@@ -213,22 +213,11 @@ def _loop_free_returns(
         if isinstance(statement, _SIMPLE_STATEMENTS):
             ran.append(statement)
         elif not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            for block in _nested_blocks(statement):
+            for block in statement_blocks(statement):
                 yield from _loop_free_returns(ctx, block, ran)
 
 
 _SIMPLE_STATEMENTS = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)
-
-
-def _nested_blocks(statement: ast.stmt) -> Iterator[list[ast.stmt]]:
-    for name in ("body", "orelse", "finalbody"):
-        block = getattr(statement, name, None)
-        if isinstance(block, list):
-            yield block
-    for handler in getattr(statement, "handlers", ()):
-        yield handler.body
-    for case in getattr(statement, "cases", ()):
-        yield case.body
 
 
 def _callees_unless_loop(ctx: FileContext, statements: list[ast.stmt]) -> tuple[str, ...] | None:
@@ -379,6 +368,16 @@ class Project:
         A base class outside the project might define the method, so the search gives up (None)
         when it reaches an unknown base before finding ``name``.
         """
+        for info in self._mro(class_qualname):
+            if info is None:
+                return None
+            if name in info.methods:
+                return info.methods[name]
+        return None
+
+    def _mro(self, class_qualname: str) -> Iterator[ClassInfo | None]:
+        """The project classes along ``class_qualname``'s MRO, breadth first; None (and the
+        end) where a class or a base is not the project's, so it could bind anything."""
         seen: set[str] = set()
         queue = [class_qualname]
         while queue:
@@ -388,40 +387,28 @@ class Project:
             seen.add(current)
             info = self._lookup(current, depth=0)
             if not isinstance(info, ClassInfo):
-                return None
-            if name in info.methods:
-                return info.methods[name]
+                yield None
+                return
+            yield info
             for base in info.bases:
                 if base is None:
-                    return None
+                    yield None
+                    return
                 if base not in ("builtins.object", "typing.Generic", "abc.ABC"):
                     queue.append(base)
-        return None
 
     def attribute_type(self, class_qualname: str, name: str) -> str | None:
         """The type of attribute ``name`` of a project class's instances, found along its MRO.
 
         None when unknown, also when a base class outside the project might bind it.
         """
-        seen: set[str] = set()
-        queue = [class_qualname]
-        while queue:
-            current = self.canonical(queue.pop(0))
-            if current in seen:
-                continue
-            seen.add(current)
-            info = self._lookup(current, depth=0)
-            if not isinstance(info, ClassInfo):
+        for info in self._mro(class_qualname):
+            if info is None:
                 return None
             if name in info.attributes:  # properties included
                 return info.attributes[name]
             if name in info.methods:
                 return None
-            for base in info.bases:
-                if base is None:
-                    return None
-                if base not in ("builtins.object", "typing.Generic", "abc.ABC"):
-                    queue.append(base)
         return None
 
     def runs_loop(self, qualname: str) -> bool:
