@@ -180,13 +180,16 @@ def fetch(name: str, version: str, cache: Path, index: str, pinned: dict[str, st
     if root.is_dir() and record.is_file():
         meta = json.loads(record.read_text())
         return Project(name, version, meta["archive"], meta["sha256"], root)
-    file = pick_file(index_files(index, name), name, version)
-    filename = str(file["filename"])
-    hashes = file.get("hashes")
-    expected = pinned.get(name) or (hashes.get("sha256") if isinstance(hashes, dict) else None)
-    print(f"downloading {filename} ...", file=sys.stderr)
-    archive = archives / filename
-    sha256 = download(str(file["url"]), archive, expected)
+    try:
+        file = pick_file(index_files(index, name), name, version)
+        filename = str(file["filename"])
+        hashes = file.get("hashes")
+        expected = pinned.get(name) or (hashes.get("sha256") if isinstance(hashes, dict) else None)
+        print(f"downloading {filename} ...", file=sys.stderr)
+        archive = archives / filename
+        sha256 = download(str(file["url"]), archive, expected)
+    except (OSError, ValueError, KeyError) as exc:  # network, HTTP, or a reply not as expected
+        raise SystemExit(f"ecosystem: cannot fetch {name} {version} from {index}: {exc}") from None
     if root.exists():
         shutil.rmtree(root)
     unpack(archive, root)
