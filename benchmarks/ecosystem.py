@@ -476,9 +476,10 @@ def precision_markdown(
         f" | **{overall}** |"
     )
     text = (
-        f"Findings of the default rules on {projects} asyncio projects from the package index"
-        " (pinned in `benchmarks/ecosystem/findings.json`), and a review of a random sample of"
-        " them (`benchmarks/ecosystem/review.jsonl`): *true* is a real instance the project's"
+        f"Findings of every rule on {projects} asyncio projects from the package index"
+        " (pinned in `benchmarks/ecosystem/findings.json`), and their review"
+        " (`benchmarks/ecosystem/review.jsonl`: every finding, or a random sample of at least"
+        f" {SAMPLE_PER_RULE} a rule): *true* is a real instance the project's"
         " maintainers would want to fix, *false* is wrong, *noise* matches the rule's letter but"
         " nobody would act on it. Precision is true / labelled: noise counts against it."
         " Opt-in rules are measured too (the check selects every rule) and left out of the"
