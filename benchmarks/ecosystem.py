@@ -244,7 +244,9 @@ def all_rules() -> tuple[Any, ...]:
 
 
 def opt_in_codes() -> frozenset[str]:
-    return frozenset(rule.code for rule in all_rules() if not rule.default)
+    from loopwise.lint._api import OPT_IN
+
+    return OPT_IN
 
 
 def check(
@@ -489,12 +491,13 @@ def precision_markdown(
 
 
 def replace_block(path: Path, block: str) -> None:
-    from loopwise.lint._docs import PRECISION_END, PRECISION_START
+    from loopwise.lint._docs import precision_block
 
     text = path.read_text(encoding="utf-8")
-    start = text.index(PRECISION_START)
-    end = text.index(PRECISION_END, start) + len(PRECISION_END)
-    path.write_text(text[:start] + block + text[end:], encoding="utf-8")
+    old = precision_block(text)
+    if not old:
+        raise SystemExit(f"ecosystem: {path} has no precision table markers")
+    path.write_text(text.replace(old, block, 1), encoding="utf-8")
 
 
 def snapshot_markdown(document: Path) -> str:

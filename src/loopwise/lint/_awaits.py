@@ -80,9 +80,12 @@ def _detached(
 
 
 def _awaiting_helpers(
-    nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]]
+    nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]], makes_tasks: bool
 ) -> frozenset[str]:
-    """Functions that await a call of one of their parameters (``return await fn(*args)``)."""
+    """Functions that await a call of one of their parameters (``return await fn(*args)``).
+
+    ``makes_tasks``: what :func:`_makes_a_task` says of ``nodes``.
+    """
     helpers: set[str] = set()
     # Cheap filters first: most modules await no bare name and make no task.
     awaited_names = {
@@ -92,7 +95,6 @@ def _awaiting_helpers(
         for call in (_through_wait_for(node.value),)
         if isinstance(call.func, ast.Name)
     }
-    makes_tasks = _makes_a_task(nodes)
     if not awaited_names and not makes_tasks:
         return frozenset()
     for node in nodes:
@@ -123,16 +125,19 @@ def _own_awaited_calls(own_nodes: list[ast.AST], makes_tasks: bool) -> Iterator[
 
 
 def _awaited(
-    ctx: FileContext, nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]]
+    ctx: FileContext,
+    nodes: list[ast.AST],
+    own_nodes: Mapping[ast.AST, list[ast.AST]],
+    makes_tasks: bool,
 ) -> frozenset[str]:
     """The functions whose coroutines the module awaits in line.
 
     The qualified name of what resolves (``await helpers.close()``), else the bare name
     (``await self.close()``: "close"). An override delegating (``await super().close()``) is
-    not a caller.
+    not a caller. ``makes_tasks``: what :func:`_makes_a_task` says of ``nodes``.
     """
     found = set()
-    for awaited in calls_awaited_in_line(nodes, own_nodes):
+    for awaited in calls_awaited_in_line(nodes, own_nodes, makes_tasks):
         if _delegates_to_super(awaited):
             continue
         name = ctx.resolve(awaited.func) or _last_name(awaited.func)
@@ -146,16 +151,20 @@ _TASK_MAKERS = frozenset({"Task", "create_task", "ensure_future"})
 
 
 def calls_awaited_in_line(
-    nodes: list[ast.AST], own_nodes: Mapping[ast.AST, list[ast.AST]] | None = None
+    nodes: list[ast.AST],
+    own_nodes: Mapping[ast.AST, list[ast.AST]] | None = None,
+    makes_tasks: bool | None = None,
 ) -> Iterator[ast.Call]:
     """The calls among ``nodes`` whose coroutine is awaited in line, so that cancelling the
     awaiter cancels it and whatever it returns the awaiter carries on with.
 
     ``await f()``, ``await asyncio.wait_for(f(), 5)``, and a task a function makes and then
     awaits itself (see :func:`_tasks_awaited`). ``own_nodes``, when given, has what
-    ``walk_shallow`` yields for each function among ``nodes`` (else it is walked here).
+    ``walk_shallow`` yields for each function among ``nodes`` (else it is walked here);
+    ``makes_tasks``, what :func:`_makes_a_task` says of ``nodes`` (else it is computed here).
     """
-    makes_tasks = _makes_a_task(nodes)
+    if makes_tasks is None:
+        makes_tasks = _makes_a_task(nodes)
     for node in nodes:
         if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
             yield _through_wait_for(node.value)

@@ -343,7 +343,7 @@ def _param_names(args: ast.arguments) -> list[ast.arg]:
 _TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod"})
 
 
-def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> set[str]:
     names = set()
     for decorator in node.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator

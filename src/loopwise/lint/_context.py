@@ -99,14 +99,7 @@ class FileContext(_ValueTypes):
             self.classes.append(node)
             self._owners.append(node)
             return
-        found = self.bindings.get(node) or Bindings()
-        scope = Scope(
-            node=node,
-            imports=found.imports,
-            bound=found.bound,
-            declared_outer=found.declared_outer,
-            _bindings=found.nodes,
-        )
+        scope = self._new_scope(node)
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             self._mark_method(scope, node)
         self.scopes.append(scope)
@@ -119,13 +112,24 @@ class FileContext(_ValueTypes):
         else:
             self.scopes.pop()
 
+    def _new_scope(self, node: ast.AST) -> Scope:
+        """A scope for ``node`` holding what the binder found it binds."""
+        found = self.bindings.get(node) or Bindings()
+        return Scope(
+            node=node,
+            imports=found.imports,
+            bound=found.bound,
+            declared_outer=found.declared_outer,
+            _bindings=found.nodes,
+        )
+
     def _mark_method(self, scope: Scope, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         if self._direct_class_of(node) is None:
             return
-        positional = [*node.args.posonlyargs, *node.args.args]
-        if "staticmethod" not in _decorator_names(node) and positional:
+        self_name = _self_parameter(node)
+        if self_name is not None:
             scope.class_qualname = self.class_qualname()
-            scope.self_name = positional[0].arg
+            scope.self_name = self_name
 
     def _direct_class_of(self, node: ast.AST) -> ast.ClassDef | None:
         """The class whose body defines ``node`` directly (the walker entered it last)."""
@@ -344,14 +348,7 @@ class FileContext(_ValueTypes):
     def _method_scope(self, method: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str) -> Scope:
         scope = self._method_scopes.get(method)
         if scope is None:
-            found = self.bindings.get(method) or Bindings()
-            scope = Scope(
-                node=method,
-                imports=found.imports,
-                bound=found.bound,
-                declared_outer=found.declared_outer,
-                _bindings=found.nodes,
-            )
+            scope = self._new_scope(method)
             self_name = _self_parameter(method)
             if self_name is not None:
                 scope.class_qualname = qualname

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from loopwise.lint._awaits import _awaited, _awaiting_helpers, _detached
+from loopwise.lint._awaits import _awaited, _awaiting_helpers, _detached, _makes_a_task
 from loopwise.lint._binder import statement_blocks, walk_by_function
 from loopwise.lint._context import FileContext, walk_shallow
 
@@ -109,8 +109,9 @@ def summarize(ctx: FileContext) -> ModuleSummary:
         elif isinstance(node, ast.ClassDef):
             summary.classes[name] = _class_info(ctx, node, own_nodes)
     summary.detached, summary.handed_over = _detached(nodes, own_nodes)
-    summary.awaited = _awaited(ctx, nodes, own_nodes)
-    summary.awaiting_helpers = _awaiting_helpers(nodes, own_nodes)
+    makes_tasks = _makes_a_task(nodes)
+    summary.awaited = _awaited(ctx, nodes, own_nodes, makes_tasks)
+    summary.awaiting_helpers = _awaiting_helpers(nodes, own_nodes, makes_tasks)
     return summary
 
 

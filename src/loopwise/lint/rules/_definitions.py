@@ -12,8 +12,9 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from loopwise.lint._binder import _SCOPE_NODES
+
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 _Function = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
 
 
@@ -116,39 +117,6 @@ def _parameter_for(
     return keyword if keyword in names else None
 
 
-def _has_decorator(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, name: str) -> bool:
-    for decorator in node.decorator_list:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if isinstance(target, ast.Name) and target.id == name:
-            return True
-        if isinstance(target, ast.Attribute) and target.attr == name:
-            return True
-    return False
-
-
-def _is_super_call(node: ast.expr) -> bool:
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "super"
-        and not node.args
-    )
-
-
-def _parameter_names(args: ast.arguments) -> frozenset[str]:
-    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
-    return frozenset(arg.arg for arg in every if arg is not None)
-
-
-def _self_name(function: _Function, cls: ast.ClassDef | None) -> str | None:
-    if cls is None or not isinstance(function, _FUNCTIONS):
-        return None
-    if _has_decorator(function, "staticmethod"):
-        return None
-    positional = [*function.args.posonlyargs, *function.args.args]
-    return positional[0].arg if positional else None
-
-
 def _scope_nodes(function: _Function) -> Iterator[ast.AST]:
     """The nodes of ``function``'s own scope (not those of nested functions and classes)."""
     stack: list[ast.AST] = (
@@ -157,7 +125,7 @@ def _scope_nodes(function: _Function) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, _SCOPES):
+        if not isinstance(node, _SCOPE_NODES):
             stack.extend(ast.iter_child_nodes(node))
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from loopwise.lint._binder import _decorator_names, _param_names
+from loopwise.lint._context import _self_parameter
 from loopwise.lint.rules._containers import (
     _AUGMENTED,
     _MUTATING_FUNCTIONS,
@@ -27,14 +29,11 @@ from loopwise.lint.rules._definitions import (
     _declared_outer,
     _Function,
     _function_imports,
-    _has_decorator,
-    _is_super_call,
     _local_names,
     _Module,
     _parameter_for,
-    _parameter_names,
-    _self_name,
 )
+from loopwise.lint.rules._shared import _is_super_call
 
 _MAX_CALL_DEPTH = 3
 
@@ -72,10 +71,14 @@ class _Tracker:
     self_name: str | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parameters = _parameter_names(self.function.args)
+        self.parameters = frozenset(arg.arg for arg in _param_names(self.function.args))
         self.outer = _declared_outer(self.function)
         self.locals = _local_names(self.function) - frozenset(self.outer)
-        self.self_name = _self_name(self.function, self.cls)
+        self.self_name = (
+            _self_parameter(self.function)
+            if self.cls is not None and isinstance(self.function, _FUNCTIONS)
+            else None
+        )
 
     def first_escape(self, live: _Live | None = None) -> _Escape | None:
         """The first place the default is changed or escapes, following ``live`` names."""
@@ -421,7 +424,7 @@ class _Tracker:
                 init = self.module.method(cls, "__init__")
                 if init is not None:
                     callees.append(_Callee(init[0], init[1], 1, label))
-                elif _has_decorator(cls, "dataclass"):
+                elif "dataclass" in _decorator_names(cls):
                     callees.append(_Callee(None, cls, 0, label))
             return callees
         if not isinstance(func, ast.Attribute) or self.cls is None:
@@ -435,7 +438,7 @@ class _Tracker:
         if found is None:
             return []
         function, cls = found
-        skipped = 0 if _has_decorator(function, "staticmethod") else 1
+        skipped = 0 if "staticmethod" in _decorator_names(function) else 1
         return [_Callee(function, cls, skipped, label)]
 
     # -- values --------------------------------------------------------------------------

@@ -16,13 +16,13 @@ from collections.abc import Iterable, Iterator
 from enum import Enum
 
 from loopwise.lint._awaits import calls_awaited_in_line
+from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._context import walk_all, walk_shallow
-from loopwise.lint._runner import Checker
+from loopwise.lint._runner import Checker, _in_list
 from loopwise.lint.rules._shared import in_test_file
 
 _AWAIT_POINTS = (ast.Await, ast.AsyncFor, ast.AsyncWith)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _TIMEOUTS = frozenset({"asyncio.timeout", "asyncio.timeout_at"})
 _PASS_THROUGH = frozenset({"asyncio.wait_for", "asyncio.shield"})
 # Settling a future before awaiting it: cancelling it, or setting its exception.
@@ -135,7 +135,7 @@ def _ancestors(node: ast.stmt, checker: Checker) -> list[ast.AST]:
     chain: list[ast.AST] = [node]
     for parent in reversed(checker.parents):
         chain.append(parent)
-        if isinstance(parent, _FUNCTIONS):
+        if isinstance(parent, _SCOPE_NODES):
             break
     return chain
 
@@ -178,10 +178,6 @@ def _loop_follows(child: ast.AST, parent: ast.AST) -> bool:
             for node in (statement, *walk_shallow(statement))
         )
     return False
-
-
-def _in_list(node: ast.AST, nodes: list[ast.stmt]) -> bool:
-    return any(item is node for item in nodes)
 
 
 def _caller_goes_on(checker: Checker) -> str | None:

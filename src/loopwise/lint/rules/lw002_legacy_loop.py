@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._awaits import _last_name
+from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._context import walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
@@ -20,7 +22,6 @@ _MODERN_ENTRY_POINTS = frozenset({"asyncio.run", "asyncio.Runner"})
 # Calls by which a RuntimeError handler provides the loop that was missing.
 _LOOP_PROVIDERS = frozenset({"new_event_loop", "set_event_loop"})
 _EXITS = frozenset({"sys.exit", "os._exit", "builtins.exit", "builtins.quit"})
-_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
 class LegacyLoopEntryPoint(Rule):
@@ -165,10 +166,7 @@ def _only_fetches_loop(body: list[ast.stmt], statement: ast.AST, checker: Checke
 def _provides_loop(handler: ast.ExceptHandler) -> bool:
     """Whether ``handler`` creates or sets a loop (``new_event_loop()``, ``set_event_loop()``)."""
     return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute | ast.Name)
-        and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id)
-        in _LOOP_PROVIDERS
+        isinstance(node, ast.Call) and _last_name(node.func) in _LOOP_PROVIDERS
         for node in walk_shallow(handler)
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import re
 
+from loopwise.lint._awaits import _last_name
+from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
@@ -327,7 +329,7 @@ def _reads_outcome(callback: ast.expr, module: ast.Module) -> bool:
     ``self.name``/``cls.name``), or ``partial()`` of one. ``tasks.discard`` and callbacks from
     elsewhere do not count: nothing shows that they report a failure.
     """
-    if isinstance(callback, ast.Call) and _callee_name(callback) in _PARTIALS and callback.args:
+    if isinstance(callback, ast.Call) and _last_name(callback.func) in _PARTIALS and callback.args:
         return _reads_outcome(callback.args[0], module)
     if isinstance(callback, ast.Lambda):
         return _calls_outcome_read(callback.body)
@@ -369,7 +371,6 @@ _CLEANUP_WORDS = frozenset(
 )
 _CLEANUP_METHODS = frozenset({"wait_closed"})
 _TASK_STARTERS = frozenset({"create_task", "ensure_future"})
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
 def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
@@ -381,7 +382,7 @@ def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
     """
     child = statement
     for parent in reversed(checker.parents):
-        if isinstance(parent, _SCOPES):
+        if isinstance(parent, _SCOPE_NODES):
             break
         if isinstance(parent, ast.Try | ast.TryStar) and any(
             child is final for final in parent.finalbody
@@ -424,7 +425,7 @@ def _leaves(node: ast.stmt, in_loop: bool) -> bool:
 def _shallow_statements(statement: ast.stmt) -> list[ast.stmt]:
     """``statement`` and the statements nested in it, down to (not into) loops and scopes."""
     found = [statement]
-    if isinstance(statement, (ast.For, ast.AsyncFor, ast.While, *_SCOPES)):
+    if isinstance(statement, (ast.For, ast.AsyncFor, ast.While, *_SCOPE_NODES)):
         return found
     for child in ast.iter_child_nodes(statement):
         if isinstance(child, ast.stmt):
@@ -446,7 +447,7 @@ def _is_cleanup_call(node: ast.expr) -> bool:
     """``conn.close()``, ``self._disconnect(node)``, ``create_task(client.aclose())``..."""
     if not isinstance(node, ast.Call):
         return False
-    name = _callee_name(node)
+    name = _last_name(node.func)
     if name in _TASK_STARTERS and node.args:
         return _is_cleanup_call(node.args[0])
     return name is not None and (name in _CLEANUP_METHODS or _named_for_cleanup(name))
@@ -462,11 +463,3 @@ def _cleanup_calls(collection: ast.expr) -> bool:
     if isinstance(collection, ast.ListComp | ast.SetComp | ast.GeneratorExp):
         return _is_cleanup_call(collection.elt)
     return False
-
-
-def _callee_name(call: ast.Call) -> str | None:
-    if isinstance(call.func, ast.Attribute):
-        return call.func.attr
-    if isinstance(call.func, ast.Name):
-        return call.func.id
-    return None

@@ -6,15 +6,16 @@ import ast
 import weakref
 from collections.abc import Iterator
 
+from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._project import FunctionInfo, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
+from loopwise.lint.rules._definitions import _scope_nodes
 from loopwise.lint.rules._shared import call_name, in_test_file
 
 _SESSION_CLASSES = frozenset({"aiohttp.ClientSession", "aiohttp.client.ClientSession"})
 _GATHER = "asyncio.gather"
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _CLOSERS = frozenset({"close", "__aexit__"})
@@ -237,7 +238,7 @@ def _repeated_by(checker: Checker, node: ast.AST) -> str | None:
     child = node
     from_iterable = False
     for parent in reversed(checker.parents):
-        if isinstance(parent, _SCOPES):
+        if isinstance(parent, _SCOPE_NODES):
             return None
         if isinstance(parent, _LOOPS) and any(item is child for item in parent.body):
             return "a loop"
@@ -335,7 +336,7 @@ def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str, tes
 def _asserts_closed_state(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
     """Whether ``function`` asserts on ``name.closed`` (``assert not session.closed``,
     ``self.assertFalse(session.closed)``): a test of the session's own lifecycle."""
-    for node in _own_nodes(function):
+    for node in _scope_nodes(function):
         if isinstance(node, ast.Assert):
             checked: list[ast.expr] = [node.test]
         elif (
@@ -355,7 +356,7 @@ def _tests_finaliser(function: ast.FunctionDef | ast.AsyncFunctionDef, deleted: 
     """Whether ``function`` collects garbage after ``del`` (``gc.collect()``) or checks the
     warning the finaliser gives (``with pytest.warns(...)``, ``self.assertWarns(...)``)."""
     after = (deleted.lineno, deleted.col_offset)
-    for node in _own_nodes(function):
+    for node in _scope_nodes(function):
         if isinstance(node, ast.With | ast.AsyncWith) and any(
             _checks_warning(item.context_expr) for item in node.items
         ):
@@ -390,16 +391,6 @@ def _reads_closed(expr: ast.expr, name: str) -> bool:
     )
 
 
-def _own_nodes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AST]:
-    """The nodes of ``function``'s body, without those of nested functions, lambdas, classes."""
-    stack: list[ast.AST] = list(function.body)
-    while stack:
-        node = stack.pop()
-        yield node
-        if not isinstance(node, _SCOPES):
-            stack.extend(ast.iter_child_nodes(node))
-
-
 def _name_uses(
     function: ast.FunctionDef | ast.AsyncFunctionDef, name: str
 ) -> Iterator[tuple[ast.Name, ast.AST, bool]]:
@@ -414,5 +405,5 @@ def _name_uses(
             if node.id == name:
                 yield node, parent, nested
             continue
-        inner = nested or isinstance(node, _SCOPES)
+        inner = nested or isinstance(node, _SCOPE_NODES)
         stack.extend((child, node, inner) for child in ast.iter_child_nodes(node))

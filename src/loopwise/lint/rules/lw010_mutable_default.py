@@ -5,9 +5,10 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
+from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
-from loopwise.lint.rules._definitions import _SCOPES, _Module
+from loopwise.lint.rules._definitions import _Module
 from loopwise.lint.rules._escape import _Escape, _Tracker
 
 _DISPLAY_KINDS: dict[type[ast.AST], str] = {
@@ -227,7 +228,7 @@ def _class_body_nodes(cls: ast.ClassDef) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, _SCOPES):
+        if not isinstance(node, _SCOPE_NODES):
             stack.extend(ast.iter_child_nodes(node))
 
 
