@@ -166,7 +166,7 @@ def _function_info(
         calls: list[str] = []
         runs_loop = False
         sessions: list[ast.Call] = []
-        loop_free_returns = () if is_async else tuple(_loop_free_returns(ctx, node.body, []))
+        loop_free_returns = () if is_async else tuple(_loop_free_returns(node.body, _Ran(ctx)))
         for child in own_nodes:
             if not isinstance(child, ast.Call):
                 continue
@@ -197,45 +197,77 @@ def _function_info(
     )
 
 
-def _loop_free_returns(
-    ctx: FileContext, body: list[ast.stmt], before: list[ast.stmt]
-) -> Iterator[tuple[str, ...]]:
+def _loop_free_returns(body: list[ast.stmt], before: _Ran) -> Iterator[tuple[str, ...]]:
     """The callees on the way to each ``return <value>`` in ``body`` that no direct loop start
     certainly precedes. ``before``: the simple statements that surely ran before ``body``."""
-    ran = list(before)
+    ran = _Ran(before.ctx, before)
     for statement in body:
         if isinstance(statement, ast.Return):
             value = statement.value
             if value is not None and not isinstance(value, ast.Constant):
-                callees = _callees_unless_loop(ctx, [*ran, statement])
+                ran.statements.append(statement)
+                callees = ran.callees()
                 if callees is not None:
-                    yield callees
+                    yield tuple(sorted(callees))
             return
         if isinstance(statement, _SIMPLE_STATEMENTS):
-            ran.append(statement)
+            ran.statements.append(statement)
         elif not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             for block in statement_blocks(statement):
-                yield from _loop_free_returns(ctx, block, ran)
+                yield from _loop_free_returns(block, ran)
 
 
 _SIMPLE_STATEMENTS = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)
 
 
-def _callees_unless_loop(ctx: FileContext, statements: list[ast.stmt]) -> tuple[str, ...] | None:
-    """The qualified names ``statements`` call, or None when one of them starts a loop."""
-    callees: set[str] = set()
-    for statement in statements:
-        for node in walk_shallow(statement):
-            if not isinstance(node, ast.Call):
-                continue
-            callee = ctx.resolve_call(node)
-            if callee in _LOOP_RUNNERS or (
-                isinstance(node.func, ast.Attribute) and node.func.attr == "run_until_complete"
-            ):
+class _Ran:
+    """The simple statements that surely ran before a point of a function: those of one block
+    (``statements``) after those of the enclosing blocks (``outer``).
+
+    Their callees are walked only when a return needs them, and each statement only once: a
+    block that asks folds the enclosing blocks' statements into theirs first. An enclosing
+    block gains no statements while a nested one is being read, so what it has folded holds.
+    """
+
+    def __init__(self, ctx: FileContext, outer: _Ran | None = None) -> None:
+        self.ctx = ctx
+        self.outer = outer
+        self.statements: list[ast.stmt] = []
+        self._folded: set[str] | None = None  # the callees of the statements walked so far
+        self._walked = 0  # how many of ``statements`` are in ``_folded``
+        self._starts_loop = False
+
+    def callees(self) -> set[str] | None:
+        """The qualified names the statements call, or None when one of them starts a loop."""
+        if self._starts_loop:
+            return None
+        if self._folded is None:
+            inherited = self.outer.callees() if self.outer is not None else set()
+            if inherited is None:
+                self._starts_loop = True
                 return None
-            if callee is not None:
-                callees.add(callee)
-    return tuple(sorted(callees))
+            self._folded = set(inherited)
+        for statement in self.statements[self._walked :]:
+            self._walked += 1
+            if not _add_callees_unless_loop(self.ctx, statement, self._folded):
+                self._starts_loop = True
+                return None
+        return self._folded
+
+
+def _add_callees_unless_loop(ctx: FileContext, statement: ast.stmt, callees: set[str]) -> bool:
+    """Add the qualified names ``statement`` calls to ``callees``; False when it starts a loop."""
+    for node in walk_shallow(statement):
+        if not isinstance(node, ast.Call):
+            continue
+        callee = ctx.resolve_call(node)
+        if callee in _LOOP_RUNNERS or (
+            isinstance(node.func, ast.Attribute) and node.func.attr == "run_until_complete"
+        ):
+            return False
+        if callee is not None:
+            callees.add(callee)
+    return True
 
 
 def _session_per_call(node: ast.AST, params: list[ast.arg], sessions: list[ast.Call]) -> bool:

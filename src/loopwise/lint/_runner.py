@@ -6,8 +6,9 @@ import ast
 import re
 import tokenize
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from loopwise.lint._context import Bindings, FileContext, Scope, child_nodes
 from loopwise.lint._finding import Finding
@@ -24,6 +25,8 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -101,6 +104,7 @@ class Checker:
         self.parents: list[ast.AST] = []
         self.findings: list[Finding] = []
         self._rule: Rule | None = None
+        self._per_module: dict[Callable[[ast.Module], object], object] = {}
         self._dispatch: dict[type[ast.AST], list[Rule]] = {}
         self._scope_dispatch: dict[type[ast.AST], list[Rule]] = {}
         for rule in rules:
@@ -121,6 +125,17 @@ class Checker:
         self.findings.append(
             Finding(self.path, line, column, rule_code, message, end_line, end_column)
         )
+
+    def per_module(self, scan: Callable[[ast.Module], _T]) -> _T:
+        """``scan(tree)`` for this module, computed once per check and shared by every call.
+
+        For purely syntactic scans of the whole module: the tree does not change during a
+        check. ``scan`` is the key, so pass a module-level function, not a fresh lambda.
+        """
+        memo = self._per_module
+        if scan not in memo:
+            memo[scan] = scan(self.tree)
+        return cast(_T, memo[scan])
 
     @property
     def parent(self) -> ast.AST | None:
@@ -160,7 +175,10 @@ class Checker:
     # -- the walk ----------------------------------------------------------------------------
 
     def run(self) -> list[Finding]:
-        self._walk(self.tree)
+        try:
+            self._walk(self.tree)
+        finally:
+            self._per_module.clear()  # the scans' results may hold the tree's nodes
         return self.findings
 
     def _visit_rules(self, node: ast.AST) -> None:

@@ -68,7 +68,7 @@ def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
             for node in ast.walk(argument)
         )
     if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
-        return _made_non_blocking(ast.dump(call.func.value), checker.tree)
+        return ast.dump(call.func.value) in checker.per_module(_non_blocking_receivers)
     return False
 
 
@@ -140,9 +140,9 @@ def _before_anything_else_runs(checker: Checker) -> bool:
     """Whether the call is in the main coroutine (handed to `asyncio.run()` in this module),
     in a statement of its body before the first one that can suspend it."""
     function = checker.enclosing_function_node()
-    if not isinstance(function, ast.AsyncFunctionDef) or function.name not in _main_coroutines(
-        checker.tree
-    ):
+    if not isinstance(function, ast.AsyncFunctionDef):
+        return False
+    if function.name not in checker.per_module(_main_coroutines):
         return False
     if not any(statement is function for statement in checker.tree.body):
         return False
@@ -155,15 +155,11 @@ def _before_anything_else_runs(checker: Checker) -> bool:
 
 
 _RUNNERS = frozenset({"run", "run_until_complete"})
-_main_coroutines_cache: dict[int, tuple[ast.Module, frozenset[str]]] = {}
 
 
 def _main_coroutines(tree: ast.Module) -> frozenset[str]:
     """Names of the functions whose coroutine the module hands to `asyncio.run(main())`,
     `loop.run_until_complete(main())` or `runner.run(main())`."""
-    cached = _main_coroutines_cache.get(id(tree))
-    if cached is not None and cached[0] is tree:
-        return cached[1]
     found = set()
     for node in walk_all(tree):
         if not isinstance(node, ast.Call) or not node.args:
@@ -172,8 +168,6 @@ def _main_coroutines(tree: ast.Module) -> frozenset[str]:
         runner = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if runner in _RUNNERS and isinstance(first, ast.Call) and isinstance(first.func, ast.Name):
             found.add(first.func.id)
-    _main_coroutines_cache.clear()  # one module at a time: keep only the latest
-    _main_coroutines_cache[id(tree)] = (tree, frozenset(found))
     return frozenset(found)
 
 
@@ -191,18 +185,16 @@ def _name_of(node: ast.Name | ast.Attribute) -> str:
     return node.id if isinstance(node, ast.Name) else node.attr
 
 
-def _made_non_blocking(receiver: str, tree: ast.Module) -> bool:
-    """Whether the module calls ``receiver.setblocking(False)`` or ``receiver.settimeout(0)``."""
-    for node in ast.walk(tree):
-        if not (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("setblocking", "settimeout")
-            and len(node.args) == 1
-            and isinstance(node.args[0], ast.Constant)
-            and node.args[0].value in (False, 0)
-        ):
-            continue
-        if ast.dump(node.func.value) == receiver:
-            return True
-    return False
+def _non_blocking_receivers(tree: ast.Module) -> frozenset[str]:
+    """The receivers (as ``ast.dump`` text) the module calls ``receiver.setblocking(False)``
+    or ``receiver.settimeout(0)`` on."""
+    return frozenset(
+        ast.dump(node.func.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("setblocking", "settimeout")
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value in (False, 0)
+    )

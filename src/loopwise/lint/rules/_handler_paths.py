@@ -312,12 +312,17 @@ def _binds_before(function: ast.AST, attribute: ast.Attribute) -> bool:
 def _cancels_attribute(attribute: str, checker: Checker) -> bool:
     """Whether the module cancels some ``<x>.<attribute>`` (``self._task.cancel()``, also
     ``call_soon(self._task.cancel)``)."""
-    return any(
-        isinstance(node, ast.Attribute)
+    return attribute in checker.per_module(_cancelled_attributes)
+
+
+def _cancelled_attributes(tree: ast.Module) -> frozenset[str]:
+    """Each ``attribute`` of a ``<x>.<attribute>.cancel`` anywhere in the module."""
+    return frozenset(
+        node.value.attr
+        for node in walk_all(tree)
+        if isinstance(node, ast.Attribute)
         and node.attr == "cancel"
         and isinstance(node.value, ast.Attribute)
-        and node.value.attr == attribute
-        for node in walk_all(checker.tree)
     )
 
 

@@ -219,9 +219,7 @@ class _AccountedTasks:
 
     def _method_call(self, method: ast.Attribute, args: list[ast.expr]) -> None:
         if method.attr in _CANCELLING_METHODS or (
-            method.attr == "add_done_callback"
-            and args
-            and _reads_outcome(args[0], self.checker.tree)
+            method.attr == "add_done_callback" and args and _reads_outcome(args[0], self.checker)
         ):
             self.texts.add(ast.unparse(method.value))
         elif method.attr in _FILLING_METHODS and isinstance(method.value, ast.Name) and args:
@@ -322,7 +320,7 @@ _OUTCOME_READS = frozenset({"exception", "result"})
 _PARTIALS = frozenset({"partial"})  # functools.partial(callback, ...) calls `callback`
 
 
-def _reads_outcome(callback: ast.expr, module: ast.Module) -> bool:
+def _reads_outcome(callback: ast.expr, checker: Checker) -> bool:
     """Whether done-callback ``callback`` calls ``.exception()`` or ``.result()``.
 
     The callback is a lambda, a function or method defined in this module (by its name, or
@@ -330,7 +328,7 @@ def _reads_outcome(callback: ast.expr, module: ast.Module) -> bool:
     elsewhere do not count: nothing shows that they report a failure.
     """
     if isinstance(callback, ast.Call) and _last_name(callback.func) in _PARTIALS and callback.args:
-        return _reads_outcome(callback.args[0], module)
+        return _reads_outcome(callback.args[0], checker)
     if isinstance(callback, ast.Lambda):
         return _calls_outcome_read(callback.body)
     if isinstance(callback, ast.Name):
@@ -343,11 +341,16 @@ def _reads_outcome(callback: ast.expr, module: ast.Module) -> bool:
         name = callback.attr
     else:
         return False
-    return any(
-        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.name == name
-        and _calls_outcome_read(node)
+    return name in checker.per_module(_outcome_reading_functions)
+
+
+def _outcome_reading_functions(module: ast.Module) -> frozenset[str]:
+    """The names of the module's functions and methods that call ``.exception()`` or
+    ``.result()``."""
+    return frozenset(
+        node.name
         for node in walk_all(module)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _calls_outcome_read(node)
     )
 
 

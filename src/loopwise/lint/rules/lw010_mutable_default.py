@@ -138,7 +138,7 @@ class MutableDefaultArgument(Rule):
             if kind is None:
                 continue
             if module is None:
-                module = _Module(checker.tree)
+                module = checker.per_module(_Module)
             cls = _direct_class(checker)
             tracker = _Tracker(module, node, cls, parameter, _is_empty(default, kind), kind)
             escape = tracker.first_escape()
