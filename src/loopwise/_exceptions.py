@@ -10,6 +10,7 @@ anything the library raises on purpose::
     │   ├── HTTPStatusError  the server answered 4xx/5xx (.status, .reason, .headers, .body)
     │   ├── TransportError   no complete answer: connection dropped, body cut short, TLS failed
     │   │   ├── ConnectError the request never reached the server (refused, DNS, connect timeout)
+    │   │   │   └── PoolTimeout (also HTTPTimeout) no connection within pool_timeout
     │   │   └── HTTPTimeout  (also TimeoutError) no data within the read or total timeout
     │   ├── DecodingError    (also ValueError) a body that is not the JSON or text asked for
     │   ├── InvalidURL       (also ValueError) a URL the client cannot send a request to
@@ -40,6 +41,7 @@ __all__ = [
     "HTTPTimeout",
     "InvalidURL",
     "LoopwiseError",
+    "PoolTimeout",
     "RetryExhausted",
     "TransportError",
     "UsageError",
@@ -157,6 +159,12 @@ class ConnectError(TransportError):
 
 class HTTPTimeout(TransportError, TimeoutError):
     """No data arrived within the read timeout (``sock_read``), or the total timeout ran out."""
+
+
+class PoolTimeout(ConnectError, HTTPTimeout):
+    """No connection within the client's ``pool_timeout``: the pool stayed full (responses or
+    streams not released, or more concurrent requests than ``limit``/``limit_per_host``), or a new
+    connection could not be opened in time. The request never reached the server."""
 
 
 class DecodingError(HTTPError, ValueError):

@@ -19,8 +19,10 @@ from loopwise._exceptions import HTTPError as HTTPError
 from loopwise._exceptions import HTTPStatusError as HTTPStatusError
 from loopwise._exceptions import HTTPTimeout as HTTPTimeout
 from loopwise._exceptions import InvalidURL as InvalidURL
+from loopwise._exceptions import PoolTimeout as PoolTimeout
 from loopwise._exceptions import RetryExhausted as RetryExhausted
 from loopwise._exceptions import TransportError as TransportError
+from loopwise.http._client import DEFAULT_POOL_TIMEOUT as DEFAULT_POOL_TIMEOUT
 from loopwise.http._client import DEFAULT_RETRY as DEFAULT_RETRY
 from loopwise.http._client import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from loopwise.http._client import Client as Client
@@ -34,6 +36,7 @@ from loopwise.http._retry_policy import HTTPRetry as HTTPRetry
 from loopwise.http._retry_policy import parse_retry_after as parse_retry_after
 
 __all__ = [
+    "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
     "IDEMPOTENT_METHODS",
@@ -48,6 +51,7 @@ __all__ = [
     "HTTPStatusError",
     "HTTPTimeout",
     "InvalidURL",
+    "PoolTimeout",
     "RequestContext",
     "ResponseStream",
     "RetryExhausted",

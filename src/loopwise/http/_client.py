@@ -28,6 +28,7 @@ from loopwise._exceptions import (
     HTTPStatusError,
     HTTPTimeout,
     InvalidURL,
+    PoolTimeout,
     RetryExhausted,
     TransportError,
     UsageError,
@@ -67,10 +68,19 @@ DEFAULT_RETRY = HTTPRetry()
 """3 attempts, idempotent methods, 429/502/503/504, ``Retry-After`` up to 120 s, backoff 0.5 s
 doubling up to 30 s with full jitter."""
 
+DEFAULT_POOL_TIMEOUT = 60.0
+"""``pool_timeout`` of a :class:`Client` when none is given: the longest wait for a connection."""
+
 DEFAULT_READ_TIMEOUT = 60.0
 """``sock_read`` of :meth:`Client.stream` and :meth:`Client.download` when none is given."""
 
 _CLIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class _PoolWaitTimeout(aiohttp.ConnectionTimeoutError):
+    """aiohttp's connection timeout, known to be the pool timeout (mapped to PoolTimeout)."""
+
+
 _EXCERPT_BYTES = 2048
 _DRAIN_BYTES = 16 * 1024
 _SESSION_KEYS_MANAGED = frozenset(
@@ -116,6 +126,9 @@ class Client:
       a request waits for a free connection.
     * ``timeout``: an :class:`aiohttp.ClientTimeout`, a number of seconds for the whole request,
       or None for no timeout; per attempt (retries and their delays come on top).
+    * ``pool_timeout``: the longest wait for a connection (a free place in the pool, plus opening
+      it when none is idle), for every request, stream and download: :class:`PoolTimeout` after
+      it. It fills aiohttp's ``connect`` timeout when ``timeout`` leaves it unset; None: no bound.
     * ``retry``: an :class:`HTTPRetry`, a :func:`loopwise.retry` policy (its timing, the HTTP
       rules), a number of attempts, or None for no retries.
     * ``rate``, ``rate_scope``: requests per second, per host (``"host"``, the default) or for
@@ -139,6 +152,7 @@ class Client:
         "_limit",
         "_limit_per_host",
         "_limiters",
+        "_pool_timeout",
         "_raise_for_status",
         "_rate",
         "_requests",
@@ -157,6 +171,7 @@ class Client:
         limit: int = 100,
         limit_per_host: int = 10,
         timeout: aiohttp.ClientTimeout | float | None = DEFAULT_TIMEOUT,
+        pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
         retry: RetryOption = DEFAULT_RETRY,
         rate: float | RateLimiter | None = None,
         rate_scope: Literal["host", "global"] | None = None,
@@ -168,7 +183,8 @@ class Client:
         self._base_url = _check_base_url(base_url)
         self._limit = _check_limit("limit", limit)
         self._limit_per_host = _check_limit("limit_per_host", limit_per_host)
-        self._timeout = _coerce_timeout(timeout)
+        self._pool_timeout = _check_pool_timeout(pool_timeout)
+        self._timeout = self._bounded(_coerce_timeout(timeout))
         self._retry = _coerce_retry(retry)
         self._rate, self._global_limiter = _check_rate(rate, rate_scope)
         self._limiters: dict[tuple[str, str | None, int | None], RateLimiter] = {}
@@ -386,9 +402,12 @@ class Client:
                 async for chunk in chunks:
                     ...
 
-        ``async for chunk in client.stream(url)`` works too; use ``async with`` when you may stop
-        before the end, so the connection is released at once. Retries happen before the first
-        chunk; an error in the middle of the body raises (mapped) and is not retried.
+        The request is sent when the block is entered, and the connection is released when it
+        exits, whatever the exit (end of body, ``break``, exception, cancellation). Iterating
+        without the ``async with`` raises :class:`~loopwise.UsageError` before anything is sent:
+        ``async for`` tells an iterator nothing when the loop stops early, so such a stream could
+        hold its connection for good. Retries happen before the first chunk; an error in the
+        middle of the body raises (mapped) and is not retried.
 
         No total timeout: a long body may take as long as it takes, as long as data keeps coming
         (``read_timeout`` seconds at most between two reads; default the client's ``sock_read``,
@@ -480,6 +499,18 @@ class Client:
             limiter = self._limiters[key] = RateLimiter(rate)
         return limiter
 
+    def _bounded(self, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+        """``timeout`` with the pool timeout as its ``connect`` bound when it has none."""
+        if timeout.connect is None and self._pool_timeout is not None:
+            return aiohttp.ClientTimeout(
+                total=timeout.total,
+                connect=self._pool_timeout,
+                sock_read=timeout.sock_read,
+                sock_connect=timeout.sock_connect,
+                ceil_threshold=timeout.ceil_threshold,
+            )
+        return timeout
+
     def _streaming_timeout(self, kwargs: dict[str, Any], read_timeout: float | None) -> None:
         if "timeout" in kwargs:
             return
@@ -520,7 +551,7 @@ class Client:
             session = self._open_session()
             target = self._build_url(method, url)
             if "timeout" in kwargs:
-                kwargs["timeout"] = _coerce_timeout(kwargs["timeout"])
+                kwargs["timeout"] = self._bounded(_coerce_timeout(kwargs["timeout"]))
             rules = self._retry if retry is _UNSET else _coerce_retry(retry)
             if rules is not None and not _replayable(kwargs):
                 rules = None
@@ -531,6 +562,7 @@ class Client:
                 else self._limiter_for(target)
             )
             start = 0.0 if rules is None else rules.clock()
+            loop_time = asyncio.get_running_loop().time
             records: list[AttemptRecord] = []
             number = 0
             while True:
@@ -538,9 +570,12 @@ class Client:
                 if limiter is not None:
                     await limiter.acquire()
                 self._attempts += 1
+                sent_at = loop_time()
                 try:
                     response = await session.request(method, target, **kwargs)
                 except _CLIENT_ERRORS as exc:
+                    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                        exc = self._pool_timeout_error(exc, kwargs, loop_time() - sent_at)
                     if rules is None or not rules.retries_error(method, exc):
                         raise _map_error(exc, method, target) from exc
                     plan = rules.next_delay(number, rules.clock() - start, None)
@@ -604,6 +639,24 @@ class Client:
         finally:
             if not kept:
                 self._in_flight -= 1
+
+    def _pool_timeout_error(
+        self, exc: aiohttp.ConnectionTimeoutError, kwargs: Mapping[str, Any], waited: float
+    ) -> aiohttp.ConnectionTimeoutError:
+        """``exc``, or a :class:`_PoolWaitTimeout` when the wait for a connection (aiohttp's
+        ``connect`` bound, the pool timeout) ran out rather than ``sock_connect``."""
+        timeout = kwargs.get("timeout", self._timeout)
+        bound = timeout.connect if isinstance(timeout, aiohttp.ClientTimeout) else None
+        if bound is None or waited < bound * 0.95:
+            return exc
+        error = _PoolWaitTimeout(
+            f"no connection within {bound:g}s: the pool (limit={self._limit}, "
+            f"limit_per_host={self._limit_per_host}) stayed full or the server did not accept a "
+            "new connection in time; release responses and streams (leave their `async with`), "
+            "or raise the limits or pool_timeout"
+        )
+        error.__cause__ = exc
+        return error
 
     def _record(
         self,
@@ -709,8 +762,9 @@ class RequestContext:
 
 
 class ResponseStream:
-    """The chunks of a response body (see :meth:`Client.stream`): an async iterator and an async
-    context manager. ``response`` is the :class:`aiohttp.ClientResponse` once it is open."""
+    """The chunks of a response body (see :meth:`Client.stream`): an async context manager whose
+    value iterates over the chunks. ``response`` is the :class:`aiohttp.ClientResponse` inside
+    the block (headers read, body being streamed)."""
 
     __slots__ = (
         "_chunk_size",
@@ -744,12 +798,9 @@ class ResponseStream:
         self._done = False
         self.response: aiohttp.ClientResponse | None = None
 
-    async def open(self) -> aiohttp.ClientResponse:
-        """Send the request (with retries) and return the response, headers read, body not."""
-        if self.response is not None:
-            return self.response
-        if self._done:
-            raise UsageError("this stream is closed: call client.stream() again")
+    async def _open(self) -> aiohttp.ClientResponse:
+        if self.response is not None or self._done:
+            raise UsageError("this stream was already entered: call client.stream() again")
         try:
             _, response = await self._client._send(
                 self._method, self._url, self._retry, self._raise, self._kwargs, _nothing, True
@@ -773,7 +824,7 @@ class ResponseStream:
             await response.wait_for_close()
 
     async def __aenter__(self) -> Self:
-        await self.open()
+        await self._open()
         return self
 
     async def __aexit__(
@@ -785,15 +836,17 @@ class ResponseStream:
         await self.aclose()
 
     def __aiter__(self) -> Self:
+        if self.response is None and not self._done:
+            raise UsageError(
+                "client.stream() is a context manager: write `async with client.stream(url) as "
+                "chunks: async for chunk in chunks: ...` (a bare `async for` cannot give the "
+                "connection back when the loop stops early)"
+            )
         return self
 
     async def __anext__(self) -> bytes:
         response = self.response
-        if response is None:
-            if self._done:
-                raise StopAsyncIteration
-            response = await self.open()
-        elif self._done:
+        if response is None or self._done:
             raise StopAsyncIteration
         try:
             chunk = await response.content.read(self._chunk_size)
@@ -880,6 +933,19 @@ def _check_limit(name: str, value: int) -> int:
     return value
 
 
+def _check_pool_timeout(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"pool_timeout must be a number of seconds > 0 or None, got {value!r}")
+    return float(value)
+
+
 def _check_chunk_size(chunk_size: int) -> None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1 (bytes), got {chunk_size!r}")
@@ -961,6 +1027,8 @@ def _map_error(exc: BaseException, method: str, url: URL) -> HTTPError:
         )
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return InvalidURL(f"{method} {public}: invalid URL: {detail}", method=method, url=public)
+    if isinstance(exc, _PoolWaitTimeout):
+        return PoolTimeout(f"{method} {public}: {exc}", method=method, url=public)
     if never_reached_server(exc):
         return ConnectError(
             f"{method} {public}: cannot connect: {detail}", method=method, url=public
