@@ -14,6 +14,7 @@ anything the library raises on purpose::
     │   │   └── HTTPTimeout  (also TimeoutError) no data within the read or total timeout
     │   ├── DecodingError    (also ValueError) a body that is not the JSON or text asked for
     │   ├── InvalidURL       (also ValueError) a URL the client cannot send a request to
+    │   ├── TooManyRedirects max_redirects redirects in a row (.chain: the URLs, in order)
     │   └── RetryExhausted   the retry policy gave up (.attempts, .last, also the __cause__)
     ├── ClosedError          (also RuntimeError) work handed to a closed Pipeline, LoopThread...
     └── UsageError           (also RuntimeError) an API called where it cannot work, e.g. run_sync()
@@ -43,6 +44,7 @@ __all__ = [
     "LoopwiseError",
     "PoolTimeout",
     "RetryExhausted",
+    "TooManyRedirects",
     "TransportError",
     "UsageError",
 ]
@@ -179,6 +181,19 @@ class DecodingError(HTTPError, ValueError):
 class InvalidURL(HTTPError, ValueError):
     """A URL the client cannot send a request to: malformed, not http(s), or relative without a
     ``base_url``."""
+
+
+class TooManyRedirects(HTTPError):
+    """The server answered ``max_redirects`` redirects in a row (aiohttp's default 10), whatever
+    ``raise_for_status`` says: there is no final answer to return. Not retried.
+
+    ``chain`` holds the URLs in order: the one requested, then the target of each redirect
+    followed, then the target that was not (all without user name or password).
+    """
+
+    def __init__(self, message: str, *, method: str, url: URL, chain: tuple[URL, ...]) -> None:
+        super().__init__(message, method=method, url=url)
+        self.chain = chain
 
 
 class RetryExhausted(HTTPError):

@@ -21,6 +21,7 @@ from loopwise._exceptions import HTTPTimeout as HTTPTimeout
 from loopwise._exceptions import InvalidURL as InvalidURL
 from loopwise._exceptions import PoolTimeout as PoolTimeout
 from loopwise._exceptions import RetryExhausted as RetryExhausted
+from loopwise._exceptions import TooManyRedirects as TooManyRedirects
 from loopwise._exceptions import TransportError as TransportError
 from loopwise.http._client import DEFAULT_POOL_TIMEOUT as DEFAULT_POOL_TIMEOUT
 from loopwise.http._client import DEFAULT_RETRY as DEFAULT_RETRY
@@ -55,6 +56,7 @@ __all__ = [
     "RequestContext",
     "ResponseStream",
     "RetryExhausted",
+    "TooManyRedirects",
     "TransportError",
     "parse_retry_after",
 ]

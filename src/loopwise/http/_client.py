@@ -30,6 +30,7 @@ from loopwise._exceptions import (
     InvalidURL,
     PoolTimeout,
     RetryExhausted,
+    TooManyRedirects,
     TransportError,
     UsageError,
 )
@@ -1015,6 +1016,8 @@ def _map_error(exc: BaseException, method: str, url: URL) -> HTTPError:
     """aiohttp's exception as one of ours (the caller chains it as ``__cause__``)."""
     public = _public(url)
     detail = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return _too_many_redirects(exc, method, public)
     if isinstance(exc, aiohttp.ContentTypeError):
         return DecodingError(f"{method} {public}: {exc.message}", method=method, url=public)
     if isinstance(exc, aiohttp.ClientResponseError):
@@ -1041,6 +1044,26 @@ def _map_error(exc: BaseException, method: str, url: URL) -> HTTPError:
             url=public,
         )
     return TransportError(f"{method} {public}: {detail}", method=method, url=public)
+
+
+def _too_many_redirects(exc: aiohttp.TooManyRedirects, method: str, url: URL) -> TooManyRedirects:
+    chain = [_public(response.url) for response in exc.history]
+    if exc.history:
+        last = exc.history[-1]
+        location = last.headers.get("Location")
+        if location is not None:
+            with contextlib.suppress(ValueError):
+                chain.append(_public(last.url.join(URL(location))))
+    hops = len(exc.history)
+    shown = " -> ".join(u.path_qs if u.origin() == url.origin() else str(u) for u in chain)
+    return TooManyRedirects(
+        f"{method} {url}: gave up after {hops} redirects, the max_redirects limit ({shown}); "
+        "the server may redirect in a loop: pass max_redirects=... to allow more, or "
+        "allow_redirects=False to get the redirect itself",
+        method=method,
+        url=url,
+        chain=tuple(chain),
+    )
 
 
 async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
