@@ -223,6 +223,14 @@ class Client:
         connector = aiohttp.TCPConnector(
             limit=self._limit, limit_per_host=self._limit_per_host, **self._connector_options
         )
+        options = self._session_options
+        if self._rate is not None or self._global_limiter is not None:
+            # In aiohttp's request loop, so every request on the wire takes a permit: each
+            # redirect hop and aiohttp's own resend on a stale keep-alive connection included.
+            options = {
+                **options,
+                "middlewares": (*options.get("middlewares", ()), self._rate_limit),
+            }
         try:
             self._session = aiohttp.ClientSession(
                 base_url=self._base_url,
@@ -230,7 +238,7 @@ class Client:
                 timeout=self._timeout,
                 headers=self._headers,
                 raise_for_status=False,
-                **self._session_options,
+                **options,
             )
         except BaseException:
             await connector.close()
@@ -512,6 +520,16 @@ class Client:
             )
         return timeout
 
+    async def _rate_limit(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """aiohttp client middleware: a permit from the host's (or the global) limiter before
+        each request goes on the wire."""
+        limiter = self._limiter_for(request.url)
+        if limiter is not None:
+            await limiter.acquire()
+        return await handler(request)
+
     def _streaming_timeout(self, kwargs: dict[str, Any], read_timeout: float | None) -> None:
         if "timeout" in kwargs:
             return
@@ -557,19 +575,16 @@ class Client:
             if rules is not None and not _replayable(kwargs):
                 rules = None
             raise_ = self._raise_for_status if raise_for_status is None else raise_for_status
-            limiter = (
-                None
-                if self._rate is None and self._global_limiter is None
-                else self._limiter_for(target)
-            )
+            if "middlewares" in kwargs and (
+                self._rate is not None or self._global_limiter is not None
+            ):
+                kwargs["middlewares"] = (*kwargs["middlewares"], self._rate_limit)
             start = 0.0 if rules is None else rules.clock()
             loop_time = asyncio.get_running_loop().time
             records: list[AttemptRecord] = []
             number = 0
             while True:
                 number += 1
-                if limiter is not None:
-                    await limiter.acquire()
                 self._attempts += 1
                 sent_at = loop_time()
                 try:
