@@ -714,7 +714,8 @@ class Client:
         status = error.status if isinstance(error, HTTPStatusError) else None
         attempts = (*records, AttemptRecord(number, status, raw))
         if why == "max_hint":
-            reason = f"Retry-After {hint:g}s is above max_retry_after={rules.max_retry_after:g}s"
+            asked = "longer than any delay" if hint is None or math.isinf(hint) else f"{hint:g}s"
+            reason = f"Retry-After {asked} is above max_retry_after={rules.max_retry_after:g}s"
         elif why == "max_time":
             reason = f"the next attempt would end past max_time={rules.max_time:g}s"
         else:
