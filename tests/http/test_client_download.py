@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-import loopwise.http._client as client_module
+import loopwise.http._download as download_module
 from loopwise.http import (
     Client,
     HTTPRetry,
@@ -263,13 +263,13 @@ async def test_download_disk_io_runs_off_the_event_loop_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[threading.Thread] = []
-    real_commit = client_module._commit
+    real_commit = download_module._commit
 
     def commit(*args: object) -> None:
         threads.append(threading.current_thread())
         real_commit(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(client_module, "_commit", commit)
+    monkeypatch.setattr(download_module, "_commit", commit)
     async with serving({"/f": whole}) as url, Client(url) as client:
         await client.download("/f", tmp_path / "file.bin")
     assert threads and threads[0] is not threading.main_thread()
