@@ -25,6 +25,9 @@ from loopwise._exceptions import TooManyRedirects as TooManyRedirects
 from loopwise._exceptions import TransportError as TransportError
 from loopwise.http._client import Client as Client
 from loopwise.http._client import ClientStatistics as ClientStatistics
+from loopwise.http._mock import MockRoute as MockRoute
+from loopwise.http._mock import MockTransport as MockTransport
+from loopwise.http._mock import RecordedRequest as RecordedRequest
 from loopwise.http._options import DEFAULT_POOL_TIMEOUT as DEFAULT_POOL_TIMEOUT
 from loopwise.http._options import DEFAULT_RETRY as DEFAULT_RETRY
 from loopwise.http._options import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
@@ -59,7 +62,10 @@ __all__ = [
     "HTTPStatusError",
     "HTTPTimeout",
     "InvalidURL",
+    "MockRoute",
+    "MockTransport",
     "PoolTimeout",
+    "RecordedRequest",
     "RequestContext",
     "ResponseStream",
     "RetryExhausted",

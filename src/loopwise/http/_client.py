@@ -21,6 +21,7 @@ from loopwise.http._errors import (
     public,
     status_error,
 )
+from loopwise.http._mock import MockTransport
 from loopwise.http._options import (
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_RETRY,
@@ -101,6 +102,8 @@ class Client(Verbs):
     * ``connector_options``, ``session_options``: more keyword arguments for
       :class:`aiohttp.TCPConnector` (``ssl``, ``ttl_dns_cache``...) and
       :class:`aiohttp.ClientSession` (``cookie_jar``, ``trust_env``, ``middlewares``...).
+    * ``transport``: a :class:`MockTransport` that answers every request in-process, for tests
+      (``connector_options`` do not apply then).
     """
 
     __slots__ = (
@@ -123,6 +126,8 @@ class Client(Verbs):
         "_session_options",
         "_state",
         "_timeout",
+        "_transport",
+        "_transport_held",
     )
 
     def __init__(
@@ -140,6 +145,7 @@ class Client(Verbs):
         raise_for_status: bool = True,
         connector_options: Mapping[str, Any] | None = None,
         session_options: Mapping[str, Any] | None = None,
+        transport: MockTransport | None = None,
     ) -> None:
         self._base_url = check_base_url(base_url)
         self._limit = check_limit("limit", limit)
@@ -155,6 +161,10 @@ class Client(Verbs):
         self._raise_for_status = raise_for_status
         self._connector_options = check_connector_options(connector_options)
         self._session_options = check_session_options(session_options)
+        if transport is not None and not isinstance(transport, MockTransport):
+            raise TypeError(f"transport must be a loopwise.http.MockTransport, got {transport!r}")
+        self._transport = transport
+        self._transport_held = False
         self._session: aiohttp.ClientSession | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._requests = 0
@@ -170,17 +180,19 @@ class Client(Verbs):
             raise UsageError(
                 f"this Client is {self._state}: a Client is entered once; create a new one"
             )
-        connector = aiohttp.TCPConnector(
-            limit=self._limit, limit_per_host=self._limit_per_host, **self._connector_options
-        )
         options = self._session_options
-        if self._rate is not None or self._global_limiter is not None:
-            # In aiohttp's request loop, so every request on the wire takes a permit: each
-            # redirect hop and aiohttp's own resend on a stale keep-alive connection included.
-            options = {
-                **options,
-                "middlewares": (*options.get("middlewares", ()), self._rate_limit),
-            }
+        middlewares = self._middlewares()
+        if middlewares:
+            options = {**options, "middlewares": (*options.get("middlewares", ()), *middlewares)}
+        if self._transport is not None:
+            connector: aiohttp.BaseConnector = await self._transport._connector(
+                self._limit, self._limit_per_host
+            )
+            self._transport_held = True
+        else:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit_per_host, **self._connector_options
+            )
         try:
             self._session = aiohttp.ClientSession(
                 base_url=self._base_url,
@@ -192,6 +204,9 @@ class Client(Verbs):
             )
         except BaseException:
             await connector.close()
+            if self._transport_held and self._transport is not None:
+                self._transport_held = False
+                await self._transport._release()
             raise
         self._state = "open"
         return self
@@ -208,8 +223,13 @@ class Client(Verbs):
         """Close the session and its connections. Idempotent; responses still open are closed."""
         self._state = "closed"
         session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        try:
+            if session is not None:
+                await session.close()
+        finally:
+            if self._transport_held and self._transport is not None:
+                self._transport_held = False
+                await self._transport._release()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -293,6 +313,17 @@ class Client(Verbs):
             limiter = self._limiters[key] = RateLimiter(rate)
         return limiter
 
+    def _middlewares(self) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+        """The client middlewares this client adds to the session's and to a request's own."""
+        middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = ()
+        if self._rate is not None or self._global_limiter is not None:
+            # In aiohttp's request loop, so every request on the wire takes a permit: each
+            # redirect hop and aiohttp's own resend on a stale keep-alive connection included.
+            middlewares += (self._rate_limit,)
+        if self._transport is not None:
+            middlewares += (self._transport._tag_url,)
+        return middlewares
+
     async def _rate_limit(
         self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
     ) -> aiohttp.ClientResponse:
@@ -340,10 +371,8 @@ class Client(Verbs):
                 if isinstance(raise_for_status, UseClientDefault)
                 else raise_for_status
             )
-            if "middlewares" in kwargs and (
-                self._rate is not None or self._global_limiter is not None
-            ):
-                kwargs["middlewares"] = (*kwargs["middlewares"], self._rate_limit)
+            if "middlewares" in kwargs:  # a request's own replace the session's: keep ours
+                kwargs["middlewares"] = (*kwargs["middlewares"], *self._middlewares())
             start = 0.0 if rules is None else rules.clock()
             loop_time = asyncio.get_running_loop().time
             records: list[AttemptRecord] = []
