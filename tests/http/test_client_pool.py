@@ -80,12 +80,15 @@ async def test_a_stream_left_early_100_times_gives_every_connection_back() -> No
 async def test_a_full_pool_ends_the_wait_with_pool_timeout(tmp_path: Path) -> None:
     async with (
         serving({"/big": big, "/ok": small}) as url,
-        Client(url, limit_per_host=1, retry=None, pool_timeout=0.2) as client,
+        Client(url, limit_per_host=1, pool_timeout=0.2) as client,
     ):
         async with client.stream("/big") as held:
             async with asyncio.timeout(5):
+                attempts = client.statistics().attempts
                 with pytest.raises(PoolTimeout, match="limit_per_host=1") as info:
                     await client.get_json("/ok")
+                # not retried, although the policy retries connect errors: the bound holds
+                assert client.statistics().attempts == attempts + 1
                 with pytest.raises(PoolTimeout):
                     async with client.stream("/ok"):
                         pass

@@ -15,6 +15,7 @@ from yarl import URL
 from loopwise._exceptions import ClosedError, HTTPError, InvalidURL, UsageError
 from loopwise.http._errors import (
     CLIENT_ERRORS,
+    PoolWaitTimeout,
     exhausted,
     map_error,
     pool_wait_timeout,
@@ -409,7 +410,11 @@ class Client(Verbs):
                     elif isinstance(exc, aiohttp.ConnectionTimeoutError):
                         limits = (self._limit, self._limit_per_host)
                         exc = pool_wait_timeout(exc, timeout, loop_time() - sent_at, limits)
-                    if rules is None or not rules.retries_error(method, exc):
+                    if (
+                        rules is None
+                        or isinstance(exc, PoolWaitTimeout)  # a retry would wait past the bound
+                        or not rules.retries_error(method, exc)
+                    ):
                         raise map_error(exc, method, target) from exc
                     plan = rules.next_delay(number, rules.clock() - start, None)
                     if isinstance(plan, str):
