@@ -107,3 +107,37 @@ async def test_pool_timeout_is_validated() -> None:
     for bad in (0, -1, float("nan"), float("inf"), "1", True):
         with pytest.raises((ValueError, TypeError), match="pool_timeout"):
             Client(pool_timeout=bad)  # type: ignore[arg-type]
+
+
+class Abort(BaseException):
+    """Not an Exception: what user code may raise (a test framework's failure, say)."""
+
+
+async def test_a_base_exception_or_cancellation_in_user_code_gives_the_connection_back() -> None:
+    def loads(body: bytes) -> object:
+        raise Abort
+
+    async with (
+        serving({"/big": big, "/ok": small}) as url,
+        Client(url, limit_per_host=1, pool_timeout=2) as client,
+    ):
+        async with asyncio.timeout(10):
+            for _ in range(5):
+                with pytest.raises(Abort):
+                    await client.get_json("/ok", loads=loads)
+                with pytest.raises(Abort):
+                    async with client.stream("/big") as chunks:
+                        async for _ in chunks:
+                            raise Abort
+                with pytest.raises(Abort):
+                    async with client.get("/big"):
+                        raise Abort
+                async with client.stream("/big"):  # holds the only connection
+                    waiting = asyncio.ensure_future(client.get_json("/ok"))
+                    await asyncio.sleep(0.05)
+                    assert not waiting.done()
+                    waiting.cancel()  # cancelled while waiting for the pool
+                    with pytest.raises(asyncio.CancelledError):
+                        await waiting
+            assert client.statistics().in_flight == 0
+            assert await client.get_json("/ok") == {"ok": True}
