@@ -10,9 +10,11 @@ anything the library raises on purpose::
     │   ├── HTTPStatusError  the server answered 4xx/5xx (.status, .reason, .headers, .body)
     │   ├── TransportError   no complete answer: connection dropped, body cut short, TLS failed
     │   │   ├── ConnectError the request never reached the server (refused, DNS, connect timeout)
+    │   │   │   └── PoolTimeout (also HTTPTimeout) no connection within pool_timeout
     │   │   └── HTTPTimeout  (also TimeoutError) no data within the read or total timeout
     │   ├── DecodingError    (also ValueError) a body that is not the JSON or text asked for
     │   ├── InvalidURL       (also ValueError) a URL the client cannot send a request to
+    │   ├── TooManyRedirects max_redirects redirects in a row (.chain: the URLs, in order)
     │   └── RetryExhausted   the retry policy gave up (.attempts, .last, also the __cause__)
     ├── ClosedError          (also RuntimeError) work handed to a closed Pipeline, LoopThread...
     └── UsageError           (also RuntimeError) an API called where it cannot work, e.g. run_sync()
@@ -40,7 +42,9 @@ __all__ = [
     "HTTPTimeout",
     "InvalidURL",
     "LoopwiseError",
+    "PoolTimeout",
     "RetryExhausted",
+    "TooManyRedirects",
     "TransportError",
     "UsageError",
 ]
@@ -159,6 +163,13 @@ class HTTPTimeout(TransportError, TimeoutError):
     """No data arrived within the read timeout (``sock_read``), or the total timeout ran out."""
 
 
+class PoolTimeout(ConnectError, HTTPTimeout):
+    """No connection within the client's ``pool_timeout``: the pool stayed full (responses or
+    streams not released, or more concurrent requests than ``limit``/``limit_per_host``), or a new
+    connection could not be opened in time. The request never reached the server. Not retried:
+    a retry would wait past the bound."""
+
+
 class DecodingError(HTTPError, ValueError):
     """The body is not what was asked for: not JSON for ``get_json``, not valid text for
     ``get_text``. ``body`` holds an excerpt of it."""
@@ -171,6 +182,19 @@ class DecodingError(HTTPError, ValueError):
 class InvalidURL(HTTPError, ValueError):
     """A URL the client cannot send a request to: malformed, not http(s), or relative without a
     ``base_url``."""
+
+
+class TooManyRedirects(HTTPError):
+    """The server answered ``max_redirects`` redirects in a row (aiohttp's default 10), whatever
+    ``raise_for_status`` says: there is no final answer to return. Not retried.
+
+    ``chain`` holds the URLs in order: the one requested, then the target of each redirect
+    followed, then the target that was not (all without user name or password).
+    """
+
+    def __init__(self, message: str, *, method: str, url: URL, chain: tuple[URL, ...]) -> None:
+        super().__init__(message, method=method, url=url)
+        self.chain = chain
 
 
 class RetryExhausted(HTTPError):

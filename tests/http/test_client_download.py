@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-import loopwise.http._client as client_module
+import loopwise.http._download as download_module
 from loopwise.http import (
     Client,
     HTTPRetry,
@@ -114,7 +114,8 @@ def no_wait_retry() -> HTTPRetry:
 
 async def test_stream_yields_the_body_in_bounded_chunks() -> None:
     async with serving({"/f": whole}) as url, Client(url) as client:
-        chunks = [chunk async for chunk in client.stream("/f", chunk_size=10_000)]
+        async with client.stream("/f", chunk_size=10_000) as stream:
+            chunks = [chunk async for chunk in stream]
         assert client.statistics().in_flight == 0
     assert b"".join(chunks) == BODY
     assert max(map(len, chunks)) <= 10_000
@@ -135,8 +136,9 @@ async def test_stream_error_mid_body_is_mapped_and_not_retried() -> None:
     async with serving({"/f": drops_after(100_000)}) as url, Client(url) as client:
         received = 0
         with pytest.raises(TransportError) as info:
-            async for chunk in client.stream("/f"):
-                received += len(chunk)
+            async with client.stream("/f") as chunks:
+                async for chunk in chunks:
+                    received += len(chunk)
         assert client.statistics().attempts == 1
     assert 0 < received < len(BODY)
     assert isinstance(info.value.__cause__, aiohttp.ClientPayloadError)
@@ -150,8 +152,12 @@ async def test_stream_retries_before_the_first_chunk() -> None:
         calls += 1
         return web.Response(status=503) if calls == 1 else await whole(request)
 
-    async with serving({"/f": busy_once}) as url, Client(url, retry=no_wait_retry()) as client:
-        body = b"".join([c async for c in client.stream("/f")])
+    async with (
+        serving({"/f": busy_once}) as url,
+        Client(url, retry=no_wait_retry()) as client,
+        client.stream("/f") as chunks,
+    ):
+        body = b"".join([c async for c in chunks])
     assert body == BODY
     assert calls == 2
 
@@ -159,12 +165,14 @@ async def test_stream_retries_before_the_first_chunk() -> None:
 async def test_stream_has_no_total_timeout_but_a_read_timeout() -> None:
     async with serving({"/slow": trickle(4, 0.1)}) as url, Client(url, timeout=0.2) as client:
         # the whole body takes ~0.4 s, more than the client's total timeout: fine for a stream
-        assert b"".join([c async for c in client.stream("/slow")]) == BODY
+        async with client.stream("/slow") as chunks:
+            assert b"".join([c async for c in chunks]) == BODY
         with pytest.raises(HTTPTimeout):
             await client.get_bytes("/slow", retry=None)  # total timeout applies here
         with pytest.raises(HTTPTimeout):
-            async for _ in client.stream("/slow", read_timeout=0.03):
-                pass
+            async with client.stream("/slow", read_timeout=0.03) as chunks:
+                async for _ in chunks:
+                    pass
 
 
 # -- download -----------------------------------------------------------------------------------
@@ -255,13 +263,13 @@ async def test_download_disk_io_runs_off_the_event_loop_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[threading.Thread] = []
-    real_commit = client_module._commit
+    real_commit = download_module._commit
 
     def commit(*args: object) -> None:
         threads.append(threading.current_thread())
         real_commit(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(client_module, "_commit", commit)
+    monkeypatch.setattr(download_module, "_commit", commit)
     async with serving({"/f": whole}) as url, Client(url) as client:
         await client.download("/f", tmp_path / "file.bin")
     assert threads and threads[0] is not threading.main_thread()

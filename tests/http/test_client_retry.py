@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -295,6 +296,31 @@ async def test_retry_after_above_the_cap_gives_up_without_sleeping() -> None:
     assert sleep.delays == []
     assert "Retry-After 3600s is above max_retry_after=120s" in str(info.value)
     assert len(info.value.attempts) == 1
+
+
+@pytest.mark.parametrize("hint", ["9" * 400, "99999999999999999999"])
+async def test_an_infinite_or_absurd_retry_after_gives_up_instead_of_backing_off(
+    hint: str,
+) -> None:
+    sleep = VirtualSleep()
+    async with (
+        serving({"/x": answers(503, 503, headers={"Retry-After": hint})}) as (url, hits),
+        Client(url, retry=policy(sleep)) as client,
+    ):
+        with pytest.raises(RetryExhausted) as info:
+            await client.get_json("/x")
+    assert hits["/x"] == 1
+    assert sleep.delays == []
+    assert "above max_retry_after=120s" in str(info.value)
+    assert len(info.value.attempts) == 1
+
+
+def test_parse_retry_after_reads_a_number_too_large_for_a_float_as_infinity() -> None:
+    assert parse_retry_after("9" * 400) == math.inf
+    assert parse_retry_after("9" * 400 + ".5") == math.inf
+    assert parse_retry_after("1e999") is None  # not the RFC's delay-seconds form
+    assert policy(VirtualSleep()).next_delay(1, 0.0, math.inf) == "max_hint"
+    assert policy(VirtualSleep(), attempts=1).next_delay(1, 0.0, math.inf) == "attempts"
 
 
 async def test_retry_after_ignored_when_turned_off() -> None:

@@ -3,82 +3,56 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
-import io
-import json
 import logging
-import math
-import os
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, Self, TypeAlias, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import aiohttp
 from yarl import URL
 
-from loopwise._exceptions import (
-    ClosedError,
-    ConnectError,
-    DecodingError,
-    HTTPError,
-    HTTPStatusError,
-    HTTPTimeout,
-    InvalidURL,
-    RetryExhausted,
-    TransportError,
-    UsageError,
+from loopwise._exceptions import ClosedError, HTTPError, InvalidURL, UsageError
+from loopwise.http._errors import (
+    CLIENT_ERRORS,
+    PoolWaitTimeout,
+    exhausted,
+    map_error,
+    pool_wait_timeout,
+    public,
+    status_error,
 )
-from loopwise.http._retry_policy import (
-    AttemptRecord,
-    HTTPRetry,
-    never_reached_server,
+from loopwise.http._mock import MockTransport
+from loopwise.http._options import (
+    DEFAULT_POOL_TIMEOUT,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    RetryOption,
+    StrOrURL,
+    TimeoutOption,
+    UseClientDefault,
+    check_base_url,
+    check_connector_options,
+    check_limit,
+    check_rate,
+    check_seconds,
+    check_session_options,
+    coerce_retry,
+    coerce_timeout,
+    replayable,
+    with_connect_bound,
 )
-from loopwise.patterns import RateLimiter, Retry
-from loopwise.patterns._retry import GiveUpReason
+from loopwise.http._responses import (
+    discard,
+)
+from loopwise.http._retry_policy import AttemptRecord, HTTPRetry
+from loopwise.http._verbs import Verbs
+from loopwise.patterns import RateLimiter
 
-__all__ = [
-    "DEFAULT_RETRY",
-    "DEFAULT_TIMEOUT",
-    "Client",
-    "ClientStatistics",
-    "RequestContext",
-    "ResponseStream",
-]
+__all__ = ["Client", "ClientStatistics"]
 
 T = TypeVar("T")
-StrOrURL: TypeAlias = str | URL
-RetryOption: TypeAlias = HTTPRetry | Retry | int | None
-
-
-class _Unset(enum.Enum):
-    UNSET = "UNSET"
-
-
-_UNSET = _Unset.UNSET
-
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=30)
-"""aiohttp's own default: 5 minutes for the whole request (body included), 30 s to connect."""
-
-DEFAULT_RETRY = HTTPRetry()
-"""3 attempts, idempotent methods, 429/502/503/504, ``Retry-After`` up to 120 s, backoff 0.5 s
-doubling up to 30 s with full jitter."""
-
-DEFAULT_READ_TIMEOUT = 60.0
-"""``sock_read`` of :meth:`Client.stream` and :meth:`Client.download` when none is given."""
-
-_CLIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
-_EXCERPT_BYTES = 2048
-_DRAIN_BYTES = 16 * 1024
-_SESSION_KEYS_MANAGED = frozenset(
-    {"base_url", "connector", "timeout", "headers", "raise_for_status", "loop"}
-)
-
 _log = logging.getLogger("loopwise.http")
-_background: set[asyncio.Future[Any]] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +74,7 @@ class ClientStatistics:
     """Rate limiters in use (one per host with ``rate_scope="host"``)."""
 
 
-class Client:
+class Client(Verbs):
     """An HTTP client on one shared :class:`aiohttp.ClientSession`: bounded connection pool,
     retries by urllib3's rules, optional rate limit, errors mapped to :class:`HTTPError`.
 
@@ -116,16 +90,21 @@ class Client:
       a request waits for a free connection.
     * ``timeout``: an :class:`aiohttp.ClientTimeout`, a number of seconds for the whole request,
       or None for no timeout; per attempt (retries and their delays come on top).
+    * ``pool_timeout``: the longest wait for a connection (a free place in the pool, plus opening
+      it when none is idle), for every request, stream and download: :class:`PoolTimeout` after
+      it. It fills aiohttp's ``connect`` timeout when ``timeout`` leaves it unset; None: no bound.
     * ``retry``: an :class:`HTTPRetry`, a :func:`loopwise.retry` policy (its timing, the HTTP
       rules), a number of attempts, or None for no retries.
     * ``rate``, ``rate_scope``: requests per second, per host (``"host"``, the default) or for
       the whole client (``"global"``); or a :class:`loopwise.RateLimiter` shared as it is. Every
-      attempt takes a slot.
+      request on the wire takes a permit: attempts, redirect hops, aiohttp's own resends.
     * ``headers``: sent with every request.
     * ``raise_for_status``: raise :class:`HTTPStatusError` for a 4xx/5xx answer (default).
     * ``connector_options``, ``session_options``: more keyword arguments for
       :class:`aiohttp.TCPConnector` (``ssl``, ``ttl_dns_cache``...) and
-      :class:`aiohttp.ClientSession` (``cookie_jar``, ``trust_env``, ``auth``...).
+      :class:`aiohttp.ClientSession` (``cookie_jar``, ``trust_env``, ``middlewares``...).
+    * ``transport``: a :class:`MockTransport` that answers every request in-process, for tests
+      (``connector_options`` do not apply then).
     """
 
     __slots__ = (
@@ -148,6 +127,8 @@ class Client:
         "_session_options",
         "_state",
         "_timeout",
+        "_transport",
+        "_transport_held",
     )
 
     def __init__(
@@ -156,7 +137,8 @@ class Client:
         *,
         limit: int = 100,
         limit_per_host: int = 10,
-        timeout: aiohttp.ClientTimeout | float | None = DEFAULT_TIMEOUT,
+        timeout: TimeoutOption = DEFAULT_TIMEOUT,
+        pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
         retry: RetryOption = DEFAULT_RETRY,
         rate: float | RateLimiter | None = None,
         rate_scope: Literal["host", "global"] | None = None,
@@ -164,30 +146,26 @@ class Client:
         raise_for_status: bool = True,
         connector_options: Mapping[str, Any] | None = None,
         session_options: Mapping[str, Any] | None = None,
+        transport: MockTransport | None = None,
     ) -> None:
-        self._base_url = _check_base_url(base_url)
-        self._limit = _check_limit("limit", limit)
-        self._limit_per_host = _check_limit("limit_per_host", limit_per_host)
-        self._timeout = _coerce_timeout(timeout)
-        self._retry = _coerce_retry(retry)
-        self._rate, self._global_limiter = _check_rate(rate, rate_scope)
+        self._base_url = check_base_url(base_url)
+        self._limit = check_limit("limit", limit)
+        self._limit_per_host = check_limit("limit_per_host", limit_per_host)
+        pool_bound = check_seconds("pool_timeout", pool_timeout, none="no bound")
+        self._timeout = with_connect_bound(coerce_timeout(timeout), pool_bound)
+        self._retry = coerce_retry(retry)
+        self._rate, self._global_limiter = check_rate(rate, rate_scope)
         self._limiters: dict[tuple[str, str | None, int | None], RateLimiter] = {}
         self._headers = dict(headers) if headers is not None else None
         if not isinstance(raise_for_status, bool):
             raise TypeError(f"raise_for_status must be True or False, got {raise_for_status!r}")
         self._raise_for_status = raise_for_status
-        self._connector_options = dict(connector_options or {})
-        self._session_options = dict(session_options or {})
-        clash = _SESSION_KEYS_MANAGED & self._session_options.keys()
-        if clash:
-            raise ValueError(
-                f"session_options may not set {', '.join(sorted(clash))}: "
-                "use the Client argument of the same name instead"
-            )
-        if {"limit", "limit_per_host"} & self._connector_options.keys():
-            raise ValueError(
-                "connector_options may not set limit/limit_per_host: use the Client arguments"
-            )
+        self._connector_options = check_connector_options(connector_options)
+        self._session_options = check_session_options(session_options)
+        if transport is not None and not isinstance(transport, MockTransport):
+            raise TypeError(f"transport must be a loopwise.http.MockTransport, got {transport!r}")
+        self._transport = transport
+        self._transport_held = False
         self._session: aiohttp.ClientSession | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._requests = 0
@@ -203,9 +181,19 @@ class Client:
             raise UsageError(
                 f"this Client is {self._state}: a Client is entered once; create a new one"
             )
-        connector = aiohttp.TCPConnector(
-            limit=self._limit, limit_per_host=self._limit_per_host, **self._connector_options
-        )
+        options = self._session_options
+        middlewares = self._middlewares()
+        if middlewares:
+            options = {**options, "middlewares": (*options.get("middlewares", ()), *middlewares)}
+        if self._transport is not None:
+            connector: aiohttp.BaseConnector = await self._transport._connector(
+                self._limit, self._limit_per_host
+            )
+            self._transport_held = True
+        else:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit_per_host, **self._connector_options
+            )
         try:
             self._session = aiohttp.ClientSession(
                 base_url=self._base_url,
@@ -213,10 +201,13 @@ class Client:
                 timeout=self._timeout,
                 headers=self._headers,
                 raise_for_status=False,
-                **self._session_options,
+                **options,
             )
         except BaseException:
             await connector.close()
+            if self._transport_held and self._transport is not None:
+                self._transport_held = False
+                await self._transport._release()
             raise
         self._state = "open"
         return self
@@ -233,13 +224,18 @@ class Client:
         """Close the session and its connections. Idempotent; responses still open are closed."""
         self._state = "closed"
         session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        try:
+            if session is not None:
+                await session.close()
+        finally:
+            if self._transport_held and self._transport is not None:
+                self._transport_held = False
+                await self._transport._release()
 
     @property
     def session(self) -> aiohttp.ClientSession:
         """The underlying :class:`aiohttp.ClientSession` (requests sent on it bypass the retry
-        rules, the rate limit and the error mapping)."""
+        rules and the error mapping)."""
         return self._open_session()
 
     @property
@@ -268,168 +264,6 @@ class Client:
         )
 
     # -- requests -------------------------------------------------------------------------------
-
-    def request(
-        self,
-        method: str,
-        url: StrOrURL,
-        *,
-        retry: RetryOption | _Unset = _UNSET,
-        raise_for_status: bool | None = None,
-        **kwargs: Any,
-    ) -> RequestContext:
-        """Send a request: ``async with client.request("GET", url) as response:``.
-
-        Yields the :class:`aiohttp.ClientResponse` once its headers arrived and the retry rules
-        accepted it; it is released when the block exits. ``retry`` and ``raise_for_status``
-        override the client's for this request. Other keyword arguments go to aiohttp
-        (``params``, ``json``, ``data``, ``headers``, ``timeout`` — a number means total
-        seconds...).
-
-        Retries happen before the block is entered; an error raised by aiohttp inside the block
-        (reading the body, say) is mapped to an :class:`HTTPError` but not retried.
-        """
-        return RequestContext(self, method, url, retry, raise_for_status, kwargs)
-
-    def get(self, url: StrOrURL, **kwargs: Any) -> RequestContext:
-        """``request("GET", url, ...)``."""
-        return RequestContext(self, "GET", url, _pop_retry(kwargs), _pop_raise(kwargs), kwargs)
-
-    def head(self, url: StrOrURL, **kwargs: Any) -> RequestContext:
-        """``request("HEAD", url, ...)``."""
-        return RequestContext(self, "HEAD", url, _pop_retry(kwargs), _pop_raise(kwargs), kwargs)
-
-    def options(self, url: StrOrURL, **kwargs: Any) -> RequestContext:
-        """``request("OPTIONS", url, ...)``."""
-        return RequestContext(self, "OPTIONS", url, _pop_retry(kwargs), _pop_raise(kwargs), kwargs)
-
-    def post(self, url: StrOrURL, **kwargs: Any) -> RequestContext:
-        """``request("POST", url, ...)``: not retried by default (not idempotent)."""
-        return RequestContext(self, "POST", url, _pop_retry(kwargs), _pop_raise(kwargs), kwargs)
-
-    def put(self, url: StrOrURL, **kwargs: Any) -> RequestContext:
-        """``request("PUT", url, ...)``."""
-        return RequestContext(self, "PUT", url, _pop_retry(kwargs), _pop_raise(kwargs), kwargs)
-
-    def patch(self, url: StrOrURL, **kwargs: Any) -> RequestContext:
-        """``request("PATCH", url, ...)``: not retried by default (not idempotent)."""
-        return RequestContext(self, "PATCH", url, _pop_retry(kwargs), _pop_raise(kwargs), kwargs)
-
-    def delete(self, url: StrOrURL, **kwargs: Any) -> RequestContext:
-        """``request("DELETE", url, ...)``."""
-        return RequestContext(self, "DELETE", url, _pop_retry(kwargs), _pop_raise(kwargs), kwargs)
-
-    async def get_bytes(
-        self,
-        url: StrOrURL,
-        *,
-        retry: RetryOption | _Unset = _UNSET,
-        raise_for_status: bool | None = None,
-        **kwargs: Any,
-    ) -> bytes:
-        """GET ``url`` and return its body. A body cut short is retried like a dropped
-        connection (GET is idempotent)."""
-        return (await self._send("GET", url, retry, raise_for_status, kwargs, _read_bytes))[0]
-
-    async def get_text(
-        self,
-        url: StrOrURL,
-        *,
-        encoding: str | None = None,
-        retry: RetryOption | _Unset = _UNSET,
-        raise_for_status: bool | None = None,
-        **kwargs: Any,
-    ) -> str:
-        """GET ``url`` and return its body decoded with ``encoding`` (default: the response's
-        charset, else UTF-8). Undecodable bytes raise :class:`DecodingError`."""
-
-        async def read(response: aiohttp.ClientResponse) -> str:
-            return _decode_text(response, await response.read(), encoding)
-
-        return (await self._send("GET", url, retry, raise_for_status, kwargs, read))[0]
-
-    async def get_json(
-        self,
-        url: StrOrURL,
-        *,
-        loads: Callable[[bytes], Any] = json.loads,
-        retry: RetryOption | _Unset = _UNSET,
-        raise_for_status: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """GET ``url`` and return its body parsed as JSON (whatever the ``Content-Type``).
-        A body that does not parse raises :class:`DecodingError` (not retried)."""
-
-        if loads is json.loads:
-            read = _read_json
-        else:
-
-            async def read(response: aiohttp.ClientResponse) -> Any:
-                return _parse_json(response, await response.read(), loads)
-
-        return (await self._send("GET", url, retry, raise_for_status, kwargs, read))[0]
-
-    def stream(
-        self,
-        url: StrOrURL,
-        *,
-        method: str = "GET",
-        chunk_size: int = 64 * 1024,
-        read_timeout: float | None = None,
-        retry: RetryOption | _Unset = _UNSET,
-        raise_for_status: bool | None = None,
-        **kwargs: Any,
-    ) -> ResponseStream:
-        """Iterate over a body in chunks of at most ``chunk_size`` bytes, as they arrive::
-
-            async with client.stream(url) as chunks:
-                async for chunk in chunks:
-                    ...
-
-        ``async for chunk in client.stream(url)`` works too; use ``async with`` when you may stop
-        before the end, so the connection is released at once. Retries happen before the first
-        chunk; an error in the middle of the body raises (mapped) and is not retried.
-
-        No total timeout: a long body may take as long as it takes, as long as data keeps coming
-        (``read_timeout`` seconds at most between two reads; default the client's ``sock_read``,
-        else 60 s). A ``timeout=`` keyword replaces this.
-        """
-        _check_chunk_size(chunk_size)
-        self._streaming_timeout(kwargs, read_timeout)
-        return ResponseStream(
-            self, method.upper(), url, retry, raise_for_status, kwargs, chunk_size
-        )
-
-    async def download(
-        self,
-        url: StrOrURL,
-        path: str | os.PathLike[str],
-        *,
-        chunk_size: int = 256 * 1024,
-        read_timeout: float | None = None,
-        fsync: bool = True,
-        retry: RetryOption | _Unset = _UNSET,
-        **kwargs: Any,
-    ) -> Path:
-        """GET ``url`` into the file ``path``, atomically; return the path.
-
-        The body goes to a temporary file next to ``path`` (``.NAME.RANDOM.part``), which
-        replaces ``path`` only once the whole body arrived (and, with ``fsync``, reached the
-        disk). On any failure — error status, dropped connection, body cut short, timeout,
-        cancellation — the temporary file is removed and ``path`` is left as it was: there is
-        never a half-written file at ``path``. A failure in the middle of the body is retried like
-        any other (from the start). Disk writes run in a worker thread, never on the event loop.
-        Timeouts as for :meth:`stream`: ``read_timeout`` between reads, no total limit.
-        """
-        _check_chunk_size(chunk_size)
-        target = Path(os.fspath(path))
-        self._streaming_timeout(kwargs, read_timeout)
-
-        async def write(response: aiohttp.ClientResponse) -> None:
-            await _write_atomically(response, target, chunk_size, fsync)
-
-        await self._send("GET", url, retry, True, kwargs, write)
-        return target
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -462,9 +296,9 @@ class Client:
             url = self._base_url.join(url)
         if url.scheme not in ("http", "https"):
             raise InvalidURL(
-                f"cannot send a request to {str(_public(url))!r}: only http and https URLs work",
+                f"cannot send a request to {str(public(url))!r}: only http and https URLs work",
                 method=method,
-                url=_public(url),
+                url=public(url),
             )
         return url
 
@@ -480,27 +314,33 @@ class Client:
             limiter = self._limiters[key] = RateLimiter(rate)
         return limiter
 
-    def _streaming_timeout(self, kwargs: dict[str, Any], read_timeout: float | None) -> None:
-        if "timeout" in kwargs:
-            return
-        base = self._timeout
-        if read_timeout is None:
-            read_timeout = base.sock_read if base.sock_read is not None else DEFAULT_READ_TIMEOUT
-        elif not (isinstance(read_timeout, int | float) and read_timeout > 0):
-            raise ValueError(f"read_timeout must be a number of seconds > 0, got {read_timeout!r}")
-        kwargs["timeout"] = aiohttp.ClientTimeout(
-            total=None,
-            connect=base.connect,
-            sock_connect=base.sock_connect,
-            sock_read=read_timeout,
-        )
+    def _middlewares(self) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+        """The client middlewares this client adds to the session's and to a request's own."""
+        middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = ()
+        if self._rate is not None or self._global_limiter is not None:
+            # In aiohttp's request loop, so every request on the wire takes a permit: each
+            # redirect hop and aiohttp's own resend on a stale keep-alive connection included.
+            middlewares += (self._rate_limit,)
+        if self._transport is not None:
+            middlewares += (self._transport._tag_url,)
+        return middlewares
+
+    async def _rate_limit(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """aiohttp client middleware: a permit from the host's (or the global) limiter before
+        each request goes on the wire."""
+        limiter = self._limiter_for(request.url)
+        if limiter is not None:
+            await limiter.acquire()
+        return await handler(request)
 
     async def _send(
         self,
         method: str,
         url: StrOrURL,
-        retry: RetryOption | _Unset,
-        raise_for_status: bool | None,
+        retry: RetryOption | UseClientDefault,
+        raise_for_status: bool | UseClientDefault,
         kwargs: dict[str, Any],
         consume: Callable[[aiohttp.ClientResponse], Awaitable[T]],
         keep_open: bool = False,
@@ -519,80 +359,82 @@ class Client:
         try:
             session = self._open_session()
             target = self._build_url(method, url)
+            timeout = self._timeout
             if "timeout" in kwargs:
-                kwargs["timeout"] = _coerce_timeout(kwargs["timeout"])
-            rules = self._retry if retry is _UNSET else _coerce_retry(retry)
-            if rules is not None and not _replayable(kwargs):
+                timeout = kwargs["timeout"] = with_connect_bound(
+                    coerce_timeout(kwargs["timeout"]), self._timeout.connect
+                )
+            rules = self._retry if isinstance(retry, UseClientDefault) else coerce_retry(retry)
+            if rules is not None and not replayable(kwargs):
                 rules = None
-            raise_ = self._raise_for_status if raise_for_status is None else raise_for_status
-            limiter = (
-                None
-                if self._rate is None and self._global_limiter is None
-                else self._limiter_for(target)
+            raise_ = (
+                self._raise_for_status
+                if isinstance(raise_for_status, UseClientDefault)
+                else raise_for_status
             )
+            if "middlewares" in kwargs:  # a request's own replace the session's: keep ours
+                kwargs["middlewares"] = (*kwargs["middlewares"], *self._middlewares())
             start = 0.0 if rules is None else rules.clock()
+            loop_time = asyncio.get_running_loop().time
             records: list[AttemptRecord] = []
             number = 0
             while True:
                 number += 1
-                if limiter is not None:
-                    await limiter.acquire()
                 self._attempts += 1
+                sent_at = loop_time()
+                response: aiohttp.ClientResponse | None = None
+                delay: float | None = None
                 try:
                     response = await session.request(method, target, **kwargs)
-                except _CLIENT_ERRORS as exc:
-                    if rules is None or not rules.retries_error(method, exc):
-                        raise _map_error(exc, method, target) from exc
+                    status = response.status
+                    if rules is not None and rules.retries_status(method, status):
+                        hint = rules.delay_hint(response.headers)
+                        plan = rules.next_delay(number, rules.clock() - start, hint)
+                        if not isinstance(plan, str):
+                            self._record(rules, records, number, status, None, plan, method, target)
+                            delay = plan
+                        elif raise_:
+                            answer = await status_error(response, method)
+                            raise exhausted(
+                                rules, records, number, answer, None, plan, hint
+                            ) from answer
+                    elif raise_ and status >= 400:
+                        raise await status_error(response, method)
+                    if delay is None:
+                        result = await consume(response)
+                except CLIENT_ERRORS as exc:
+                    # The one place where an attempt's aiohttp error is retried or given up on.
+                    if response is not None:
+                        response.release()
+                        response = None
+                    elif isinstance(exc, aiohttp.ConnectionTimeoutError):
+                        limits = (self._limit, self._limit_per_host)
+                        exc = pool_wait_timeout(exc, timeout, loop_time() - sent_at, limits)
+                    if (
+                        rules is None
+                        or isinstance(exc, PoolWaitTimeout)  # a retry would wait past the bound
+                        or not rules.retries_error(method, exc)
+                    ):
+                        raise map_error(exc, method, target) from exc
                     plan = rules.next_delay(number, rules.clock() - start, None)
                     if isinstance(plan, str):
-                        error = _map_error(exc, method, target)
+                        error = map_error(exc, method, target)
                         error.__cause__ = exc
-                        raise self._exhausted(rules, records, number, error, exc, plan) from error
+                        raise exhausted(rules, records, number, error, exc, plan) from error
                     self._record(rules, records, number, None, exc, plan, method, target)
-                    if plan > 0:
-                        await rules.sleep(plan)
-                    continue
-
-                status = response.status
-                if (
-                    rules is not None
-                    and status in rules.statuses
-                    and (rules.methods is None or method in rules.methods)
-                ):
-                    hint = rules.delay_hint(response.headers)
-                    plan = rules.next_delay(number, rules.clock() - start, hint)
-                    if not isinstance(plan, str):
-                        self._record(rules, records, number, status, None, plan, method, target)
-                        await _discard(response)  # released before sleeping
-                        if plan > 0:
-                            await rules.sleep(plan)
-                        continue
-                    if raise_:
-                        error = await _status_error(response, method)
-                        raise self._exhausted(
-                            rules, records, number, error, None, plan, hint
-                        ) from error
-                elif raise_ and status >= 400:
-                    raise await _status_error(response, method)
-
-                try:
-                    result = await consume(response)
-                except _CLIENT_ERRORS as exc:
-                    response.release()
-                    if rules is None or not rules.retries_error(method, exc):
-                        raise _map_error(exc, method, target) from exc
-                    plan = rules.next_delay(number, rules.clock() - start, None)
-                    if isinstance(plan, str):
-                        error = _map_error(exc, method, target)
-                        error.__cause__ = exc
-                        raise self._exhausted(rules, records, number, error, exc, plan) from error
-                    self._record(rules, records, number, None, exc, plan, method, target)
-                    if plan > 0:
-                        await rules.sleep(plan)
-                    continue
+                    delay = plan
                 except BaseException:
-                    response.release()
+                    if response is not None:
+                        response.release()
                     raise
+                if delay is not None:
+                    assert rules is not None
+                    if response is not None:
+                        await discard(response)  # released before sleeping
+                    if delay > 0:
+                        await rules.sleep(delay)
+                    continue
+                assert response is not None
                 if keep_open:
                     kept = True
                 else:
@@ -624,512 +466,9 @@ class Client:
             _log.info(
                 "retrying %s %s in %.3gs after %s",
                 method,
-                _public(url),
+                public(url),
                 delay,
                 status if status is not None else f"{type(error).__name__}: {error}",
             )
         if rules.on_retry is not None:
             rules.on_retry(record)
-
-    @staticmethod
-    def _exhausted(
-        rules: HTTPRetry,
-        records: list[AttemptRecord],
-        number: int,
-        error: HTTPError,
-        raw: BaseException | None,
-        why: GiveUpReason,
-        hint: float | None = None,
-    ) -> RetryExhausted:
-        """RetryExhausted for a failure the policy retries but gave up on."""
-        status = error.status if isinstance(error, HTTPStatusError) else None
-        attempts = (*records, AttemptRecord(number, status, raw))
-        if why == "max_hint":
-            reason = f"Retry-After {hint:g}s is above max_retry_after={rules.max_retry_after:g}s"
-        elif why == "max_time":
-            reason = f"the next attempt would end past max_time={rules.max_time:g}s"
-        else:
-            reason = f"attempts={rules.attempts} used up"
-        n = len(attempts)
-        return RetryExhausted(
-            f"gave up after {n} attempt{'s' if n > 1 else ''} ({reason}): {error}",
-            method=error.method,
-            url=error.url,
-            attempts=attempts,
-            last=error,
-            reason=reason,
-        )
-
-
-class RequestContext:
-    """``async with client.request(...) as response:`` (see :meth:`Client.request`)."""
-
-    __slots__ = ("_client", "_kwargs", "_method", "_raise", "_response", "_retry", "_url")
-
-    def __init__(
-        self,
-        client: Client,
-        method: str,
-        url: StrOrURL,
-        retry: RetryOption | _Unset,
-        raise_for_status: bool | None,
-        kwargs: dict[str, Any],
-    ) -> None:
-        self._client = client
-        self._method = method.upper()
-        self._url = url
-        self._retry = retry
-        self._raise = raise_for_status
-        self._kwargs = kwargs
-        self._response: aiohttp.ClientResponse | None = None
-
-    async def __aenter__(self) -> aiohttp.ClientResponse:
-        if self._response is not None:
-            raise UsageError("this request was already sent: call client.request() again")
-        _, response = await self._client._send(
-            self._method, self._url, self._retry, self._raise, self._kwargs, _nothing, True
-        )
-        self._response = response
-        return response
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        response = self._response
-        assert response is not None
-        self._client._in_flight -= 1
-        response.release()
-        await response.wait_for_close()
-        if isinstance(exc, aiohttp.ClientError):
-            self._client._failures += 1
-            raise _map_error(exc, self._method, response.url) from exc
-
-
-class ResponseStream:
-    """The chunks of a response body (see :meth:`Client.stream`): an async iterator and an async
-    context manager. ``response`` is the :class:`aiohttp.ClientResponse` once it is open."""
-
-    __slots__ = (
-        "_chunk_size",
-        "_client",
-        "_done",
-        "_kwargs",
-        "_method",
-        "_raise",
-        "_retry",
-        "_url",
-        "response",
-    )
-
-    def __init__(
-        self,
-        client: Client,
-        method: str,
-        url: StrOrURL,
-        retry: RetryOption | _Unset,
-        raise_for_status: bool | None,
-        kwargs: dict[str, Any],
-        chunk_size: int,
-    ) -> None:
-        self._client = client
-        self._method = method
-        self._url = url
-        self._retry = retry
-        self._raise = raise_for_status
-        self._kwargs = kwargs
-        self._chunk_size = chunk_size
-        self._done = False
-        self.response: aiohttp.ClientResponse | None = None
-
-    async def open(self) -> aiohttp.ClientResponse:
-        """Send the request (with retries) and return the response, headers read, body not."""
-        if self.response is not None:
-            return self.response
-        if self._done:
-            raise UsageError("this stream is closed: call client.stream() again")
-        try:
-            _, response = await self._client._send(
-                self._method, self._url, self._retry, self._raise, self._kwargs, _nothing, True
-            )
-        except BaseException:
-            self._done = True
-            raise
-        self.response = response
-        return response
-
-    async def aclose(self) -> None:
-        """Release the response (its connection goes back to the pool when the body was read to
-        the end, else it is closed). Idempotent."""
-        if self._done:
-            return
-        self._done = True
-        response = self.response
-        if response is not None:
-            self._client._in_flight -= 1
-            response.release()
-            await response.wait_for_close()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> bytes:
-        response = self.response
-        if response is None:
-            if self._done:
-                raise StopAsyncIteration
-            response = await self.open()
-        elif self._done:
-            raise StopAsyncIteration
-        try:
-            chunk = await response.content.read(self._chunk_size)
-        except _CLIENT_ERRORS as exc:
-            await self.aclose()
-            self._client._failures += 1
-            raise _map_error(exc, self._method, response.url) from exc
-        except BaseException:
-            await self.aclose()
-            raise
-        if not chunk:
-            await self.aclose()
-            raise StopAsyncIteration
-        return chunk
-
-    def __repr__(self) -> str:
-        state = "closed" if self._done else ("open" if self.response is not None else "new")
-        return f"<ResponseStream {self._method} {self._url} {state}>"
-
-
-# -- helpers --------------------------------------------------------------------------------------
-
-
-async def _nothing(response: aiohttp.ClientResponse) -> None:
-    return None
-
-
-async def _read_bytes(response: aiohttp.ClientResponse) -> bytes:
-    return await response.read()
-
-
-async def _read_json(response: aiohttp.ClientResponse) -> Any:
-    return _parse_json(response, await response.read(), json.loads)
-
-
-def _parse_json(
-    response: aiohttp.ClientResponse, body: bytes, loads: Callable[[bytes], Any]
-) -> Any:
-    try:
-        return loads(body)
-    except ValueError as exc:
-        raise DecodingError(
-            f"the body of GET {_public(response.url)} is not JSON ({exc}); "
-            "use get_text() or get_bytes() to read it as it is",
-            method="GET",
-            url=_public(response.url),
-            body=_excerpt_text(response, body),
-        ) from exc
-
-
-def _pop_retry(kwargs: dict[str, Any]) -> RetryOption | _Unset:
-    return kwargs.pop("retry", _UNSET)  # type: ignore[no-any-return]
-
-
-def _pop_raise(kwargs: dict[str, Any]) -> bool | None:
-    return kwargs.pop("raise_for_status", None)  # type: ignore[no-any-return]
-
-
-def _public(url: URL) -> URL:
-    """The URL without user name and password, fit for messages and logs."""
-    return url.with_user(None) if url.raw_user is not None else url
-
-
-def _check_base_url(base_url: StrOrURL | None) -> URL | None:
-    if base_url is None:
-        return None
-    try:
-        url = URL(base_url)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"base_url {base_url!r} is not a URL: {exc}") from exc
-    if not url.absolute or url.scheme not in ("http", "https"):
-        raise ValueError(
-            f"base_url must be an absolute http(s) URL such as 'https://api.example.com/v1/', "
-            f"got {str(base_url)!r}"
-        )
-    if not url.path.endswith("/"):
-        url = url.with_path(url.path + "/")
-    return url.with_query(None).with_fragment(None)
-
-
-def _check_limit(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0 (0: no limit), got {value!r}")
-    return value
-
-
-def _check_chunk_size(chunk_size: int) -> None:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1 (bytes), got {chunk_size!r}")
-
-
-def _coerce_timeout(timeout: aiohttp.ClientTimeout | float | None) -> aiohttp.ClientTimeout:
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout
-    if timeout is None:
-        return aiohttp.ClientTimeout(total=None)
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(
-            f"timeout must be an aiohttp.ClientTimeout, a number of seconds > 0 or None, "
-            f"got {timeout!r}"
-        )
-    return aiohttp.ClientTimeout(total=float(timeout))
-
-
-def _coerce_retry(retry: RetryOption) -> HTTPRetry | None:
-    if retry is None or isinstance(retry, HTTPRetry):
-        return retry
-    if isinstance(retry, Retry):
-        return HTTPRetry.from_retry(retry)
-    if isinstance(retry, int) and not isinstance(retry, bool):
-        return DEFAULT_RETRY.replace(attempts=retry)
-    raise TypeError(
-        "retry takes an HTTPRetry, a loopwise.retry() policy, a number of attempts or None, "
-        f"got {retry!r}"
-    )
-
-
-def _check_rate(
-    rate: float | RateLimiter | None, scope: Literal["host", "global"] | None
-) -> tuple[float | None, RateLimiter | None]:
-    if scope not in (None, "host", "global"):
-        raise ValueError(f"rate_scope must be 'host' or 'global', got {scope!r}")
-    if rate is None:
-        return None, None
-    if isinstance(rate, RateLimiter):
-        if scope == "host":
-            raise ValueError(
-                "a RateLimiter instance is shared by every request: pass a number of requests "
-                "per second for a limit per host"
-            )
-        return None, rate
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise TypeError(f"rate must be requests per second or a RateLimiter, got {rate!r}")
-    if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"rate must be a finite number of requests per second > 0, got {rate!r}")
-    if scope == "global":
-        return None, RateLimiter(rate)
-    return float(rate), None
-
-
-def _replayable(kwargs: Mapping[str, Any]) -> bool:
-    """Whether the request body can be sent again (a stream or a file cannot)."""
-    data = kwargs.get("data")
-    return data is None or isinstance(data, bytes | bytearray | str | dict | list | tuple)
-
-
-def _map_error(exc: BaseException, method: str, url: URL) -> HTTPError:
-    """aiohttp's exception as one of ours (the caller chains it as ``__cause__``)."""
-    public = _public(url)
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ContentTypeError):
-        return DecodingError(f"{method} {public}: {exc.message}", method=method, url=public)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return HTTPStatusError(
-            method=method,
-            url=public,
-            status=exc.status,
-            reason=exc.message,
-            headers=exc.headers or {},
-        )
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return InvalidURL(f"{method} {public}: invalid URL: {detail}", method=method, url=public)
-    if never_reached_server(exc):
-        return ConnectError(
-            f"{method} {public}: cannot connect: {detail}", method=method, url=public
-        )
-    if isinstance(exc, asyncio.TimeoutError):  # includes aiohttp's ServerTimeoutError
-        return HTTPTimeout(
-            f"{method} {public}: timed out: {detail} (raise the timeout, or use stream() or "
-            "download() for long bodies)",
-            method=method,
-            url=public,
-        )
-    return TransportError(f"{method} {public}: {detail}", method=method, url=public)
-
-
-async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await response.content.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-async def _status_error(response: aiohttp.ClientResponse, method: str) -> HTTPStatusError:
-    """An HTTPStatusError for ``response``, with an excerpt of its body; releases it."""
-    try:
-        body = b"" if method == "HEAD" else await _read_up_to(response, _EXCERPT_BYTES)
-    except _CLIENT_ERRORS:
-        body = b""
-    finally:
-        response.release()
-    return HTTPStatusError(
-        method=method,
-        url=_public(response.url),
-        status=response.status,
-        reason=response.reason or "",
-        headers=response.headers,
-        body=_excerpt_text(response, body),
-    )
-
-
-def _excerpt_text(response: aiohttp.ClientResponse, body: bytes) -> str:
-    charset = response.charset or "utf-8"
-    try:
-        return body[:_EXCERPT_BYTES].decode(charset, errors="replace")
-    except LookupError:
-        return body[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
-
-
-def _decode_text(response: aiohttp.ClientResponse, body: bytes, encoding: str | None) -> str:
-    charset = encoding or response.charset or "utf-8"
-    try:
-        return body.decode(charset)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise DecodingError(
-            f"the body of GET {_public(response.url)} is not valid {charset} text ({exc}); "
-            "pass encoding=..., or use get_bytes()",
-            method="GET",
-            url=_public(response.url),
-            body=_excerpt_text(response, body),
-        ) from exc
-
-
-async def _discard(response: aiohttp.ClientResponse) -> None:
-    """Release a response that will be retried: a small body is read so that its connection can
-    be reused; a large or unknown one is not waited for (the connection is closed)."""
-    try:
-        length = response.content_length
-        if length is not None and length <= _DRAIN_BYTES:
-            await response.read()
-    except _CLIENT_ERRORS:
-        pass
-    finally:
-        response.release()
-
-
-# -- atomic download ------------------------------------------------------------------------------
-
-
-def _open_exclusive(path: Path) -> io.BufferedWriter:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    return os.fdopen(fd, "wb")
-
-
-def _commit(fh: IO[bytes], tmp: Path, target: Path, fsync: bool) -> None:
-    fh.flush()
-    if fsync:
-        os.fsync(fh.fileno())
-    fh.close()
-    os.replace(tmp, target)
-
-
-def _discard_file(fh: IO[bytes] | None, tmp: Path) -> None:
-    if fh is not None:
-        with contextlib.suppress(OSError):
-            fh.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-
-
-class _TempFile:
-    """A temporary file and the one disk operation in flight on it (in a worker thread)."""
-
-    __slots__ = ("fh", "inflight", "path")
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fh: IO[bytes] | None = None
-        self.inflight: asyncio.Future[Any] | None = None
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in a thread. Cancelling the caller does not cancel the operation:
-        :meth:`discard` waits for it."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        self.inflight = future
-        return await asyncio.shield(future)
-
-    async def discard(self) -> None:
-        """Wait for the operation in flight, then close and remove the file."""
-        inflight = self.inflight
-        if inflight is not None:
-            with contextlib.suppress(Exception):
-                await inflight  # its failure, if any, is not ours to report
-            if self.fh is None and not inflight.cancelled() and inflight.exception() is None:
-                opened = inflight.result()
-                if isinstance(opened, io.BufferedWriter):
-                    self.fh = opened
-        await asyncio.get_running_loop().run_in_executor(None, _discard_file, self.fh, self.path)
-
-
-async def _write_atomically(
-    response: aiohttp.ClientResponse, target: Path, chunk_size: int, fsync: bool
-) -> None:
-    """Write the body to a temporary file next to ``target``, then rename it over ``target``.
-
-    At most one disk write is in flight while the next chunk is read. On any failure the
-    temporary file is removed (in a shielded task, so a second cancellation cannot skip it).
-    """
-    loop = asyncio.get_running_loop()
-    tmp = _TempFile(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
-    try:
-        fh = tmp.fh = await tmp.run(_open_exclusive, tmp.path)
-        pending: asyncio.Future[Any] | None = None
-        buffered: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await response.content.read(chunk_size)
-            if chunk:
-                buffered.append(chunk)
-                size += len(chunk)
-                if size < chunk_size:
-                    continue
-            if buffered:
-                data = buffered[0] if len(buffered) == 1 else b"".join(buffered)
-                buffered, size = [], 0
-                if pending is not None:
-                    await asyncio.shield(pending)
-                pending = tmp.inflight = loop.run_in_executor(None, fh.write, data)
-            if not chunk:
-                break
-        if pending is not None:
-            await asyncio.shield(pending)
-        await tmp.run(_commit, fh, tmp.path, target, fsync)
-    except BaseException:
-        cleanup = asyncio.ensure_future(tmp.discard())
-        _background.add(cleanup)
-        cleanup.add_done_callback(_background.discard)
-        await asyncio.shield(cleanup)
-        raise

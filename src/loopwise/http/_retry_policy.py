@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import random as _random
 import re
 import time
@@ -59,14 +58,15 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
     Both forms of RFC 9110 are read: a number of seconds (``"120"``) and an HTTP date
     (``"Wed, 21 Oct 2015 07:28:00 GMT"``), the latter relative to ``now`` (a Unix time; default
-    :func:`time.time`). A date in the past gives 0.
+    :func:`time.time`). A date in the past gives 0. A number of seconds too large for a float
+    gives :data:`math.inf`: a server asking to wait for ever, which a retry policy must refuse
+    (give up), not ignore.
     """
     if value is None:
         return None
     value = value.strip()
     if _SECONDS.fullmatch(value):
-        seconds = float(value)
-        return seconds if math.isfinite(seconds) else None
+        return float(value)  # digits only: finite, or inf when too large
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -241,9 +241,14 @@ class HTTPRetry:
 
         The same schedule as :class:`loopwise.Retry`'s attempt loop: ``"attempts"`` when they are
         used up; the ``hint`` (``Retry-After``) instead of the backoff when there is one, but
-        ``"max_hint"`` when it is above ``max_retry_after``; ``"max_time"`` when the delay would
-        end past ``max_time``.
+        ``"max_hint"`` when it is above ``max_retry_after`` (an infinite hint included: the
+        server asked never to come back); ``"max_time"`` when the delay would end past
+        ``max_time``.
         """
+        if hint is not None and hint > self.max_retry_after:
+            if self.attempts is not None and number >= self.attempts:
+                return "attempts"
+            return "max_hint"
         return self.policy.next_delay(number, elapsed, hint)
 
     def __repr__(self) -> str:

@@ -1,0 +1,260 @@
+"""MockTransport: answer a :class:`~loopwise.http.Client`'s requests in-process, for tests.
+
+The answers come from a real aiohttp server on a Unix socket in a private temporary directory,
+reached through :class:`aiohttp.UnixConnector` (which every URL, ``https`` included, is sent to
+as plain HTTP). So the client runs exactly its production code — pool limits, keep-alive,
+redirects, timeouts, retries, the rate-limit middleware, error mapping — with no port, no DNS
+and no certificate. Faking :class:`aiohttp.ClientResponse` objects instead would skip the very
+code whose guarantees a test of a client wants to rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as _json
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from loopwise._exceptions import UsageError
+
+__all__ = ["MockRoute", "MockTransport", "RecordedRequest"]
+
+MockHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+URL_HEADER: Final = "X-Loopwise-Mock-Url"
+"""Carries the URL the client sent the request to (its scheme included) to the mock server."""
+UNMATCHED_STATUS: Final = 501
+
+
+class _NoJSON:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "no JSON"
+
+
+_NO_JSON: Final[Any] = _NoJSON()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """A request the :class:`MockTransport` received, as it came over the wire."""
+
+    method: str
+    url: URL
+    """The URL the client sent it to (scheme, host, port, path and query)."""
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return _json.loads(self.body)
+
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode()
+
+
+@dataclass(slots=True, eq=False)
+class MockRoute:
+    """One route of a :class:`MockTransport` (returned by :meth:`MockTransport.add`)."""
+
+    method: str
+    url: URL
+    handler: MockHandler
+    times: int | None
+    calls: list[RecordedRequest] = field(default_factory=list)
+    """The requests this route answered, in order."""
+
+    def matches(self, method: str, url: URL) -> bool:
+        if self.times is not None and len(self.calls) >= self.times:
+            return False
+        if self.method != "*" and self.method != method:
+            return False
+        route = self.url
+        if route.absolute and (route.scheme, route.host, route.port) != (
+            url.scheme,
+            url.host,
+            url.port,
+        ):
+            return False
+        if route.path != url.path:
+            return False
+        return all(url.query.getall(key, []).count(value) for key, value in route.query.items())
+
+    def __repr__(self) -> str:
+        times = "" if self.times is None else f" times={self.times}"
+        return f"<MockRoute {self.method} {self.url}{times} calls={len(self.calls)}>"
+
+
+class MockTransport:
+    """Routes that answer a :class:`~loopwise.http.Client`'s requests without a network::
+
+        mock = MockTransport()
+        mock.add("GET", "https://api.example.com/v1/users/42", json={"id": 42})
+        async with Client("https://api.example.com/v1/", transport=mock) as client:
+            assert await client.get_json("users/42") == {"id": 42}
+        assert mock.requests[0].url.path == "/v1/users/42"
+
+    A request is answered by the first route, in the order added, whose method, URL (scheme,
+    host and port when the route's URL is absolute; path; the route's query parameters) match
+    and whose ``times`` is not used up. A request no route matches is answered ``501`` with a
+    body naming it and the routes (so ``raise_for_status`` reports it), and kept in
+    :attr:`unmatched`. Every request is kept in :attr:`requests`, in arrival order.
+
+    One transport may serve several clients, one after the other or at once; it runs while one
+    of them is open. POSIX only (it needs Unix sockets).
+    """
+
+    def __init__(self) -> None:
+        self.routes: list[MockRoute] = []
+        self.requests: list[RecordedRequest] = []
+        """Every request received, in arrival order."""
+        self.unmatched: list[RecordedRequest] = []
+        """The requests no route matched (answered 501)."""
+        self._users = 0
+        self._lock = asyncio.Lock()
+        self._runner: web.AppRunner | None = None
+        self._directory: str | None = None
+
+    def add(
+        self,
+        method: str,
+        url: str | URL,
+        *,
+        status: int = 200,
+        json: Any = _NO_JSON,
+        text: str | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        handler: MockHandler | None = None,
+        times: int | None = None,
+    ) -> MockRoute:
+        """Add a route: ``method`` (``"*"``: any) and ``url`` (absolute, or a path matching any
+        host) answered with ``status`` and one of ``json``, ``text`` or ``body`` (default: no
+        body) plus ``headers``, or by ``handler``, an aiohttp handler given the real
+        :class:`aiohttp.web.Request`. With ``times``, the route answers that many requests and
+        then no longer matches: add ``times=1`` routes first for a sequence (a 503, then a 200).
+        """
+        given = [name for name, v in (("text", text), ("body", body)) if v is not None]
+        if json is not _NO_JSON:
+            given.append("json")
+        if handler is not None:
+            given.append("handler")
+        if len(given) > 1:
+            raise ValueError(f"give one of json, text, body or handler, not {' and '.join(given)}")
+        if handler is not None and (status != 200 or headers is not None):
+            raise ValueError("a handler makes the whole answer: drop status and headers")
+        if times is not None and (isinstance(times, bool) or times < 1):
+            raise ValueError(f"times must be an int >= 1 or None (no limit), got {times!r}")
+        if not 100 <= status <= 599:
+            raise ValueError(f"status must be an HTTP status (100-599), got {status!r}")
+        route_url = URL(url)
+        if not route_url.absolute and not route_url.path.startswith("/"):
+            raise ValueError(f"url must be absolute or a path starting with '/', got {str(url)!r}")
+        if handler is None:
+            handler = _static(status, json, text, body, headers)
+        route = MockRoute(method.upper(), route_url, handler, times)
+        self.routes.append(route)
+        return route
+
+    def __repr__(self) -> str:
+        state = "running" if self._runner is not None else "idle"
+        return (
+            f"<MockTransport {state} routes={len(self.routes)} requests={len(self.requests)} "
+            f"unmatched={len(self.unmatched)}>"
+        )
+
+    # -- used by Client -------------------------------------------------------------------------
+
+    async def _connector(self, limit: int, limit_per_host: int) -> aiohttp.BaseConnector:
+        """Start serving (first user) and return a connector to the server."""
+        if not hasattr(socket, "AF_UNIX"):
+            raise UsageError("MockTransport needs Unix sockets: it runs on Linux and macOS")
+        async with self._lock:
+            if self._runner is None:
+                directory = tempfile.mkdtemp(prefix="loopwise-mock-")
+                path = os.path.join(directory, "http.sock")
+                app = web.Application(client_max_size=64 * 1024 * 1024)
+                app.router.add_route("*", "/{tail:.*}", self._dispatch)
+                runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+                await runner.setup()
+                try:
+                    await web.UnixSite(runner, path).start()
+                except BaseException:
+                    await runner.cleanup()
+                    shutil.rmtree(directory, ignore_errors=True)
+                    raise
+                self._runner, self._directory = runner, directory
+            self._users += 1
+            assert self._directory is not None
+            return aiohttp.UnixConnector(
+                os.path.join(self._directory, "http.sock"),
+                limit=limit,
+                limit_per_host=limit_per_host,
+            )
+
+    async def _release(self) -> None:
+        """A client closed: stop serving after the last one."""
+        async with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            runner, self._runner = self._runner, None
+            directory, self._directory = self._directory, None
+            try:
+                if runner is not None:
+                    await runner.cleanup()
+            finally:
+                if directory is not None:
+                    shutil.rmtree(directory, ignore_errors=True)
+
+    @staticmethod
+    async def _tag_url(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """Client middleware: tell the server the URL (the socket loses the scheme)."""
+        request.headers[URL_HEADER] = str(request.url)
+        return await handler(request)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k != URL_HEADER}
+        sent_to = request.headers.get(URL_HEADER)
+        url = URL(sent_to) if sent_to else request.url
+        recorded = RecordedRequest(request.method, url, headers, await request.read())
+        self.requests.append(recorded)
+        for route in self.routes:
+            if route.matches(request.method, url):
+                route.calls.append(recorded)
+                return await route.handler(request)
+        self.unmatched.append(recorded)
+        known = "; ".join(f"{r.method} {r.url}" for r in self.routes) or "none"
+        return web.Response(
+            status=UNMATCHED_STATUS,
+            text=f"MockTransport: no route for {request.method} {url} (routes: {known})",
+        )
+
+
+def _static(
+    status: int,
+    json: Any,
+    text: str | None,
+    body: bytes | None,
+    headers: Mapping[str, str] | None,
+) -> MockHandler:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if json is not _NO_JSON:
+            return web.json_response(json, status=status, headers=headers)
+        if text is not None:
+            return web.Response(status=status, text=text, headers=headers)
+        return web.Response(status=status, body=body, headers=headers)
+
+    return answer

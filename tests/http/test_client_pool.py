@@ -1,0 +1,143 @@
+"""loopwise.http.Client: connections always go back to the pool, and no wait for one is unbounded.
+
+A real aiohttp server on 127.0.0.1:0; every loop of requests is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from loopwise import UsageError
+from loopwise.http import Client, ConnectError, PoolTimeout
+from tests.http.test_client import serving
+
+BODY = b"x" * (1024 * 1024)  # larger than one chunk, so a stopped stream leaves body unread
+
+
+async def big(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=BODY)
+
+
+async def small(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"ok": True})
+
+
+async def test_iterating_a_stream_without_async_with_is_refused_before_anything_is_sent() -> None:
+    # `async for` gives an iterator no signal when the loop stops early (break, an exception in
+    # the body): such a stream could never give its connection back, so it is refused at once.
+    hits = 0
+
+    async def counted(request: web.Request) -> web.StreamResponse:
+        nonlocal hits
+        hits += 1
+        return await big(request)
+
+    async with (
+        serving({"/big": counted, "/ok": small}) as url,
+        Client(url, limit_per_host=2) as client,
+    ):
+        async with asyncio.timeout(10):
+            for _ in range(100):
+                with pytest.raises(UsageError, match=r"async with client\.stream"):
+                    async for _chunk in client.stream("/big"):
+                        break
+            gc.collect()
+            assert client.statistics().in_flight == 0
+            async with asyncio.timeout(2):
+                assert await client.get_json("/ok") == {"ok": True}
+    assert hits == 0
+
+
+async def test_a_stream_left_early_100_times_gives_every_connection_back() -> None:
+    async with (
+        serving({"/big": big, "/ok": small}) as url,
+        Client(url, limit_per_host=2, retry=None) as client,
+    ):
+        async with asyncio.timeout(20):
+            for i in range(100):
+                if i % 2:
+                    async with client.stream("/big", chunk_size=1024) as chunks:
+                        async for _ in chunks:
+                            break
+                else:  # a timeout inside the loop body
+                    with pytest.raises(TimeoutError):
+                        async with asyncio.timeout(0.01):
+                            async with client.stream("/big", chunk_size=1024) as chunks:
+                                async for _ in chunks:
+                                    await asyncio.sleep(1)
+            assert client.statistics().in_flight == 0
+            async with asyncio.timeout(2):
+                assert await client.get_json("/ok") == {"ok": True}
+                async with client.stream("/ok") as chunks:
+                    assert b"".join([c async for c in chunks]) == b'{"ok": true}'
+
+
+async def test_a_full_pool_ends_the_wait_with_pool_timeout(tmp_path: Path) -> None:
+    async with (
+        serving({"/big": big, "/ok": small}) as url,
+        Client(url, limit_per_host=1, pool_timeout=0.2) as client,
+    ):
+        async with client.stream("/big") as held:
+            async with asyncio.timeout(5):
+                attempts = client.statistics().attempts
+                with pytest.raises(PoolTimeout, match="limit_per_host=1") as info:
+                    await client.get_json("/ok")
+                # not retried, although the policy retries connect errors: the bound holds
+                assert client.statistics().attempts == attempts + 1
+                with pytest.raises(PoolTimeout):
+                    async with client.stream("/ok"):
+                        pass
+                with pytest.raises(PoolTimeout):
+                    await client.download("/ok", tmp_path / "never-written.json")
+                with pytest.raises(PoolTimeout):
+                    async with client.get("/ok"):
+                        pass
+            assert held.response is not None
+        # a pool timeout never reached the server: it is a ConnectError, safe to retry
+        assert isinstance(info.value, ConnectError)
+        assert await client.get_json("/ok") == {"ok": True}
+
+
+async def test_pool_timeout_is_validated() -> None:
+    for bad in (0, -1, float("nan"), float("inf"), "1", True):
+        with pytest.raises((ValueError, TypeError), match="pool_timeout"):
+            Client(pool_timeout=bad)  # type: ignore[arg-type]
+
+
+class Abort(BaseException):
+    """Not an Exception: what user code may raise (a test framework's failure, say)."""
+
+
+async def test_a_base_exception_or_cancellation_in_user_code_gives_the_connection_back() -> None:
+    def loads(body: bytes) -> object:
+        raise Abort
+
+    async with (
+        serving({"/big": big, "/ok": small}) as url,
+        Client(url, limit_per_host=1, pool_timeout=2) as client,
+    ):
+        async with asyncio.timeout(10):
+            for _ in range(5):
+                with pytest.raises(Abort):
+                    await client.get_json("/ok", loads=loads)
+                with pytest.raises(Abort):
+                    async with client.stream("/big") as chunks:
+                        async for _ in chunks:
+                            raise Abort
+                with pytest.raises(Abort):
+                    async with client.get("/big"):
+                        raise Abort
+                async with client.stream("/big"):  # holds the only connection
+                    waiting = asyncio.ensure_future(client.get_json("/ok"))
+                    await asyncio.sleep(0.05)
+                    assert not waiting.done()
+                    waiting.cancel()  # cancelled while waiting for the pool
+                    with pytest.raises(asyncio.CancelledError):
+                        await waiting
+            assert client.statistics().in_flight == 0
+            assert await client.get_json("/ok") == {"ok": True}
