@@ -15,6 +15,7 @@ See docs/patterns.md for every guarantee.
 from loopwise.patterns._bridge import LoopThread as LoopThread
 from loopwise.patterns._bridge import LoopThreadStatistics as LoopThreadStatistics
 from loopwise.patterns._bridge import run_sync as run_sync
+from loopwise.patterns._cancel import StrayCancellationError as StrayCancellationError
 from loopwise.patterns._limit import RateLimiter as RateLimiter
 from loopwise.patterns._limit import RateLimiterStatistics as RateLimiterStatistics
 from loopwise.patterns._map import AMap as AMap
@@ -47,6 +48,7 @@ __all__ = [
     "RateLimiterStatistics",
     "Retry",
     "StageStatistics",
+    "StrayCancellationError",
     "Supervisor",
     "SupervisorStatistics",
     "amap",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
+from loopwise.patterns._cancel import stray_cancellation
 from loopwise.patterns._limit import RateLimiter
 
 __all__ = ["AMap", "AMapStatistics", "Failure", "amap"]
@@ -257,6 +258,15 @@ class _State(Generic[T, R]):
                         self.fail(exc)
                         return
                     result = Failure(item, exc, index)
+                except asyncio.CancelledError as exc:
+                    stray = stray_cancellation(exc, f"amap's fn (item {index})")
+                    if stray is None:
+                        raise
+                    self.failed += 1
+                    if not collect:
+                        self.fail(stray)
+                        return
+                    result = Failure(item, stray, index)
                 finally:
                     self.busy -= 1
                 if ordered:
@@ -267,13 +277,23 @@ class _State(Generic[T, R]):
                     self.unordered.append(result)
                     if self.waiter is not None:
                         self.wake_consumer()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if self.error is None and not self.closed:
-                # Cancelled by someone other than amap (fn awaited a cancelled future, or the
-                # worker was cancelled from outside): report it rather than hang the consumer.
+                # The worker was cancelled by someone other than amap (asyncio.run's cleanup,
+                # say), or the input raised CancelledError by itself: report it rather than
+                # hang the consumer.
+                stray = stray_cancellation(exc, "amap's input")
+                if stray is not None:
+                    self.fail(stray)
+                    return
                 self.fail(asyncio.CancelledError("an amap worker was cancelled from outside"))
             raise
-        except Exception as exc:  # the input iterator failed
+        except GeneratorExit:
+            raise  # the coroutine is being closed (its loop is gone)
+        except BaseException as exc:
+            # The input iterator failed, or fn raised a BaseException that is not an Exception
+            # (KeyboardInterrupt, a test framework's failure): the consumer raises it. Not
+            # re-raised here, so no "Task exception was never retrieved".
             self.fail(exc)
         finally:
             self.alive -= 1
@@ -461,6 +481,11 @@ def amap(
       yielded are discarded. ``errors="collect"``: every item is processed; a call that raised
       is yielded as a :class:`Failure` (its item, exception and index) in the result's place.
       Only ``Exception`` subclasses are collected; an input iterator that raises still raises.
+    * A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``, a test
+      framework's failure) from ``fn`` or the input stops everything as in ``"raise"`` mode, in
+      both modes, and is raised by the ``async for``. A ``CancelledError`` that ``fn`` raises
+      while its worker is not being cancelled is a failure of that item, reported as a
+      :class:`~loopwise.patterns.StrayCancellationError`.
     * Leaving the ``async for`` early (``break``, an exception, the iterator dropped) cancels
       every call still running. ``async with amap(...) as results:`` also *waits* for them to
       finish, which makes the cleanup deterministic; use it when the iterator is stored in a

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
+from loopwise.patterns._cancel import stray_cancellation
 
 __all__ = ["Pipeline", "PipelineStatistics", "StageStatistics"]
 
@@ -188,7 +189,10 @@ class Pipeline(Generic[T]):
       pipeline like :meth:`cancel` and is raised by :meth:`run`, :meth:`close`, ``async with``
       and ``async for``; ``put()`` then raises :class:`~loopwise.ClosedError` caused by it. It is
       the original exception, with a note naming the stage. Later failures are counted in a
-      note. Nothing waits forever on a crashed stage.
+      note. Nothing waits forever on a crashed stage. A ``BaseException`` that is not an
+      ``Exception`` is a failure too (and raised as it is); a ``CancelledError`` that a stage
+      function or the source raises without being cancelled fails the pipeline as a
+      :class:`~loopwise.patterns.StrayCancellationError`.
     * An async source is cancelled while it waits for its next item on a graceful close.
 
     Requires no ``asyncio.Queue.shutdown`` (works on Python 3.11).
@@ -464,13 +468,18 @@ class Pipeline(Generic[T]):
                         break
                     await first.put(item)
                     self._accepted += 1
-        except asyncio.CancelledError:
-            if self._state != "closing":
+        except asyncio.CancelledError as exc:
+            stray = stray_cancellation(exc, "the source")
+            if stray is not None:
+                self._fail(stray, "source")
+            elif self._state != "closing":
                 raise
-            # a graceful close interrupted the wait for the next item: nothing was taken
+            # else a graceful close interrupted the wait for the next item: nothing was taken
         except ClosedError:
             pass  # the pipeline failed or was cancelled
-        except Exception as exc:
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
             self._fail(exc, "source")
         finally:
             self._feeder = None
@@ -492,7 +501,15 @@ class Pipeline(Generic[T]):
                 stage.busy += 1
                 try:
                     result = await fn(item)
-                except Exception as exc:
+                except asyncio.CancelledError as exc:
+                    stray = stray_cancellation(exc, f"stage {stage.name!r}")
+                    if stray is None:
+                        raise
+                    self._fail(stray, f"stage {stage.name!r}")
+                    return
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # KeyboardInterrupt etc. too: run() raises them
                     self._fail(exc, f"stage {stage.name!r}")
                     return
                 finally:

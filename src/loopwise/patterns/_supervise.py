@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 from loopwise._exceptions import ClosedError, UsageError
+from loopwise.patterns._cancel import stray_cancellation
 from loopwise.patterns._retry import Retry, retry
 
 __all__ = ["Supervisor", "SupervisorStatistics"]
@@ -142,6 +143,10 @@ class Supervisor:
         * A service that ran ``reset_after`` seconds before failing is restarted at once, with
           its backoff and attempt count reset.
         * Returning normally ends the service (it is not restarted). It is cancelled on exit.
+        * A ``CancelledError`` the service raises without being cancelled is a failure (a
+          :class:`~loopwise.patterns.StrayCancellationError`), restarted like any other. A
+          ``BaseException`` that is not an ``Exception`` is never restarted: it is raised out of
+          the scope.
         """
         label = name or getattr(fn, "__qualname__", None) or repr(fn)
         policy = None if restart is False else (_DEFAULT_RESTART if restart is True else restart)
@@ -190,7 +195,7 @@ class Supervisor:
         reset_after: float,
     ) -> None:
         if policy is None:
-            await fn(*args)
+            await _run_once(fn, args, label)
             return
         loop = asyncio.get_running_loop()
         try:
@@ -198,7 +203,7 @@ class Supervisor:
                 async for attempt in policy:
                     began = loop.time()
                     with attempt:
-                        await fn(*args)
+                        await _run_once(fn, args, label)
                         return
                     self._restarts += 1
                     healthy = loop.time() - began >= reset_after
@@ -217,3 +222,17 @@ class Supervisor:
         except Exception as exc:
             exc.add_note(f"service {label!r} of {self.name} gave up")
             raise
+
+
+async def _run_once(
+    fn: Callable[..., Awaitable[object]], args: tuple[Any, ...], label: str
+) -> None:
+    try:
+        await fn(*args)
+    except asyncio.CancelledError as exc:
+        # A service that raises CancelledError without being cancelled would end as a
+        # "cancelled" task, which a TaskGroup ignores: it would vanish. Make it a failure.
+        stray = stray_cancellation(exc, f"service {label!r}")
+        if stray is None:
+            raise
+        raise stray from exc
