@@ -141,7 +141,8 @@ class Supervisor:
           ``restart=False``: a failure is raised out of the scope at once.
         * Each restart is logged at ``ERROR`` with the traceback.
         * A service that ran ``reset_after`` seconds before failing is restarted at once, with
-          its backoff and attempt count reset.
+          its backoff, attempt count and ``max_time`` budget reset (a healthy run never counts
+          against the policy).
         * Returning normally ends the service (it is not restarted). It is cancelled on exit.
         * A ``CancelledError`` the service raises without being cancelled is a failure (a
           :class:`~loopwise.patterns.StrayCancellationError`), restarted like any other. A
@@ -199,24 +200,38 @@ class Supervisor:
             return
         loop = asyncio.get_running_loop()
         try:
-            while True:
+            while True:  # one attempt loop per run of failures; a healthy run starts a new one
                 async for attempt in policy:
                     began = loop.time()
-                    with attempt:
+                    try:
                         await _run_once(fn, args, label)
                         return
+                    except Exception as exc:
+                        failure = exc
+                        ran = loop.time() - began
+                    if ran >= reset_after and policy.retries(failure):
+                        # Decided before the policy sees the failure: a healthy run must not
+                        # use up the attempts or the time budget of the failures before it.
+                        self._restarts += 1
+                        self._log.error(
+                            "%s: service %r failed after running %.3gs; restarting now",
+                            self.name,
+                            label,
+                            ran,
+                            exc_info=failure,
+                        )
+                        break
+                    with attempt:
+                        raise failure  # the policy retries it (then we sleep) or gives up
                     self._restarts += 1
-                    healthy = loop.time() - began >= reset_after
                     self._log.error(
-                        "%s: service %r failed (failure %d); restarting %s",
+                        "%s: service %r failed (failure %d); restarting in %.3gs",
                         self.name,
                         label,
                         attempt.number,
-                        "now (it had run long)" if healthy else f"in {attempt.delay:.3g}s",
+                        attempt.delay,
                         exc_info=attempt.exception,
                     )
-                    if healthy:
-                        break  # a fresh attempt loop: no delay, backoff reset
                 else:
                     return
         except Exception as exc:
