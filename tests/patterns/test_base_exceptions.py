@@ -272,3 +272,19 @@ async def test_retry_never_retries_a_base_exception_or_a_stray_cancellation() ->
     with pytest.raises(asyncio.CancelledError):
         await stray()
     assert calls == 1
+
+
+@virtual
+async def test_amap_base_exception_after_the_consumer_left_is_raised_by_aclose() -> None:
+    async def fn(x: int) -> int:
+        if x == 1:
+            await asyncio.sleep(0.01)
+            raise Boom("late")
+        return x
+
+    results = amap(fn, range(3), concurrency=2, ordered=False)
+    assert await anext(results) == 0
+    await asyncio.sleep(0.1)  # item 1 fails while nobody iterates
+    with pytest.raises(Boom, match="late"):
+        await results.aclose()
+    await results.aclose()  # raised once

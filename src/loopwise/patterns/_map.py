@@ -85,6 +85,7 @@ class _State(Generic[T, R]):
         self.it: Iterator[T] | None = None
         self.ait: AsyncIterator[T] | None = None
         self.pull_lock: asyncio.Lock | None = None
+        self.puller: asyncio.Task[None] | None = None  # the worker inside anext(), if any
         self.concurrency = concurrency
         self.cap = cap
         self.ordered = ordered
@@ -132,27 +133,36 @@ class _State(Generic[T, R]):
         self.workers.add(task)
         task.add_done_callback(self.workers.discard)
 
-    def cancel_all(self) -> None:
-        """Request cancellation of every worker (does not wait)."""
+    def cancel_all(self, *, pull: bool = False) -> None:
+        """Request cancellation of every worker (does not wait). A worker inside ``anext()`` of
+        an async input is spared unless ``pull``: cancelling it would raise CancelledError
+        inside the caller's async generator and finish it; it stops after its pull instead."""
         me = None
         if self.thread_id == threading.get_ident():
             try:
                 me = asyncio.current_task()
             except RuntimeError:  # no running loop (garbage collection at teardown)
                 me = None
+        spared = None if pull else self.puller
         for task in list(self.workers):
-            if task is not me:
+            if task is not me and task is not spared:
                 task.cancel()
         self.wake_consumer()
         self.wake_all_space()
 
     async def shutdown(self) -> None:
-        """Cancel every worker and wait until all have finished."""
+        """Cancel every worker and wait until all have finished (a pull in progress is waited
+        for, unless the task waiting is cancelled: then the pull is cancelled too)."""
         self.closed = True
         self.cancel_all()
         pending = [t for t in self.workers if t is not asyncio.current_task()]
         if pending:
-            await asyncio.wait(pending)
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                self.cancel_all(pull=True)
+                await asyncio.wait(pending)  # cancelled workers end within a step or two
+                raise
 
     # -- signalling -----------------------------------------------------------------------------
 
@@ -210,11 +220,16 @@ class _State(Generic[T, R]):
                 return _MISSING
             if self.started - self.yielded >= self.cap:
                 return _FULL
+            self.puller = asyncio.current_task()
             try:
                 item = await anext(self.ait)
             except StopAsyncIteration:
                 self.exhaust()
                 return _MISSING
+            finally:
+                self.puller = None
+            if self.error is not None or self.closed:
+                return _MISSING  # amap stopped during the pull: the item is dropped
             return item
 
     async def work(self) -> None:
@@ -363,7 +378,10 @@ class AMap(AsyncIterator[R]):
         raise error
 
     async def aclose(self) -> None:
-        """Cancel all work still running and wait for it to finish. Idempotent."""
+        """Cancel all work still running and wait for it to finish. Idempotent.
+
+        Failures of the cancelled work are dropped, except a ``BaseException`` that is not an
+        ``Exception`` (``KeyboardInterrupt``...), which is raised here rather than lost."""
         s = self._s
         if s.loop is None:
             s.closed = True
@@ -371,6 +389,10 @@ class AMap(AsyncIterator[R]):
         await s.shutdown()
         s.reorder.clear()
         s.unordered.clear()
+        error = s.error
+        if error is not None and not isinstance(error, Exception | asyncio.CancelledError):
+            s.error = None
+            raise error
 
     async def __aenter__(self) -> AMap[R]:
         s = self._s
@@ -494,7 +516,11 @@ def amap(
     ``fn`` runs in worker tasks (started lazily, at most ``concurrency``) inside a copy of the
     context of the task that started iterating; a worker handles many items in turn, so a
     context variable set by ``fn`` can be seen by later items on the same worker. An async input
-    is pulled by one worker at a time. The input iterator is not closed by ``amap``.
+    is pulled by one worker at a time. The input iterator is not closed by ``amap``, and a pull
+    in progress when ``amap`` stops is not cancelled (that would finish an async generator): it
+    is waited for (by ``aclose()``, ``async with`` and the error path) and its item dropped, so
+    the caller can keep iterating the input afterwards. Cancelling the task that waits cancels
+    the pull too.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
