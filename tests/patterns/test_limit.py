@@ -233,3 +233,33 @@ def test_created_outside_a_loop_and_reused_across_runs() -> None:
 def test_bad_arguments(args: tuple[object, ...], kwargs: dict[str, object], error: type) -> None:
     with pytest.raises(error):
         RateLimiter(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@virtual
+async def test_statistics_count_a_granted_slot_that_could_not_be_given_back() -> None:
+    limiter = RateLimiter(10, burst=2)
+    await limiter.acquire()
+    await limiter.acquire()  # t=0: the burst is used; the next slot is at t=0.1
+    returned: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await limiter.acquire()
+        returned.append(name)
+
+    a = asyncio.create_task(waiter("a"))
+    b = asyncio.create_task(waiter("b"))
+    await asyncio.sleep(0)
+    vloop().stall(0.5)  # the loop ran late: A and B are granted together when the timer fires
+    await asyncio.sleep(0)  # this step runs before the timer callback of this iteration...
+    await asyncio.sleep(0)  # ...and this one before A and B resume
+    assert limiter.statistics().acquired == 4
+    a.cancel()  # granted, cancelled before it resumed; B was granted after it
+    await b
+    assert a.cancelled() and returned == ["b"]
+    stats = limiter.statistics()
+    # A's slot was spent (giving it back after B's grant could break the window bound): it
+    # counts, so `acquired` matches the schedule that the window bound is about.
+    assert stats.acquired == 4 and stats.delayed == 2
+    assert stats.available == pytest.approx(
+        0, abs=1e-9
+    )  # at t=0.5 the schedule has room for nothing more

@@ -23,7 +23,9 @@ class RateLimiterStatistics:
     waiting: int
     """Tasks queued in ``acquire()`` right now."""
     acquired: int
-    """Acquisitions granted so far."""
+    """Acquisitions granted so far: slots of the schedule spent. A waiter cancelled after its
+    grant, before it resumed, gives its slot back when nothing was granted after it (then it is
+    not counted); otherwise its slot stays spent and counted."""
     delayed: int
     """Of those, how many had to wait."""
     available: float
@@ -229,11 +231,12 @@ class RateLimiter:
     def _give_back(self, fut: asyncio.Future[None]) -> None:
         # The slot is returned only if nothing was granted after it: rolling the schedule back
         # past a later grant could let two grants end up closer than the window bound allows.
+        # The statistics count spent slots: a slot that could not be given back stays counted.
         if self._last_granted is fut:
             self._tat -= self._interval
             self._last_granted = None
-        self._acquired -= 1
-        self._delayed -= 1
+            self._acquired -= 1
+            self._delayed -= 1
         if self._waiters and self._timer is not None:
             self._timer.cancel()
             self._timer = None
