@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import math
 from dataclasses import dataclass
 from types import TracebackType
+
+from loopwise.patterns._parking import ParkingLot
 
 __all__ = ["RateLimiter", "RateLimiterStatistics"]
 
@@ -65,7 +65,7 @@ class RateLimiter:
         "_burst",
         "_delayed",
         "_interval",
-        "_last_granted",
+        "_last_grant",
         "_loop",
         "_per",
         "_rate",
@@ -96,11 +96,11 @@ class RateLimiter:
         # capacity `burst` refilled at rate/per, starting full.
         self._slack = (burst - 1) * self._interval
         self._tat = -math.inf
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters = ParkingLot(on_abandoned=self._give_back)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._last_granted: asyncio.Future[None] | None = None
+        self._last_grant = 0  # the wake-up number of the last grant to a waiter; 0: none since
         self._acquired = 0
         self._delayed = 0
 
@@ -127,20 +127,17 @@ class RateLimiter:
         if not self._waiters and now >= self._tat - self._slack:
             self._tat = max(self._tat, now) + self._interval
             self._acquired += 1
-            self._last_granted = None
+            self._last_grant = 0
             return
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(fut)
         if self._timer is None:
             self._loop = loop
             self._schedule()
         try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.cancelled():
-                self._forget(fut)
-            else:  # granted, then cancelled before we resumed
-                self._give_back(fut)
+            await self._waiters.park()  # a grant after being woken goes to _give_back
+        except BaseException:
+            if not self._waiters and self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             raise
 
     async def __aenter__(self) -> None:
@@ -205,36 +202,24 @@ class RateLimiter:
 
     def _grant_due(self, now: float) -> None:
         waiters = self._waiters
-        while waiters:
-            fut = waiters[0]
-            if fut.done():  # cancelled while queued
-                waiters.popleft()
-                continue
-            if now < self._tat - self._slack:
-                break
-            waiters.popleft()
+        while waiters and now >= self._tat - self._slack:
+            if not waiters.unpark():
+                break  # only waiters cancelled a moment ago were left
             self._tat = max(self._tat, now) + self._interval
             self._acquired += 1
             self._delayed += 1
-            self._last_granted = fut
-            fut.set_result(None)
+            self._last_grant = waiters.woken
         if waiters and self._timer is None:
             self._schedule()
 
-    def _forget(self, fut: asyncio.Future[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(fut)
-        if not self._waiters and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _give_back(self, fut: asyncio.Future[None]) -> None:
+    def _give_back(self, grant: int) -> None:
+        """A waiter was granted, then cancelled before it resumed."""
         # The slot is returned only if nothing was granted after it: rolling the schedule back
         # past a later grant could let two grants end up closer than the window bound allows.
         # The statistics count spent slots: a slot that could not be given back stays counted.
-        if self._last_granted is fut:
+        if self._last_grant == grant:
             self._tat -= self._interval
-            self._last_granted = None
+            self._last_grant = 0
             self._acquired -= 1
             self._delayed -= 1
         if self._waiters and self._timer is not None:

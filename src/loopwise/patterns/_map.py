@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from loopwise.patterns._cancel import stray_cancellation
 from loopwise.patterns._limit import RateLimiter
+from loopwise.patterns._parking import ParkingLot
 
 __all__ = ["AMap", "AMapStatistics", "Failure", "amap"]
 
@@ -103,7 +104,9 @@ class _State(Generic[T, R]):
         self.unordered: collections.deque[Any] = collections.deque()
         self.reorder: dict[int, Any] = {}
         self.waiter: asyncio.Future[None] | None = None
-        self.space_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Workers waiting for the consumer to make room in the window; a woken worker that is
+        # cancelled before it resumes passes its wake-up on.
+        self.space = ParkingLot(on_abandoned=lambda _wakeup: self.space.unpark())
         self.exhausted = False
         self.error: BaseException | None = None
         self.secondary_errors = 0
@@ -148,7 +151,7 @@ class _State(Generic[T, R]):
             if task is not me and task is not spared:
                 task.cancel()
         self.wake_consumer()
-        self.wake_all_space()
+        self.space.unpark_all()
 
     async def shutdown(self) -> None:
         """Cancel every worker and wait until all have finished (a pull in progress is waited
@@ -173,32 +176,6 @@ class _State(Generic[T, R]):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def wake_space(self) -> None:
-        waiters = self.space_waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    def wake_all_space(self) -> None:
-        waiters = self.space_waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-
-    async def wait_space(self) -> None:
-        assert self.loop is not None
-        fut = self.loop.create_future()
-        self.space_waiters.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.wake_space()  # pass the wake-up on
-            raise
-
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
@@ -208,7 +185,7 @@ class _State(Generic[T, R]):
 
     def exhaust(self) -> None:
         self.exhausted = True
-        self.wake_all_space()
+        self.space.unpark_all()
 
     # -- the worker -----------------------------------------------------------------------------
 
@@ -243,7 +220,7 @@ class _State(Generic[T, R]):
                 if self.error is not None or self.exhausted or self.closed:
                     return
                 if self.started - self.yielded >= self.cap:
-                    await self.wait_space()
+                    await self.space.park()
                     continue
                 if it is not None:
                     try:
@@ -342,13 +319,13 @@ class AMap(AsyncIterator[R]):
                 result = s.reorder.pop(s.yielded, _MISSING)
                 if result is not _MISSING:
                     s.yielded += 1
-                    if s.space_waiters:
-                        s.wake_space()
+                    if s.space._parked:  # (not bool(s.space): a Python call per item)
+                        s.space.unpark()
                     return result  # type: ignore[no-any-return]
             elif s.unordered:
                 s.yielded += 1
-                if s.space_waiters:
-                    s.wake_space()
+                if s.space._parked:
+                    s.space.unpark()
                 return s.unordered.popleft()  # type: ignore[no-any-return]
             if s.alive == 0 or s.closed:
                 s.closed = True

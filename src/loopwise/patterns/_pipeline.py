@@ -12,6 +12,7 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
 from loopwise.patterns._cancel import stray_cancellation
+from loopwise.patterns._parking import ParkingLot
 
 __all__ = ["Pipeline", "PipelineStatistics", "StageStatistics"]
 
@@ -29,24 +30,25 @@ class _Channel:
     """A bounded FIFO with close(): ``get()`` drains what is left and then raises _Drained.
 
     Cancellation-safe: a cancelled ``put()`` adds nothing; a cancelled ``get()`` takes nothing;
-    a wake-up delivered to a task cancelled before it resumed is passed to the next waiter.
+    a wake-up delivered to a task cancelled before it resumed is passed to the next waiter
+    while there is still an item (for getters) or room (for putters).
     """
 
     __slots__ = (
         "_closed",
-        "_getters",
         "_items",
         "_maxsize",
-        "_putters",
         "blocked_puts",
+        "getters",
         "on_blocked",
+        "putters",
     )
 
     def __init__(self, maxsize: int) -> None:
         self._items: collections.deque[Any] = collections.deque()
         self._maxsize = maxsize
-        self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._putters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.getters = ParkingLot(on_abandoned=self._getter_abandoned)
+        self.putters = ParkingLot(on_abandoned=self._putter_abandoned)
         self._closed = False
         self.blocked_puts = 0
         """``put()`` calls waiting for room right now."""
@@ -66,13 +68,13 @@ class _Channel:
 
     def close(self) -> None:
         self._closed = True
-        _wake_all(self._getters)
-        _wake_all(self._putters)
+        self.getters.unpark_all()
+        self.putters.unpark_all()
 
     def clear(self) -> int:
         n = len(self._items)
         self._items.clear()
-        _wake_all(self._putters)
+        self.putters.unpark_all()
         return n
 
     async def put(self, item: Any) -> None:
@@ -81,55 +83,30 @@ class _Channel:
             try:
                 if self.on_blocked is not None:
                     self.on_blocked()
-                await _wait(self._putters, self._items, lambda: len(self._items) < self._maxsize)
+                await self.putters.park()
             finally:
                 self.blocked_puts -= 1
         if self._closed:
             raise ClosedError("the pipeline channel is closed")
         self._items.append(item)
-        _wake_one(self._getters)
+        self.getters.unpark()
 
     async def get(self) -> Any:
         while not self._items:
             if self._closed:
                 raise _Drained
-            await _wait(self._getters, self._items, lambda: bool(self._items))
+            await self.getters.park()
         item = self._items.popleft()
-        _wake_one(self._putters)
+        self.putters.unpark()
         return item
 
+    def _getter_abandoned(self, _wakeup: int) -> None:
+        if self._items:
+            self.getters.unpark()  # the item it was woken for is still there
 
-def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        fut = waiters.popleft()
-        if not fut.done():
-            fut.set_result(None)
-            return
-
-
-def _wake_all(waiters: collections.deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        fut = waiters.popleft()
-        if not fut.done():
-            fut.set_result(None)
-
-
-async def _wait(
-    waiters: collections.deque[asyncio.Future[None]],
-    items: collections.deque[Any],
-    ready: Callable[[], bool],
-) -> None:
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    waiters.append(fut)
-    try:
-        await fut
-    except asyncio.CancelledError:
-        if fut.done() and not fut.cancelled() and ready():
-            _wake_one(waiters)  # we were woken but won't act: pass it on
-        else:
-            with contextlib.suppress(ValueError):
-                waiters.remove(fut)
-        raise
+    def _putter_abandoned(self, _wakeup: int) -> None:
+        if len(self._items) < self._maxsize:
+            self.putters.unpark()
 
 
 @dataclass(frozen=True, slots=True)
