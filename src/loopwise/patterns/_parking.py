@@ -6,6 +6,7 @@ import asyncio
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ParkingLot", "ParkingLotStatistics"]
 
@@ -42,8 +43,8 @@ class ParkingLot:
     __slots__ = ("_on_abandoned", "_parked", "_woken")
 
     def __init__(self, *, on_abandoned: Callable[[int], object] | None = None) -> None:
-        # future -> a one-item list naming the lot it is parked in (repark() moves it)
-        self._parked: collections.OrderedDict[asyncio.Future[int], list[ParkingLot]] = (
+        # future -> [the lot it is parked in (repark() moves it), the waiter's tag]
+        self._parked: collections.OrderedDict[asyncio.Future[int], list[Any]] = (
             collections.OrderedDict()
         )
         self._woken = 0
@@ -61,25 +62,34 @@ class ParkingLot:
         """Wake-ups handed out so far; also the number of the last one."""
         return self._woken
 
-    async def park(self) -> int:
+    async def park(self, tag: object = None) -> int:
         """Wait until :meth:`unpark` wakes this task; return the wake-up's number (1, 2, ...).
 
-        Cancelled while parked: leaves the lot, consumes nothing. Cancelled after being woken:
-        the wake-up goes to ``on_abandoned``, then ``CancelledError`` propagates.
+        ``tag`` is what the owner wants to know about this waiter before waking it (see
+        :meth:`peek`), e.g. how much it asks for. Cancelled while parked: leaves the lot,
+        consumes nothing. Cancelled after being woken: the wake-up goes to ``on_abandoned``,
+        then ``CancelledError`` propagates.
         """
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        home = [self]
+        home: list[Any] = [self, tag]
         self._parked[fut] = home
         try:
             return await fut
         except BaseException:
-            lot = home[0]  # the lot that woke it, or the one it is parked in
+            lot: ParkingLot = home[0]  # the lot that woke it, or the one it is parked in
             if fut.done() and not fut.cancelled():
                 if lot._on_abandoned is not None:
                     lot._on_abandoned(fut.result())
             else:
                 lot._parked.pop(fut, None)
             raise
+
+    def peek(self, default: object = None) -> object:
+        """The tag of the task that :meth:`unpark` would wake next, or ``default``."""
+        for fut, home in self._parked.items():
+            if not fut.done():
+                return home[1]
+        return default
 
     def unpark(self, n: int = 1) -> int:
         """Wake up to ``n`` of the tasks parked first; return how many were woken."""
