@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopwise import RateLimiter, amap
+from loopwise import CapacityLimiter, RateLimiter, amap
 from loopwise._exceptions import ClosedError
 from loopwise.patterns._parking import ParkingLot
 from loopwise.patterns._pipeline import _Channel, _Drained
@@ -195,6 +195,19 @@ class Limiter(Harness):
         await asyncio.sleep(0)  # ...and this step comes before the granted waiter resumes
 
 
+class Capacity(Harness):
+    async def setup(self) -> None:
+        self.limiter = CapacityLimiter(1)
+        await self.limiter.acquire()
+        self.lot = self.limiter._lot
+
+    def waiter(self) -> asyncio.Task[Any]:
+        return asyncio.create_task(self.limiter.acquire())
+
+    async def wake_one(self) -> None:
+        self.limiter.release()  # handed to the head waiter without suspending
+
+
 class AmapWindow(Harness):
     """Workers of amap waiting for the consumer to make room in the window."""
 
@@ -218,7 +231,7 @@ class AmapWindow(Harness):
         self.ahead = 0
 
 
-HARNESSES = [ChannelGetters, ChannelPutters, Limiter, AmapWindow]
+HARNESSES = [ChannelGetters, ChannelPutters, Limiter, Capacity, AmapWindow]
 
 
 @pytest.mark.parametrize("harness", HARNESSES, ids=lambda h: h.__name__)
@@ -260,7 +273,7 @@ async def test_contract_cancel_after_being_woken_hands_the_wakeup_on(
 
 
 @pytest.mark.parametrize(
-    "harness", [h for h in HARNESSES if h is not Limiter], ids=lambda h: h.__name__
+    "harness", [h for h in HARNESSES if h not in (Limiter, Capacity)], ids=lambda h: h.__name__
 )
 @virtual
 async def test_contract_close_wakes_every_waiter(harness: type[Harness]) -> None:

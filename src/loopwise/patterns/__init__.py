@@ -3,6 +3,7 @@
 * :func:`amap`: map an async function over a (possibly infinite) iterable, lazily, with bounded
   concurrency, optional rate limit, ordered or not, raising or collecting failures.
 * :class:`RateLimiter`: a FIFO limiter with a strict window bound and one timer.
+* :class:`CapacityLimiter`: at most N holders at once, FIFO, no barging.
 * :func:`retry`: an immutable retry policy (decorator, ``call()``, or attempt loop).
 * :class:`Pipeline`: stages of workers connected by bounded channels, with graceful close.
 * :class:`Supervisor`: a TaskGroup that also owns background tasks and restartable services.
@@ -16,6 +17,8 @@ from loopwise.patterns._bridge import LoopThread as LoopThread
 from loopwise.patterns._bridge import LoopThreadStatistics as LoopThreadStatistics
 from loopwise.patterns._bridge import run_sync as run_sync
 from loopwise.patterns._cancel import StrayCancellationError as StrayCancellationError
+from loopwise.patterns._capacity import CapacityLimiter as CapacityLimiter
+from loopwise.patterns._capacity import CapacityLimiterStatistics as CapacityLimiterStatistics
 from loopwise.patterns._limit import RateLimiter as RateLimiter
 from loopwise.patterns._limit import RateLimiterStatistics as RateLimiterStatistics
 from loopwise.patterns._map import AMap as AMap
@@ -39,6 +42,8 @@ __all__ = [
     "AMapStatistics",
     "Attempt",
     "AttemptLoop",
+    "CapacityLimiter",
+    "CapacityLimiterStatistics",
     "Failure",
     "LoopThread",
     "LoopThreadStatistics",
