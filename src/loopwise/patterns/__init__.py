@@ -30,9 +30,13 @@ from loopwise.patterns._pipeline import PipelineStatistics as PipelineStatistics
 from loopwise.patterns._pipeline import StageStatistics as StageStatistics
 from loopwise.patterns._retry import Attempt as Attempt
 from loopwise.patterns._retry import AttemptLoop as AttemptLoop
+from loopwise.patterns._retry import GiveUpReason as GiveUpReason
 from loopwise.patterns._retry import Retry as Retry
+from loopwise.patterns._retry import RetryStatistics as RetryStatistics
 from loopwise.patterns._retry import retry as retry
 from loopwise.patterns._retry import retry_after_attribute as retry_after_attribute
+from loopwise.patterns._retry import retry_testing as retry_testing
+from loopwise.patterns._retry import set_retry_testing as set_retry_testing
 from loopwise.patterns._run import run as run
 from loopwise.patterns._supervise import Supervisor as Supervisor
 from loopwise.patterns._supervise import SupervisorStatistics as SupervisorStatistics
@@ -45,6 +49,7 @@ __all__ = [
     "CapacityLimiter",
     "CapacityLimiterStatistics",
     "Failure",
+    "GiveUpReason",
     "LoopThread",
     "LoopThreadStatistics",
     "Pipeline",
@@ -52,6 +57,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterStatistics",
     "Retry",
+    "RetryStatistics",
     "StageStatistics",
     "StrayCancellationError",
     "Supervisor",
@@ -59,6 +65,8 @@ __all__ = [
     "amap",
     "retry",
     "retry_after_attribute",
+    "retry_testing",
     "run",
     "run_sync",
+    "set_retry_testing",
 ]
