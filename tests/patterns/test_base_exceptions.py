@@ -288,3 +288,36 @@ async def test_amap_base_exception_after_the_consumer_left_is_raised_by_aclose()
     with pytest.raises(Boom, match="late"):
         await results.aclose()
     await results.aclose()  # raised once
+
+
+@virtual
+async def test_supervisor_task_raising_a_stray_cancellation_is_logged_and_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def job() -> None:
+        await asyncio.sleep(0.01)
+        await stray_cancel()
+
+    caplog.set_level(logging.ERROR, logger="loopwise.patterns")
+    with pytest.raises(ExceptionGroup) as info:
+        async with asyncio.timeout(10):
+            async with Supervisor(name="app") as sup:
+                sup.create_task(job(), name="job")
+                sup.create_task(job(), name="bg", background=True)
+                await asyncio.sleep(1)
+    assert [str(e).split(" raised")[0] for e in info.value.exceptions] == [
+        "task 'job' of app",
+        "task 'bg' of app",
+    ]
+    assert all(isinstance(e.__cause__, asyncio.CancelledError) for e in info.value.exceptions)
+    assert len([r for r in caplog.records if "without being cancelled" in r.getMessage()]) == 2
+
+
+@virtual
+async def test_supervisor_tasks_cancelled_for_real_are_not_strays() -> None:
+    async with Supervisor() as sup:
+        task = sup.create_task(asyncio.sleep(10))
+        sup.create_task(asyncio.sleep(10), background=True)
+        await asyncio.sleep(0)
+        task.cancel()
+    assert task.cancelled()

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 from loopwise._exceptions import ClosedError, UsageError
-from loopwise.patterns._cancel import stray_cancellation
+from loopwise.patterns._cancel import StrayCancellationError, stray_cancellation
 from loopwise.patterns._retry import Retry, retry
 
 __all__ = ["Supervisor", "SupervisorStatistics"]
@@ -72,6 +72,7 @@ class Supervisor:
         self._background: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[Any]] = set()
         self._restarts = 0
+        self._strays: list[StrayCancellationError] = []
 
     async def __aenter__(self) -> Supervisor:
         if self._state != "new":
@@ -102,8 +103,17 @@ class Supervisor:
                 task.cancel()
         try:
             await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            if self._strays:
+                raise BaseExceptionGroup(
+                    group.message, [*group.exceptions, *self._strays]
+                ) from None
+            raise
         finally:
             self._state = "closed"
+        if self._strays and not isinstance(exc, asyncio.CancelledError):
+            errors: list[BaseException] = [exc] if exc is not None else []
+            raise BaseExceptionGroup(f"unhandled errors in {self.name}", [*errors, *self._strays])
 
     def create_task(
         self,
@@ -122,7 +132,24 @@ class Supervisor:
         group = self._background if background else self._foreground
         group.add(task)
         task.add_done_callback(group.discard)
+        task.add_done_callback(self._check_stray)
         return task
+
+    def _check_stray(self, task: asyncio.Task[Any]) -> None:
+        # A task that raised CancelledError without anyone calling cancel() on it: a TaskGroup
+        # would count it as cancelled and forget it. Log it now, raise it on exit.
+        if not task.cancelled() or task.cancelling() > 0:
+            return
+        error = StrayCancellationError(
+            f"task {task.get_name()!r} of {self.name} raised CancelledError without being "
+            "cancelled (did it await a future or task cancelled elsewhere?)"
+        )
+        try:
+            task.result()
+        except asyncio.CancelledError as cancelled:
+            error.__cause__ = cancelled
+        self._log.error("%s: %s; it is raised when the scope exits", self.name, error)
+        self._strays.append(error)
 
     def supervise(
         self,
