@@ -1,10 +1,16 @@
-"""Telling a real cancellation from a ``CancelledError`` that user code raised by itself."""
+"""Telling a real cancellation from a ``CancelledError`` that user code raised by itself.
+
+A handler decides with ``this_task().cancelling()``: above 0, someone called ``cancel()`` on
+the task (a real cancellation, to re-raise); 0, the ``CancelledError`` came from user code that
+awaited something cancelled elsewhere (a stray one, to report with :func:`stray_error`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-__all__ = ["StrayCancellationError", "stray_cancellation"]
+__all__ = ["StrayCancellationError", "stray_error", "this_task"]
 
 
 class StrayCancellationError(RuntimeError):
@@ -17,12 +23,15 @@ class StrayCancellationError(RuntimeError):
     """
 
 
-def stray_cancellation(exc: asyncio.CancelledError, what: str) -> StrayCancellationError | None:
-    """The error to raise instead of ``exc`` when the current task is not being cancelled, else
-    None (a real cancellation: let it propagate)."""
+def this_task() -> asyncio.Task[Any]:
+    """The running task (the patterns' workers always run in one)."""
     task = asyncio.current_task()
-    if task is not None and task.cancelling() > 0:
-        return None
+    assert task is not None, "called outside a task"
+    return task
+
+
+def stray_error(exc: asyncio.CancelledError, what: str) -> StrayCancellationError:
+    """The failure to report instead of a stray ``exc``, caused by it."""
     error = StrayCancellationError(
         f"{what} raised CancelledError without being cancelled (did it await a future or task "
         "that was cancelled elsewhere?); treated as a failure"

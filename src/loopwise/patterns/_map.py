@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
-from loopwise.patterns._cancel import stray_cancellation
+from loopwise.patterns._cancel import stray_error, this_task
 from loopwise.patterns._limit import RateLimiter
 from loopwise.patterns._parking import ParkingLot
 
@@ -251,9 +251,9 @@ class _State(Generic[T, R]):
                         return
                     result = Failure(item, exc, index)
                 except asyncio.CancelledError as exc:
-                    stray = stray_cancellation(exc, f"amap's fn (item {index})")
-                    if stray is None:
-                        raise
+                    if this_task().cancelling():
+                        raise  # a real cancellation of this worker
+                    stray = stray_error(exc, f"amap's fn (item {index})")
                     self.failed += 1
                     if not collect:
                         self.fail(stray)
@@ -274,9 +274,8 @@ class _State(Generic[T, R]):
                 # The worker was cancelled by someone other than amap (asyncio.run's cleanup,
                 # say), or the input raised CancelledError by itself: report it rather than
                 # hang the consumer.
-                stray = stray_cancellation(exc, "amap's input")
-                if stray is not None:
-                    self.fail(stray)
+                if not this_task().cancelling():
+                    self.fail(stray_error(exc, "amap's input"))
                     return
                 self.fail(asyncio.CancelledError("an amap worker was cancelled from outside"))
             raise

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
-from loopwise.patterns._cancel import stray_cancellation
+from loopwise.patterns._cancel import stray_error, this_task
 from loopwise.patterns._parking import ParkingLot
 
 __all__ = ["Pipeline", "PipelineStatistics", "StageStatistics"]
@@ -475,9 +475,8 @@ class Pipeline(Generic[T]):
                     await first.put(item)
                     self._accepted += 1
         except asyncio.CancelledError as exc:
-            stray = stray_cancellation(exc, "the source")
-            if stray is not None:
-                self._fail(stray, "source")
+            if not this_task().cancelling():
+                self._fail(stray_error(exc, "the source"), "source")
             elif self._state != "closing":
                 raise
             # else a graceful close interrupted the wait for the next item: nothing was taken
@@ -508,10 +507,9 @@ class Pipeline(Generic[T]):
                 try:
                     result = await fn(item)
                 except asyncio.CancelledError as exc:
-                    stray = stray_cancellation(exc, f"stage {stage.name!r}")
-                    if stray is None:
-                        raise
-                    self._fail(stray, f"stage {stage.name!r}")
+                    if this_task().cancelling():
+                        raise  # a real cancellation of this worker
+                    self._fail(stray_error(exc, f"stage {stage.name!r}"), f"stage {stage.name!r}")
                     return
                 except GeneratorExit:
                     raise

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 from loopwise._exceptions import ClosedError, UsageError
-from loopwise.patterns._cancel import StrayCancellationError, stray_cancellation
+from loopwise.patterns._cancel import StrayCancellationError, stray_error, this_task
 from loopwise.patterns._retry import Retry, retry
 
 __all__ = ["Supervisor", "SupervisorStatistics"]
@@ -274,7 +274,6 @@ async def _run_once(
     except asyncio.CancelledError as exc:
         # A service that raises CancelledError without being cancelled would end as a
         # "cancelled" task, which a TaskGroup ignores: it would vanish. Make it a failure.
-        stray = stray_cancellation(exc, f"service {label!r}")
-        if stray is None:
+        if this_task().cancelling():
             raise
-        raise stray from exc
+        raise stray_error(exc, f"service {label!r}") from exc
