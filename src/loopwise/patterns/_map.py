@@ -107,6 +107,8 @@ class _State(Generic[T, R]):
         # Workers waiting for the consumer to make room in the window; a woken worker that is
         # cancelled before it resumes passes its wake-up on.
         self.space = ParkingLot(on_abandoned=lambda _wakeup: self.space.unpark())
+        # The lot's own table, for a C-level "anyone parked?" test on every yielded item.
+        self.space_parked = self.space._parked
         self.exhausted = False
         self.error: BaseException | None = None
         self.secondary_errors = 0
@@ -318,12 +320,12 @@ class AMap(AsyncIterator[R]):
                 result = s.reorder.pop(s.yielded, _MISSING)
                 if result is not _MISSING:
                     s.yielded += 1
-                    if s.space._parked:  # (not bool(s.space): a Python call per item)
+                    if s.space_parked:
                         s.space.unpark()
                     return result  # type: ignore[no-any-return]
             elif s.unordered:
                 s.yielded += 1
-                if s.space._parked:
+                if s.space_parked:
                     s.space.unpark()
                 return s.unordered.popleft()  # type: ignore[no-any-return]
             if s.alive == 0 or s.closed:
