@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopwise import Pipeline, Supervisor, amap, retry
 from loopwise.patterns import StrayCancellationError
@@ -321,3 +323,107 @@ async def test_supervisor_tasks_cancelled_for_real_are_not_strays() -> None:
         await asyncio.sleep(0)
         task.cancel()
     assert task.cancelled()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    where=st.integers(0, 29),
+    concurrency=st.integers(1, 6),
+    ordered=st.booleans(),
+    collect=st.booleans(),
+    stray=st.booleans(),
+    delays=st.lists(st.sampled_from([0, 0.001, 0.01]), min_size=30, max_size=30),
+)
+def test_property_amap_never_hangs_or_loses_a_base_exception(
+    n: int,
+    where: int,
+    concurrency: int,
+    ordered: bool,
+    collect: bool,
+    stray: bool,
+    delays: list[float],
+) -> None:
+    @virtual
+    async def scenario() -> None:
+        seen = record_loop_errors()
+
+        async def fn(x: int) -> int:
+            if delays[x]:
+                await asyncio.sleep(delays[x])
+            if x == where:
+                if stray:
+                    await stray_cancel()
+                raise Boom(x)
+            return x
+
+        got: list[Any] = []
+        errors = "collect" if collect else "raise"
+        try:
+            async with asyncio.timeout(60):
+                async for r in amap(
+                    fn,
+                    range(n),
+                    concurrency=concurrency,
+                    ordered=ordered,
+                    errors=errors,  # type: ignore[arg-type]
+                ):
+                    got.append(r)
+        except (Boom, StrayCancellationError) as exc:
+            assert where < n
+            assert isinstance(exc, StrayCancellationError if stray else Boom)
+        else:
+            failed = [r for r in got if not isinstance(r, int)]
+            if where < n:  # only a collected stray cancellation can end without raising
+                assert stray and collect and [f.index for f in failed] == [where]
+            assert len(got) == n
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+        assert seen == []
+
+    scenario()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    where=st.integers(0, 19),
+    stage_at=st.integers(0, 1),
+    workers=st.integers(1, 3),
+    stray=st.booleans(),
+    output=st.booleans(),
+)
+def test_property_pipeline_never_hangs_or_loses_a_base_exception(
+    n: int, where: int, stage_at: int, workers: int, stray: bool, output: bool
+) -> None:
+    @virtual
+    async def scenario() -> None:
+        seen = record_loop_errors()
+
+        def make(stage: int):  # type: ignore[no-untyped-def]
+            async def fn(x: int) -> int:
+                await asyncio.sleep(0.001 * (x % 3))
+                if stage == stage_at and x == where:
+                    if stray:
+                        await stray_cancel()
+                    raise Boom(x)
+                return x
+
+            return fn
+
+        pipe = Pipeline(range(n), output=output).stage(make(0), workers=workers)
+        pipe = pipe.stage(make(1), workers=workers)
+        try:
+            async with asyncio.timeout(60):
+                await pipe.run()
+        except (Boom, StrayCancellationError) as exc:
+            assert where < n
+            assert isinstance(exc, StrayCancellationError if stray else Boom)
+            assert pipe.statistics().state == "failed"
+        else:
+            assert where >= n
+            assert pipe.statistics().completed == n
+        await asyncio.sleep(0)
+        assert seen == []
+
+    scenario()
