@@ -164,6 +164,24 @@ async def test_pipeline_base_exception_in_a_stage_fails_run(workers: int) -> Non
     assert seen == []
 
 
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+@virtual
+async def test_pipeline_keyboard_interrupt_and_system_exit_reach_run(
+    exc_type: type[BaseException],
+) -> None:
+    async def stage(x: int) -> int:
+        await asyncio.sleep(0.01)
+        if x == 3:
+            raise exc_type
+        return x
+
+    pipe = Pipeline(range(10)).stage(stage, workers=2)
+    with pytest.raises(exc_type):
+        async with asyncio.timeout(10):
+            await pipe.run()
+    assert pipe.statistics().state == "failed"
+
+
 @virtual
 async def test_pipeline_stray_cancellation_in_an_async_source_fails_run() -> None:
     async def source() -> AsyncIterator[int]:
