@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from loopwise import CapacityLimiter, RateLimiter, amap
 from loopwise._exceptions import ClosedError
+from loopwise.patterns._channel import _Channel, _Drained
 from loopwise.patterns._parking import ParkingLot
-from loopwise.patterns._pipeline import _Channel, _Drained
 from tests.patterns._virtual import virtual, vloop
 
 
