@@ -6,6 +6,7 @@ from loopwise._exceptions import LoopwiseError as LoopwiseError
 from loopwise._exceptions import UsageError as UsageError
 from loopwise._version import __version__ as __version__
 from loopwise.patterns import Attempt as Attempt
+from loopwise.patterns import CapacityLimiter as CapacityLimiter
 from loopwise.patterns import Failure as Failure
 from loopwise.patterns import LoopThread as LoopThread
 from loopwise.patterns import Pipeline as Pipeline
@@ -19,6 +20,7 @@ from loopwise.patterns import run_sync as run_sync
 
 __all__ = [
     "Attempt",
+    "CapacityLimiter",
     "ClosedError",
     "ConfigError",
     "Failure",

@@ -233,3 +233,129 @@ def test_created_outside_a_loop_and_reused_across_runs() -> None:
 def test_bad_arguments(args: tuple[object, ...], kwargs: dict[str, object], error: type) -> None:
     with pytest.raises(error):
         RateLimiter(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@virtual
+async def test_statistics_count_a_granted_slot_that_could_not_be_given_back() -> None:
+    limiter = RateLimiter(10, burst=2)
+    await limiter.acquire()
+    await limiter.acquire()  # t=0: the burst is used; the next slot is at t=0.1
+    returned: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await limiter.acquire()
+        returned.append(name)
+
+    a = asyncio.create_task(waiter("a"))
+    b = asyncio.create_task(waiter("b"))
+    await asyncio.sleep(0)
+    vloop().stall(0.5)  # the loop ran late: A and B are granted together when the timer fires
+    await asyncio.sleep(0)  # this step runs before the timer callback of this iteration...
+    await asyncio.sleep(0)  # ...and this one before A and B resume
+    assert limiter.statistics().acquired == 4
+    a.cancel()  # granted, cancelled before it resumed; B was granted after it
+    await b
+    assert a.cancelled() and returned == ["b"]
+    stats = limiter.statistics()
+    # A's slot was spent (giving it back after B's grant could break the window bound): it
+    # counts, so `acquired` matches the schedule that the window bound is about.
+    assert stats.acquired == 4 and stats.delayed == 2
+    assert stats.available == pytest.approx(
+        0, abs=1e-9
+    )  # at t=0.5 the schedule has room for nothing more
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rate=st.integers(1, 50),
+    burst=st.integers(1, 6),
+    requests=st.lists(
+        st.tuples(st.floats(0, 2, allow_nan=False), st.integers(1, 6)), min_size=1, max_size=20
+    ),
+)
+def test_weighted_acquire_keeps_the_window_bound_and_fifo(
+    rate: int, burst: int, requests: list[tuple[float, int]]
+) -> None:
+    requests = [(delay, min(amount, burst)) for delay, amount in requests]
+
+    @virtual
+    async def scenario() -> tuple[list[tuple[int, float, int]], list[int]]:
+        limiter = RateLimiter(rate, burst=burst)
+        grants: list[tuple[int, float, int]] = []
+        calls: list[int] = []
+
+        async def one(key: int, delay: float, amount: int) -> None:
+            await asyncio.sleep(delay)
+            calls.append(key)
+            await limiter.acquire(amount)
+            grants.append((key, now(), amount))
+
+        async with asyncio.TaskGroup() as tg:
+            for key, (delay, amount) in enumerate(requests):
+                tg.create_task(one(key, delay, amount))
+        assert limiter.statistics().acquired == sum(a for _, a in requests)
+        return grants, calls
+
+    grants, calls = scenario()
+    assert [key for key, _, _ in grants] == calls  # FIFO whatever the amounts
+    for i, (_, start, _) in enumerate(grants):
+        for _, end, _ in grants[i:]:
+            total = sum(a for _, t, a in grants if start - 1e-9 <= t <= end + 1e-9)
+            assert total <= burst + rate * (end - start) + 1e-6
+
+
+@virtual
+async def test_a_large_request_at_the_head_is_not_overtaken() -> None:
+    limiter = RateLimiter(10, burst=5)
+    await limiter.acquire(5)  # t=0: bucket empty; 5 more need 0.5 s
+    log: list[tuple[str, float]] = []
+
+    async def one(name: str, amount: int) -> None:
+        await limiter.acquire(amount)
+        log.append((name, now()))
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(one("big", 5))
+        await asyncio.sleep(0)
+        tg.create_task(one("small", 1))
+    assert log == [("big", pytest.approx(0.5)), ("small", pytest.approx(0.6))]
+
+
+@virtual
+async def test_cancelling_a_large_head_lets_the_next_go_at_its_own_time() -> None:
+    limiter = RateLimiter(10, burst=5)
+    await limiter.acquire(5)
+    big = asyncio.create_task(limiter.acquire(5))
+    await asyncio.sleep(0)
+    small = asyncio.create_task(limiter.acquire(1))
+    await asyncio.sleep(0.05)
+    big.cancel()
+    await small
+    assert now() == pytest.approx(0.1)  # one slot refills in 0.1 s; big's 0.5 s timer is gone
+
+
+@virtual
+async def test_try_acquire_never_waits_and_never_overtakes() -> None:
+    limiter = RateLimiter(10, burst=2)
+    assert limiter.try_acquire() and limiter.try_acquire()
+    assert not limiter.try_acquire()  # bucket empty
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.2)  # the waiter got its slot at 0.1; one more is free at 0.2
+    assert waiter.done()
+    assert limiter.try_acquire()
+    queued = asyncio.create_task(limiter.acquire(2))
+    await asyncio.sleep(0.15)
+    assert not queued.done()
+    assert not limiter.try_acquire()  # one slot is free, but a waiter is queued: FIFO
+    await queued
+    assert limiter.statistics().acquired == 2 + 1 + 1 + 2
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, 3])
+@virtual
+async def test_bad_amounts(amount: object) -> None:
+    limiter = RateLimiter(10, burst=2)
+    with pytest.raises(ValueError, match="amount"):
+        await limiter.acquire(amount)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="amount"):
+        limiter.try_acquire(amount)  # type: ignore[arg-type]

@@ -346,3 +346,68 @@ def test_property_results_bounds_and_failures(
     assert (out if ordered else sorted(out)) == expected  # type: ignore[type-var]
     assert peak <= concurrency
     assert outstanding_peak <= concurrency + buffer
+
+
+async def slow_source(n: int, log: list[str]) -> AsyncIterator[int]:
+    try:
+        for i in range(n):
+            await asyncio.sleep(0.003)  # a pull takes time: amap's exit finds one in progress
+            yield i
+    except BaseException as exc:
+        log.append(type(exc).__name__)
+        raise
+    finally:
+        log.append("finished")
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@virtual
+async def test_leaving_early_leaves_the_async_input_usable(ordered: bool) -> None:
+    log: list[str] = []
+    gen = slow_source(100, log)
+    async with amap(Probe(), gen, concurrency=3, ordered=ordered) as results:
+        async for r in results:
+            assert r == 0
+            break
+    assert log == []  # no cancellation thrown into the generator, not finished
+    rest = [x async for x in gen]
+    assert rest and rest == list(range(rest[0], 100))
+    assert rest[0] <= 1 + 3 + 6 + 1  # what amap pulled ahead (concurrency + buffer) is dropped
+
+
+@virtual
+async def test_an_error_leaves_the_async_input_usable() -> None:
+    log: list[str] = []
+    gen = slow_source(100, log)
+
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0.001 if x == 2 else 0.01)
+        if x == 2:
+            raise ValueError(x)  # while the other worker is pulling item 3
+        return x
+
+    with pytest.raises(ValueError):
+        async for _ in amap(fn, gen, concurrency=2):
+            pass
+    assert log == []
+    assert [x async for x in gen][-1] == 99
+
+
+@virtual
+async def test_cancelling_the_exit_cancels_a_pull_in_progress() -> None:
+    log: list[str] = []
+
+    async def stuck() -> AsyncIterator[int]:
+        try:
+            yield 1
+            await asyncio.sleep(1000)  # an input waiting for its next item for a long time
+            yield 2
+        finally:
+            log.append("finished")
+
+    results = amap(Probe(), stuck(), concurrency=2)
+    assert await anext(results) == 10
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(5):
+            await results.aclose()
+    assert log == ["finished"] and now() == pytest.approx(5.01)

@@ -334,3 +334,58 @@ async def test_a_timeout_around_close_cancels_the_pipeline() -> None:
                 await pipe.close()  # the items already accepted need 10 s or more
         assert pipe.statistics().state == "cancelled"
     assert now() == pytest.approx(1.05)
+
+
+async def read_all(pipe: Pipeline[int], into: list[int]) -> None:
+    async for r in pipe:
+        await asyncio.sleep(0.005)  # a consumer that does some work per result
+        into.append(r)
+
+
+@virtual
+async def test_output_pipeline_left_normally_delivers_every_accepted_item() -> None:
+    got: list[int] = []
+    async with Pipeline(output=True).stage(double, workers=2) as pipe:
+        reader = asyncio.create_task(read_all(pipe, got))
+        for i in range(20):
+            await pipe.put(i)
+    await reader
+    assert sorted(got) == [2 * i for i in range(20)]
+    assert pipe.statistics().state == "finished"
+    assert pipe.statistics().accepted == pipe.statistics().completed == 20
+
+
+@virtual
+async def test_output_pipeline_left_normally_keeps_unread_results_that_fit() -> None:
+    async with Pipeline(output=True, buffer=10).stage(double, workers=2) as pipe:
+        for i in range(4):
+            await pipe.put(i)
+    assert sorted([r async for r in pipe]) == [0, 2, 4, 6]
+    assert pipe.statistics().state == "finished"
+
+
+@virtual
+async def test_close_of_an_output_pipeline_nobody_reads_raises_instead_of_hanging() -> None:
+    pipe = Pipeline(output=True, buffer=2).stage(double, workers=2)
+    async with asyncio.timeout(10):
+        with pytest.raises(UsageError, match="nobody reads"):
+            async with pipe:
+                for i in range(4):
+                    await pipe.put(i)
+                await pipe.close()
+    stats = pipe.statistics()
+    assert stats.state == "failed" and stats.dropped == 4 - 2  # two results were queued
+    with pytest.raises(UsageError):
+        await pipe.close()  # the failure stays
+
+
+@virtual
+async def test_close_of_an_output_pipeline_waits_for_a_reader_in_another_task() -> None:
+    got: list[int] = []
+    async with Pipeline(output=True, buffer=1).stage(double, workers=3) as pipe:
+        reader = asyncio.create_task(read_all(pipe, got))
+        for i in range(30):
+            await pipe.put(i)
+        await pipe.close()
+    await reader
+    assert sorted(got) == [2 * i for i in range(30)]

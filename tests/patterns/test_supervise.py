@@ -241,3 +241,64 @@ def test_bad_restart_argument() -> None:
                 sup.supervise(asyncio.sleep, 1, restart="yes")  # type: ignore[arg-type]
 
     asyncio.run(main())
+
+
+def loop_clock() -> float:
+    return asyncio.get_running_loop().time()
+
+
+@virtual
+async def test_a_long_healthy_run_resets_the_attempt_count() -> None:
+    starts: list[float] = []
+
+    async def service() -> None:
+        starts.append(now())
+        if len(starts) % 2:
+            raise OSError("crash at start")
+        await asyncio.sleep(10)
+        if len(starts) < 6:
+            raise OSError("crash after a healthy run")
+
+    policy = retry(attempts=2, backoff=1, jitter=False)
+    async with asyncio.timeout(100):
+        async with Supervisor(logger=logging.getLogger("quiet")) as sup:
+            await sup.supervise(service, restart=policy, reset_after=5)
+    # fast failure (attempt 1), 1 s backoff, a healthy run that fails (attempt 2 of 2, but
+    # healthy: restarted at once with a fresh count), fast failure (attempt 1 again), ...
+    assert starts == [0, 1, 11, 12, 22, 23]
+
+
+@virtual
+async def test_a_long_healthy_run_resets_the_time_budget() -> None:
+    starts: list[float] = []
+
+    async def service() -> None:
+        starts.append(now())
+        if len(starts) % 2:
+            raise OSError("crash at start")
+        await asyncio.sleep(12)
+        if len(starts) < 6:
+            raise OSError("crash after a healthy run")
+
+    policy = retry(attempts=None, max_time=10, backoff=1, jitter=False, clock=loop_clock)
+    async with asyncio.timeout(100):
+        async with Supervisor(logger=logging.getLogger("quiet")) as sup:
+            await sup.supervise(service, restart=policy, reset_after=5)
+    # the healthy run ends 13 s after the first attempt, past max_time=10: restarted anyway
+    assert starts == [0, 1, 13, 14, 26, 27]
+
+
+@virtual
+async def test_short_runs_still_use_up_the_attempts() -> None:
+    async def service() -> None:
+        await asyncio.sleep(1)
+        raise OSError("crash")
+
+    policy = retry(attempts=3, backoff=1, jitter=False)
+    with pytest.raises(ExceptionGroup) as info:
+        async with asyncio.timeout(100):
+            async with Supervisor(logger=logging.getLogger("quiet")) as sup:
+                sup.supervise(service, restart=policy, reset_after=5)
+                await asyncio.sleep(50)
+    assert info.group_contains(OSError)
+    assert now() == pytest.approx(1 + 1 + 1 + 2 + 1)

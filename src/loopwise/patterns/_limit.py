@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import math
 from dataclasses import dataclass
 from types import TracebackType
+
+from loopwise.patterns._parking import ParkingLot
 
 __all__ = ["RateLimiter", "RateLimiterStatistics"]
 
@@ -23,7 +23,9 @@ class RateLimiterStatistics:
     waiting: int
     """Tasks queued in ``acquire()`` right now."""
     acquired: int
-    """Acquisitions granted so far."""
+    """Acquisitions granted so far (``acquire(n)`` counts n): slots of the schedule spent. A
+    waiter cancelled after its grant, before it resumed, gives its slots back when nothing was
+    granted after it (then they are not counted); otherwise they stay spent and counted."""
     delayed: int
     """Of those, how many had to wait."""
     available: float
@@ -63,7 +65,8 @@ class RateLimiter:
         "_burst",
         "_delayed",
         "_interval",
-        "_last_granted",
+        "_last_amount",
+        "_last_grant",
         "_loop",
         "_per",
         "_rate",
@@ -94,11 +97,12 @@ class RateLimiter:
         # capacity `burst` refilled at rate/per, starting full.
         self._slack = (burst - 1) * self._interval
         self._tat = -math.inf
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters = ParkingLot(on_abandoned=self._give_back)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._last_granted: asyncio.Future[None] | None = None
+        self._last_grant = 0  # the wake-up number of the last grant to a waiter; 0: none since
+        self._last_amount = 0
         self._acquired = 0
         self._delayed = 0
 
@@ -114,32 +118,70 @@ class RateLimiter:
     def burst(self) -> int:
         return self._burst
 
-    async def acquire(self) -> None:
-        """Wait until an acquisition is allowed, then take it.
+    async def acquire(self, amount: int = 1) -> None:
+        """Wait until ``amount`` acquisitions are allowed, then take them at once.
 
-        Returns without suspending when a slot is free and nobody is queued. Cancelling a waiting
-        call takes nothing from the limiter.
+        ``amount`` (default 1, at most ``burst``) weighs the call: ``acquire(5)`` counts as five
+        acquisitions against the rate (bytes, tokens, cost units). Waiters are served in FIFO
+        order whatever their amount, so a large request at the head makes the ones behind it
+        wait (no overtaking). Returns without suspending when the amount is available and
+        nobody is queued. Cancelling a waiting call takes nothing from the limiter.
         """
+        self._check_amount(amount)
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if not self._waiters and now >= self._tat - self._slack:
-            self._tat = max(self._tat, now) + self._interval
-            self._acquired += 1
-            self._last_granted = None
+        if not self._waiters and self._allows(now, amount):
+            self._take(now, amount)
+            self._last_grant = 0
             return
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(fut)
+        self._loop = loop
         if self._timer is None:
-            self._loop = loop
             self._schedule()
         try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.cancelled():
-                self._forget(fut)
-            else:  # granted, then cancelled before we resumed
-                self._give_back(fut)
+            await self._waiters.park(amount)  # a grant after being woken goes to _give_back
+        except BaseException:
+            if self._timer is not None:
+                # the head may have changed (a smaller request can go sooner): re-arm
+                self._timer.cancel()
+                self._timer = None
+                if self._waiters:
+                    self._schedule()
             raise
+
+    def try_acquire(self, amount: int = 1) -> bool:
+        """Take ``amount`` acquisitions if they are allowed now and nobody waits; never waits.
+
+        Returns whether they were taken. Must be called from the event loop's thread.
+        """
+        self._check_amount(amount)
+        now = asyncio.get_running_loop().time()
+        if self._waiters or not self._allows(now, amount):
+            return False
+        self._take(now, amount)
+        self._last_grant = 0
+        return True
+
+    def _check_amount(self, amount: int) -> None:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            raise ValueError(f"amount must be an int >= 1, got {amount!r}")
+        if amount > self._burst:
+            raise ValueError(
+                f"amount={amount} can never be granted by a limiter with burst={self._burst}: "
+                f"raise burst to at least {amount}, or split the request"
+            )
+
+    def _ready_at(self, amount: int) -> float:
+        """When ``amount`` acquisitions fit in the bucket (GCRA with weights)."""
+        return self._tat - (self._burst - amount) * self._interval
+
+    def _allows(self, now: float, amount: int) -> bool:
+        # A rounding allowance: sums of intervals drift by a few ulps, which must not cost a
+        # whole slot (the timer fires at the exact time; a caller may come a hair early).
+        return now + 1e-9 * self._interval >= self._ready_at(amount)
+
+    def _take(self, now: float, amount: int) -> None:
+        self._tat = max(self._tat, now) + amount * self._interval
+        self._acquired += amount
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -190,7 +232,9 @@ class RateLimiter:
     def _schedule(self) -> None:
         """Arm the single timer for the moment the head waiter may go."""
         assert self._loop is not None
-        self._timer_when = self._tat - self._slack
+        amount = self._waiters.peek(1)
+        assert isinstance(amount, int)
+        self._timer_when = self._ready_at(amount)
         self._timer = self._loop.call_at(self._timer_when, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -203,37 +247,28 @@ class RateLimiter:
 
     def _grant_due(self, now: float) -> None:
         waiters = self._waiters
-        while waiters:
-            fut = waiters[0]
-            if fut.done():  # cancelled while queued
-                waiters.popleft()
-                continue
-            if now < self._tat - self._slack:
+        while True:
+            amount = waiters.peek()
+            if not isinstance(amount, int) or not self._allows(now, amount):
                 break
-            waiters.popleft()
-            self._tat = max(self._tat, now) + self._interval
-            self._acquired += 1
-            self._delayed += 1
-            self._last_granted = fut
-            fut.set_result(None)
+            waiters.unpark()
+            self._take(now, amount)
+            self._delayed += amount
+            self._last_grant = waiters.woken
+            self._last_amount = amount
         if waiters and self._timer is None:
             self._schedule()
 
-    def _forget(self, fut: asyncio.Future[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(fut)
-        if not self._waiters and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _give_back(self, fut: asyncio.Future[None]) -> None:
+    def _give_back(self, grant: int) -> None:
+        """A waiter was granted, then cancelled before it resumed."""
         # The slot is returned only if nothing was granted after it: rolling the schedule back
         # past a later grant could let two grants end up closer than the window bound allows.
-        if self._last_granted is fut:
-            self._tat -= self._interval
-            self._last_granted = None
-        self._acquired -= 1
-        self._delayed -= 1
+        # The statistics count spent slots: a slot that could not be given back stays counted.
+        if self._last_grant == grant:
+            self._tat -= self._last_amount * self._interval
+            self._last_grant = 0
+            self._acquired -= self._last_amount
+            self._delayed -= self._last_amount
         if self._waiters and self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
+from loopwise.patterns._cancel import stray_error, this_task
 from loopwise.patterns._limit import RateLimiter
+from loopwise.patterns._parking import ParkingLot
 
 __all__ = ["AMap", "AMapStatistics", "Failure", "amap"]
 
@@ -84,6 +86,7 @@ class _State(Generic[T, R]):
         self.it: Iterator[T] | None = None
         self.ait: AsyncIterator[T] | None = None
         self.pull_lock: asyncio.Lock | None = None
+        self.puller: asyncio.Task[None] | None = None  # the worker inside anext(), if any
         self.concurrency = concurrency
         self.cap = cap
         self.ordered = ordered
@@ -101,7 +104,11 @@ class _State(Generic[T, R]):
         self.unordered: collections.deque[Any] = collections.deque()
         self.reorder: dict[int, Any] = {}
         self.waiter: asyncio.Future[None] | None = None
-        self.space_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Workers waiting for the consumer to make room in the window; a woken worker that is
+        # cancelled before it resumes passes its wake-up on.
+        self.space = ParkingLot(on_abandoned=lambda _wakeup: self.space.unpark())
+        # The lot's own table, for a C-level "anyone parked?" test on every yielded item.
+        self.space_parked = self.space._parked
         self.exhausted = False
         self.error: BaseException | None = None
         self.secondary_errors = 0
@@ -131,27 +138,36 @@ class _State(Generic[T, R]):
         self.workers.add(task)
         task.add_done_callback(self.workers.discard)
 
-    def cancel_all(self) -> None:
-        """Request cancellation of every worker (does not wait)."""
+    def cancel_all(self, *, pull: bool = False) -> None:
+        """Request cancellation of every worker (does not wait). A worker inside ``anext()`` of
+        an async input is spared unless ``pull``: cancelling it would raise CancelledError
+        inside the caller's async generator and finish it; it stops after its pull instead."""
         me = None
         if self.thread_id == threading.get_ident():
             try:
                 me = asyncio.current_task()
             except RuntimeError:  # no running loop (garbage collection at teardown)
                 me = None
+        spared = None if pull else self.puller
         for task in list(self.workers):
-            if task is not me:
+            if task is not me and task is not spared:
                 task.cancel()
         self.wake_consumer()
-        self.wake_all_space()
+        self.space.unpark_all()
 
     async def shutdown(self) -> None:
-        """Cancel every worker and wait until all have finished."""
+        """Cancel every worker and wait until all have finished (a pull in progress is waited
+        for, unless the task waiting is cancelled: then the pull is cancelled too)."""
         self.closed = True
         self.cancel_all()
         pending = [t for t in self.workers if t is not asyncio.current_task()]
         if pending:
-            await asyncio.wait(pending)
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                self.cancel_all(pull=True)
+                await asyncio.wait(pending)  # cancelled workers end within a step or two
+                raise
 
     # -- signalling -----------------------------------------------------------------------------
 
@@ -162,32 +178,6 @@ class _State(Generic[T, R]):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def wake_space(self) -> None:
-        waiters = self.space_waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    def wake_all_space(self) -> None:
-        waiters = self.space_waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-
-    async def wait_space(self) -> None:
-        assert self.loop is not None
-        fut = self.loop.create_future()
-        self.space_waiters.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.wake_space()  # pass the wake-up on
-            raise
-
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
@@ -197,7 +187,7 @@ class _State(Generic[T, R]):
 
     def exhaust(self) -> None:
         self.exhausted = True
-        self.wake_all_space()
+        self.space.unpark_all()
 
     # -- the worker -----------------------------------------------------------------------------
 
@@ -209,11 +199,16 @@ class _State(Generic[T, R]):
                 return _MISSING
             if self.started - self.yielded >= self.cap:
                 return _FULL
+            self.puller = asyncio.current_task()
             try:
                 item = await anext(self.ait)
             except StopAsyncIteration:
                 self.exhaust()
                 return _MISSING
+            finally:
+                self.puller = None
+            if self.error is not None or self.closed:
+                return _MISSING  # amap stopped during the pull: the item is dropped
             return item
 
     async def work(self) -> None:
@@ -227,7 +222,7 @@ class _State(Generic[T, R]):
                 if self.error is not None or self.exhausted or self.closed:
                     return
                 if self.started - self.yielded >= self.cap:
-                    await self.wait_space()
+                    await self.space.park()
                     continue
                 if it is not None:
                     try:
@@ -257,6 +252,15 @@ class _State(Generic[T, R]):
                         self.fail(exc)
                         return
                     result = Failure(item, exc, index)
+                except asyncio.CancelledError as exc:
+                    if this_task().cancelling():
+                        raise  # a real cancellation of this worker
+                    stray = stray_error(exc, f"amap's fn (item {index})")
+                    self.failed += 1
+                    if not collect:
+                        self.fail(stray)
+                        return
+                    result = Failure(item, stray, index)
                 finally:
                     self.busy -= 1
                 if ordered:
@@ -267,13 +271,22 @@ class _State(Generic[T, R]):
                     self.unordered.append(result)
                     if self.waiter is not None:
                         self.wake_consumer()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if self.error is None and not self.closed:
-                # Cancelled by someone other than amap (fn awaited a cancelled future, or the
-                # worker was cancelled from outside): report it rather than hang the consumer.
+                # The worker was cancelled by someone other than amap (asyncio.run's cleanup,
+                # say), or the input raised CancelledError by itself: report it rather than
+                # hang the consumer.
+                if not this_task().cancelling():
+                    self.fail(stray_error(exc, "amap's input"))
+                    return
                 self.fail(asyncio.CancelledError("an amap worker was cancelled from outside"))
             raise
-        except Exception as exc:  # the input iterator failed
+        except GeneratorExit:
+            raise  # the coroutine is being closed (its loop is gone)
+        except BaseException as exc:
+            # The input iterator failed, or fn raised a BaseException that is not an Exception
+            # (KeyboardInterrupt, a test framework's failure): the consumer raises it. Not
+            # re-raised here, so no "Task exception was never retrieved".
             self.fail(exc)
         finally:
             self.alive -= 1
@@ -307,13 +320,13 @@ class AMap(AsyncIterator[R]):
                 result = s.reorder.pop(s.yielded, _MISSING)
                 if result is not _MISSING:
                     s.yielded += 1
-                    if s.space_waiters:
-                        s.wake_space()
+                    if s.space_parked:
+                        s.space.unpark()
                     return result  # type: ignore[no-any-return]
             elif s.unordered:
                 s.yielded += 1
-                if s.space_waiters:
-                    s.wake_space()
+                if s.space_parked:
+                    s.space.unpark()
                 return s.unordered.popleft()  # type: ignore[no-any-return]
             if s.alive == 0 or s.closed:
                 s.closed = True
@@ -343,7 +356,10 @@ class AMap(AsyncIterator[R]):
         raise error
 
     async def aclose(self) -> None:
-        """Cancel all work still running and wait for it to finish. Idempotent."""
+        """Cancel all work still running and wait for it to finish. Idempotent.
+
+        Failures of the cancelled work are dropped, except a ``BaseException`` that is not an
+        ``Exception`` (``KeyboardInterrupt``...), which is raised here rather than lost."""
         s = self._s
         if s.loop is None:
             s.closed = True
@@ -351,6 +367,10 @@ class AMap(AsyncIterator[R]):
         await s.shutdown()
         s.reorder.clear()
         s.unordered.clear()
+        error = s.error
+        if error is not None and not isinstance(error, Exception | asyncio.CancelledError):
+            s.error = None
+            raise error
 
     async def __aenter__(self) -> AMap[R]:
         s = self._s
@@ -461,6 +481,11 @@ def amap(
       yielded are discarded. ``errors="collect"``: every item is processed; a call that raised
       is yielded as a :class:`Failure` (its item, exception and index) in the result's place.
       Only ``Exception`` subclasses are collected; an input iterator that raises still raises.
+    * A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``, a test
+      framework's failure) from ``fn`` or the input stops everything as in ``"raise"`` mode, in
+      both modes, and is raised by the ``async for``. A ``CancelledError`` that ``fn`` raises
+      while its worker is not being cancelled is a failure of that item, reported as a
+      :class:`~loopwise.patterns.StrayCancellationError`.
     * Leaving the ``async for`` early (``break``, an exception, the iterator dropped) cancels
       every call still running. ``async with amap(...) as results:`` also *waits* for them to
       finish, which makes the cleanup deterministic; use it when the iterator is stored in a
@@ -469,7 +494,11 @@ def amap(
     ``fn`` runs in worker tasks (started lazily, at most ``concurrency``) inside a copy of the
     context of the task that started iterating; a worker handles many items in turn, so a
     context variable set by ``fn`` can be seen by later items on the same worker. An async input
-    is pulled by one worker at a time. The input iterator is not closed by ``amap``.
+    is pulled by one worker at a time. The input iterator is not closed by ``amap``, and a pull
+    in progress when ``amap`` stops is not cancelled (that would finish an async generator): it
+    is waited for (by ``aclose()``, ``async with`` and the error path) and its item dropped, so
+    the caller can keep iterating the input afterwards. Cancelling the task that waits cancels
+    the pull too.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
+from loopwise.patterns._cancel import stray_error, this_task
+from loopwise.patterns._channel import _Channel, _Drained
 
 __all__ = ["Pipeline", "PipelineStatistics", "StageStatistics"]
 
@@ -18,95 +19,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 State = Literal["new", "running", "closing", "finished", "failed", "cancelled"]
-
-
-class _Drained(Exception):
-    """A closed channel has no more items."""
-
-
-class _Channel:
-    """A bounded FIFO with close(): ``get()`` drains what is left and then raises _Drained.
-
-    Cancellation-safe: a cancelled ``put()`` adds nothing; a cancelled ``get()`` takes nothing;
-    a wake-up delivered to a task cancelled before it resumed is passed to the next waiter.
-    """
-
-    __slots__ = ("_closed", "_getters", "_items", "_maxsize", "_putters")
-
-    def __init__(self, maxsize: int) -> None:
-        self._items: collections.deque[Any] = collections.deque()
-        self._maxsize = maxsize
-        self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._putters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._closed = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        self._closed = True
-        _wake_all(self._getters)
-        _wake_all(self._putters)
-
-    def clear(self) -> int:
-        n = len(self._items)
-        self._items.clear()
-        _wake_all(self._putters)
-        return n
-
-    async def put(self, item: Any) -> None:
-        while len(self._items) >= self._maxsize and not self._closed:
-            await _wait(self._putters, self._items, lambda: len(self._items) < self._maxsize)
-        if self._closed:
-            raise ClosedError("the pipeline channel is closed")
-        self._items.append(item)
-        _wake_one(self._getters)
-
-    async def get(self) -> Any:
-        while not self._items:
-            if self._closed:
-                raise _Drained
-            await _wait(self._getters, self._items, lambda: bool(self._items))
-        item = self._items.popleft()
-        _wake_one(self._putters)
-        return item
-
-
-def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        fut = waiters.popleft()
-        if not fut.done():
-            fut.set_result(None)
-            return
-
-
-def _wake_all(waiters: collections.deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        fut = waiters.popleft()
-        if not fut.done():
-            fut.set_result(None)
-
-
-async def _wait(
-    waiters: collections.deque[asyncio.Future[None]],
-    items: collections.deque[Any],
-    ready: Callable[[], bool],
-) -> None:
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    waiters.append(fut)
-    try:
-        await fut
-    except asyncio.CancelledError:
-        if fut.done() and not fut.cancelled() and ready():
-            _wake_one(waiters)  # we were woken but won't act: pass it on
-        else:
-            with contextlib.suppress(ValueError):
-                waiters.remove(fut)
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +100,16 @@ class Pipeline(Generic[T]):
       pipeline like :meth:`cancel` and is raised by :meth:`run`, :meth:`close`, ``async with``
       and ``async for``; ``put()`` then raises :class:`~loopwise.ClosedError` caused by it. It is
       the original exception, with a note naming the stage. Later failures are counted in a
-      note. Nothing waits forever on a crashed stage.
+      note. Nothing waits forever on a crashed stage. A ``BaseException`` that is not an
+      ``Exception`` is a failure too (and raised as it is); a ``CancelledError`` that a stage
+      function or the source raises without being cancelled fails the pipeline as a
+      :class:`~loopwise.patterns.StrayCancellationError`.
     * An async source is cancelled while it waits for its next item on a graceful close.
+    * ``output=True``: a normal ``async with`` exit is a graceful close (results are read by an
+      ``async for`` in another task, or stay queued for one after the block); after an
+      ``async for`` over the results was left early it cancels instead. A close that cannot
+      finish because nobody reads and the output buffer is full fails with
+      :class:`~loopwise.UsageError` rather than hang.
 
     Requires no ``asyncio.Queue.shutdown`` (works on Python 3.11).
     """
@@ -226,6 +146,9 @@ class Pipeline(Generic[T]):
         self._failure: BaseException | None = None
         self._more_failures = 0
         self._done: asyncio.Future[None] | None = None
+        self._readers = 0  # result iterators alive and not finished
+        self._left_early = False  # a result iterator was dropped before the end
+        self._close_requested = False  # close() or a normal `async with` exit
 
     # -- building -------------------------------------------------------------------------------
 
@@ -265,7 +188,9 @@ class Pipeline(Generic[T]):
         self._channels = [_Channel(s.buffer) for s in self._stages]
         if self._output:
             last = self._stages[-1]
-            self._channels.append(_Channel(self._out_buffer or max(last.workers, 1)))
+            out = _Channel(self._out_buffer or max(last.workers, 1))
+            out.on_blocked = lambda: loop.call_soon(self._check_stall)
+            self._channels.append(out)
         self._state = "running"
         for index, stage in enumerate(self._stages):
             for _ in range(stage.workers):
@@ -305,8 +230,14 @@ class Pipeline(Generic[T]):
                 # put() refused because a stage failed: the stage's failure is the real error
                 self._raise_failure()
             return
-        if self._output and self._state in ("running", "closing"):
-            # Nobody will read the remaining results: stop rather than wait forever.
+        if (
+            self._output
+            and self._left_early
+            and self._readers == 0
+            and self._state in ("running", "closing")
+        ):
+            # The `async for` over the results was left early (break): nobody will read the
+            # rest, so stop rather than process it.
             await self.cancel()
             self._raise_failure()
             return
@@ -357,12 +288,14 @@ class Pipeline(Generic[T]):
         if self._state == "new":
             self._state = "finished"
             return
+        self._close_requested = True
         if self._state == "running":
             self._state = "closing"
             feeder = self._feeder
             if feeder is not None and self._feeder_pulling and not feeder.done():
                 feeder.cancel()  # it holds no item while pulling
             self._maybe_close_input()
+        self._check_stall()
         try:
             await self.wait()
         except asyncio.CancelledError:
@@ -391,20 +324,9 @@ class Pipeline(Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         if not self._output:
             raise UsageError("iterate a Pipeline created with output=True")
-        return self._results()
-
-    async def _results(self) -> AsyncIterator[T]:
         if self._state == "new":
             raise UsageError("start the pipeline first: `async with pipeline:` around `async for`")
-        out = self._channels[-1]
-        while True:
-            self._raise_failure()
-            try:
-                item = await out.get()
-            except _Drained:
-                self._raise_failure()
-                return
-            yield item
+        return _Results(self)
 
     # -- statistics -----------------------------------------------------------------------------
 
@@ -464,13 +386,17 @@ class Pipeline(Generic[T]):
                         break
                     await first.put(item)
                     self._accepted += 1
-        except asyncio.CancelledError:
-            if self._state != "closing":
+        except asyncio.CancelledError as exc:
+            if not this_task().cancelling():
+                self._fail(stray_error(exc, "the source"), "source")
+            elif self._state != "closing":
                 raise
-            # a graceful close interrupted the wait for the next item: nothing was taken
+            # else a graceful close interrupted the wait for the next item: nothing was taken
         except ClosedError:
             pass  # the pipeline failed or was cancelled
-        except Exception as exc:
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
             self._fail(exc, "source")
         finally:
             self._feeder = None
@@ -492,7 +418,14 @@ class Pipeline(Generic[T]):
                 stage.busy += 1
                 try:
                     result = await fn(item)
-                except Exception as exc:
+                except asyncio.CancelledError as exc:
+                    if this_task().cancelling():
+                        raise  # a real cancellation of this worker
+                    self._fail(stray_error(exc, f"stage {stage.name!r}"), f"stage {stage.name!r}")
+                    return
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # KeyboardInterrupt etc. too: run() raises them
                     self._fail(exc, f"stage {stage.name!r}")
                     return
                 finally:
@@ -519,6 +452,36 @@ class Pipeline(Generic[T]):
             and not self._channels[0].closed
         ):
             self._channels[0].close()
+
+    def _reader_gone(self, *, early: bool) -> None:
+        self._readers -= 1
+        if early:
+            self._left_early = True
+        if self._readers == 0 and self._close_requested:
+            with contextlib.suppress(RuntimeError):  # the loop is gone (garbage collection)
+                asyncio.get_running_loop().call_soon(self._check_stall)
+
+    def _check_stall(self) -> None:
+        """A close was asked for, the results fill the output channel and nobody iterates the
+        pipeline: it can never finish. Fail with an error that says so instead of hanging."""
+        if (
+            self._close_requested
+            and self._output
+            and self._readers == 0
+            and self._state in ("running", "closing")
+            and self._channels
+            and self._channels[-1].full
+            and self._channels[-1].blocked_puts > 0
+        ):
+            self._fail(
+                UsageError(
+                    f"{self.name} (output=True) is closing but nobody reads its results and "
+                    "they fill its output buffer: iterate it with `async for` while it drains "
+                    "(from another task if you close it from this one), raise its buffer=, "
+                    "or use output=False"
+                ),
+                "output",
+            )
 
     def _check_open(self) -> None:
         if self._state != "running":
@@ -560,3 +523,39 @@ class Pipeline(Generic[T]):
             failure.add_note(f"{self._more_failures} other failure(s) happened while stopping")
             self._more_failures = 0
         raise failure
+
+
+class _Results(AsyncIterator[Any]):
+    """An ``async for`` over a pipeline's results. Counted while alive, so a close can tell
+    "nobody reads" from "a reader is busy with a result"; dropped before the end (``break``), it
+    marks the pipeline as left early."""
+
+    __slots__ = ("_finished", "_pipe")
+
+    def __init__(self, pipe: Pipeline[Any]) -> None:
+        self._pipe = pipe
+        self._finished = False
+        pipe._readers += 1
+
+    async def __anext__(self) -> Any:
+        pipe = self._pipe
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            pipe._raise_failure()
+            return await pipe._channels[-1].get()
+        except _Drained:
+            self._finish(early=False)
+            pipe._raise_failure()
+            raise StopAsyncIteration from None
+        except BaseException:
+            self._finish(early=False)
+            raise
+
+    def _finish(self, *, early: bool) -> None:
+        if not self._finished:
+            self._finished = True
+            self._pipe._reader_gone(early=early)
+
+    def __del__(self) -> None:
+        self._finish(early=True)

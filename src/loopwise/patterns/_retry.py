@@ -5,16 +5,40 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import inspect
 import math
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
-__all__ = ["Attempt", "Retry", "retry"]
+from loopwise.patterns import _retry_support
+from loopwise.patterns._retry_support import (
+    GiveUpReason,
+    RetryStatistics,
+    _check_filter,
+    _Counters,
+    _name,
+    _never_retry,
+    _refuse_in_loop,
+    retry_after_attribute,
+    retry_testing,
+    set_retry_testing,
+)
+
+__all__ = [
+    "Attempt",
+    "AttemptLoop",
+    "GiveUpReason",
+    "Retry",
+    "RetryStatistics",
+    "retry",
+    "retry_after_attribute",
+    "retry_testing",
+    "set_retry_testing",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -24,43 +48,6 @@ ExceptionFilter = (
 )
 
 _MAX_EXPONENT = 64
-
-
-def retry_after_attribute(outcome: object) -> float | None:
-    """The default delay hint: the ``retry_after`` attribute of the exception or result.
-
-    A number of seconds or a :class:`datetime.timedelta`; anything else (missing, ``None``,
-    negative, NaN) means "no hint".
-    """
-    value = getattr(outcome, "retry_after", None)
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
-
-
-def _never_retry(exc: BaseException) -> bool:
-    # Only Exception subclasses are ever retried: CancelledError, KeyboardInterrupt, SystemExit
-    # and GeneratorExit derive from BaseException alone.
-    if not isinstance(exc, Exception):
-        return True
-    task = _current_task()
-    # A regular exception raised while our task is being cancelled (code that turned the
-    # CancelledError into something else): retrying would swallow the cancellation.
-    return task is not None and task.cancelling() > 0
-
-
-def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
-
-
-GiveUpReason = Literal["attempts", "max_time", "max_hint"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -85,6 +72,11 @@ class Retry:
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
     random: Callable[[], float] = _random.random
+    min_backoff: float = 0.0
+    sync_sleep: Callable[[float], object] = time.sleep
+    _counters: _Counters = field(
+        default_factory=_Counters, init=False, compare=False, repr=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.attempts is not None and (
@@ -95,10 +87,15 @@ class Retry:
             raise ValueError(
                 f"attempts must be an int >= 1 or None (no limit), got {self.attempts!r}"
             )
-        for name in ("backoff", "max_backoff", "max_hint"):
+        for name in ("backoff", "max_backoff", "max_hint", "min_backoff"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        if self.min_backoff > self.max_backoff:
+            raise ValueError(
+                f"min_backoff={self.min_backoff!r} is above max_backoff={self.max_backoff!r}: "
+                "lower min_backoff or raise max_backoff"
+            )
         if self.max_time is not None and not (
             isinstance(self.max_time, int | float) and self.max_time > 0
         ):
@@ -112,12 +109,15 @@ class Retry:
     def compute_backoff(self, failed_attempts: int) -> float:
         """The delay after the ``failed_attempts``-th failure when no hint is given.
 
-        ``min(max_backoff, backoff * 2 ** (failed_attempts - 1))``, multiplied by a uniform random
-        factor in [0, 1) when ``jitter`` is on ("full jitter").
+        The ceiling ``min(max_backoff, backoff * 2 ** (failed_attempts - 1))`` (but at least
+        ``min_backoff``); with ``jitter`` on, a uniform random point between ``min_backoff`` and
+        the ceiling ("full jitter", which can give 0 s unless ``min_backoff`` is set).
         """
         exponent = min(max(failed_attempts - 1, 0), _MAX_EXPONENT)
-        ceiling = min(self.max_backoff, self.backoff * 2.0**exponent)
-        return ceiling * self.random() if self.jitter else ceiling
+        ceiling = max(self.min_backoff, min(self.max_backoff, self.backoff * 2.0**exponent))
+        if not self.jitter:
+            return ceiling
+        return self.min_backoff + (ceiling - self.min_backoff) * self.random()
 
     def next_delay(
         self, failed_attempts: int, elapsed: float, hint: float | None = None
@@ -157,6 +157,25 @@ class Retry:
         """Start a new attempt loop: ``async for attempt in policy: with attempt: ...``."""
         return AttemptLoop(self)
 
+    def __iter__(self) -> AttemptLoop:
+        """Start a new attempt loop in sync code: ``for attempt in policy: with attempt: ...``;
+        it sleeps with ``sync_sleep`` (``time.sleep``). Refused inside a running event loop
+        (the sleep would block it): :class:`~loopwise.UsageError`."""
+        _refuse_in_loop("for attempt in policy")
+        return AttemptLoop(self)
+
+    def statistics(self) -> RetryStatistics:
+        """What this policy did over all its calls so far (a copy made with :meth:`replace`
+        starts from zero)."""
+        c = self._counters
+        return RetryStatistics(
+            calls=c.calls,
+            attempts=c.attempts,
+            retries=c.retries,
+            gave_up=c.gave_up,
+            total_delay=c.total_delay,
+        )
+
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``await fn(*args, **kwargs)`` under this policy and return its result.
 
@@ -175,16 +194,62 @@ class Retry:
                 return result
         raise AssertionError("unreachable: an attempt ended without result or retry")
 
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-        """Decorate an async function: every call runs under this policy (see :meth:`call`)."""
+    def call_sync(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call the sync ``fn(*args, **kwargs)`` under this policy, sleeping with ``sync_sleep``
+        (``time.sleep``) between attempts; as :meth:`call` otherwise.
+
+        Refused inside a running event loop (the sleep would block every task on it):
+        :class:`~loopwise.UsageError`; run it in a thread (``await asyncio.to_thread(...)``) or
+        make ``fn`` async.
+        """
+        _refuse_in_loop(f"retrying the sync function {_name(fn)}")
+        for attempt in AttemptLoop(self):
+            with attempt:
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError(
+                        f"{_name(fn)} returned an awaitable: declare it `async def` so the "
+                        "decorator awaits it, or use `await policy.call(fn)`"
+                    )
+                if (
+                    self.on_result is not None
+                    and self.on_result(result)
+                    and attempt.request_retry(delay=self._hint(result), result=result)
+                ):
+                    continue
+                return result
+        raise AssertionError("unreachable: an attempt ended without result or retry")
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function: every call runs under this policy. An ``async def`` function
+        (see :meth:`call`) sleeps with ``sleep``; a sync one (see :meth:`call_sync`) with
+        ``sync_sleep`` and is refused inside a running event loop."""
         if not callable(fn):
-            raise TypeError(f"retry(...) decorates an async function, got {fn!r}")
+            raise TypeError(f"retry(...) decorates a function, got {fn!r}")
+        # type(fn).__call__: an object whose __call__ is `async def` is an async function too
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
+
+            @functools.wraps(fn)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.call(fn, *args, **kwargs)
+
+            return wrapper
 
         @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await self.call(fn, *args, **kwargs)
+        def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return self.call_sync(fn, *args, **kwargs)
 
-        return wrapper
+        return sync_wrapper
 
     def _hint(self, outcome: object) -> float | None:
         if self.delay_hint is None:
@@ -208,24 +273,12 @@ class Retry:
             parts.append("on=(" + ", ".join(t.__name__ for t in on) + ")")
         else:
             parts.append(f"on={getattr(on, '__name__', repr(on))}")
+        if self.min_backoff:
+            parts.append(f"min_backoff={self.min_backoff:g}")
         if self.on_result is not None:
             parts.append("on_result=...")
         parts.append(f"max_hint={self.max_hint:g}")
         return "<Retry " + " ".join(parts) + ">"
-
-
-def _check_filter(on: object) -> None:
-    if isinstance(on, type):
-        if not issubclass(on, BaseException):
-            raise TypeError(f"on= takes exception classes or a predicate, got {on!r}")
-        return
-    if isinstance(on, tuple):
-        for item in on:
-            if not (isinstance(item, type) and issubclass(item, BaseException)):
-                raise TypeError(f"on= tuple must hold exception classes only, got {item!r}")
-        return
-    if not callable(on):
-        raise TypeError(f"on= takes exception classes or a predicate, got {on!r}")
 
 
 def retry(
@@ -243,12 +296,15 @@ def retry(
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     random: Callable[[], float] = _random.random,
+    min_backoff: float = 0.0,
+    sync_sleep: Callable[[float], object] = time.sleep,
 ) -> Retry:
     """Build a retry policy: exponential backoff with full jitter, a cap, a limit on attempts and
     on total time, and which exceptions (or results) retry.
 
-    Use it as a decorator (``@retry(attempts=5)``), through ``await policy.call(fn, *args)``, or
-    drive the attempts yourself::
+    Use it as a decorator (``@retry(attempts=5)``, on an async or a sync function), through
+    ``await policy.call(fn, *args)`` (``policy.call_sync(fn, *args)`` for a sync function), or
+    drive the attempts yourself (``for attempt in policy`` in sync code)::
 
         async for attempt in policy:
             with attempt:                     # a retryable exception in here is retried
@@ -269,6 +325,9 @@ def retry(
     * ``backoff``, ``max_backoff``, ``jitter``: the delay after the n-th failure is
       ``min(max_backoff, backoff * 2 ** (n - 1))``, times a uniform random factor in [0, 1) when
       ``jitter`` is true (full jitter: concurrent clients spread out instead of retrying in step).
+    * ``min_backoff``: the shortest backoff delay (full jitter alone can give 0 s): the delay is
+      drawn between ``min_backoff`` and the ceiling above (never below ``min_backoff``). Hints
+      are not affected.
     * ``max_time``: seconds from the first attempt after which no new attempt starts; a delay
       that would end past it makes the policy give up at once instead of sleeping. A running
       attempt is not interrupted (wrap it in ``asyncio.timeout()`` for that).
@@ -279,7 +338,9 @@ def retry(
       retry earlier than the other side asked.
     * ``on_retry``: called with the failed :class:`Attempt` (its ``exception``/``result`` and the
       chosen ``delay`` filled in) just before sleeping.
-    * ``sleep``, ``clock``, ``random``: injectable for tests (``clock`` must be monotonic).
+    * ``sleep``, ``clock``, ``random``: injectable for tests (``clock`` must be monotonic);
+      ``sync_sleep`` is the sleep of sync calls (``time.sleep``). :func:`set_retry_testing`
+      turns every sleep off process-wide.
     """
     return Retry(
         attempts=attempts,
@@ -295,6 +356,8 @@ def retry(
         sleep=sleep,
         clock=clock,
         random=random,
+        min_backoff=min_backoff,
+        sync_sleep=sync_sleep,
     )
 
 
@@ -399,15 +462,38 @@ class AttemptLoop:
         return self
 
     async def __anext__(self) -> Attempt:
+        delay = self._advance()
+        if delay is None:
+            raise StopAsyncIteration
+        if delay > 0:
+            await self.policy.sleep(delay)
+        return self._next_attempt()
+
+    def __iter__(self) -> AttemptLoop:
+        return self
+
+    def __next__(self) -> Attempt:
+        delay = self._advance()
+        if delay is None:
+            raise StopIteration
+        if delay > 0:
+            self.policy.sync_sleep(delay)
+        return self._next_attempt()
+
+    def _advance(self) -> float | None:
+        """The delay to sleep before the next attempt (0: none), or None: the loop is over."""
         if self._number == 0:
             self._start = self.policy.clock()
-        else:
-            if self._delay is None:
-                raise StopAsyncIteration
-            if self._delay > 0:
-                await self.policy.sleep(self._delay)
+            self.policy._counters.calls += 1
+            return 0.0
+        if self._delay is None:
+            return None
+        return 0.0 if _retry_support._testing else self._delay
+
+    def _next_attempt(self) -> Attempt:
         self._number += 1
         self._delay = None
+        self.policy._counters.attempts += 1
         return Attempt(self, self._number)
 
     def _elapsed(self) -> float:
@@ -421,11 +507,15 @@ class AttemptLoop:
 
     def _decide(self, attempt: Attempt, hint: float | None) -> float | None:
         decided = self.policy.next_delay(attempt.number, self._elapsed(), hint)
+        counters = self.policy._counters
         if isinstance(decided, str):
             attempt.gave_up = decided
+            counters.gave_up += 1
             return None
         if attempt.number == self._number:
             self._delay = decided
+        counters.retries += 1
+        counters.total_delay += decided
         return decided
 
     def _notify(self, attempt: Attempt) -> None:

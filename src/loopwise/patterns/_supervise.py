@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 from loopwise._exceptions import ClosedError, UsageError
+from loopwise.patterns._cancel import StrayCancellationError, stray_error, this_task
 from loopwise.patterns._retry import Retry, retry
 
 __all__ = ["Supervisor", "SupervisorStatistics"]
@@ -71,6 +72,7 @@ class Supervisor:
         self._background: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[Any]] = set()
         self._restarts = 0
+        self._strays: list[StrayCancellationError] = []
 
     async def __aenter__(self) -> Supervisor:
         if self._state != "new":
@@ -101,8 +103,17 @@ class Supervisor:
                 task.cancel()
         try:
             await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            if self._strays:
+                raise BaseExceptionGroup(
+                    group.message, [*group.exceptions, *self._strays]
+                ) from None
+            raise
         finally:
             self._state = "closed"
+        if self._strays and not isinstance(exc, asyncio.CancelledError):
+            errors: list[BaseException] = [exc] if exc is not None else []
+            raise BaseExceptionGroup(f"unhandled errors in {self.name}", [*errors, *self._strays])
 
     def create_task(
         self,
@@ -121,7 +132,24 @@ class Supervisor:
         group = self._background if background else self._foreground
         group.add(task)
         task.add_done_callback(group.discard)
+        task.add_done_callback(self._check_stray)
         return task
+
+    def _check_stray(self, task: asyncio.Task[Any]) -> None:
+        # A task that raised CancelledError without anyone calling cancel() on it: a TaskGroup
+        # would count it as cancelled and forget it. Log it now, raise it on exit.
+        if not task.cancelled() or task.cancelling() > 0:
+            return
+        error = StrayCancellationError(
+            f"task {task.get_name()!r} of {self.name} raised CancelledError without being "
+            "cancelled (did it await a future or task cancelled elsewhere?)"
+        )
+        try:
+            task.result()
+        except asyncio.CancelledError as cancelled:
+            error.__cause__ = cancelled
+        self._log.error("%s: %s; it is raised when the scope exits", self.name, error)
+        self._strays.append(error)
 
     def supervise(
         self,
@@ -140,8 +168,13 @@ class Supervisor:
           ``restart=False``: a failure is raised out of the scope at once.
         * Each restart is logged at ``ERROR`` with the traceback.
         * A service that ran ``reset_after`` seconds before failing is restarted at once, with
-          its backoff and attempt count reset.
+          its backoff, attempt count and ``max_time`` budget reset (a healthy run never counts
+          against the policy).
         * Returning normally ends the service (it is not restarted). It is cancelled on exit.
+        * A ``CancelledError`` the service raises without being cancelled is a failure (a
+          :class:`~loopwise.patterns.StrayCancellationError`), restarted like any other. A
+          ``BaseException`` that is not an ``Exception`` is never restarted: it is raised out of
+          the scope.
         """
         label = name or getattr(fn, "__qualname__", None) or repr(fn)
         policy = None if restart is False else (_DEFAULT_RESTART if restart is True else restart)
@@ -190,30 +223,57 @@ class Supervisor:
         reset_after: float,
     ) -> None:
         if policy is None:
-            await fn(*args)
+            await _run_once(fn, args, label)
             return
         loop = asyncio.get_running_loop()
         try:
-            while True:
+            while True:  # one attempt loop per run of failures; a healthy run starts a new one
                 async for attempt in policy:
                     began = loop.time()
-                    with attempt:
-                        await fn(*args)
+                    try:
+                        await _run_once(fn, args, label)
                         return
+                    except Exception as exc:
+                        failure = exc
+                        ran = loop.time() - began
+                    if ran >= reset_after and policy.retries(failure):
+                        # Decided before the policy sees the failure: a healthy run must not
+                        # use up the attempts or the time budget of the failures before it.
+                        self._restarts += 1
+                        self._log.error(
+                            "%s: service %r failed after running %.3gs; restarting now",
+                            self.name,
+                            label,
+                            ran,
+                            exc_info=failure,
+                        )
+                        break
+                    with attempt:
+                        raise failure  # the policy retries it (then we sleep) or gives up
                     self._restarts += 1
-                    healthy = loop.time() - began >= reset_after
                     self._log.error(
-                        "%s: service %r failed (failure %d); restarting %s",
+                        "%s: service %r failed (failure %d); restarting in %.3gs",
                         self.name,
                         label,
                         attempt.number,
-                        "now (it had run long)" if healthy else f"in {attempt.delay:.3g}s",
+                        attempt.delay,
                         exc_info=attempt.exception,
                     )
-                    if healthy:
-                        break  # a fresh attempt loop: no delay, backoff reset
                 else:
                     return
         except Exception as exc:
             exc.add_note(f"service {label!r} of {self.name} gave up")
             raise
+
+
+async def _run_once(
+    fn: Callable[..., Awaitable[object]], args: tuple[Any, ...], label: str
+) -> None:
+    try:
+        await fn(*args)
+    except asyncio.CancelledError as exc:
+        # A service that raises CancelledError without being cancelled would end as a
+        # "cancelled" task, which a TaskGroup ignores: it would vanish. Make it a failure.
+        if this_task().cancelling():
+            raise
+        raise stray_error(exc, f"service {label!r}") from exc

@@ -1,0 +1,99 @@
+"""The bounded, closable channel between the stages of a Pipeline."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+from loopwise._exceptions import ClosedError
+from loopwise.patterns._parking import ParkingLot
+
+__all__ = ["_Channel", "_Drained"]
+
+
+class _Drained(Exception):
+    """A closed channel has no more items."""
+
+
+class _Channel:
+    """A bounded FIFO with close(): ``get()`` drains what is left and then raises _Drained.
+
+    Cancellation-safe: a cancelled ``put()`` adds nothing; a cancelled ``get()`` takes nothing;
+    a wake-up delivered to a task cancelled before it resumed is passed to the next waiter
+    while there is still an item (for getters) or room (for putters).
+    """
+
+    __slots__ = (
+        "_closed",
+        "_items",
+        "_maxsize",
+        "blocked_puts",
+        "getters",
+        "on_blocked",
+        "putters",
+    )
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._maxsize = maxsize
+        self.getters = ParkingLot(on_abandoned=self._getter_abandoned)
+        self.putters = ParkingLot(on_abandoned=self._putter_abandoned)
+        self._closed = False
+        self.blocked_puts = 0
+        """``put()`` calls waiting for room right now."""
+        self.on_blocked: Callable[[], object] | None = None
+        """Called when a ``put()`` starts waiting for room."""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._maxsize
+
+    def close(self) -> None:
+        self._closed = True
+        self.getters.unpark_all()
+        self.putters.unpark_all()
+
+    def clear(self) -> int:
+        n = len(self._items)
+        self._items.clear()
+        self.putters.unpark_all()
+        return n
+
+    async def put(self, item: Any) -> None:
+        while len(self._items) >= self._maxsize and not self._closed:
+            self.blocked_puts += 1
+            try:
+                if self.on_blocked is not None:
+                    self.on_blocked()
+                await self.putters.park()
+            finally:
+                self.blocked_puts -= 1
+        if self._closed:
+            raise ClosedError("the pipeline channel is closed")
+        self._items.append(item)
+        self.getters.unpark()
+
+    async def get(self) -> Any:
+        while not self._items:
+            if self._closed:
+                raise _Drained
+            await self.getters.park()
+        item = self._items.popleft()
+        self.putters.unpark()
+        return item
+
+    def _getter_abandoned(self, _wakeup: int) -> None:
+        if self._items:
+            self.getters.unpark()  # the item it was woken for is still there
+
+    def _putter_abandoned(self, _wakeup: int) -> None:
+        if len(self._items) < self._maxsize:
+            self.putters.unpark()
