@@ -6,8 +6,10 @@ import ast
 from enum import Enum
 
 from loopwise.lint._context import walk_all, walk_shallow
+from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
+from loopwise.lint.rules._fixes import indentation, line_count, owns_its_lines
 from loopwise.lint.rules._handler_paths import (
     _awaits_settled_first,
     _consequence,
@@ -161,11 +163,19 @@ class CancellationSwallowed(Rule):
     except asyncio.CancelledError:
         pass
     ```
+
+    ## Fix safety
+    Unsafe: the fix adds `raise` at the end of the handler, so the cancellation (or whatever
+    else the handler catches) propagates after the handler's clean-up. Code after the `try`
+    that relied on the exception being swallowed no longer runs. No fix for a handler whose
+    body is on the `except` line or already ends in `return`, `break`, `continue` or `raise`,
+    nor for `contextlib.suppress`.
     """
 
     code = "LW011"
     name = "cancellation-swallowed"
     summary = "cancellation swallowed: asyncio.CancelledError caught and never re-raised"
+    fix_safety = "unsafe"
     nodes = (ast.Try, ast.TryStar, ast.With)
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
@@ -220,7 +230,25 @@ def _check_handler(
         head = f"{what} catches `asyncio.CancelledError` and re-raises it on some paths only"
     else:
         head = f"{what} catches `asyncio.CancelledError` and never re-raises it"
-    checker.report(handler, f"{head}{consequence}: {_FIX}")
+    fix = _reraise_fix(handler, checker) if checker.fixes else None
+    checker.report(handler, f"{head}{consequence}: {_FIX}", fix=fix)
+
+
+def _reraise_fix(handler: ast.ExceptHandler, checker: Checker) -> Fix | None:
+    """A bare ``raise`` after the handler's last statement, at the body's indentation."""
+    first, last = handler.body[0], handler.body[-1]
+    if first.lineno == handler.lineno or last.end_lineno is None:
+        return None
+    if isinstance(last, ast.Return | ast.Raise | ast.Break | ast.Continue):
+        return None
+    indent = indentation(checker, first)
+    if indent is None or not owns_its_lines(checker, last):
+        return None
+    if last.end_lineno < line_count(checker):
+        edit = Edit.insert(last.end_lineno + 1, 0, f"{indent}raise\n")
+    else:
+        edit = Edit.insert(last.end_lineno, last.end_col_offset or 0, f"\n{indent}raise")
+    return Fix("re-raise at the end of the handler", (edit,), safe=False)
 
 
 def _check_suppress(node: ast.With, checker: Checker) -> None:
