@@ -101,7 +101,7 @@ class Selector:
         self._rules[id(config)] = made
         return made
 
-    def excludes_for(self, directory: Path) -> IgnoreRules:
+    def excludes_for(self, directory: str) -> IgnoreRules:
         return self.rules_for(self.finder.for_directory(directory)).excludes
 
     def wanted(self, finding: Finding, cwd: Path) -> bool:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import difflib
-import io
 import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from loopwise._exceptions import ConfigError
 from loopwise.lint._api import CheckResult, check, check_stdin
-from loopwise.lint._baseline import Baseline
 from loopwise.lint._finding import Finding
-from loopwise.lint._fixing import FileFix, fix_source
 from loopwise.lint.rules import ALL_RULES
+
+if TYPE_CHECKING:
+    from loopwise.lint._fixing import FileFix
+
+# Fixing, baselines and diffs are imported only when asked for: a plain check pays nothing.
 
 __all__ = ["run_check"]
 
@@ -136,6 +137,8 @@ def _report(
     findings = result.findings
     hidden = 0
     baseline_path = _baseline_path(args, result)
+    if args.write_baseline or baseline_path is not None:
+        from loopwise.lint._baseline import Baseline
     if args.write_baseline:
         recorded = Baseline.record(Path(args.write_baseline), findings)
         recorded.save()
@@ -222,6 +225,8 @@ def _summary(findings: Sequence[Finding], files: int, hidden: int) -> str:
 
 
 def _fix_files(args: argparse.Namespace, result: CheckResult) -> list[FileFix]:
+    from loopwise.lint._fixing import fix_source
+
     assert result.project is not None and result.selector is not None
     rules = [rule() for rule in ALL_RULES]
     by_file: dict[str, list[Finding]] = {}
@@ -264,6 +269,8 @@ def _write(path: Path, content: bytes) -> None:
 
 
 def _diff_text(outcome: FileFix) -> str:
+    import difflib
+
     before = outcome.before.decode("utf-8", errors="replace").splitlines(keepends=True)
     after = outcome.after.decode("utf-8", errors="replace").splitlines(keepends=True)
     lines = difflib.unified_diff(
@@ -298,6 +305,8 @@ def _fix_summary(args: argparse.Namespace, outcomes: Sequence[FileFix]) -> None:
 
 
 def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: bool) -> int:
+    from loopwise.lint._fixing import fix_source
+
     source = sys.stdin.buffer.read()
     filename = args.stdin_filename or "-"
     result = check_stdin(source, filename, fixes=fixing, **options)  # type: ignore[arg-type]
@@ -332,6 +341,8 @@ def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: boo
 
 
 def _show_settings(args: argparse.Namespace, options: dict[str, object]) -> int:
+    import io
+
     from loopwise.lint._api import Selector, _selector
 
     first = Path(args.stdin_filename or args.paths[0])

@@ -7,6 +7,7 @@ a ``loopwise.toml`` (keys at the top level), or a ``pyproject.toml`` that has a
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -177,28 +178,30 @@ class ConfigFinder:
         self.isolated = isolated
         self.override = load_config(override, codes) if override is not None else None
         self._defaults = Config(root=Path.cwd())
-        self._by_directory: dict[Path, Config] = {}
+        self._by_directory: dict[str, Config] = {}
         self._by_file: dict[Path, Config] = {}
 
-    def for_directory(self, directory: Path) -> Config:
+    def for_directory(self, directory: Path | str) -> Config:
+        """The settings for the files directly in ``directory`` (an absolute path)."""
         if self.override is not None:
             return self.override
         if self.isolated:
             return self._defaults
-        known = self._by_directory.get(directory)
+        key = str(directory)
+        known = self._by_directory.get(key)
         if known is not None:
             return known
         found: Config | None = None
         for name in CONFIG_NAMES:
-            candidate = directory / name
-            if candidate.is_file():
-                found = self._load(candidate)
+            candidate = os.path.join(key, name)
+            if os.path.isfile(candidate):
+                found = self._load(Path(candidate))
                 if found is not None:
                     break
         if found is None:
-            parent = directory.parent
-            found = self._defaults if parent == directory else self.for_directory(parent)
-        self._by_directory[directory] = found
+            parent = os.path.dirname(key)
+            found = self._defaults if parent == key else self.for_directory(parent)
+        self._by_directory[key] = found
         return found
 
     def _load(self, path: Path) -> Config | None:

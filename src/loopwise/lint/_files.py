@@ -182,7 +182,7 @@ def discover(
     excludes: Sequence[IgnoreRules],
     respect_gitignore: bool = True,
     force_exclude: bool = False,
-    config_excludes: Callable[[Path], IgnoreRules] | None = None,
+    config_excludes: Callable[[str], IgnoreRules] | None = None,
 ) -> list[SourceFile]:
     """The files to check, each once, in a stable order.
 
@@ -203,7 +203,7 @@ def discover(
         if not path.exists():
             raise ConfigError(f"{raw}: no such file or directory")
         if path.is_file():
-            governing = [config_excludes(path.parent)] if config_excludes else []
+            governing = [config_excludes(str(path.parent))] if config_excludes else []
             rule_sets = [*governing, *excludes]
             if force_exclude and _excluded_by_ancestors(path, rule_sets, respect_gitignore):
                 continue
@@ -251,9 +251,9 @@ def _walk(
     excludes: list[IgnoreRules],
     gitignores: list[IgnoreRules],
     respect_gitignore: bool,
-    config_excludes: Callable[[Path], IgnoreRules] | None,
+    config_excludes: Callable[[str], IgnoreRules] | None,
 ) -> Iterator[str]:
-    governing = [config_excludes(Path(directory))] if config_excludes else []
+    governing = [config_excludes(directory)] if config_excludes else []
     rule_sets = [rules for rules in (*governing, *excludes, *gitignores) if rules.patterns]
     try:
         with os.scandir(directory) as scan:

@@ -24,6 +24,21 @@ _NOQA = re.compile(
     r"#\s*noqa(?::\s*(?P<codes>[A-Za-z]+[0-9]+(?:\s*,\s*[A-Za-z]+[0-9]+)*))?", re.IGNORECASE
 )
 _CODE = re.compile(r"[A-Za-z]+[0-9]+")
+# a noqa that names an LW code somewhere on its line: only then can LW100/LW101 have work
+_OUR_NOQA = re.compile(rb"noqa[ \t]*:[^\r\n]*?lw[0-9]", re.IGNORECASE)
+_NOQA_TEXT = re.compile(rb"noqa", re.IGNORECASE)
+
+
+def _on_noqa_line(findings: list[Finding], source: bytes) -> bool:
+    """Whether a finding starts or ends on a line with "noqa" in its text."""
+    if not findings:
+        return False
+    lines = source.splitlines()
+    return any(
+        0 < number <= len(lines) and _NOQA_TEXT.search(lines[number - 1])
+        for finding in findings
+        for number in (finding.line, finding.end_line)
+    )
 
 
 @dataclass(slots=True)
@@ -91,6 +106,8 @@ def apply_noqa(
     """
     if b"oqa" not in source and b"OQA" not in source:
         return findings
+    if _OUR_NOQA.search(source) is None and not _on_noqa_line(findings, source):
+        return findings  # no LW code in any noqa, and no finding's line has one: nothing to do
     directives = _directives(source)
     if not directives:
         return findings
