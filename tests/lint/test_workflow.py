@@ -341,3 +341,64 @@ def test_baseline_hides_known_findings_and_survives_edits(
     (project / "loopwise.toml").write_text('baseline = "baseline.json"\n')
     code, _, err = run(capsys, "--show-stale", ".")
     assert code == 0 and "stale: bad.py: LW001 in main: work()" in err
+
+
+def test_fixes_keep_crlf_line_breaks() -> None:
+    source = "async def collect(items=[]):\r\n    items.append(1)\r\n    return items\r\n"
+    fixed = _fix(source, unsafe=False)
+    assert "if items is None:\r\n        items = []\r\n" in fixed
+    assert "\n" not in fixed.replace("\r\n", "")
+
+
+def test_reraise_fix_at_the_end_of_a_file_keeps_the_comment_in_place() -> None:
+    source = (
+        "import asyncio\n\nasync def main():\n    try:\n        await asyncio.sleep(1)\n"
+        "    except asyncio.CancelledError:\n        print('bye')  # log it"
+    )
+    fixed = _fix(source, unsafe=True)
+    assert fixed.endswith("        print('bye')  # log it\n        raise")
+
+
+def test_keep_reference_fix_leaves_a_name_of_the_code_alone() -> None:
+    source = (
+        "import asyncio\n\nasync def work():\n    pass\n\n"
+        "async def main(_task):\n    asyncio.create_task(work())\n    return _task\n"
+    )
+    assert _fix(source, unsafe=True) == source
+
+
+def test_unsafe_fixes_alone_changes_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "--unsafe-fixes", ".")[0] == 1
+    assert (project / "bad.py").read_text() == BAD
+
+
+def test_rule_docs_are_rendered_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["rule", "LW001"]) == 0
+    out = capsys.readouterr().out
+    assert "coroutine-never-awaited" in out
+    assert "# LW001" not in out and "```" not in out
+
+
+def test_docs_show_every_check_option_with_an_example() -> None:
+    from loopwise.cli import build_parser
+
+    parser = build_parser(["check"])
+    check = next(
+        action.choices["check"]
+        for action in parser._actions
+        if getattr(action, "choices", None) and "check" in action.choices  # type: ignore[operator]
+    )
+    text = (Path(__file__).resolve().parents[2] / "docs" / "check.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `-")]
+    for action in check._actions:
+        for flag in action.option_strings:
+            if flag in ("-h", "--help"):
+                continue
+            row = next((r for r in rows if f"`{flag}" in r or f", {flag}" in r), None)
+            assert row is not None, f"docs/check.md does not document {flag}"
+            assert "loopwise check" in row, f"docs/check.md has no example for {flag}"

@@ -38,7 +38,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _fixing(args: argparse.Namespace) -> bool:
-    return bool(args.fix or args.diff or args.fix_only or (args.unsafe_fixes and args.fix))
+    return bool(args.fix or args.diff or args.fix_only)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -46,8 +46,6 @@ def run_check(args: argparse.Namespace) -> int:
     from loopwise.lint._engine import default_jobs
 
     _validate(args)
-    if args.unsafe_fixes and not (args.fix or args.diff or args.fix_only):
-        args.fix = True
     fixing = _fixing(args)
     options = {
         "select": args.select,

@@ -76,13 +76,15 @@ def _parses(source: bytes) -> bool:
 def apply_fixes(source: bytes, fixes: Iterable[Fix]) -> tuple[bytes, list[Fix]]:
     """``source`` with as many of ``fixes`` applied as do not overlap, and those applied.
 
-    Fixes are taken in order; one whose span touches a span already taken is left for the
+    Line breaks in the edits' text become the file's own (``\r\n`` stays ``\r\n``). Fixes are
+    taken in order; one whose span touches a span already taken is left for the
     next round (the caller re-checks and asks again). Two insertions at the same point count
     as touching, so their order is never a guess. A fix that would leave the file unparsable
     is dropped; the result always parses when ``source`` did.
     """
     starts = line_starts(source)
     size = len(source)
+    newline = _newline(source)
     taken: list[tuple[int, int]] = []
     chosen: list[tuple[int, int, bytes]] = []
     applied: list[Fix] = []
@@ -91,7 +93,7 @@ def apply_fixes(source: bytes, fixes: Iterable[Fix]) -> tuple[bytes, list[Fix]]:
             (
                 _offset(starts, edit.line, edit.column, size),
                 _offset(starts, edit.end_line, edit.end_column, size),
-                edit.text.encode("utf-8"),
+                edit.text.replace("\n", newline).encode("utf-8"),
             )
             for edit in fix.edits
         ]
@@ -106,6 +108,12 @@ def apply_fixes(source: bytes, fixes: Iterable[Fix]) -> tuple[bytes, list[Fix]]:
         chosen += spans
         applied.append(fix)
     return _splice(source, chosen), applied
+
+
+def _newline(source: bytes) -> str:
+    """The file's own line break, so that inserted lines match it."""
+    match = _LINE_BREAK.search(source)
+    return match.group().decode("ascii") if match else "\n"
 
 
 def _touches(start: int, end: int, taken: Sequence[tuple[int, int]]) -> bool:

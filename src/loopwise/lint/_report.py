@@ -85,7 +85,7 @@ def _full(
     width = max(end - start, 1)
     fix_note = {
         "safe": "fix: `--fix`",
-        "sometimes": "fix: `--fix` (when safe) or `--unsafe-fixes`",
+        "sometimes": "fix: `--fix`, or `--fix --unsafe-fixes` for some",
         "unsafe": "fix: `--fix --unsafe-fixes`",
     }.get(rule.fix_safety or "", "no automatic fix")
     return (

@@ -12,7 +12,7 @@ import ast
 from loopwise.lint._fix import line_starts
 from loopwise.lint._runner import Checker
 
-__all__ = ["indentation", "line_count", "owns_its_lines", "segment"]
+__all__ = ["indentation", "line_count", "line_length", "owns_its_lines", "segment"]
 
 
 def _line(checker: Checker, number: int) -> bytes | None:
@@ -21,6 +21,12 @@ def _line(checker: Checker, number: int) -> bytes | None:
         return None
     end = starts[number] if number < len(starts) else len(checker.source)
     return checker.source[starts[number - 1] : end].rstrip(b"\r\n")
+
+
+def line_length(checker: Checker, number: int) -> int:
+    """The length in bytes of line ``number``, without its line break."""
+    line = _line(checker, number)
+    return len(line) if line is not None else 0
 
 
 def line_count(checker: Checker) -> int:

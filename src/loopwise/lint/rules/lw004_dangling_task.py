@@ -216,6 +216,8 @@ def _keep_fix(statement: ast.AST, call: ast.Call, checker: Checker) -> Fix | Non
     text = segment(checker, call)
     if indent is None or text is None or not owns_its_lines(checker, statement):
         return None
+    if _task_name_taken(checker.enclosing_function_node() or checker.tree):
+        return None
     end_line = statement.end_lineno or statement.lineno
     keep = (
         f"_task = {text}\n{indent}{_TASKS}.add(_task)\n"
@@ -231,6 +233,21 @@ def _keep_fix(statement: ast.AST, call: ast.Call, checker: Checker) -> Fix | Non
         definition = f"{_TASKS}: set[object] = set()  # running tasks, kept until done\n"
         edits.append(Edit.insert(line, 0, ("\n" if line > 1 else "") + definition + "\n"))
     return Fix(f"keep a reference in `{_TASKS}`", tuple(edits), safe=False)
+
+
+def _task_name_taken(scope: ast.AST) -> bool:
+    """Whether the code uses ``_task`` for itself: other than as earlier fixes wrote it (one
+    assignment and two reads each), or as a parameter. Then the fix would clobber it."""
+    stores = loads = 0
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Name) and node.id == "_task":
+            if isinstance(node.ctx, ast.Load):
+                loads += 1
+            else:
+                stores += 1
+        elif isinstance(node, ast.arg) and node.arg == "_task":
+            return True
+    return loads != 2 * stores
 
 
 def _defines_tasks(tree: ast.Module) -> bool:

@@ -9,7 +9,7 @@ from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
-from loopwise.lint.rules._fixes import indentation, line_count, owns_its_lines
+from loopwise.lint.rules._fixes import indentation, line_count, line_length, owns_its_lines
 from loopwise.lint.rules._handler_paths import (
     _awaits_settled_first,
     _consequence,
@@ -247,7 +247,8 @@ def _reraise_fix(handler: ast.ExceptHandler, checker: Checker) -> Fix | None:
     if last.end_lineno < line_count(checker):
         edit = Edit.insert(last.end_lineno + 1, 0, f"{indent}raise\n")
     else:
-        edit = Edit.insert(last.end_lineno, last.end_col_offset or 0, f"\n{indent}raise")
+        end = line_length(checker, last.end_lineno)  # after a trailing comment, if any
+        edit = Edit.insert(last.end_lineno, end, f"\n{indent}raise")
     return Fix("re-raise at the end of the handler", (edit,), safe=False)
 
 
