@@ -402,3 +402,23 @@ def test_docs_show_every_check_option_with_an_example() -> None:
             row = next((r for r in rows if f"`{flag}" in r or f", {flag}" in r), None)
             assert row is not None, f"docs/check.md does not document {flag}"
             assert "loopwise check" in row, f"docs/check.md has no example for {flag}"
+
+
+def test_broad_handler_fix_lets_only_the_cancellation_through() -> None:
+    source = (
+        "import asyncio\n\nasync def main():\n    try:\n        await asyncio.sleep(1)\n"
+        "    except BaseException:  # keep going\n        print('failed')\n    return 1\n"
+    )
+    fixed = _fix(source, unsafe=True)
+    assert fixed == source.replace(
+        "    except BaseException:",
+        "    except asyncio.CancelledError:\n        raise\n    except BaseException:",
+    )
+
+
+def test_a_lone_pass_becomes_raise() -> None:
+    source = (
+        "import asyncio\n\nasync def main():\n    try:\n        await asyncio.sleep(1)\n"
+        "    except asyncio.CancelledError:\n        pass\n    return 1\n"
+    )
+    assert _fix(source, unsafe=True) == source.replace("        pass\n", "        raise\n")

@@ -12,7 +12,14 @@ import ast
 from loopwise.lint._fix import line_starts
 from loopwise.lint._runner import Checker
 
-__all__ = ["indentation", "line_count", "line_length", "owns_its_lines", "segment"]
+__all__ = [
+    "indentation",
+    "line_count",
+    "line_length",
+    "owns_its_lines",
+    "segment",
+    "segment_before",
+]
 
 
 def _line(checker: Checker, number: int) -> bytes | None:
@@ -45,6 +52,12 @@ def segment(checker: Checker, node: ast.AST) -> str | None:
     start = starts[line - 1] + column
     end = starts[end_line - 1] + end_column
     return checker.source[start:end].decode("utf-8", errors="replace")
+
+
+def segment_before(checker: Checker, line: int, column: int) -> str | None:
+    """The text of line ``line`` before byte ``column``."""
+    text = _line(checker, line)
+    return None if text is None else text[:column].decode("utf-8", errors="replace")
 
 
 def indentation(checker: Checker, node: ast.stmt) -> str | None:

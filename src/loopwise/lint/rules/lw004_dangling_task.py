@@ -8,7 +8,13 @@ from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._discard import discarded_value
-from loopwise.lint.rules._fixes import indentation, line_count, owns_its_lines, segment
+from loopwise.lint.rules._fixes import (
+    indentation,
+    line_count,
+    line_length,
+    owns_its_lines,
+    segment,
+)
 from loopwise.lint.rules._shared import call_name
 
 _TASK_FACTORIES = frozenset(
@@ -231,7 +237,9 @@ def _keep_fix(statement: ast.AST, call: ast.Call, checker: Checker) -> Fix | Non
         if line > line_count(checker):
             return None
         definition = f"{_TASKS}: set[object] = set()  # running tasks, kept until done\n"
-        edits.append(Edit.insert(line, 0, ("\n" if line > 1 else "") + definition + "\n"))
+        before = "\n" if line > 1 else ""  # a blank line after the imports
+        after = "" if line_length(checker, line) == 0 else "\n"  # and before the code
+        edits.append(Edit.insert(line, 0, before + definition + after))
     return Fix(f"keep a reference in `{_TASKS}`", tuple(edits), safe=False)
 
 
