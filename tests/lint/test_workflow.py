@@ -422,3 +422,14 @@ def test_a_lone_pass_becomes_raise() -> None:
         "    except asyncio.CancelledError:\n        pass\n    return 1\n"
     )
     assert _fix(source, unsafe=True) == source.replace("        pass\n", "        raise\n")
+
+
+def test_a_configured_baseline_can_be_written_the_first_time(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "loopwise.toml").write_text('baseline = "baseline.json"\n')
+    code, _, err = run(capsys, ".")
+    assert code == 2 and "baseline not found" in err
+    code, _, err = run(capsys, "--write-baseline", "baseline.json", ".")
+    assert code == 0 and "Recorded 1 finding in" in err
+    assert run(capsys, ".")[:2] == (0, "")

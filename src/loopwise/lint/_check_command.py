@@ -134,13 +134,16 @@ def _report(
 
     findings = result.findings
     hidden = 0
-    baseline_path = _baseline_path(args, result)
+    baseline_path = None if args.write_baseline else _baseline_path(args, result)
     if args.write_baseline or baseline_path is not None:
         from loopwise.lint._baseline import Baseline
     if args.write_baseline:
         recorded = Baseline.record(Path(args.write_baseline), findings)
         recorded.save()
-        _note(args, f"Recorded {len(recorded)} findings in {args.write_baseline}.")
+        count = len(recorded)
+        _note(
+            args, f"Recorded {count} finding{'s' if count != 1 else ''} in {args.write_baseline}."
+        )
         return 0
     if baseline_path is not None:
         baseline = Baseline.load(baseline_path)
@@ -161,7 +164,7 @@ def _report(
         fmt = args.format or ("full" if out.isatty() else "concise")
         lines = (lambda _path: source) if source is not None else _read_lines
         if args.statistics:
-            out.write(_statistics(findings))
+            out.write(_statistics(findings, as_json=fmt in ("json", "json-lines")))
         else:
             out.write(
                 render(findings, ALL_RULES, fmt, color=_use_color(args, out), source_lines=lines)
@@ -191,16 +194,21 @@ def _baseline_path(args: argparse.Namespace, result: CheckResult) -> Path | None
     return configured
 
 
-def _statistics(findings: Sequence[Finding]) -> str:
+def _statistics(findings: Sequence[Finding], *, as_json: bool = False) -> str:
+    """One row per code, most frequent first (then by code)."""
+    import json
+
     counts = Counter(f.code for f in findings)
     rules = {rule.code: rule for rule in ALL_RULES}
     out = []
+    rows = []
     for code, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         rule = rules.get(code)
         name = rule.name if rule else ""
-        fixable = "[*]" if rule is not None and rule.fix_safety in ("safe", "sometimes") else "   "
-        out.append(f"{count:>5}  {code:<14} {fixable} {name}".rstrip() + "\n")
-    return "".join(out)
+        fixable = rule is not None and rule.fix_safety in ("safe", "sometimes")
+        rows.append({"code": code, "name": name, "count": count, "fixable": fixable})
+        out.append(f"{count:>5}  {code:<14} {'[*]' if fixable else '   '} {name}".rstrip() + "\n")
+    return json.dumps(rows, indent=2) + "\n" if as_json else "".join(out)
 
 
 def _summary(findings: Sequence[Finding], files: int, hidden: int) -> str:
