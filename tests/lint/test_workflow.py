@@ -433,3 +433,15 @@ def test_a_configured_baseline_can_be_written_the_first_time(
     code, _, err = run(capsys, "--write-baseline", "baseline.json", ".")
     assert code == 0 and "Recorded 1 finding in" in err
     assert run(capsys, ".")[:2] == (0, "")
+
+
+def test_full_format_caret_under_the_code_after_tabs_and_accents(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "bad.py").write_text(BAD.replace("    work()\n", "\tx = 'é'; work()\n"))
+    _, out, _ = run(capsys, "--output-format", "full", ".")
+    lines = out.splitlines()
+    source = next(line for line in lines if line.startswith("7 |"))
+    caret = next(line for line in lines if "^" in line)
+    assert source[caret.index("^") :].startswith("work()")
+    assert caret.count("^") == len("work()")

@@ -122,7 +122,7 @@ def _touches(start: int, end: int, taken: Sequence[tuple[int, int]]) -> bool:
 
 def _touches_each_other(spans: list[tuple[int, int, bytes]]) -> bool:
     ordered = sorted(spans)
-    return any(a[1] > b[0] for a, b in itertools.pairwise(ordered))
+    return any(a[1] >= b[0] for a, b in itertools.pairwise(ordered))
 
 
 def _splice(source: bytes, spans: list[tuple[int, int, bytes]]) -> bytes:

@@ -77,11 +77,15 @@ def _full(
     lines = source_lines(finding.path) if source_lines else None
     if not lines or not 0 < finding.line <= len(lines):
         return head + "\n"
-    text = lines[finding.line - 1].expandtabs(4).rstrip()
+    raw = lines[finding.line - 1].rstrip()
+    text = raw.expandtabs(4)
     number = str(finding.line)
     gutter = " " * len(number)
-    start = max(finding.column - 1, 0)
-    end = finding.end_column - 1 if finding.end_line == finding.line else len(text)
+    start = _display_column(raw, finding.column - 1)
+    if finding.end_line == finding.line:
+        end = _display_column(raw, finding.end_column - 1)
+    else:
+        end = len(text)
     width = max(end - start, 1)
     fix_note = {
         "safe": "fix: `--fix`",
@@ -103,6 +107,12 @@ def _full(
         + paint(_DIM, f" ({fix_note})")
         + "\n\n"
     )
+
+
+def _display_column(line: str, byte_column: int) -> int:
+    """Where a UTF-8 byte offset of ``line`` (the parser's columns) shows, tabs expanded."""
+    prefix = line.encode("utf-8")[: max(byte_column, 0)].decode("utf-8", errors="ignore")
+    return len(prefix.expandtabs(4))
 
 
 def _gitlab(findings: Sequence[Finding]) -> list[dict[str, object]]:
