@@ -445,3 +445,19 @@ def test_full_format_caret_under_the_code_after_tabs_and_accents(
     caret = next(line for line in lines if "^" in line)
     assert source[caret.index("^") :].startswith("work()")
     assert caret.count("^") == len("work()")
+
+
+def test_a_tool_table_in_loopwise_toml_says_where_keys_go(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "loopwise.toml").write_text('[tool.loopwise]\nselect = ["LW001"]\n')
+    code, _, err = run(capsys, ".")
+    assert code == 2 and "keys go at the top level" in err
+
+
+def test_statistics_as_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--statistics", "--output-format", "json", ".")
+    assert code == 1
+    assert json.loads(out) == [
+        {"code": "LW001", "name": "coroutine-never-awaited", "count": 1, "fixable": True}
+    ]

@@ -120,6 +120,8 @@ def load_config(path: Path | None, codes: Sequence[str]) -> Config:
 def _parse(path: Path, table: dict[str, Any], codes: Sequence[str]) -> Config:
     where = f"{path}: [tool.loopwise]" if path.name == "pyproject.toml" else str(path) + ":"
     unknown = sorted(set(table) - set(KNOWN_KEYS))
+    if unknown == ["tool"] and path.name != "pyproject.toml":
+        raise ConfigError(f"{where} keys go at the top level here, not under [tool.loopwise]")
     if unknown:
         raise ConfigError(
             f"{where} unknown key '{unknown[0]}' (known keys: {', '.join(KNOWN_KEYS)})"
