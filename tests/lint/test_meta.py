@@ -16,7 +16,13 @@ ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs" / "rules"
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = ROOT / "examples" / "pitfalls"
-SECTIONS = ["## What it does", "## Why is this bad?", "## Example", "## Use instead"]
+SECTIONS = [
+    "## What it does",
+    "## Why is this bad?",
+    "## Example",
+    "## Use instead",
+    "## Fix safety",
+]
 CODES = {rule.code for rule in RULES}
 
 

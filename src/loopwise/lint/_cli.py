@@ -8,13 +8,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loopwise.lint._report import FORMATS
+
 __all__ = ["register"]
 
 _PROGRESS_MIN_FILES = 200
 
 
 def _codes(value: str) -> list[str]:
-    return [code.strip() for code in value.split(",") if code.strip()]
+    codes = [code.strip() for code in value.split(",") if code.strip()]
+    if not codes:
+        raise argparse.ArgumentTypeError("expected at least one code or prefix, like LW001,LW00")
+    return codes
+
+
+_FORMAT_HELP = "full (default on a terminal), concise (default otherwise), " + ", ".join(
+    ("json", "json-lines", "sarif", "github", "gitlab", "junit")
+)
 
 
 def register(subparsers: Any) -> None:
@@ -23,41 +33,101 @@ def register(subparsers: Any) -> None:
         help="find asyncio/aiohttp pitfalls in Python files",
         description="Find asyncio/aiohttp pitfalls. Exit 0: clean, 1: findings, 2: usage error.",
     )
-    check.add_argument("paths", nargs="*", default=["."], metavar="PATH")
-    check.add_argument("--select", type=_codes, help="codes or prefixes to report (LW001,LW00)")
-    check.add_argument("--ignore", type=_codes, default=[], help="codes or prefixes to skip")
-    check.add_argument(
+    check.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="- reads stdin")
+    select = check.add_argument_group("rule selection")
+    select.add_argument(
+        "--select",
+        type=_codes,
+        action="extend",
+        help="codes or prefixes to report, replacing the config's (LW001,LW00; repeatable)",
+    )
+    select.add_argument(
+        "--extend-select", type=_codes, action="extend", default=[], help="codes to add"
+    )
+    select.add_argument(
+        "--ignore", type=_codes, action="extend", default=[], help="codes or prefixes to skip"
+    )
+    select.add_argument(
+        "--extend-ignore", type=_codes, action="extend", default=[], help="same as --ignore"
+    )
+    files = check.add_argument_group("files and settings")
+    files.add_argument(
         "--exclude",
         action="append",
         default=[],
         metavar="PATTERN",
         help="gitignore-style pattern of paths to skip (repeatable)",
     )
-    check.add_argument(
-        "--format",
-        choices=("text", "json", "sarif", "github"),
-        default="text",
-        help="output format (default: text)",
+    files.add_argument(
+        "--config", metavar="FILE", help="the pyproject.toml or loopwise.toml to use for every file"
     )
-    check.add_argument(
-        "--config", metavar="FILE", help="pyproject.toml to read [tool.loopwise] from"
-    )
-    check.add_argument("--jobs", "-j", type=_positive, default=None, help="worker processes")
-    check.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    check.add_argument(
+    files.add_argument("--isolated", action="store_true", help="ignore every config file")
+    files.add_argument(
         "--force-exclude", action="store_true", help="apply excludes to files named explicitly"
     )
-    check.add_argument(
+    files.add_argument(
         "--no-respect-gitignore", action="store_true", help="check files .gitignore excludes"
     )
-    check.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
-    check.add_argument("--quiet", "-q", action="store_true", help="no summary line")
+    files.add_argument(
+        "--stdin-filename", metavar="PATH", help="the file name for source read from stdin (-)"
+    )
+    files.add_argument("--show-files", action="store_true", help="list the files to check")
+    files.add_argument(
+        "--show-settings", action="store_true", help="print the settings for the first path"
+    )
+    fixes = check.add_argument_group("fixes")
+    fixes.add_argument("--fix", action="store_true", help="apply safe fixes")
+    fixes.add_argument(
+        "--unsafe-fixes", action="store_true", help="also apply fixes that need review"
+    )
+    fixes.add_argument(
+        "--diff", action="store_true", help="print the fixes as a diff, change nothing"
+    )
+    fixes.add_argument(
+        "--fix-only", action="store_true", help="apply fixes, do not report what is left"
+    )
+    fixes.add_argument("--show-fixes", action="store_true", help="list what was fixed")
+    fixes.add_argument(
+        "--add-noqa", action="store_true", help="add `# noqa: CODE` to every finding's line"
+    )
+    baseline = check.add_argument_group("baseline")
+    baseline.add_argument(
+        "--baseline", metavar="FILE", help="report only findings not recorded in FILE"
+    )
+    baseline.add_argument(
+        "--write-baseline", metavar="FILE", help="record today's findings in FILE"
+    )
+    baseline.add_argument(
+        "--show-stale", action="store_true", help="list baseline entries that match nothing"
+    )
+    output = check.add_argument_group("output")
+    output.add_argument(
+        "--output-format",
+        "--format",
+        dest="format",
+        choices=FORMATS,
+        default=None,
+        metavar="FORMAT",
+        help=_FORMAT_HELP,
+    )
+    output.add_argument("-o", "--output-file", metavar="FILE", help="write the findings to FILE")
+    output.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the full format (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    output.add_argument("--statistics", action="store_true", help="count findings per code")
+    output.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
+    output.add_argument("--quiet", "-q", action="store_true", help="no summary line")
+    check.add_argument("--jobs", "-j", type=_positive, default=None, help="worker processes")
+    check.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     check.set_defaults(handler=_run_check)
 
     rule = subparsers.add_parser(
         "rule", help="explain a rule", description="Print a rule's documentation, or list them."
     )
-    rule.add_argument("code", nargs="?", help="a rule code such as LW005")
+    rule.add_argument("code", nargs="?", help="a rule code or name, such as LW005")
     rule.add_argument("--write-docs", metavar="DIR", help="regenerate the rule pages in DIR")
     rule.set_defaults(handler=_run_rule)
 
@@ -73,46 +143,9 @@ def _positive(value: str) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from loopwise.lint._api import check
-    from loopwise.lint._engine import default_jobs
-    from loopwise.lint._report import render
-    from loopwise.lint.rules import ALL_RULES
+    from loopwise.lint._check_command import run_check
 
-    with _progress_bar(enabled=args.format == "text" and sys.stderr.isatty()) as progress:
-        result = check(
-            args.paths,
-            select=args.select,
-            ignore=args.ignore,
-            exclude=args.exclude,
-            config=args.config,
-            jobs=args.jobs or default_jobs(),
-            cache=not args.no_cache,
-            force_exclude=args.force_exclude,
-            respect_gitignore=not args.no_respect_gitignore,
-            progress=progress,
-        )
-    output = render(result.findings, ALL_RULES, args.format)
-    sys.stdout.write(output)
-    sys.stdout.flush()
-    if args.format == "text" and not args.quiet:
-        print(_summary(result.findings, len(result.files)), file=sys.stderr)
-    if result.findings and not args.exit_zero:
-        return 1
-    return 0
-
-
-def _summary(findings: list[Any], files: int) -> str:
-    checked = f"{files} file{'s' if files != 1 else ''} checked"
-    if not findings:
-        return f"All clear: {checked}."
-    errors = sum(1 for f in findings if f.is_error)
-    found = len(findings) - errors
-    parts = []
-    if found:
-        parts.append(f"{found} finding{'s' if found != 1 else ''}")
-    if errors:
-        parts.append(f"{errors} file{'s' if errors != 1 else ''} that could not be checked")
-    return f"Found {' and '.join(parts)} ({checked}). `loopwise rule CODE` explains a code."
+    return run_check(args)
 
 
 class _progress_bar:
@@ -175,6 +208,13 @@ def _run_rule(args: argparse.Namespace) -> int:
     found = rule_by_code(args.code)
     if found is None:
         known = ", ".join(rule.code for rule in ALL_RULES)
-        raise ConfigError(f"unknown rule '{args.code}' (known: {known})")
-    sys.stdout.write(rule_page(found))
+        raise ConfigError(f"unknown rule '{args.code}' (known: {known}, or their names)")
+    page = rule_page(found)
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(page.split("\n<!--", 1)[0]))
+    else:
+        sys.stdout.write(page)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loopwise._exceptions import ConfigError
 from loopwise.lint._rule import Rule
 
 __all__ = ["PRECISION_END", "PRECISION_START", "precision_block", "rule_page", "write_rule_pages"]
@@ -43,8 +44,16 @@ def rule_page(rule: type[Rule]) -> str:
 
 
 def write_rule_pages(rules: tuple[type[Rule], ...], directory: Path) -> list[Path]:
-    """Write one page per rule (and an index) under ``directory``; returns the files written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write one page per rule (and an index) under ``directory``; returns the files written.
+
+    ``directory`` is created if missing, but not its parent: a typo in the path is an error
+    (:class:`ConfigError`), not a tree of new directories.
+    """
+    if not directory.parent.is_dir():
+        raise ConfigError(f"{directory}: its parent directory does not exist")
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory}: not a directory")
+    directory.mkdir(exist_ok=True)
     written = []
     for rule in rules:
         target = directory / f"{rule.code}.md"

@@ -23,6 +23,7 @@ from typing import Any
 from loopwise._version import __version__
 from loopwise.lint._files import SourceFile, module_for
 from loopwise.lint._finding import Finding
+from loopwise.lint._fix import Fix
 from loopwise.lint._project import ModuleSummary, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import (
@@ -40,7 +41,8 @@ _PARALLEL_MIN_BYTES = 512 * 1024
 _CHUNK = 16
 
 Progress = Callable[[int], None]
-_Raw = tuple[int, int, str, str, int, int]  # a finding without its path: cached per content
+# a finding without its path, cached per content; the fix is there only when fixes were asked for
+_Raw = tuple[int, int, str, str, int, int, Fix | None]
 
 
 @dataclass(slots=True)
@@ -163,11 +165,13 @@ def _parse(job_file: SourceFile, module: str, is_package: bool) -> tuple[ParsedM
 
 
 def _to_raw(findings: list[Finding]) -> list[_Raw]:
-    return [(f.line, f.column, f.code, f.message, f.end_line, f.end_column) for f in findings]
+    return [
+        (f.line, f.column, f.code, f.message, f.end_line, f.end_column, f.fix) for f in findings
+    ]
 
 
 def _from_raw(path: str, raw: list[_Raw]) -> list[Finding]:
-    return [Finding(path, line, col, code, msg, el, ec) for line, col, code, msg, el, ec in raw]
+    return [Finding(path, *row) for row in raw]
 
 
 # -- the work, the same in-process and in a worker ------------------------------------------
@@ -180,6 +184,7 @@ class _Worker:
         self.rules = rules
         self.parsed: dict[str, ParsedModule] = {}
         self.project: Project | None = None
+        self.fixes = False
 
     def summarize(self, items: list[tuple[SourceFile, str, bool]]) -> list[tuple[str, Any]]:
         results: list[tuple[str, Any]] = []
@@ -196,7 +201,8 @@ class _Worker:
             parsed = self.parsed.pop(file.path, None)
             if parsed is None or parsed.path != file.display:
                 parsed, _ = _parse(file, module, is_package)
-            results.append(_to_raw(check_module(parsed, self.project, self.rules)))
+            findings = check_module(parsed, self.project, self.rules, fixes=self.fixes)
+            results.append(_to_raw(findings))
         return results
 
 
@@ -209,7 +215,7 @@ def _worker_main(connection: Connection, rules: Sequence[Rule]) -> None:
             if command == "summarize":
                 connection.send(worker.summarize(payload))
             elif command == "project":
-                worker.project = payload
+                worker.project, worker.fixes = payload
             elif command == "check":
                 connection.send(worker.check(payload))
             else:
@@ -306,17 +312,23 @@ def check_files(
     jobs: int = 1,
     cache: Cache | None = None,
     progress: Callable[[int], Progress | None] | None = None,
+    fixes: bool = False,
+    projects: list[Project] | None = None,
 ) -> list[Finding]:
     """Every finding in ``files`` (all ``rules``, ``# noqa`` applied), sorted by path and position.
 
     ``progress``, when given, is called once with the number of files that need work and
-    returns a callback that is told how many more are done.
+    returns a callback that is told how many more are done. With ``fixes`` the findings carry
+    the rules' fixes (the cache is then neither read nor written). ``projects``, when given,
+    receives the joined summaries the rules ran with.
     """
+    if fixes:
+        cache = None
     paused = gc.isenabled()
     gc.disable()  # the trees hold no cycles; collecting while they pile up costs ~40 % of the run
     try:
         job_list = [_make_job(file, cache) for file in files]
-        changed = _run(job_list, rules, jobs, progress)
+        changed = _run(job_list, rules, jobs, progress, fixes, projects)
     finally:
         if paused:
             gc.enable()
@@ -337,6 +349,8 @@ def _run(
     rules: Sequence[Rule],
     jobs: int,
     progress: Callable[[int], Progress | None] | None,
+    fixes: bool = False,
+    projects: list[Project] | None = None,
 ) -> bool:
     """Bring every job's entry up to date; returns whether anything had to be redone."""
     to_summarize = [job for job in job_list if job.entry is None]
@@ -356,9 +370,14 @@ def _run(
             if job.entry is not None
             and (job.entry.findings is None or job.entry.project_digest != project_digest)
         ]
-        if to_check:
+        if to_check or projects is not None:
             summaries = [job.entry.summary for job in job_list if job.entry is not None]
-            _check(to_check, Project(summaries), project_digest, pool, local, report)
+            project = Project(summaries)
+            if projects is not None:
+                projects.append(project)
+            local.fixes = fixes
+            if to_check:
+                _check(to_check, project, project_digest, pool, local, report)
     finally:
         if pool is not None:
             pool.close()
@@ -435,7 +454,7 @@ def _check(
                 report(1)
         _store_findings(jobs, results, project_digest)
         return
-    pool.broadcast("project", project)
+    pool.broadcast("project", (project, local.fixes))
     buckets = _split(jobs, len(pool.connections))
     per_worker = pool.run("check", [_items(bucket) for bucket in buckets], report)
     for bucket, results in zip(buckets, per_worker, strict=True):

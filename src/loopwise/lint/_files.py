@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -182,12 +182,15 @@ def discover(
     excludes: Sequence[IgnoreRules],
     respect_gitignore: bool = True,
     force_exclude: bool = False,
+    config_excludes: Callable[[str], IgnoreRules] | None = None,
 ) -> list[SourceFile]:
     """The files to check, each once, in a stable order.
 
     Directories are walked for ``*.py`` files, skipping excluded and git-ignored ones. A file
     named explicitly is always checked unless ``force_exclude`` is set (as pre-commit hooks do).
-    A path that does not exist raises :class:`ConfigError`.
+    ``config_excludes(directory)`` gives the patterns of the configuration that governs a
+    directory; they come before ``excludes``. A path that does not exist raises
+    :class:`ConfigError`.
     """
     cwd = Path.cwd()
     cwd_prefix = str(cwd).rstrip(os.sep) + os.sep
@@ -200,7 +203,9 @@ def discover(
         if not path.exists():
             raise ConfigError(f"{raw}: no such file or directory")
         if path.is_file():
-            if force_exclude and _excluded_by_ancestors(path, excludes, respect_gitignore):
+            governing = [config_excludes(str(path.parent))] if config_excludes else []
+            rule_sets = [*governing, *excludes]
+            if force_exclude and _excluded_by_ancestors(path, rule_sets, respect_gitignore):
                 continue
             if str(path) not in seen:
                 seen.add(str(path))
@@ -208,7 +213,8 @@ def discover(
                 found.append(SourceFile(display, str(path)))
             continue
         gitignores = _ancestor_gitignores(path) if respect_gitignore else []
-        for name in _walk(str(path), [*excludes], gitignores, respect_gitignore):
+        walk = _walk(str(path), [*excludes], gitignores, respect_gitignore, config_excludes)
+        for name in walk:
             if name not in seen:
                 seen.add(name)
                 display = _display(name, cwd_prefix) if not given.is_absolute() else name
@@ -245,8 +251,10 @@ def _walk(
     excludes: list[IgnoreRules],
     gitignores: list[IgnoreRules],
     respect_gitignore: bool,
+    config_excludes: Callable[[str], IgnoreRules] | None,
 ) -> Iterator[str]:
-    rule_sets = [rules for rules in (*excludes, *gitignores) if rules.patterns]
+    governing = [config_excludes(directory)] if config_excludes else []
+    rule_sets = [rules for rules in (*governing, *excludes, *gitignores) if rules.patterns]
     try:
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
@@ -267,7 +275,7 @@ def _walk(
         if _ignored(rule_sets, entry.path, is_dir):
             continue
         if is_dir:
-            yield from _walk(entry.path, excludes, gitignores, respect_gitignore)
+            yield from _walk(entry.path, excludes, gitignores, respect_gitignore, config_excludes)
         else:
             yield entry.path
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from loopwise.lint._fix import Fix
 
 __all__ = ["Finding"]
 
@@ -11,7 +13,8 @@ class Finding:
 
     Lines and columns are 1-based; ``end_line``/``end_column`` point just past the flagged node.
     ``code`` is a rule code such as ``LW001``, or ``syntax-error``/``io-error``/``internal-error``
-    for a file that could not be checked (``is_error`` is then true).
+    for a file that could not be checked (``is_error`` is then true). ``fix`` is the rule's fix,
+    present only when fixes were asked for and the rule has one for this finding.
     """
 
     path: str
@@ -21,6 +24,7 @@ class Finding:
     message: str
     end_line: int
     end_column: int
+    fix: Fix | None = field(default=None, compare=False)
 
     @property
     def is_error(self) -> bool:

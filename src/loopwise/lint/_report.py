@@ -1,9 +1,11 @@
-"""Findings as text, JSON, SARIF 2.1.0 or GitHub Actions annotations."""
+"""Findings in every output format: full, concise, JSON, JSON lines, SARIF 2.1.0, GitHub
+Actions annotations, GitLab Code Quality and JUnit XML."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from loopwise._version import __version__
 from loopwise.lint._finding import Finding
@@ -11,18 +13,161 @@ from loopwise.lint._rule import Rule
 
 __all__ = ["FORMATS", "render"]
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("full", "concise", "text", "json", "json-lines", "sarif", "github", "gitlab", "junit")
+
+SourceLines = Callable[[str], list[str] | None]
 
 
-def render(findings: Sequence[Finding], rules: Sequence[type[Rule]], fmt: str) -> str:
-    """The findings in format ``fmt``; the text is empty when there is nothing to print."""
+def render(
+    findings: Sequence[Finding],
+    rules: Sequence[type[Rule]],
+    fmt: str,
+    *,
+    color: bool = False,
+    source_lines: SourceLines | None = None,
+) -> str:
+    """The findings in format ``fmt``; the text is empty when there is nothing to print.
+
+    ``full`` shows each flagged line (read through ``source_lines(path)``) with a caret under
+    the flagged code; ``color`` adds ANSI colours to it. ``text`` is ``concise``'s old name.
+    """
     if fmt == "json":
         return json.dumps([f.to_dict() for f in findings], indent=2) + "\n"
+    if fmt == "json-lines":
+        return "".join(json.dumps(f.to_dict()) + "\n" for f in findings)
     if fmt == "sarif":
         return json.dumps(_sarif(findings, rules), indent=2) + "\n"
     if fmt == "github":
         return "".join(_github(f) + "\n" for f in findings)
+    if fmt == "gitlab":
+        return json.dumps(_gitlab(findings), indent=2) + "\n"
+    if fmt == "junit":
+        return _junit(findings)
+    if fmt == "full":
+        by_code = {rule.code: rule for rule in rules}
+        return "".join(_full(f, by_code, color, source_lines) for f in findings)
     return "".join(_text(f) + "\n" for f in findings)
+
+
+_BOLD, _RED, _CYAN, _BLUE, _DIM, _RESET = (
+    "\x1b[1m",
+    "\x1b[1;31m",
+    "\x1b[36m",
+    "\x1b[1;34m",
+    "\x1b[2m",
+    "\x1b[0m",
+)
+
+
+def _full(
+    finding: Finding,
+    rules: dict[str, type[Rule]],
+    color: bool,
+    source_lines: SourceLines | None,
+) -> str:
+    def paint(style: str, text: str) -> str:
+        return f"{style}{text}{_RESET}" if color else text
+
+    location = paint(_BOLD, f"{finding.path}:{finding.line}:{finding.column}:")
+    rule = rules.get(finding.code)
+    if finding.is_error or rule is None:
+        return f"{location} {paint(_RED, finding.message)}\n\n"
+    fixable = " [*]" if rule.fix_safety in ("safe", "sometimes") else ""
+    head = f"{location} {paint(_RED, finding.code)}{fixable} {finding.message}\n"
+    lines = source_lines(finding.path) if source_lines else None
+    if not lines or not 0 < finding.line <= len(lines):
+        return head + "\n"
+    raw = lines[finding.line - 1].rstrip()
+    text = raw.expandtabs(4)
+    number = str(finding.line)
+    gutter = " " * len(number)
+    start = _display_column(raw, finding.column - 1)
+    if finding.end_line == finding.line:
+        end = _display_column(raw, finding.end_column - 1)
+    else:
+        end = len(text)
+    width = max(end - start, 1)
+    fix_note = {
+        "safe": "fix: `--fix`",
+        "sometimes": "fix: `--fix`, or `--fix --unsafe-fixes` for some",
+        "unsafe": "fix: `--fix --unsafe-fixes`",
+    }.get(rule.fix_safety or "", "no automatic fix")
+    return (
+        head
+        + paint(_BLUE, f"{gutter} |")
+        + "\n"
+        + paint(_BLUE, f"{number} |")
+        + f" {text}\n"
+        + paint(_BLUE, f"{gutter} |")
+        + " "
+        + " " * start
+        + paint(_RED, "^" * width)
+        + " "
+        + paint(_CYAN, rule.name)
+        + paint(_DIM, f" ({fix_note})")
+        + "\n\n"
+    )
+
+
+def _display_column(line: str, byte_column: int) -> int:
+    """Where a UTF-8 byte offset of ``line`` (the parser's columns) shows, tabs expanded."""
+    prefix = line.encode("utf-8")[: max(byte_column, 0)].decode("utf-8", errors="ignore")
+    return len(prefix.expandtabs(4))
+
+
+def _gitlab(findings: Sequence[Finding]) -> list[dict[str, object]]:
+    seen: dict[str, int] = {}
+    issues: list[dict[str, object]] = []
+    for finding in findings:
+        raw = f"{finding.path}:{finding.code}:{finding.message}"
+        seen[raw] = seen.get(raw, 0) + 1
+        fingerprint = hashlib.md5(f"{raw}:{seen[raw]}".encode(), usedforsecurity=False)
+        issues.append(
+            {
+                "description": f"{finding.code} {finding.message}",
+                "check_name": finding.code,
+                "fingerprint": fingerprint.hexdigest(),
+                "severity": "major" if finding.is_error else "minor",
+                "location": {
+                    "path": finding.path,
+                    "lines": {"begin": finding.line, "end": finding.end_line},
+                },
+            }
+        )
+    return issues
+
+
+def quoteattr(value: str) -> str:
+    """``value`` as a double-quoted XML attribute (xml.sax.saxutils costs ~80 ms to import)."""
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = escaped.replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;")
+    return f'"{escaped}"'
+
+
+def _junit(findings: Sequence[Finding]) -> str:
+    by_file: dict[str, list[Finding]] = {}
+    for finding in findings:
+        by_file.setdefault(finding.path, []).append(finding)
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuites name="loopwise" tests="{len(findings)}" failures="{len(findings)}">',
+    ]
+    for path, found in by_file.items():
+        out.append(
+            f'  <testsuite name={quoteattr(path)} tests="{len(found)}" failures="{len(found)}">'
+        )
+        for finding in found:
+            where = f"{finding.path}:{finding.line}:{finding.column}"
+            out.append(
+                f"    <testcase name={quoteattr(f'{finding.code} {where}')} "
+                f'classname={quoteattr(path)} line="{finding.line}">'
+            )
+            message = quoteattr(f"{finding.code} {finding.message}")
+            out.append(f"      <failure message={message} type={quoteattr(finding.code)}/>")
+            out.append("    </testcase>")
+        out.append("  </testsuite>")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
 
 
 def _text(finding: Finding) -> str:

@@ -18,7 +18,8 @@ class Rule:
     Subclasses set ``code`` (``LWnnn``, fixed forever), ``name`` (kebab-case), ``summary`` (one
     line), ``nodes`` (the node types they want to see) and implement :meth:`visit`. The class
     docstring is the rule's documentation, in ruff's sections: *What it does*, *Why is this bad?*,
-    *Example*, *Use instead*. Rules keep no state between calls: the checker carries it.
+    *Example*, *Use instead*, *Fix safety*. Rules keep no state between calls: the checker
+    carries it.
     A rule that needs to look at a whole function from inside its scope lists the function
     types in ``scopes`` and implements :meth:`visit_scope` instead.
     """
@@ -36,6 +37,10 @@ class Rule:
     # False for a rule whose findings in test code (the config's `test-paths`) are noise: tests
     # drive one task at a time against fakes, so what stalls or leaks there harms nothing.
     in_tests: ClassVar[bool] = True
+    # What `--fix` can do for this rule's findings: None (no fix), "safe" (applied by `--fix`),
+    # "unsafe" (only with `--unsafe-fixes`) or "sometimes" (safe for some findings only). A
+    # rule builds a fix only when `checker.fixes` is true, so plain checking pays nothing.
+    fix_safety: ClassVar[str | None] = None
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         raise NotImplementedError

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
-import tokenize
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -12,6 +10,8 @@ from typing import TypeVar, cast
 
 from loopwise.lint._context import Bindings, FileContext, Scope, child_nodes
 from loopwise.lint._finding import Finding
+from loopwise.lint._fix import Fix
+from loopwise.lint._noqa import apply_noqa
 from loopwise.lint._project import ModuleSummary, Project, summarize
 from loopwise.lint._rule import Rule
 
@@ -19,7 +19,6 @@ __all__ = ["MAX_FILE_BYTES", "Checker", "ParsedModule", "check_module", "parse_m
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
-_NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z]+[0-9]+(?:\s*,\s*[A-Za-z]+[0-9]+)*))?", re.I)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -93,9 +92,19 @@ class Checker:
     ancestors of the current node, innermost last) and call :meth:`report`.
     """
 
-    def __init__(self, parsed: ParsedModule, project: Project, rules: Sequence[Rule]) -> None:
+    def __init__(
+        self,
+        parsed: ParsedModule,
+        project: Project,
+        rules: Sequence[Rule],
+        *,
+        fixes: bool = False,
+    ) -> None:
         assert parsed.tree is not None
         self.path = parsed.path
+        self.source = parsed.source
+        # Whether rules should build fixes: only when asked, so plain checking pays nothing.
+        self.fixes = fixes
         self.tree = parsed.tree
         self.project = project
         self.ctx = FileContext(
@@ -115,15 +124,17 @@ class Checker:
 
     # -- what rules call ---------------------------------------------------------------------
 
-    def report(self, node: ast.AST, message: str, *, code: str | None = None) -> None:
-        """Record a finding at ``node`` for the rule being run (or ``code``)."""
+    def report(
+        self, node: ast.AST, message: str, *, code: str | None = None, fix: Fix | None = None
+    ) -> None:
+        """Record a finding at ``node`` for the rule being run (or ``code``), with its fix."""
         rule_code = code or (self._rule.code if self._rule else "LW000")
         line = getattr(node, "lineno", 1)
         column = getattr(node, "col_offset", 0) + 1
         end_line = getattr(node, "end_lineno", None) or line
         end_column = (getattr(node, "end_col_offset", None) or column - 1) + 1
         self.findings.append(
-            Finding(self.path, line, column, rule_code, message, end_line, end_column)
+            Finding(self.path, line, column, rule_code, message, end_line, end_column, fix)
         )
 
     def per_module(self, scan: Callable[[ast.Module], _T]) -> _T:
@@ -249,11 +260,16 @@ def _in_list(node: ast.AST, nodes: list[ast.stmt]) -> bool:
     return any(item is node for item in nodes)
 
 
-def check_module(parsed: ParsedModule, project: Project, rules: Sequence[Rule]) -> list[Finding]:
-    """All findings for one parsed module, ``# noqa`` applied, sorted by position."""
+def check_module(
+    parsed: ParsedModule, project: Project, rules: Sequence[Rule], *, fixes: bool = False
+) -> list[Finding]:
+    """All findings for one parsed module, ``# noqa`` applied, sorted by position.
+
+    With ``fixes`` each finding carries its rule's fix, when the rule has one for it.
+    """
     if parsed.error is not None:
         return [parsed.error]
-    checker = Checker(parsed, project, rules)
+    checker = Checker(parsed, project, rules, fixes=fixes)
     try:
         findings = checker.run()
     except RecursionError:
@@ -267,57 +283,5 @@ def check_module(parsed: ParsedModule, project: Project, rules: Sequence[Rule]) 
             f"internal error in {rule} at {where}: {type(exc).__name__}: {exc}; please report it"
         )
         return [_error(parsed.path, "internal-error", message)]
-    if not findings:
-        return []
-    return sorted(_without_noqa(findings, parsed.source))
-
-
-def _without_noqa(findings: list[Finding], source: bytes) -> list[Finding]:
-    """Drop the findings a ``# noqa`` comment on their first or last line suppresses.
-
-    Only real comments count: ``"# noqa"`` inside a string suppresses nothing. Tokenizing is
-    slow next to the rest of the check, so it happens only for a file where a finding's line
-    has "noqa" in its text at all.
-    """
-    if b"noqa" not in source.lower():
-        return findings
-    # the parser's line breaks: `str.splitlines` would also break at form feeds and the like
-    lines = [line.decode("utf-8", errors="replace") for line in source.splitlines()]
-    comments: dict[int, str] | None = None
-    kept = []
-    for finding in findings:
-        numbers = [n for n in {finding.line, finding.end_line} if 0 < n <= len(lines)]
-        if any(_NOQA.search(lines[n - 1]) for n in numbers):
-            if comments is None:
-                comments = _comments(source, lines)
-            if any(_suppresses(comments.get(n, ""), finding.code) for n in numbers):
-                continue
-        kept.append(finding)
-    return kept
-
-
-def _comments(source: bytes, lines: list[str]) -> dict[int, str]:
-    """The comment on each line, read from the tokens.
-
-    A file that fails to tokenize (it parsed, so this is rare) falls back to the whole text of
-    each line, as if it were a comment: a ``# noqa`` in a string then suppresses, as it did
-    before comments were read from tokens.
-    """
-    comments: dict[int, str] = {}
-    try:
-        # the parser's line breaks (`\r` alone too), not those of `BytesIO.readline` (`\n`)
-        readline = iter(source.splitlines(keepends=True)).__next__
-        for token in tokenize.tokenize(readline):
-            if token.type == tokenize.COMMENT:
-                comments[token.start[0]] = token.string
-    except (tokenize.TokenError, SyntaxError, UnicodeDecodeError):
-        return dict(enumerate(lines, start=1))
-    return comments
-
-
-def _suppresses(comment: str, code: str) -> bool:
-    match = _NOQA.search(comment)
-    if match is None:
-        return False
-    codes = match.group("codes")
-    return codes is None or code in {c.strip().upper() for c in codes.split(",")}
+    codes = frozenset(rule.code for rule in rules)
+    return sorted(apply_noqa(findings, parsed.source, codes, parsed.path, fixes=fixes))

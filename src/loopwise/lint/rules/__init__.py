@@ -38,8 +38,9 @@ ALL_RULES: tuple[type[Rule], ...] = _discover()
 
 
 def rule_by_code(code: str) -> type[Rule] | None:
-    """The rule with this code (case-insensitive), or None."""
+    """The rule with this code or name (case-insensitive), or None."""
+    wanted = code.strip()
     for rule in ALL_RULES:
-        if rule.code == code.upper():
+        if rule.code == wanted.upper() or rule.name == wanted.lower():
             return rule
     return None

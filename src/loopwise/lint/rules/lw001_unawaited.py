@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name, coroutine_callee
@@ -55,11 +56,20 @@ class CoroutineNeverAwaited(Rule):
         if await is_allowed(item):
             ...
     ```
+
+    ## Fix safety
+    Safe, for a call statement written directly in an `async def`: the fix adds `await`, so
+    the coroutine runs where it was written, which is what the call says. The caller now also
+    waits for it and sees its exceptions, as a plain call of a sync function would. Unsafe for
+    a coroutine used as a condition: with `await` the branch depends on the result, so code
+    that always ran may stop running. No fix outside an `async def` (where `await` is not
+    allowed).
     """
 
     code = "LW001"
     name = "coroutine-never-awaited"
     summary = "coroutine is never awaited"
+    fix_safety = "sometimes"
     nodes = (ast.Expr, ast.If, ast.While, ast.IfExp, ast.Assert)
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
@@ -71,15 +81,32 @@ class CoroutineNeverAwaited(Rule):
                     message = f"`{name}()` is never awaited: its children's failures are lost"
                 else:
                     message = f"coroutine `{name}()` is never awaited"
-                checker.report(call, message)
+                fix = _await_fix(node, call, checker) if checker.fixes else None
+                checker.report(call, message, fix=fix)
             return
         assert isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert)
         for call in _condition_calls(node.test):
             if coroutine_callee(checker, call):
                 name = call_name(call)
+                fix = _await_fix(None, call, checker) if checker.fixes else None
                 checker.report(
-                    call, f"coroutine `{name}()` used as a condition is always true: await it"
+                    call,
+                    f"coroutine `{name}()` used as a condition is always true: await it",
+                    fix=fix,
                 )
+
+
+def _await_fix(statement: ast.Expr | None, call: ast.Call, checker: Checker) -> Fix | None:
+    """``await`` before a call statement (safe) or a condition (unsafe) in an ``async def``."""
+    function = checker.function
+    if function is None or not isinstance(function.node, ast.AsyncFunctionDef):
+        return None
+    if statement is not None and (
+        statement.col_offset != call.col_offset or statement.lineno != call.lineno
+    ):
+        return None
+    edit = Edit.insert(call.lineno, call.col_offset, "await ")
+    return Fix("add `await`", (edit,), safe=statement is not None)
 
 
 def _condition_calls(test: ast.expr) -> list[ast.Call]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 
 from loopwise.lint._awaits import _last_name
 from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._context import walk_shallow
+from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
+from loopwise.lint.rules._fixes import segment
 
 _RUNS = frozenset({"run_until_complete", "run_forever"})
 _FIXTURES = frozenset({"pytest.fixture", "pytest_asyncio.fixture"})
@@ -71,11 +74,19 @@ class LegacyLoopEntryPoint(Rule):
     ```
     Or, when several calls must share one loop, `with asyncio.Runner() as runner: runner.run(...)`.
     `asyncio.new_event_loop()` with an explicit `loop.close()` is fine too.
+
+    ## Fix safety
+    Unsafe: at module level, `asyncio.get_event_loop().run_until_complete(main())` becomes
+    `asyncio.run(main())`. `asyncio.run` creates a new loop and closes it at the end (after
+    cancelling leftover tasks and shutting down async generators and the default executor), so
+    code that used the same loop afterwards, or set one up before, behaves differently. Other
+    shapes (a loop kept in a variable, calls inside functions) get no fix.
     """
 
     code = "LW002"
     name = "legacy-loop-entry-point"
     summary = "asyncio.get_event_loop() used as a program entry point"
+    fix_safety = "unsafe"
     nodes = (ast.Call,)
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
@@ -91,7 +102,36 @@ class LegacyLoopEntryPoint(Rule):
             return
         if _deliberate(node, checker):
             return
-        checker.report(node, message)
+        fix = _run_fix(node, checker) if checker.fixes and function is None else None
+        checker.report(node, message, fix=fix)
+
+
+def _run_fix(call: ast.Call, checker: Checker) -> Fix | None:
+    """``asyncio.get_event_loop().run_until_complete(main())`` as a module-level statement."""
+    parents = checker.parents
+    if len(parents) < 3 or call.args or call.keywords:
+        return None
+    attribute, outer, statement = parents[-1], parents[-2], parents[-3]
+    if not (
+        isinstance(attribute, ast.Attribute)
+        and attribute.attr == "run_until_complete"
+        and isinstance(outer, ast.Call)
+        and outer.func is attribute
+        and len(outer.args) == 1
+        and not outer.keywords
+        and isinstance(statement, ast.Expr)
+        and statement.value is outer
+        and isinstance(call.func, ast.Attribute)
+    ):
+        return None
+    module = segment(checker, call.func.value)
+    argument = segment(checker, outer.args[0])
+    if module is None or argument is None or outer.end_lineno is None:
+        return None
+    end_column = outer.end_col_offset or 0
+    edit = Edit(outer.lineno, outer.col_offset, outer.end_lineno, end_column, "")
+    text = f"{module}.run({argument})"
+    return Fix("use `asyncio.run()`", (replace(edit, text=text),), safe=False)
 
 
 def _runs_loop(call: ast.Call, checker: Checker, function: ast.AST) -> bool:

@@ -56,6 +56,10 @@ class NestedEventLoop(Rule):
         config = await fetch_config()
     ```
     If the sync code must stay sync, run it in a thread: `await asyncio.to_thread(load_config)`.
+
+    ## Fix safety
+    No fix: the right repair (await the coroutine, make the caller async, or move the work
+    to a thread) depends on the program.
     """
 
     code = "LW003"

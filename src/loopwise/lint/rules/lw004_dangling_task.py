@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._discard import discarded_value
+from loopwise.lint.rules._fixes import (
+    indentation,
+    line_count,
+    line_length,
+    owns_its_lines,
+    segment,
+)
 from loopwise.lint.rules._shared import call_name
 
 _TASK_FACTORIES = frozenset(
@@ -102,6 +110,13 @@ class DanglingTask(Rule):
         supervisor.create_task(flush_audit_log_forever(), background=True)
         await serve()
     ```
+
+    ## Fix safety
+    Unsafe: for a statement that drops the task, the fix keeps a strong reference in a
+    module-level set `_background_tasks` (added after the imports when missing) and removes the
+    task from it when it finishes (`add_done_callback(_background_tasks.discard)`). The task can
+    no longer be garbage-collected mid-run, but its exceptions are still not observed: review
+    whether it should be awaited or supervised instead.
     """
 
     code = "LW004"
@@ -110,6 +125,7 @@ class DanglingTask(Rule):
     summary = "task created and its reference dropped"
     nodes = (ast.Expr, ast.Assign, ast.AnnAssign)
     in_tests = False
+    fix_safety = "unsafe"
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         value = getattr(node, "value", None)
@@ -123,7 +139,8 @@ class DanglingTask(Rule):
             return
         name = call_name(call)
         if discard.name is None:
-            checker.report(call, f"task from `{name}()` is dropped: {_FIX}")
+            fix = _keep_fix(node, call, checker) if checker.fixes else None
+            checker.report(call, f"task from `{name}()` is dropped: {_FIX}", fix=fix)
         elif discard.name == "_":
             checker.report(call, f"task from `{name}()` is assigned to `_` and dropped: {_FIX}")
         else:
@@ -192,3 +209,81 @@ def _catches_every_error(handler: ast.ExceptHandler, checker: Checker) -> bool:
         names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
         everything = any(checker.ctx.resolve(name) in _EVERY_ERROR for name in names)
     return everything and not any(isinstance(node, ast.Raise) for node in ast.walk(handler))
+
+
+_TASKS = "_background_tasks"
+
+
+def _keep_fix(statement: ast.AST, call: ast.Call, checker: Checker) -> Fix | None:
+    """Keep the task in a module-level set until it is done."""
+    if not isinstance(statement, ast.Expr) or statement.value is not call:
+        return None
+    indent = indentation(checker, statement)
+    text = segment(checker, call)
+    if indent is None or text is None or not owns_its_lines(checker, statement):
+        return None
+    if _task_name_taken(checker.enclosing_function_node() or checker.tree):
+        return None
+    end_line = statement.end_lineno or statement.lineno
+    keep = (
+        f"_task = {text}\n{indent}{_TASKS}.add(_task)\n"
+        f"{indent}_task.add_done_callback({_TASKS}.discard)"
+    )
+    edits = [
+        Edit(statement.lineno, statement.col_offset, end_line, statement.end_col_offset or 0, keep)
+    ]
+    if not _defines_tasks(checker.tree):
+        line = _after_imports(checker.tree)
+        if line > line_count(checker):
+            return None
+        definition = f"{_TASKS}: set[object] = set()  # running tasks, kept until done\n"
+        before = "\n" if line > 1 else ""  # a blank line after the imports
+        after = "" if line_length(checker, line) == 0 else "\n"  # and before the code
+        edits.append(Edit.insert(line, 0, before + definition + after))
+    return Fix(f"keep a reference in `{_TASKS}`", tuple(edits), safe=False)
+
+
+def _task_name_taken(scope: ast.AST) -> bool:
+    """Whether the code uses ``_task`` for itself: other than as earlier fixes wrote it (one
+    assignment and two reads each), or as a parameter. Then the fix would clobber it."""
+    stores = loads = 0
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Name) and node.id == "_task":
+            if isinstance(node.ctx, ast.Load):
+                loads += 1
+            else:
+                stores += 1
+        elif isinstance(node, ast.arg) and node.arg == "_task":
+            return True
+    return loads != 2 * stores
+
+
+def _defines_tasks(tree: ast.Module) -> bool:
+    for statement in tree.body:
+        targets = (
+            statement.targets
+            if isinstance(statement, ast.Assign)
+            else [statement.target]
+            if isinstance(statement, ast.AnnAssign)
+            else []
+        )
+        if any(isinstance(target, ast.Name) and target.id == _TASKS for target in targets):
+            return True
+    return False
+
+
+def _after_imports(tree: ast.Module) -> int:
+    """The line after the module's leading docstring, ``__future__`` and other imports."""
+    line = 1
+    for index, statement in enumerate(tree.body):
+        docstring = (
+            index == 0
+            and isinstance(statement, ast.Expr)
+            and isinstance(statement.value, ast.Constant)
+            and isinstance(statement.value.value, str)
+        )
+        if docstring or isinstance(statement, ast.Import | ast.ImportFrom):
+            line = (statement.end_lineno or statement.lineno) + 1
+        else:
+            break
+    return line

@@ -153,6 +153,10 @@ class BlockingCallInCoroutine(Rule):
     ```
     Whatever has no async version can run in a worker thread with
     `await asyncio.to_thread(func, *args)`.
+
+    ## Fix safety
+    No fix: the non-blocking replacement (`asyncio.to_thread`, an async library) depends on
+    the call.
     """
 
     code = "LW005"

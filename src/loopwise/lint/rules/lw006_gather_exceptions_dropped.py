@@ -97,6 +97,9 @@ class GatherExceptionsDropped(Rule):
                 log.warning("mail to %s failed", user, exc_info=result)
     ```
     Or let failures propagate: drop `return_exceptions=True`, or use an `asyncio.TaskGroup`.
+
+    ## Fix safety
+    No fix: what to do with the failures (raise, log, retry) is the program's decision.
     """
 
     code = "LW006"

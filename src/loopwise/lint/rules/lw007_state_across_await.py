@@ -139,6 +139,9 @@ class StateMutatedAcrossAwait(Rule):
             interest = await self.bank.interest(self.balance)
             self.balance += interest
     ```
+
+    ## Fix safety
+    No fix: re-reading the state after the `await`, or holding a lock, depends on the code.
     """
 
     code = "LW007"

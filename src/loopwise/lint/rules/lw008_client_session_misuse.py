@@ -104,6 +104,9 @@ class ClientSessionMisuse(Rule):
     ```
     In a web application, create the session in a startup hook (or `cleanup_ctx`), keep it in
     `app[CLIENT]`, and close it on shutdown.
+
+    ## Fix safety
+    No fix: where the session should live is a design decision.
     """
 
     code = "LW008"

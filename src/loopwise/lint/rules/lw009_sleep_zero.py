@@ -80,6 +80,10 @@ class SleepZeroAsSynchronisation(Rule):
         return self._port
     ```
     Likewise `await task`, `await future`, `await queue.join()` or an `asyncio.Condition`.
+
+    ## Fix safety
+    No fix: the right synchronisation (an `Event`, awaiting the task, a queue) depends on
+    what is waited for.
     """
 
     code = "LW009"

@@ -6,10 +6,12 @@ import ast
 from collections.abc import Iterator
 
 from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._definitions import _Module
 from loopwise.lint.rules._escape import _Escape, _Tracker
+from loopwise.lint.rules._fixes import indentation, segment
 
 _DISPLAY_KINDS: dict[type[ast.AST], str] = {
     ast.List: "list",
@@ -120,12 +122,21 @@ class MutableDefaultArgument(Rule):
         return results
     ```
     If the default is never mutated, an immutable value says so: a tuple or a `frozenset`.
+
+    ## Fix safety
+    Safe when the parameter has no annotation, is never assigned in the function and its
+    default is an empty `[]`, `{}`, `list()`, `dict()`, `set()`...: the default becomes `None`
+    and `if name is None: name = <the old default>` is added at the top of the body, so each
+    call gets its own container. Unsafe otherwise (the annotation gains `| None`; a non-empty
+    default is evaluated at every call, not once, and names in it are looked up then). No fix
+    for a lambda or a body written on the `def` line.
     """
 
     code = "LW010"
     name = "mutable-default-argument"
     summary = "mutable default argument that the function mutates, returns or stores"
     nodes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    fix_safety = "sometimes"
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
@@ -143,7 +154,9 @@ class MutableDefaultArgument(Rule):
             tracker = _Tracker(module, node, cls, parameter, _is_empty(default, kind), kind)
             escape = tracker.first_escape()
             if escape is not None:
-                checker.report(default, _message(node, parameter, default, kind, escape))
+                fix = _sentinel_fix(node, parameter, default, checker) if checker.fixes else None
+                message = _message(node, parameter, default, kind, escape)
+                checker.report(default, message, fix=fix)
 
 
 def _message(node: ast.AST, parameter: str, default: ast.expr, kind: str, escape: _Escape) -> str:
@@ -236,3 +249,81 @@ def _direct_class(checker: Checker) -> ast.ClassDef | None:
     """The class whose body holds the function being visited (its parent in the walk)."""
     parent = checker.parent
     return parent if isinstance(parent, ast.ClassDef) else None
+
+
+def _sentinel_fix(
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda,
+    parameter: str,
+    default: ast.expr,
+    checker: Checker,
+) -> Fix | None:
+    """Default to ``None`` and create the container at the top of the body."""
+    if isinstance(node, ast.Lambda):
+        return None
+    body = node.body
+    first = body[0]
+    if _is_docstring(first):
+        if len(body) < 2:
+            return None
+        first = body[1]
+    indent = indentation(checker, first)
+    text = segment(checker, default)
+    if first.lineno == node.lineno or indent is None or text is None:
+        return None
+    annotation = _annotation(node.args, parameter)
+    safe = annotation is None and _plain_empty(default, node) and not _assigned(node, parameter)
+    end = default.end_col_offset or 0
+    end_line = default.end_lineno or default.lineno
+    edits = [Edit(default.lineno, default.col_offset, end_line, end, "None")]
+    if annotation is not None:
+        if isinstance(annotation, ast.Constant):
+            return None  # a string annotation: leave it to a person
+        end = annotation.end_col_offset or 0
+        end_line = annotation.end_lineno or annotation.lineno
+        edits.append(Edit.insert(end_line, end, " | None"))
+    creation = f"{indent}if {parameter} is None:\n{indent}    {parameter} = {text}\n"
+    edits.append(Edit.insert(first.lineno, 0, creation))
+    return Fix(f"default `{parameter}` to `None`", tuple(edits), safe=safe)
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def _annotation(args: ast.arguments, parameter: str) -> ast.expr | None:
+    for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+        if arg.arg == parameter:
+            return arg.annotation
+    return None
+
+
+def _plain_empty(default: ast.expr, node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """An empty display, or a call without arguments of a name no parameter shadows."""
+    if isinstance(default, ast.List | ast.Set):
+        return not default.elts
+    if isinstance(default, ast.Dict):
+        return not default.keys
+    if isinstance(default, ast.Call) and not default.args and not default.keywords:
+        root = _root_name(default.func)
+        arguments = node.args
+        names = {a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]}
+        return root is not None and root not in names
+    return False
+
+
+def _assigned(node: ast.FunctionDef | ast.AsyncFunctionDef, parameter: str) -> bool:
+    """Whether the function (or a function in it) binds ``parameter`` anywhere."""
+    for child in ast.walk(node):
+        if (
+            isinstance(child, ast.Name)
+            and child.id == parameter
+            and not isinstance(child.ctx, ast.Load)
+        ):
+            return True
+        if isinstance(child, ast.Global | ast.Nonlocal) and parameter in child.names:
+            return True
+    return False

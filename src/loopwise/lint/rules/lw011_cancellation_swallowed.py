@@ -6,8 +6,16 @@ import ast
 from enum import Enum
 
 from loopwise.lint._context import walk_all, walk_shallow
+from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
+from loopwise.lint.rules._fixes import (
+    indentation,
+    line_count,
+    line_length,
+    owns_its_lines,
+    segment_before,
+)
 from loopwise.lint.rules._handler_paths import (
     _awaits_settled_first,
     _consequence,
@@ -161,11 +169,23 @@ class CancellationSwallowed(Rule):
     except asyncio.CancelledError:
         pass
     ```
+
+    ## Fix safety
+    Unsafe. For a broad handler (`except BaseException:`, a bare `except:`), the fix adds
+    `except asyncio.CancelledError: raise` just before it: the cancellation propagates and
+    every other exception is handled as before, but the broad handler's clean-up no longer runs
+    on cancellation (move it to a `finally:` if it must). For a handler that names
+    `CancelledError`, the fix adds `raise` at its end, so the cancellation propagates after the
+    handler's clean-up (a lone `pass` becomes `raise`) and code after the `try` that relied on
+    it being swallowed no longer runs. No fix when `asyncio` is not imported under that name,
+    for a handler whose body is on the `except` line or already ends in `return`, `break`,
+    `continue` or `raise`, nor for `contextlib.suppress`.
     """
 
     code = "LW011"
     name = "cancellation-swallowed"
     summary = "cancellation swallowed: asyncio.CancelledError caught and never re-raised"
+    fix_safety = "unsafe"
     nodes = (ast.Try, ast.TryStar, ast.With)
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
@@ -220,7 +240,61 @@ def _check_handler(
         head = f"{what} catches `asyncio.CancelledError` and re-raises it on some paths only"
     else:
         head = f"{what} catches `asyncio.CancelledError` and never re-raises it"
-    checker.report(handler, f"{head}{consequence}: {_FIX}")
+    fix = None
+    if checker.fixes:
+        if catch is _Catch.BROAD:
+            fix = _cancellation_handler_fix(node, handler, checker)
+        else:
+            fix = _reraise_fix(handler, checker)
+    checker.report(handler, f"{head}{consequence}: {_FIX}", fix=fix)
+
+
+def _cancellation_handler_fix(
+    node: ast.Try | ast.TryStar, handler: ast.ExceptHandler, checker: Checker
+) -> Fix | None:
+    """``except asyncio.CancelledError: raise`` just before a broad handler: cancellation
+    propagates, every other exception is handled as before."""
+    module = ast.Name(id="asyncio", ctx=ast.Load())
+    if checker.ctx.resolve(module) != "asyncio":
+        return None  # `asyncio` is not imported under that name here
+    first = handler.body[0]
+    indent = _handler_indentation(handler, checker)
+    body_indent = indentation(checker, first) if first.lineno != handler.lineno else None
+    if indent is None:
+        return None
+    if body_indent is None or not body_indent.startswith(indent) or body_indent == indent:
+        body_indent = indent + "    "
+    star = "*" if isinstance(node, ast.TryStar) else ""
+    text = f"except{star} asyncio.CancelledError:\n{body_indent}raise\n{indent}"
+    edit = Edit.insert(handler.lineno, handler.col_offset, text)
+    return Fix("re-raise the cancellation before the broad handler", (edit,), safe=False)
+
+
+def _handler_indentation(handler: ast.ExceptHandler, checker: Checker) -> str | None:
+    """The blank text before the handler's `except` (None: something else is there)."""
+    text = segment_before(checker, handler.lineno, handler.col_offset)
+    return text if text is not None and not text.strip(" \t") else None
+
+
+def _reraise_fix(handler: ast.ExceptHandler, checker: Checker) -> Fix | None:
+    """A bare ``raise`` after the handler's last statement, at the body's indentation."""
+    first, last = handler.body[0], handler.body[-1]
+    if first.lineno == handler.lineno or last.end_lineno is None:
+        return None
+    if isinstance(last, ast.Return | ast.Raise | ast.Break | ast.Continue):
+        return None
+    indent = indentation(checker, first)
+    if indent is None or not owns_its_lines(checker, last):
+        return None
+    if len(handler.body) == 1 and isinstance(first, ast.Pass):
+        edit = Edit(first.lineno, first.col_offset, first.lineno, first.col_offset + 4, "raise")
+        return Fix("re-raise instead of `pass`", (edit,), safe=False)
+    if last.end_lineno < line_count(checker):
+        edit = Edit.insert(last.end_lineno + 1, 0, f"{indent}raise\n")
+    else:
+        end = line_length(checker, last.end_lineno)  # after a trailing comment, if any
+        edit = Edit.insert(last.end_lineno, end, f"\n{indent}raise")
+    return Fix("re-raise at the end of the handler", (edit,), safe=False)
 
 
 def _check_suppress(node: ast.With, checker: Checker) -> None:

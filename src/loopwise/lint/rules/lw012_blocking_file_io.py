@@ -89,6 +89,10 @@ class BlockingFileIoInCoroutine(Rule):
     A large download is better streamed to disk in chunks, with an await between them
     (`async for chunk in response.content.iter_chunked(65536): file.write(chunk)`), or with
     aiofiles.
+
+    ## Fix safety
+    No fix: the non-blocking replacement (`asyncio.to_thread`, `aiofiles`) depends on the
+    code around the call.
     """
 
     code = "LW012"
