@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._middlewares import current_request_id, prepare_stream
-from loopwise.http.server._streams import ActiveHandlers, register_streams
+from loopwise.http.server._streams import ActiveHandlers, abort_connection, register_streams
 
 __all__ = ["HubConnection", "HubStatistics", "WebSocketHub"]
 
@@ -26,6 +26,7 @@ ConnectionCallback = Callable[["HubConnection"], Awaitable[None]]
 CLOSE_TOO_SLOW = int(WSCloseCode.POLICY_VIOLATION)  # 1008
 CLOSE_ERROR = int(WSCloseCode.INTERNAL_ERROR)  # 1011
 CLOSE_GOING_AWAY = int(WSCloseCode.GOING_AWAY)  # 1001
+EVICTED_CLOSE_TIMEOUT = 0.5  # seconds an evicted client gets to take its close frame
 
 _Frame = tuple[WSMsgType, bytes]
 _ids = itertools.count(1)
@@ -194,8 +195,11 @@ class WebSocketHub:
     Eviction: a client whose queue is full when a message is queued for it, or whose single send
     has not completed after ``send_timeout`` seconds, is evicted: removed from the hub at once (its
     queue is dropped, so its memory is bounded by ``queue_size`` messages plus the transport's
-    buffer), then closed with 1008 (policy violation). A close that the client does not complete
-    within ``close_timeout`` seconds aborts the TCP connection.
+    buffer), then closed with 1008 (policy violation); if it has not taken the close frame within
+    0.5 s its TCP connection is reset, dropping what the kernel still held for it. Any other close
+    that the client does not complete within ``close_timeout`` seconds is reset the same way.
+    ``on_disconnect`` runs exactly once for every client that was accepted, whichever way it
+    left (closed, evicted, failed, or its handler cancelled at shutdown).
 
     Receiving: each text or binary message from a client is passed to ``on_message(conn, data)``,
     one at a time per client, in order. If ``on_message``, ``on_connect`` or ``on_disconnect``
@@ -382,10 +386,13 @@ class WebSocketHub:
             await client._done.wait()
         finally:
             self._forget(client)
-            await self._stop_tasks(client, sender, receiver)
-            await self._close_ws(client)
-            if self.on_disconnect is not None:
-                await self._call(client, self.on_disconnect)
+            try:
+                await self._stop_tasks(client, sender, receiver)
+                await self._close_ws(client)
+            finally:
+                # Every path ends here once: evicted, closed, errored or cancelled (shutdown).
+                if self.on_disconnect is not None:
+                    await self._call(client, self.on_disconnect)
 
     async def _stop_tasks(
         self,
@@ -460,17 +467,34 @@ class WebSocketHub:
                 return
 
     async def _close_ws(self, client: HubConnection) -> None:
+        """Close the WebSocket; a close that cannot finish in time aborts the TCP connection.
+
+        An evicted client gets ``EVICTED_CLOSE_TIMEOUT`` at most: it is not reading, so waiting
+        longer only holds its socket and buffers.
+        """
         ws = client.ws
-        if ws.closed:
-            return
         code = client._close_code if client._close_code is not None else 1000
+        limit = self._close_timeout
+        if code == CLOSE_TOO_SLOW:
+            limit = min(limit, EVICTED_CLOSE_TIMEOUT)
+        clean = False
         try:
-            async with asyncio.timeout(self._close_timeout):
-                await ws.close(code=code, message=client._close_reason.encode("utf-8"))
+            if not ws.closed:
+                async with asyncio.timeout(limit):
+                    await ws.close(code=code, message=client._close_reason.encode("utf-8"))
+            clean = True
+        except asyncio.CancelledError:
+            # Cancelling the sender task mid-send cancels aiohttp's drain waiter, which the
+            # connection shares: the close then raises CancelledError although nobody cancelled
+            # this task. Only a real cancellation of this task propagates.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
         except (TimeoutError, ConnectionError):
-            transport = client.request.transport
-            if transport is not None:
-                transport.abort()
+            pass
+        finally:
+            if not clean:
+                abort_connection(client.request)
 
     # -- bookkeeping ------------------------------------------------------------------------
 

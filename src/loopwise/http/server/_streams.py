@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from typing import Protocol
 
 from aiohttp import web
 
-__all__ = ["STREAMS_KEY", "ActiveHandlers", "close_streams", "register_streams"]
+__all__ = [
+    "STREAMS_KEY",
+    "ActiveHandlers",
+    "abort_connection",
+    "close_streams",
+    "register_streams",
+]
 
 log = logging.getLogger("loopwise.http.server")
 
@@ -40,6 +49,26 @@ class ActiveHandlers:
         """Return once no handler is active (at once when none ever started)."""
         if self._count and self._idle is not None:
             await self._idle.wait()
+
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+
+
+def abort_connection(request: web.Request) -> None:
+    """Drop the request's TCP connection now, with whatever it still had to send.
+
+    A plain abort closes the descriptor but leaves the unsent bytes in the kernel, which keeps
+    sending them (and holding the memory) to a client that does not read; a zero linger makes
+    the kernel discard them and reset the connection.
+    """
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    transport.abort()
 
 
 class StreamOwner(Protocol):
