@@ -14,7 +14,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._middlewares import current_request_id, prepare_stream
-from loopwise.http.server._streams import ActiveHandlers, abort_connection, register_streams
+from loopwise.http.server._streams import (
+    ActiveHandlers,
+    abort_connection,
+    register_streams,
+    require_get,
+)
 
 __all__ = ["HubConnection", "HubStatistics", "WebSocketHub"]
 
@@ -337,8 +342,10 @@ class WebSocketHub:
     async def handler(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler: upgrade to WebSocket and serve this client until it goes.
 
-        A request that is not a WebSocket upgrade gets a 426 problem; after ``close()``, a 503.
+        A method other than GET (HEAD included) gets a 405 problem, a GET that is not a
+        WebSocket upgrade a 426 problem; after ``close()``, a 503.
         """
+        require_get(request, "this WebSocket endpoint")
         if self._closed:
             raise HTTPProblem(
                 503,

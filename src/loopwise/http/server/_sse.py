@@ -15,7 +15,12 @@ from aiohttp import web
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._middlewares import current_request_id, prepare_stream
-from loopwise.http.server._streams import ActiveHandlers, abort_connection, register_streams
+from loopwise.http.server._streams import (
+    ActiveHandlers,
+    abort_connection,
+    register_streams,
+    require_get,
+)
 
 __all__ = ["ChannelStatistics", "EventChannel"]
 
@@ -244,7 +249,11 @@ class EventChannel:
     # -- the handler ------------------------------------------------------------------------
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
-        """The aiohttp handler: stream events to this client until it goes or the channel closes."""
+        """The aiohttp handler: stream events to this client until it goes or the channel closes.
+
+        A method other than GET (HEAD included) gets a 405 problem and subscribes nothing.
+        """
+        require_get(request, "this event stream")
         if self._closed:
             raise HTTPProblem(
                 503,

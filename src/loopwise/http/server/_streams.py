@@ -11,12 +11,15 @@ from typing import Protocol
 
 from aiohttp import web
 
+from loopwise._exceptions import HTTPProblem
+
 __all__ = [
     "STREAMS_KEY",
     "ActiveHandlers",
     "abort_connection",
     "close_streams",
     "register_streams",
+    "require_get",
 ]
 
 log = logging.getLogger("loopwise.http.server")
@@ -49,6 +52,20 @@ class ActiveHandlers:
         """Return once no handler is active (at once when none ever started)."""
         if self._count and self._idle is not None:
             await self._idle.wait()
+
+
+def require_get(request: web.Request, what: str) -> None:
+    """Refuse anything but GET with a 405 problem, before a stream starts or subscribes.
+
+    aiohttp's ``add_get`` also routes HEAD, and a stream cannot answer HEAD (its body is the
+    point); a route added for ``"*"`` brings every other method here too.
+    """
+    if request.method != "GET":
+        raise HTTPProblem(
+            405,
+            detail=f"{what} answers GET only, not {request.method}",
+            headers={"Allow": "GET"},
+        )
 
 
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
