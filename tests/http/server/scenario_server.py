@@ -41,7 +41,8 @@ def replay(options: dict[str, str]) -> web.Application:
 
 def stubborn(options: dict[str, str]) -> web.Application:
     """Handlers and callbacks that ignore the shutdown: a request handler that swallows its
-    cancellation and keeps going, and a hub whose on_disconnect sleeps for a minute."""
+    cancellation and keeps going, and a hub whose on_disconnect sleeps for a minute; and a
+    well-behaved request that takes a second."""
     hub = WebSocketHub(heartbeat=None, on_disconnect=_slow_goodbye)
 
     async def forever(request: web.Request) -> web.Response:
@@ -50,10 +51,20 @@ def stubborn(options: dict[str, str]) -> web.Application:
                 await asyncio.sleep(0.1)
         return web.Response(text="too late")
 
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.Response(text="done")
+
     app = create_app()
     app.router.add_get("/ws", hub.handler)
     app.router.add_get("/forever", forever)
+    app.router.add_get("/slow", slow)
+    app.on_shutdown.append(announce_shutdown)
     return app
+
+
+async def announce_shutdown(app: web.Application) -> None:
+    print("on_shutdown ran", flush=True)
 
 
 async def _slow_goodbye(conn: HubConnection) -> None:

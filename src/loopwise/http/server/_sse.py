@@ -227,13 +227,15 @@ class EventChannel:
         )
 
     async def close(self) -> None:
-        """End every stream and refuse new ones; returns once all handlers are finished.
+        """End every stream and refuse new ones; returns once all handlers are finished, or
+        ``send_timeout`` + 0.5 s at most.
 
-        Idempotent; each stream's last write is bounded by ``send_timeout``.
+        Idempotent; each stream's last write is bounded by ``send_timeout`` (then the stream is
+        dropped).
         """
         self._closed = True
         self.disconnect_all()
-        await self._handlers.wait_idle()
+        await self._handlers.wait_idle(self._send_timeout + 0.5)
 
     async def on_shutdown(self, app: web.Application) -> None:
         """``app.on_shutdown`` receiver that calls :meth:`close`."""

@@ -48,10 +48,13 @@ class ActiveHandlers:
         if self._count == 0 and self._idle is not None:
             self._idle.set()
 
-    async def wait_idle(self) -> None:
-        """Return once no handler is active (at once when none ever started)."""
+    async def wait_idle(self, seconds: float) -> bool:
+        """Wait until no handler is active, ``seconds`` at most; True if none is left."""
         if self._count and self._idle is not None:
-            await self._idle.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._idle.wait()
+        return self._count == 0
 
 
 def require_get(request: web.Request, what: str) -> None:
