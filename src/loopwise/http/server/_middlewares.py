@@ -28,6 +28,7 @@ from multidict import istr
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._problem import build_problem, status_phrase
+from loopwise.http.server._vetting import needs_vetting, vet
 
 __all__ = [
     "RequestIdFilter",
@@ -250,6 +251,11 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
       ``logger`` (default ``loopwise.http.server``) and answered with a bare 500 problem: no
       exception text or traceback ever reaches the client.
 
+    - An answer aiohttp could not send as it is becomes a problem too, so the access log outside
+      records the status actually sent: a handler result that is not a response (500, logged),
+      a header name or value with a control character such as CR or LF (500, logged, never
+      sent), a ``FileResponse`` whose file is missing (404) or not a readable regular file (403).
+
     Every problem has ``instance`` (the request path) and ``request_id`` when one is known.
     Cancellation and connection errors are re-raised untouched; an error after a streaming response
     has started is logged and re-raised (a second response cannot be sent).
@@ -259,14 +265,29 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
     @web.middleware
     async def problem(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return await handler(request)
+            response = await handler(request)
         except Exception as exc:
-            response = _problem_for(request, exc, log)
-            if response is None:
+            problem = _problem_for(request, exc, log)
+            if problem is None:
                 raise
-            return response
+            return problem
+        if needs_vetting(response):
+            return await _vetted(request, response, log)
+        return response
 
     return problem
+
+
+async def _vetted(
+    request: web.Request, response: web.StreamResponse, log: logging.Logger
+) -> web.StreamResponse:
+    """``response``, or the problem to send instead when aiohttp could not send it as it is."""
+    status = await vet(request, response, log, _request_id.get())
+    if status is None:
+        return response
+    return build_problem(
+        status, None, None, "about:blank", request.path, None, _request_id_member()
+    )
 
 
 def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> web.Response | None:
@@ -539,6 +560,8 @@ def _combined_middleware(
                         inflight.pop(task, None)
                         if expired and task in expired:
                             _release(expired, task)
+                if needs_vetting(response):
+                    response = await _vetted(request, response, error_log)
             except Exception as exc:  # problem
                 problem = _problem_for(request, exc, error_log)
                 if problem is None:
