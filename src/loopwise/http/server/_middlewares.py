@@ -27,6 +27,7 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import istr
 
 from loopwise._exceptions import HTTPProblem
+from loopwise.http.server._logsafe import printable
 from loopwise.http.server._problem import build_problem, status_phrase
 from loopwise.http.server._vetting import needs_vetting, vet
 
@@ -177,8 +178,11 @@ def access_log_middleware(
     ``method``, ``path``, ``status``, ``duration_ms``, ``request_id`` and ``remote``. A handler that
     raises is logged with the status it turns into (an aiohttp HTTP exception's, else 500); a
     cancelled one (client gone, server shutting down) with 499. WebSocket and event-stream requests
-    are logged when the stream ends. Costs nothing when ``logger`` is not enabled for ``level``.
-    Default logger: ``loopwise.http.access``.
+    are logged when the stream ends. The path is the decoded one, with control characters
+    (CR, LF, NUL, ESC, ...) written as escapes such as ``\\n``, so a client cannot forge or
+    break log lines; the method is a token that aiohttp's parser has already checked. Costs
+    nothing when ``logger`` is not enabled for ``level``. Default logger:
+    ``loopwise.http.access``.
     """
     log = logger or _access_log
     skip = frozenset(skip_paths)
@@ -209,16 +213,19 @@ def _log_access(
     log: logging.Logger, level: int, request: web.Request, status: int, start: float
 ) -> None:
     duration_ms = (perf_counter() - start) * 1000.0
+    path = request.path  # decoded: a client can put any character in it
+    if not path.isprintable():
+        path = printable(path)
     log.log(
         level,
         "%s %s %d %.1fms",
         request.method,
-        request.path,
+        path,
         status,
         duration_ms,
         extra={
             "method": request.method,
-            "path": request.path,
+            "path": path,
             "status": status,
             "duration_ms": round(duration_ms, 3),
             "request_id": _request_id.get(),
@@ -318,13 +325,14 @@ def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> w
     if isinstance(exc, ConnectionError):
         return None
     rid = _request_id.get()
+    path = printable(request.path)
     log.error(
         "unhandled error in %s %s (request id %s)",
         request.method,
-        request.path,
+        path,
         rid or "-",
         exc_info=exc,
-        extra={"request_id": rid, "method": request.method, "path": request.path},
+        extra={"request_id": rid, "method": request.method, "path": path},
     )
     if request.writer is not None and request.writer.output_size > 0:
         return None

@@ -104,11 +104,12 @@ async def _file_status(response: web.FileResponse) -> int | None:
 
 
 def _log_fault(log: logging.Logger, request: web.Request, rid: str | None, what: str) -> None:
+    path = printable(request.path)
     log.error(
         "the handler of %s %s (request id %s) %s",
         request.method,
-        printable(request.path),
+        path,
         rid or "-",
         what,
-        extra={"request_id": rid, "method": request.method, "path": printable(request.path)},
+        extra={"request_id": rid, "method": request.method, "path": path},
     )
