@@ -31,6 +31,7 @@ ConnectionCallback = Callable[["HubConnection"], Awaitable[None]]
 CLOSE_TOO_SLOW = int(WSCloseCode.POLICY_VIOLATION)  # 1008
 CLOSE_ERROR = int(WSCloseCode.INTERNAL_ERROR)  # 1011
 CLOSE_GOING_AWAY = int(WSCloseCode.GOING_AWAY)  # 1001
+CLOSE_TOO_BIG = int(WSCloseCode.MESSAGE_TOO_BIG)  # 1009
 EVICTED_CLOSE_TIMEOUT = 0.5  # seconds an evicted client gets to take its close frame
 
 _Frame = tuple[WSMsgType, bytes]
@@ -71,6 +72,10 @@ class _Resume:
                     value = coro.send(sent)
                 except StopIteration:
                     return
+
+
+def _size(data: str | bytes) -> int:
+    return len(data.encode("utf-8")) if isinstance(data, str) else len(data)
 
 
 def _encode(data: str | bytes) -> _Frame:
@@ -209,9 +214,9 @@ class WebSocketHub:
     Receiving: each text or binary message from a client is passed to ``on_message(conn, data)``,
     one at a time per client, in order. If ``on_message``, ``on_connect`` or ``on_disconnect``
     raises, the error is logged with the request id and that client is closed with 1011; the hub
-    and the other clients carry on. A message over ``max_msg_size`` bytes closes the client
-    with 1009. ``heartbeat`` (seconds, ``None`` for none) pings idle clients and drops those that
-    do not answer.
+    and the other clients carry on. A message over ``max_msg_size`` bytes closes the client with
+    1009 (one of exactly ``max_msg_size`` bytes is accepted). ``heartbeat`` (seconds, ``None``
+    for none) pings idle clients and drops those that do not answer.
 
     Shutdown: ``await hub.close()`` closes every client with 1001 (going away), refuses new ones
     with 503 and returns when all of them are gone. Apps made by ``create_app`` call it on
@@ -363,7 +368,8 @@ class WebSocketHub:
         ws = web.WebSocketResponse(
             timeout=self._close_timeout,
             heartbeat=self._heartbeat,
-            max_msg_size=self._max_msg_size,
+            # aiohttp refuses a message of exactly its limit: ours is on messages over it.
+            max_msg_size=self._max_msg_size + 1 if self._max_msg_size else 0,
             compress=self._compress,
             protocols=self._protocols,
         )
@@ -473,8 +479,12 @@ class WebSocketHub:
             self._sent += 1
 
     async def _receive_loop(self, client: HubConnection) -> None:
+        limit = self._max_msg_size if self._compress else 0
         async for message in client.ws:
             if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                if limit and _size(message.data) > limit:  # inflated by one byte too many
+                    self._finish(client, CLOSE_TOO_BIG, "message too big")
+                    return
                 self._received += 1
                 if self.on_message is not None:
                     await self.on_message(client, message.data)

@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from multidict import istr
+from multidict import CIMultiDict, istr
 
 from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._logsafe import printable
 from loopwise.http.server._problem import build_problem, status_phrase
-from loopwise.http.server._vetting import needs_vetting, vet
+from loopwise.http.server._vetting import _sendable, needs_vetting, vet
 
 __all__ = [
     "RequestIdFilter",
@@ -524,6 +524,8 @@ def _combined_middleware(
     id_batch = _id_batch
     set_request_id = _request_id.set
     logging_enabled = access_log.isEnabledFor
+    known_sendable = _sendable.issuperset
+    Response = web.Response
     inflight = deadlines.inflight if deadlines is not None else {}
     expired = deadlines.expired if deadlines is not None else set()
 
@@ -555,6 +557,7 @@ def _combined_middleware(
                 inflight[task] = started
                 if deadlines.loop is not loop:
                     deadlines.arm(loop)
+        headers: CIMultiDict[str] | None = None
         try:
             try:
                 try:
@@ -568,13 +571,18 @@ def _combined_middleware(
                         inflight.pop(task, None)
                         if expired and task in expired:
                             _release(expired, task)
-                if needs_vetting(response):
+                # needs_vetting(), inlined; keeps the headers of a plain response at hand
+                if response.__class__ is Response:
+                    headers = response.headers
+                    if not known_sendable(headers.items()):
+                        headers = None
+                if headers is None:
                     response = await _vetted(request, response, error_log)
             except Exception as exc:  # problem
                 problem = _problem_for(request, exc, error_log)
                 if problem is None:
                     raise
-                response = problem
+                response, headers = problem, None
             if logged:
                 status = response.status
         except web.HTTPException as exc:
@@ -592,7 +600,9 @@ def _combined_middleware(
                 _request_id.reset(token)
         # A prepared (streaming) response has sent its headers already, with the id when it was
         # started by prepare_stream(); setting it again changes nothing on the wire.
-        response.headers[header] = rid
+        if headers is None:
+            headers = response.headers
+        headers[header] = rid
         return response
 
     return standard

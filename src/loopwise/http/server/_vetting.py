@@ -24,9 +24,9 @@ __all__ = ["needs_vetting", "vet"]
 
 # What aiohttp refuses in a header name or value (it allows the tab).
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# Header names and values already found sendable: most answers repeat the same few, so a set
-# lookup replaces the scan. Bounded: past the limit, new strings are scanned every time.
-_sendable: set[str] = set()
+# Headers (name, value) already found sendable: most answers repeat the same few, so one C-level
+# set check replaces the scan. Bounded: past the limit, new headers are scanned every time.
+_sendable: set[tuple[str, str]] = set()
 _SENDABLE_LIMIT = 4096
 
 
@@ -35,26 +35,22 @@ def needs_vetting(response: web.StreamResponse) -> bool:
 
     (``response`` is what a handler returned: at run time it may be anything.)
     """
-    if response.__class__ is not web.Response:
-        return True
-    sendable = _sendable
-    for name, value in response.headers.items():
-        if value not in sendable or name not in sendable:
-            return _unsendable_header(response.headers) is not None
-    return False
+    return response.__class__ is not web.Response or not _sendable.issuperset(
+        response.headers.items()
+    )
 
 
 def _unsendable_header(headers: Mapping[str, str]) -> str | None:
     """The name of the first header aiohttp would refuse to send, or None (remembering the
-    sendable names and values)."""
-    for name, value in headers.items():
-        for text in (name, value):
-            if text in _sendable:
-                continue
-            if _FORBIDDEN.search(text):
-                return printable(name)
-            if len(_sendable) < _SENDABLE_LIMIT:
-                _sendable.add(text)
+    sendable ones)."""
+    for item in headers.items():
+        if item in _sendable:
+            continue
+        name, value = item
+        if _FORBIDDEN.search(name) or _FORBIDDEN.search(value):
+            return printable(name)
+        if len(_sendable) < _SENDABLE_LIMIT:
+            _sendable.add(item)
     return None
 
 
