@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from loopwise.http.server._connections import GuardedSite, effective_max_connections
 from loopwise.http.server._middlewares import standard_middlewares
 from loopwise.http.server._streams import STREAMS_KEY, close_streams
 
@@ -20,6 +21,8 @@ __all__ = ["create_app", "run", "serve"]
 log = logging.getLogger("loopwise.http.server")
 
 DEFAULT_CLIENT_MAX_SIZE = 1024**2
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEADER_TIMEOUT = 10.0
 
 
 def create_app(
@@ -68,8 +71,17 @@ async def serve(
     handle_signals: bool = True,
     ready: Callable[[str], object] | None = _announce,
     keepalive_timeout: float = 75.0,
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``stop`` is set or SIGTERM/SIGINT arrives.
+
+    Connection limits (``None`` turns one off): at most ``max_connections`` open connections
+    (lowered to fit the descriptor limit); at the cap a new connection replaces the oldest one
+    still waiting for its request headers, or is answered 503 with ``Retry-After: 1`` when
+    every connection is busy, and a warning is logged. A connection whose first request headers
+    have not arrived ``header_timeout`` seconds after it opened is answered 408 and closed.
+    ``keepalive_timeout`` closes idle keep-alive connections.
 
     ``port=0`` picks a free port; ``ready(url)`` is called with the real address once the socket
     listens (default: print it). Shutdown order: stop accepting connections, close idle
@@ -96,7 +108,13 @@ async def serve(
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
     try:
-        site = web.TCPSite(runner, host, port)
+        site = GuardedSite(
+            runner,
+            host,
+            port,
+            max_connections=effective_max_connections(max_connections),
+            header_timeout=header_timeout,
+        )
         await site.start()
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -198,10 +216,13 @@ def run(
     shutdown_timeout: float = 10.0,
     uvloop: bool | None = None,
     ready: Callable[[str], object] | None = _announce,
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
     """Run ``app`` in a new event loop until SIGTERM or Ctrl+C, then shut down gracefully.
 
-    Blocks; see :func:`serve` for the shutdown order, its bounds and ``ready``. ``uvloop=None``
+    Blocks; see :func:`serve` for the connection limits, the shutdown order, its bounds and
+    ``ready``. ``uvloop=None``
     uses uvloop when it is installed, ``True`` requires it, ``False`` never uses it. Returns
     normally after a signal, within ``shutdown_timeout`` + 1 s plus the ``cleanup_ctx`` exits:
     tasks still running then are cancelled and given a moment, never waited for. Startup errors
@@ -212,7 +233,15 @@ def run(
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(
-            serve(app, host, port, shutdown_timeout=shutdown_timeout, ready=ready)
+            serve(
+                app,
+                host,
+                port,
+                shutdown_timeout=shutdown_timeout,
+                ready=ready,
+                max_connections=max_connections,
+                header_timeout=header_timeout,
+            )
         )
     finally:
         try:
