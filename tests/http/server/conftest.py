@@ -16,12 +16,15 @@ from aiohttp import web
 
 
 @contextlib.asynccontextmanager
-async def running(app: web.Application, *, shutdown_timeout: float = 5.0) -> AsyncIterator[str]:
-    """Serve ``app`` on a free port of 127.0.0.1; yields the base URL; shuts down on exit."""
+async def running(
+    app: web.Application, *, shutdown_timeout: float = 5.0, port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port by default); yields the base URL; shuts down
+    on exit."""
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         host, port = runner.addresses[0][:2]
         yield f"http://{host}:{port}"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from loopwise.http.server._cli import _free_port
 from loopwise.http.server._demo import FEED_KEY, make_demo_app
 
 from .conftest import running
@@ -64,8 +65,10 @@ async def text_of(page: Any, selector: str) -> str:
 
 
 async def test_demo_in_a_browser(browser: Any, tmp_path: Path) -> None:
-    app = make_demo_app(tick_interval=0.05, retry_ms=200)
-    async with running(app) as url:
+    port = _free_port("127.0.0.1")
+    origins = [f"http://127.0.0.1:{port}"]
+    app = make_demo_app(tick_interval=0.05, retry_ms=200, allowed_origins=origins)
+    async with running(app, port=port) as url:
         context = await browser.new_context(viewport={"width": 1200, "height": 720})
         alice, bob = await context.new_page(), await context.new_page()
         for page in (alice, bob):

@@ -28,6 +28,7 @@ from loopwise.http.server._middlewares import problem_middleware as problem_midd
 from loopwise.http.server._middlewares import request_id_middleware as request_id_middleware
 from loopwise.http.server._middlewares import standard_middlewares as standard_middlewares
 from loopwise.http.server._middlewares import timeout_middleware as timeout_middleware
+from loopwise.http.server._origins import origin_middleware as origin_middleware
 from loopwise.http.server._problem import PROBLEM_CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from loopwise.http.server._problem import problem_response as problem_response
 from loopwise.http.server._problem import read_json as read_json
@@ -46,6 +47,7 @@ __all__ = [
     "access_log_middleware",
     "create_app",
     "current_request_id",
+    "origin_middleware",
     "prepare_stream",
     "problem_middleware",
     "problem_response",

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Middleware
 
 from loopwise.http.server._connections import GuardedSite, effective_max_connections
 from loopwise.http.server._middlewares import standard_middlewares
+from loopwise.http.server._origins import origin_middleware
 from loopwise.http.server._streams import STREAMS_KEY, close_streams
 
 __all__ = ["create_app", "run", "serve"]
@@ -29,6 +30,7 @@ def create_app(
     *,
     middlewares: Iterable[Middleware] | None = None,
     client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
+    allowed_origins: Iterable[str] | None = None,
 ) -> web.Application:
     """A ``web.Application`` wired for production.
 
@@ -37,6 +39,10 @@ def create_app(
       change or extend it, e.g. ``[*standard_middlewares(timeout=5), my_auth_middleware]``.
     - ``client_max_size``: the largest request body in bytes (default 1 MiB); a larger one is
       answered 413.
+    - ``allowed_origins``: when given (e.g. ``["https://example.com"]``), WebSocket upgrades,
+      event-stream requests and state-changing requests (POST, PUT, ...) that a browser sends
+      from any other origin get a 403 problem (:func:`origin_middleware`, added innermost).
+      ``None`` (the default) checks nothing.
     - On shutdown, every ``WebSocketHub`` and ``EventChannel`` that served this app is closed
       (WebSockets with 1001, event streams ended) before aiohttp waits for in-flight requests, so
       streams never hold the shutdown up.
@@ -44,10 +50,10 @@ def create_app(
 
     Add routes, ``cleanup_ctx`` entries and ``web.AppKey`` state to it as to any aiohttp app.
     """
-    app = web.Application(
-        middlewares=standard_middlewares() if middlewares is None else list(middlewares),
-        client_max_size=client_max_size,
-    )
+    stack = standard_middlewares() if middlewares is None else list(middlewares)
+    if allowed_origins is not None:
+        stack.append(origin_middleware(allowed_origins=allowed_origins))
+    app = web.Application(middlewares=stack, client_max_size=client_max_size)
     app[STREAMS_KEY] = set()
     app.on_shutdown.append(close_streams)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -25,14 +25,22 @@ MAX_TEXT = 500
 MAX_NAME = 40
 
 
-def make_demo_app(*, tick_interval: float = 1.0, retry_ms: int = 1000) -> web.Application:
-    """The demo application: ``/`` (the page), ``/events`` (SSE feed), ``/ws`` (chat),
-    ``/api/stats`` and ``POST /api/feed/drop`` (ends every feed stream; browsers resume)."""
+def make_demo_app(
+    *,
+    tick_interval: float = 1.0,
+    retry_ms: int = 1000,
+    allowed_origins: Iterable[str] = (),
+) -> web.Application:
+    """The demo application: ``/`` (the page), ``/favicon.ico``, ``/events`` (SSE feed), ``/ws``
+    (chat), ``/api/stats`` and ``POST /api/feed/drop`` (ends every feed stream; browsers resume).
+
+    Only pages from ``allowed_origins`` (the address it is served on) may open the chat, the
+    feed or drop it: anything else gets a 403 problem."""
     if not tick_interval > 0:
         raise ValueError(f"tick_interval must be positive, got {tick_interval!r}")
     hub = WebSocketHub(on_message=_on_chat, on_connect=_on_join, on_disconnect=_on_leave)
     feed = EventChannel(history=1000, keepalive=15.0, retry_ms=retry_ms)
-    app = create_app()
+    app = create_app(allowed_origins=allowed_origins)
     app[HUB_KEY] = hub
     app[FEED_KEY] = feed
     app.router.add_get("/", _page)
