@@ -71,7 +71,38 @@ async def _slow_goodbye(conn: HubConnection) -> None:
     await asyncio.sleep(60)
 
 
-SCENARIOS = {"replay": replay, "stubborn": stubborn}
+def broadcast(options: dict[str, str]) -> web.Application:
+    """A hub and an endpoint that broadcasts ``count`` messages of ``size`` bytes on request."""
+    disconnects: list[int] = []
+
+    async def on_disconnect(conn: HubConnection) -> None:
+        disconnects.append(conn.id)
+
+    hub = WebSocketHub(
+        heartbeat=None, queue_size=int(options.get("queue_size", "32")), on_disconnect=on_disconnect
+    )
+
+    async def send(request: web.Request) -> web.Response:
+        count, size = int(request.query["count"]), int(request.query["size"])
+        payload = b"x" * size
+        for _ in range(count):
+            await hub.broadcast(payload)
+        return web.json_response({"sent": count})
+
+    async def stats(request: web.Request) -> web.Response:
+        s = hub.statistics()
+        return web.json_response(
+            {"clients": s.clients, "evicted": s.evicted_full, "disconnects": len(disconnects)}
+        )
+
+    app = create_app()
+    app.router.add_get("/ws", hub.handler)
+    app.router.add_post("/broadcast", send)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+SCENARIOS = {"broadcast": broadcast, "replay": replay, "stubborn": stubborn}
 
 
 def main() -> None:

@@ -9,11 +9,12 @@ import socket
 import struct
 import time
 
+import aiohttp
 import pytest
 
 from loopwise.http.server import HubConnection, WebSocketHub
 
-from .conftest import running
+from .conftest import running, scenario_server
 from .test_hub import hub_app, raw_stalled_client, small_send_buffer, wait_for
 
 TCP_ESTABLISHED = 1
@@ -122,3 +123,49 @@ async def test_on_disconnect_runs_once_when_a_stuck_handler_is_cancelled() -> No
         assert len(calls) == 1
         await wait_all_gone([writer], 1.5)
         writer.close()
+
+
+async def test_fifty_evicted_clients_leave_nothing_behind_in_the_server() -> None:
+    """The audit's case, measured from outside: 50 clients that never read, 100 x 64 KiB
+    broadcast; every one is evicted, disconnected and reported to on_disconnect, and the
+    server's memory stays within clients x queue bound."""
+    clients, queue_size, size = 50, 8, 65536
+    async with (
+        scenario_server("broadcast", f"queue_size={queue_size}") as server,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+    ):
+        baseline = server.rss_kib()
+        stalled = [await raw_stalled_client(server.url) for _ in range(clients)]
+        writers = [writer for _, writer in stalled]
+        try:
+            peak = baseline
+            async with session.post(
+                f"{server.url}/broadcast", params={"count": "100", "size": str(size)}
+            ) as response:
+                assert response.status == 200
+            peak = max(peak, server.rss_kib())
+            evicted_at = time.monotonic()
+            async with session.get(f"{server.url}/stats") as response:
+                stats = await response.json()
+            assert stats["evicted"] == clients, stats
+            gone_after = await wait_all_gone(writers, 1.5 - (time.monotonic() - evicted_at))
+            for _ in range(100):
+                async with session.get(f"{server.url}/stats") as response:
+                    stats = await response.json()
+                if stats["disconnects"] == clients:
+                    break
+                await asyncio.sleep(0.05)
+            assert stats == {"clients": 0, "evicted": clients, "disconnects": clients}
+            for _ in range(10):
+                peak = max(peak, server.rss_kib())
+                await asyncio.sleep(0.05)
+        finally:
+            for writer in writers:
+                writer.close()
+    grown = peak - baseline
+    bound = clients * (queue_size * size // 1024 + 256) + 16 * 1024
+    print(
+        f"eviction: RSS baseline {baseline} KiB, peak {peak} KiB, grown {grown} KiB "
+        f"(bound {bound}); all {clients} sockets gone {gone_after:.2f} s after the eviction"
+    )
+    assert grown < bound

@@ -260,8 +260,8 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
 
     - An answer aiohttp could not send as it is becomes a problem too, so the access log outside
       records the status actually sent: a handler result that is not a response (500, logged),
-      a header name or value with a control character such as CR or LF (500, logged, never
-      sent), a ``FileResponse`` whose file is missing (404) or not a readable regular file (403).
+      a header value with a control character such as CR or LF (500, logged, never sent), a
+      ``FileResponse`` whose file is missing (404) or not a readable regular file (403).
 
     Every problem has ``instance`` (the request path) and ``request_id`` when one is known.
     Cancellation and connection errors are re-raised untouched; an error after a streaming response
@@ -496,6 +496,22 @@ async def prepare_stream(request: web.Request, response: web.StreamResponse) -> 
     await response.prepare(request)
 
 
+def _headers_in_slot() -> bool:
+    """Whether aiohttp keeps a response's headers in the ``_headers`` slot behind its
+    ``headers`` property (reading the slot saves a Python call per request)."""
+    probe = web.Response()
+    return getattr(probe, "_headers", None) is probe.headers
+
+
+class _NoFastPath(web.Response):
+    """Never the class of a handler's answer: with it, every answer takes the full check."""
+
+
+# On an aiohttp that keeps headers elsewhere, the fused middleware vets every answer in full:
+# slower, never wrong.
+_FAST_RESPONSE: type[web.Response] = web.Response if _headers_in_slot() else _NoFastPath
+
+
 def _combined_middleware(
     *,
     timeout: float | None,
@@ -523,9 +539,15 @@ def _combined_middleware(
     # Bound once: this runs on every request, and each lookup saved is measurable here.
     id_batch = _id_batch
     set_request_id = _request_id.set
+    reset_request_id = _request_id.reset
     logging_enabled = access_log.isEnabledFor
+    # logging clears this dict in place whenever levels change; a logger without one (another
+    # Python) gets an empty dict here, so every request asks isEnabledFor().
+    level_cache: dict[int, bool] | None = getattr(access_log, "_cache", None)
+    if not isinstance(level_cache, dict):
+        level_cache = {}
     known_sendable = _sendable.issuperset
-    Response = web.Response
+    Response = _FAST_RESPONSE
     inflight = deadlines.inflight if deadlines is not None else {}
     expired = deadlines.expired if deadlines is not None else set()
 
@@ -542,10 +564,12 @@ def _combined_middleware(
         if custom_header:
             request[_REQUEST_ID_HEADER_KEY] = header
         token = set_request_id(rid)
-        # access log
-        logged = logging_enabled(access_level) and (
-            not skip_paths or request.path not in skip_paths
-        )
+        # access log: the logger's own cache of isEnabledFor() answers, read without the call
+        logged = level_cache.get(access_level)
+        if logged is None:
+            logged = logging_enabled(access_level)
+        if logged and skip_paths:
+            logged = request.path not in skip_paths
         started = perf_counter()
         status = 500
         # timeout (as in timeout_middleware)
@@ -573,8 +597,8 @@ def _combined_middleware(
                             _release(expired, task)
                 # needs_vetting(), inlined; keeps the headers of a plain response at hand
                 if response.__class__ is Response:
-                    headers = response.headers
-                    if not known_sendable(headers.items()):
+                    headers = response._headers
+                    if not known_sendable(headers.values()):
                         headers = None
                 if headers is None:
                     response = await _vetted(request, response, error_log)
@@ -597,7 +621,7 @@ def _combined_middleware(
                 if logged:
                     _log_access(access_log, access_level, request, status, started)
             finally:
-                _request_id.reset(token)
+                reset_request_id(token)
         # A prepared (streaming) response has sent its headers already, with the id when it was
         # started by prepare_stream(); setting it again changes nothing on the wire.
         if headers is None:

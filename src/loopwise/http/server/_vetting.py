@@ -24,33 +24,35 @@ __all__ = ["needs_vetting", "vet"]
 
 # What aiohttp refuses in a header name or value (it allows the tab).
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# Headers (name, value) already found sendable: most answers repeat the same few, so one C-level
-# set check replaces the scan. Bounded: past the limit, new headers are scanned every time.
-_sendable: set[tuple[str, str]] = set()
+# Header values already found sendable: most answers repeat the same few, so one C-level set
+# check replaces the scan. Bounded: past the limit, new values are scanned every time.
+_sendable: set[str] = set()
 _SENDABLE_LIMIT = 4096
 
 
 def needs_vetting(response: web.StreamResponse) -> bool:
-    """Cheap: False for a plain ``web.Response`` whose headers are known to be sendable.
+    """Cheap: False for a plain ``web.Response`` whose header values are known to be sendable.
 
-    (``response`` is what a handler returned: at run time it may be anything.)
+    (``response`` is what a handler returned: at run time it may be anything.) Header names
+    come from code, not from clients: they are checked only when a value needs a look.
     """
     return response.__class__ is not web.Response or not _sendable.issuperset(
-        response.headers.items()
+        response.headers.values()
     )
 
 
 def _unsendable_header(headers: Mapping[str, str]) -> str | None:
     """The name of the first header aiohttp would refuse to send, or None (remembering the
-    sendable ones)."""
-    for item in headers.items():
-        if item in _sendable:
+    sendable values)."""
+    for name, value in headers.items():
+        if _FORBIDDEN.search(name):
+            return printable(name)
+        if value in _sendable:
             continue
-        name, value = item
-        if _FORBIDDEN.search(name) or _FORBIDDEN.search(value):
+        if _FORBIDDEN.search(value):
             return printable(name)
         if len(_sendable) < _SENDABLE_LIMIT:
-            _sendable.add(item)
+            _sendable.add(value)
     return None
 
 
