@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from loopwise._exceptions import HTTPProblem
-from loopwise.http.server._middlewares import current_request_id, prepare_stream
+from loopwise.http.server._deadlines import prepare_stream
+from loopwise.http.server._request_id import current_request_id
 from loopwise.http.server._streams import (
     ActiveHandlers,
     abort_connection,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from loopwise._exceptions import HTTPProblem
-from loopwise.http.server._middlewares import current_request_id, prepare_stream
+from loopwise.http.server._deadlines import prepare_stream
+from loopwise.http.server._request_id import current_request_id
 from loopwise.http.server._streams import (
     ActiveHandlers,
     abort_connection,
