@@ -170,6 +170,13 @@ async def _shut_down(runner: web.AppRunner, budget: float, forced: asyncio.Event
 _CANCEL_GRACE = 0.5
 
 
+async def _callbacks_already_scheduled(loop: asyncio.AbstractEventLoop) -> None:
+    """Return once the loop has run every callback scheduled before this call (FIFO)."""
+    done = loop.create_future()
+    loop.call_soon(done.set_result, None)
+    await done
+
+
 async def _bounded_cleanup(runner: web.AppRunner, budget: float) -> None:
     """What ``runner.cleanup()`` does, each step held to the deadline ``budget`` s from now."""
     loop = asyncio.get_running_loop()
@@ -178,7 +185,9 @@ async def _bounded_cleanup(runner: web.AppRunner, budget: float) -> None:
         await site.stop()
     server = runner.server
     if server is not None:
-        await asyncio.sleep(0)  # requests accepted before the sites stopped reach their handlers
+        # As aiohttp's own cleanup does: connections accepted before the sites stopped get their
+        # handlers started first, so pre_shutdown() sees them as busy, not idle.
+        await _callbacks_already_scheduled(loop)
         server.pre_shutdown()
         try:
             async with asyncio.timeout_at(deadline):
