@@ -95,7 +95,7 @@ async def serve(
     wait for in-flight requests until ``shutdown_timeout`` seconds after the stop and cancel what
     is left, then run ``on_cleanup`` and the ``cleanup_ctx`` exits in reverse order.
 
-    Bounded: everything up to the cleanup ends within ``shutdown_timeout`` + 0.5 s whatever the
+    Bounded: everything up to the cleanup ends within ``shutdown_timeout`` + 0.3 s whatever the
     handlers and callbacks do (an ``on_shutdown`` receiver still running at the deadline is
     cancelled; a handler that ignores its cancellation is left behind with a warning). A second
     SIGTERM/SIGINT during the shutdown stops it at once, cleanup included. If startup fails,
@@ -167,7 +167,7 @@ async def _shut_down(runner: web.AppRunner, budget: float, forced: asyncio.Event
 
 
 # Time given to the handlers cancelled at the deadline to finish their ``finally`` blocks.
-_CANCEL_GRACE = 0.5
+_CANCEL_GRACE = 0.3
 
 
 async def _callbacks_already_scheduled(loop: asyncio.AbstractEventLoop) -> None:
@@ -267,7 +267,7 @@ def run(
 
 
 # asyncio.Runner would wait without limit for tasks that ignore their cancellation.
-_LEFTOVER_GRACE = 0.3
+_LEFTOVER_GRACE = 0.2
 
 
 def _drop_leftovers(loop: asyncio.AbstractEventLoop) -> None:
