@@ -102,21 +102,37 @@ def broadcast(options: dict[str, str]) -> web.Application:
     return app
 
 
-SCENARIOS = {"broadcast": broadcast, "replay": replay, "stubborn": stubborn}
+def hello(options: dict[str, str]) -> web.Application:
+    """One small endpoint, for the connection limits."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app = create_app()
+    app.router.add_get("/hello", answer)
+    return app
+
+
+SCENARIOS = {"broadcast": broadcast, "hello": hello, "replay": replay, "stubborn": stubborn}
 
 
 def main() -> None:
     name, *rest = sys.argv[1:]
     options = dict(item.split("=", 1) for item in rest)
     shutdown_timeout = float(options.pop("shutdown_timeout", "10"))
+    use_uvloop = options.pop("loop", "asyncio") == "uvloop"
+    max_connections = options.pop("max_connections", "1000")
+    header_timeout = options.pop("header_timeout", "10")
     app = SCENARIOS[name](options)
     run(
         app,
         "127.0.0.1",
         0,
         shutdown_timeout=shutdown_timeout,
-        uvloop=False,
+        uvloop=use_uvloop,
         ready=lambda url: print(f"serving on {url}", flush=True),
+        max_connections=None if max_connections == "none" else int(max_connections),
+        header_timeout=None if header_timeout == "none" else float(header_timeout),
     )
 
 

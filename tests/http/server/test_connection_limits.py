@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ import pytest
 from aiohttp import web
 
 from loopwise.http.server import EventChannel, create_app, serve
+
+from .conftest import scenario_server
 
 
 async def hello(request: web.Request) -> web.Response:
@@ -162,3 +165,25 @@ def test_bad_limits_are_refused() -> None:
         asyncio.run(serve(hello_app(), port=0, max_connections=0, handle_signals=False))
     with pytest.raises(ValueError, match="header_timeout"):
         asyncio.run(serve(hello_app(), port=0, header_timeout=0, handle_signals=False))
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_the_limits_hold_in_a_server_process(loop: str) -> None:
+    """The same guard in run(), on each event loop: a silent flood beyond the cap does not stop
+    normal requests, and silent connections get their 408."""
+    options = [f"loop={loop}", "max_connections=30", "header_timeout=1"]
+    async with scenario_server("hello", *options) as server:
+        flood = [await silent(server.port) for _ in range(60)]
+        try:
+            assert [await get_hello(server.port) for _ in range(10)] == [200] * 10
+            answers = [await answer_or_close(sock, 10) for sock in flood[-10:]]
+            assert all(a.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for a in answers)
+        finally:
+            for sock in flood:
+                sock.close()
+        assert server.process.stderr is not None
+        server.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.process.wait(), 15) == 0
+        errors = (await server.process.stderr.read()).decode()
+        assert "connection limit reached" in errors
+        assert "Traceback" not in errors

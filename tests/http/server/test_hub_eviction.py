@@ -125,13 +125,14 @@ async def test_on_disconnect_runs_once_when_a_stuck_handler_is_cancelled() -> No
         writer.close()
 
 
-async def test_fifty_evicted_clients_leave_nothing_behind_in_the_server() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_fifty_evicted_clients_leave_nothing_behind_in_the_server(loop: str) -> None:
     """The audit's case, measured from outside: 50 clients that never read, 100 x 64 KiB
     broadcast; every one is evicted, disconnected and reported to on_disconnect, and the
     server's memory stays within clients x queue bound."""
     clients, queue_size, size = 50, 8, 65536
     async with (
-        scenario_server("broadcast", f"queue_size={queue_size}") as server,
+        scenario_server("broadcast", f"queue_size={queue_size}", f"loop={loop}") as server,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
     ):
         baseline = server.rss_kib()
@@ -165,7 +166,7 @@ async def test_fifty_evicted_clients_leave_nothing_behind_in_the_server() -> Non
     grown = peak - baseline
     bound = clients * (queue_size * size // 1024 + 256) + 16 * 1024
     print(
-        f"eviction: RSS baseline {baseline} KiB, peak {peak} KiB, grown {grown} KiB "
+        f"eviction ({loop}): RSS baseline {baseline} KiB, peak {peak} KiB, grown {grown} KiB "
         f"(bound {bound}); all {clients} sockets gone {gone_after:.2f} s after the eviction"
     )
     assert grown < bound

@@ -40,8 +40,9 @@ async def stats(session: aiohttp.ClientSession, server: ServerProcess) -> dict[s
         return data
 
 
-async def test_replay_to_non_reading_clients_stays_within_the_queue_bound() -> None:
-    options = [f"events={EVENTS}", f"size={EVENT_SIZE}", f"queue_size={QUEUE_SIZE}"]
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_replay_to_non_reading_clients_stays_within_the_queue_bound(loop: str) -> None:
+    options = [f"events={EVENTS}", f"size={EVENT_SIZE}", f"queue_size={QUEUE_SIZE}", f"loop={loop}"]
     async with (
         scenario_server("replay", *options) as server,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session,
@@ -69,7 +70,7 @@ async def test_replay_to_non_reading_clients_stays_within_the_queue_bound() -> N
     per_client = 2 * QUEUE_SIZE * EVENT_SIZE // 1024 + 256
     bound = CLIENTS * per_client + 16 * 1024
     print(
-        f"replay RSS: baseline {baseline} KiB, peak {peak} KiB, grown {grown} KiB, "
+        f"replay RSS ({loop}): baseline {baseline} KiB, peak {peak} KiB, grown {grown} KiB, "
         f"bound {bound} KiB, stats {after}"
     )
     assert after["subscribers"] == CLIENTS, after
