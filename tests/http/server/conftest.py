@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,12 +16,15 @@ from aiohttp import web
 
 
 @contextlib.asynccontextmanager
-async def running(app: web.Application, *, shutdown_timeout: float = 5.0) -> AsyncIterator[str]:
-    """Serve ``app`` on a free port of 127.0.0.1; yields the base URL; shuts down on exit."""
+async def running(
+    app: web.Application, *, shutdown_timeout: float = 5.0, port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port by default); yields the base URL; shuts down
+    on exit."""
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         host, port = runner.addresses[0][:2]
         yield f"http://{host}:{port}"
@@ -84,3 +90,54 @@ class SSEReader:
             assert event is not None, f"stream ended after {len(events)} of {n} events"
             events.append(event)
         return events
+
+
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+SCENARIO_SERVER = str(Path(__file__).with_name("scenario_server.py"))
+
+
+@dataclass
+class ServerProcess:
+    """A scenario server running in its own process (see scenario_server.py)."""
+
+    url: str
+    process: asyncio.subprocess.Process
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def rss_kib(self) -> int:
+        """The process's resident memory now, in KiB (Linux)."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS line")
+
+
+@contextlib.asynccontextmanager
+async def scenario_server(
+    name: str, *options: str, env: dict[str, str] | None = None
+) -> AsyncIterator[ServerProcess]:
+    """Start ``scenario_server.py name options...``; yields once it listens; killed on exit."""
+    environ = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, environ.get("PYTHONPATH")]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        SCENARIO_SERVER,
+        name,
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line.startswith("serving on http://"), line
+        yield ServerProcess(line.split()[-1], process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()

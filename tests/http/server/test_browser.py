@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from loopwise.http.server._cli import _free_port
 from loopwise.http.server._demo import FEED_KEY, make_demo_app
 
 from .conftest import running
@@ -64,8 +66,10 @@ async def text_of(page: Any, selector: str) -> str:
 
 
 async def test_demo_in_a_browser(browser: Any, tmp_path: Path) -> None:
-    app = make_demo_app(tick_interval=0.05, retry_ms=200)
-    async with running(app) as url:
+    port = _free_port("127.0.0.1")
+    origins = [f"http://127.0.0.1:{port}"]
+    app = make_demo_app(tick_interval=0.05, retry_ms=200, allowed_origins=origins)
+    async with running(app, port=port) as url:
         context = await browser.new_context(viewport={"width": 1200, "height": 720})
         alice, bob = await context.new_page(), await context.new_page()
         for page in (alice, bob):
@@ -115,3 +119,33 @@ async def test_demo_in_a_browser(browser: Any, tmp_path: Path) -> None:
         await alice.screenshot(path=str(screenshot), full_page=True)
         assert screenshot.stat().st_size > 10_000
         await context.close()
+
+
+async def test_demo_fits_a_phone_and_has_a_favicon(browser: Any, tmp_path: Path) -> None:
+    screenshot = tmp_path / "phone.png"
+    port = _free_port("127.0.0.1")
+    app = make_demo_app(tick_interval=0.2, allowed_origins=[f"http://127.0.0.1:{port}"])
+    async with running(app, port=port) as url:
+        context = await browser.new_context(viewport={"width": 420, "height": 800})
+        page = await context.new_page()
+        icons: list[int] = []
+        page.on("response", lambda r: icons.append(r.status) if "favicon" in r.url else None)
+        await page.goto(url)
+        await page.locator("#ws-status", has_text="connected").wait_for(timeout=10_000)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the page is {overflow} px wider than a 420 px screen"
+        for selector in ("#chat-form button", "#chat-text", "#drop-btn"):
+            box = await page.locator(selector).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 420, selector
+        await page.fill("#chat-text", "from a phone")
+        await page.click("#chat-form button")
+        await page.locator("#chat-log li", has_text="from a phone").wait_for(timeout=10_000)
+        icon = await page.evaluate("document.querySelector('link[rel=icon]').href")
+        assert icon == f"{url}/favicon.ico"
+        await page.screenshot(path=str(screenshot), full_page=True)
+        await context.close()
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/favicon.ico") as r:
+            assert r.status == 200 and r.content_type == "image/svg+xml"
+            assert b"<svg" in await r.read()

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopwise.http.server import _middlewares
-from loopwise.http.server._middlewares import _Deadlines
+from loopwise.http.server import _deadlines
+from loopwise.http.server._deadlines import _Deadlines
 
 SECONDS = 1.0
 SLACK = 0.001  # the shortest timer the bookkeeping sets
@@ -73,7 +73,7 @@ steps = st.lists(
 def test_deadlines_follow_the_model(plan: list[Any]) -> None:
     clock = [100.0]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_middlewares, "perf_counter", lambda: clock[0])
+        patch.setattr(_deadlines, "perf_counter", lambda: clock[0])
         run_plan(plan, clock)
 
 
@@ -146,7 +146,7 @@ async def test_real_loop_smoke() -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(asyncio.Event().wait())
     start = loop.time()
-    deadlines.enter(task, loop, _middlewares.perf_counter())
+    deadlines.enter(task, loop, _deadlines.perf_counter())
     with pytest.raises(asyncio.CancelledError):
         await task
     assert loop.time() - start >= 0.05

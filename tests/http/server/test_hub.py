@@ -282,3 +282,32 @@ async def test_bad_message_type() -> None:
     bad: Callable[[object], Awaitable[int]] = hub.broadcast  # type: ignore[assignment]
     with pytest.raises(TypeError, match=r"json\.dumps"):
         await bad({"a": 1})
+
+
+@pytest.mark.parametrize("kind", ["text", "binary", "compressed"])
+async def test_a_message_of_exactly_max_msg_size_is_accepted(
+    session: aiohttp.ClientSession, kind: str
+) -> None:
+    """The limit is on messages *over* max_msg_size: one byte less than refused is fine."""
+    size = 1024
+    got: list[int] = []
+
+    async def on_message(conn: HubConnection, data: str | bytes) -> None:
+        got.append(len(data))
+
+    compressed = kind == "compressed"
+    hub = WebSocketHub(
+        max_msg_size=size, heartbeat=None, on_message=on_message, compress=compressed
+    )
+    async with running(hub_app(hub)) as url:
+        ws = await session.ws_connect(f"{url}/ws", compress=15 if compressed else 0)
+        assert ws.compress == (15 if compressed else 0)
+        if kind in ("text", "compressed"):
+            await ws.send_str("z" * size)
+        else:
+            await ws.send_bytes(b"z" * size)
+        await wait_for(lambda: got == [size])
+        await ws.send_str("z" * (size + 1))
+        message = await ws.receive(timeout=10)
+        assert (message.type, message.data) == (WSMsgType.CLOSE, 1009)
+        await wait_for(lambda: hub.statistics().clients == 0)

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -145,6 +146,18 @@ async def crash_mid_stream(request: web.Request) -> web.StreamResponse:
     raise RuntimeError("broken after the headers went out")
 
 
+async def returns_a_dict(request: web.Request) -> Any:
+    return {"not": "a response"}
+
+
+async def bad_header(request: web.Request) -> web.Response:
+    return web.Response(text="hi", headers={"X-Echo": "a\r\nSet-Cookie: admin=1"})
+
+
+async def missing_file(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(Path(__file__).with_name("no-such-file.txt"))
+
+
 class FastView(web.View):
     async def get(self) -> web.Response:
         return web.json_response({"view": True, "request_id": current_request_id()})
@@ -173,6 +186,9 @@ ROUTES: list[tuple[str, str, Callable[..., Any]]] = [
     ("GET", "/stream-after-wait", stream_after_wait),
     ("GET", "/raw-stream", raw_stream),
     ("GET", "/crash-mid-stream", crash_mid_stream),
+    ("GET", "/dict", returns_a_dict),
+    ("GET", "/bad-header", bad_header),
+    ("GET", "/missing-file", missing_file),
 ]
 
 JSON = {"Content-Type": "application/json"}
@@ -209,6 +225,12 @@ SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/view", {}),
     ("GET", "/slow-view", {}),
     ("HEAD", "/ok", {}),
+    ("GET", "/dict", {}),
+    ("GET", "/bad-header", {}),
+    ("GET", "/ok", {}),  # the connection after an answer that could not be sent
+    ("GET", "/missing-file", {}),
+    ("GET", "/nowhere%0A2099-01-01%20CRITICAL%20forged", {}),
+    ("GET", "/nowhere%00nul%E2%80%A8sep", {}),
 ]
 
 

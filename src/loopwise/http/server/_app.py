@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from loopwise.http.server._connections import GuardedSite, effective_max_connections
 from loopwise.http.server._middlewares import standard_middlewares
+from loopwise.http.server._origins import origin_middleware
 from loopwise.http.server._streams import STREAMS_KEY, close_streams
 
 __all__ = ["create_app", "run", "serve"]
@@ -19,12 +22,15 @@ __all__ = ["create_app", "run", "serve"]
 log = logging.getLogger("loopwise.http.server")
 
 DEFAULT_CLIENT_MAX_SIZE = 1024**2
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEADER_TIMEOUT = 10.0
 
 
 def create_app(
     *,
     middlewares: Iterable[Middleware] | None = None,
     client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
+    allowed_origins: Iterable[str] | None = None,
 ) -> web.Application:
     """A ``web.Application`` wired for production.
 
@@ -33,6 +39,10 @@ def create_app(
       change or extend it, e.g. ``[*standard_middlewares(timeout=5), my_auth_middleware]``.
     - ``client_max_size``: the largest request body in bytes (default 1 MiB); a larger one is
       answered 413.
+    - ``allowed_origins``: when given (e.g. ``["https://example.com"]``), WebSocket upgrades,
+      event-stream requests and state-changing requests (POST, PUT, ...) that a browser sends
+      from any other origin get a 403 problem (:func:`origin_middleware`, added innermost).
+      ``None`` (the default) checks nothing.
     - On shutdown, every ``WebSocketHub`` and ``EventChannel`` that served this app is closed
       (WebSockets with 1001, event streams ended) before aiohttp waits for in-flight requests, so
       streams never hold the shutdown up.
@@ -40,10 +50,10 @@ def create_app(
 
     Add routes, ``cleanup_ctx`` entries and ``web.AppKey`` state to it as to any aiohttp app.
     """
-    app = web.Application(
-        middlewares=standard_middlewares() if middlewares is None else list(middlewares),
-        client_max_size=client_max_size,
-    )
+    stack = standard_middlewares() if middlewares is None else list(middlewares)
+    if allowed_origins is not None:
+        stack.append(origin_middleware(allowed_origins=allowed_origins))
+    app = web.Application(middlewares=stack, client_max_size=client_max_size)
     app[STREAMS_KEY] = set()
     app.on_shutdown.append(close_streams)
     return app
@@ -67,16 +77,29 @@ async def serve(
     handle_signals: bool = True,
     ready: Callable[[str], object] | None = _announce,
     keepalive_timeout: float = 75.0,
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``stop`` is set or SIGTERM/SIGINT arrives.
+
+    Connection limits (``None`` turns one off): at most ``max_connections`` open connections
+    (lowered to fit the descriptor limit); at the cap a new connection replaces the oldest one
+    still waiting for its request headers, or is answered 503 with ``Retry-After: 1`` when
+    every connection is busy, and a warning is logged. A connection whose first request headers
+    have not arrived ``header_timeout`` seconds after it opened is answered 408 and closed.
+    ``keepalive_timeout`` closes idle keep-alive connections.
 
     ``port=0`` picks a free port; ``ready(url)`` is called with the real address once the socket
     listens (default: print it). Shutdown order: stop accepting connections, close idle
     keep-alive connections, run ``on_shutdown`` (hubs and channels close their streams there),
-    wait up to ``shutdown_timeout`` seconds for in-flight requests and cancel what is left, then
-    run ``on_cleanup`` and the ``cleanup_ctx`` exits in reverse order. Signals after the first
-    are ignored (the wait is already bounded). If startup fails, what started is cleaned up and
-    the error propagates.
+    wait for in-flight requests until ``shutdown_timeout`` seconds after the stop and cancel what
+    is left, then run ``on_cleanup`` and the ``cleanup_ctx`` exits in reverse order.
+
+    Bounded: everything up to the cleanup ends within ``shutdown_timeout`` + 0.3 s whatever the
+    handlers and callbacks do (an ``on_shutdown`` receiver still running at the deadline is
+    cancelled; a handler that ignores its cancellation is left behind with a warning). A second
+    SIGTERM/SIGINT during the shutdown stops it at once, cleanup included. If startup fails,
+    what started is cleaned up and the error propagates.
     """
     runner = web.AppRunner(
         app,
@@ -87,15 +110,22 @@ async def serve(
     )
     await runner.setup()
     stop = asyncio.Event() if stop is None else stop
+    forced = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
     try:
-        site = web.TCPSite(runner, host, port)
+        site = GuardedSite(
+            runner,
+            host,
+            port,
+            max_connections=effective_max_connections(max_connections),
+            header_timeout=header_timeout,
+        )
         await site.start()
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, _on_signal, stop, sig)
+                    loop.add_signal_handler(sig, _on_signal, stop, forced, sig)
                     signals.append(sig)
         if ready is not None:
             address = runner.addresses[0]
@@ -103,17 +133,78 @@ async def serve(
         await stop.wait()
         log.info("shutting down: closing streams, waiting up to %gs for requests", shutdown_timeout)
     finally:
-        await runner.cleanup()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+        try:
+            await _shut_down(runner, shutdown_timeout, forced)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
 
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+def _on_signal(stop: asyncio.Event, forced: asyncio.Event, sig: signal.Signals) -> None:
     if stop.is_set():
-        log.warning("%s received again: already shutting down", sig.name)
+        log.warning("%s received again: stopping now, without waiting for the shutdown", sig.name)
+        forced.set()
     else:
         log.info("%s received: shutting down", sig.name)
         stop.set()
+
+
+async def _shut_down(runner: web.AppRunner, budget: float, forced: asyncio.Event) -> None:
+    """``runner.cleanup()`` with a deadline; returns at once when ``forced`` is set."""
+    steps = asyncio.ensure_future(_bounded_cleanup(runner, budget))
+    waiter = asyncio.ensure_future(forced.wait())
+    try:
+        await asyncio.wait({steps, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not steps.done():
+            steps.cancel()
+            await asyncio.wait({steps}, timeout=_CANCEL_GRACE)
+    if steps.done() and not steps.cancelled():
+        error = steps.exception()
+        if error is not None:
+            raise error
+
+
+# Time given to the handlers cancelled at the deadline to finish their ``finally`` blocks.
+_CANCEL_GRACE = 0.3
+
+
+async def _callbacks_already_scheduled(loop: asyncio.AbstractEventLoop) -> None:
+    """Return once the loop has run every callback scheduled before this call (FIFO)."""
+    done = loop.create_future()
+    loop.call_soon(done.set_result, None)
+    await done
+
+
+async def _bounded_cleanup(runner: web.AppRunner, budget: float) -> None:
+    """What ``runner.cleanup()`` does, each step held to the deadline ``budget`` s from now."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    if server is not None:
+        # As aiohttp's own cleanup does: connections accepted before the sites stopped get their
+        # handlers started first, so pre_shutdown() sees them as busy, not idle.
+        await _callbacks_already_scheduled(loop)
+        server.pre_shutdown()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await runner.shutdown()  # the on_shutdown signal
+        except TimeoutError:
+            log.warning("on_shutdown still running after %gs: cancelled it", budget)
+        # aiohttp waits this long for the handlers, cancels them and waits as long again; it
+        # also rounds a wait over 5 s up to a whole second of the loop's clock.
+        graceful = max(deadline - loop.time(), 0.001)
+        closing = loop.create_task(server.shutdown(graceful - 1.0 if graceful > 5 else graceful))
+        done, _ = await asyncio.wait({closing}, timeout=graceful + _CANCEL_GRACE)
+        if not done:
+            log.warning(
+                "request handlers still running %gs after their cancellation: left behind",
+                _CANCEL_GRACE,
+            )
+    await runner.app.cleanup()
 
 
 def _loop_factory(use_uvloop: bool | None) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -140,12 +231,58 @@ def run(
     shutdown_timeout: float = 10.0,
     uvloop: bool | None = None,
     ready: Callable[[str], object] | None = _announce,
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float | None = DEFAULT_HEADER_TIMEOUT,
 ) -> None:
     """Run ``app`` in a new event loop until SIGTERM or Ctrl+C, then shut down gracefully.
 
-    Blocks; see :func:`serve` for the shutdown order and ``ready``. ``uvloop=None`` uses uvloop
-    when it is installed, ``True`` requires it, ``False`` never uses it. Returns normally after a
-    signal; startup errors (port in use, a failing ``cleanup_ctx``) propagate.
+    Blocks; see :func:`serve` for the connection limits, the shutdown order, its bounds and
+    ``ready``. ``uvloop=None``
+    uses uvloop when it is installed, ``True`` requires it, ``False`` never uses it. Returns
+    normally after a signal, within ``shutdown_timeout`` + 1 s plus the ``cleanup_ctx`` exits:
+    tasks still running then are cancelled and given a moment, never waited for. Startup errors
+    (port in use, a failing ``cleanup_ctx``) propagate.
     """
-    with asyncio.Runner(loop_factory=_loop_factory(uvloop)) as runner:
-        runner.run(serve(app, host, port, shutdown_timeout=shutdown_timeout, ready=ready))
+    factory = _loop_factory(uvloop)
+    loop = factory() if factory is not None else asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(
+            serve(
+                app,
+                host,
+                port,
+                shutdown_timeout=shutdown_timeout,
+                ready=ready,
+                max_connections=max_connections,
+                header_timeout=header_timeout,
+            )
+        )
+    finally:
+        try:
+            _drop_leftovers(loop)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+# asyncio.Runner would wait without limit for tasks that ignore their cancellation.
+_LEFTOVER_GRACE = 0.2
+
+
+def _drop_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still running and give them ``_LEFTOVER_GRACE`` seconds to finish."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=_LEFTOVER_GRACE))
+        stuck = sum(not task.done() for task in tasks)
+        if stuck:
+            log.warning("%d task(s) ignored their cancellation at exit: abandoned", stuck)
+    loop.run_until_complete(_within(loop.shutdown_asyncgens(), _LEFTOVER_GRACE))
+
+
+async def _within(step: Coroutine[Any, Any, None], seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(step, seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -62,7 +63,9 @@ def serve_demo(args: argparse.Namespace) -> int:
     from loopwise.http.server._demo import make_demo_app
 
     try:
-        run(make_demo_app(tick_interval=args.tick), args.host, args.port)
+        port = args.port or _free_port(args.host)
+        app = make_demo_app(tick_interval=args.tick, allowed_origins=_origins(args.host, port))
+        run(app, args.host, port)
     except OSError as exc:
         print(
             f"loopwise: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
@@ -71,6 +74,23 @@ def serve_demo(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _free_port(host: str) -> int:
+    """A port free on ``host`` now: the demo must know it to name its own origin."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _origins(host: str, port: int) -> list[str]:
+    """The origins a browser shows for the demo page served on ``host:port``."""
+    names = {f"[{host}]" if ":" in host else host}
+    if host in ("127.0.0.1", "::1", "localhost"):
+        names |= {"localhost", "127.0.0.1", "[::1]"}
+    return sorted(f"http://{name}:{port}" for name in names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

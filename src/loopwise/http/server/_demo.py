@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -25,17 +25,26 @@ MAX_TEXT = 500
 MAX_NAME = 40
 
 
-def make_demo_app(*, tick_interval: float = 1.0, retry_ms: int = 1000) -> web.Application:
-    """The demo application: ``/`` (the page), ``/events`` (SSE feed), ``/ws`` (chat),
-    ``/api/stats`` and ``POST /api/feed/drop`` (ends every feed stream; browsers resume)."""
+def make_demo_app(
+    *,
+    tick_interval: float = 1.0,
+    retry_ms: int = 1000,
+    allowed_origins: Iterable[str] = (),
+) -> web.Application:
+    """The demo application: ``/`` (the page), ``/favicon.ico``, ``/events`` (SSE feed), ``/ws``
+    (chat), ``/api/stats`` and ``POST /api/feed/drop`` (ends every feed stream; browsers resume).
+
+    Only pages from ``allowed_origins`` (the address it is served on) may open the chat, the
+    feed or drop it: anything else gets a 403 problem."""
     if not tick_interval > 0:
         raise ValueError(f"tick_interval must be positive, got {tick_interval!r}")
     hub = WebSocketHub(on_message=_on_chat, on_connect=_on_join, on_disconnect=_on_leave)
     feed = EventChannel(history=1000, keepalive=15.0, retry_ms=retry_ms)
-    app = create_app()
+    app = create_app(allowed_origins=allowed_origins)
     app[HUB_KEY] = hub
     app[FEED_KEY] = feed
     app.router.add_get("/", _page)
+    app.router.add_get("/favicon.ico", _favicon)
     app.router.add_get("/events", feed.handler)
     app.router.add_get("/ws", hub.handler)
     app.router.add_get("/api/stats", _stats)
@@ -67,6 +76,22 @@ async def _tick_forever(app: web.Application, interval: float) -> None:
 
 async def _page(request: web.Request) -> web.Response:
     return web.Response(text=PAGE, content_type="text/html")
+
+
+async def _favicon(request: web.Request) -> web.Response:
+    return web.Response(
+        text=FAVICON,
+        content_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="7" fill="#0f172a"/>'
+    '<path d="M9 16a7 7 0 1 1 7 7" fill="none" stroke="#38bdf8" stroke-width="3.5" '
+    'stroke-linecap="round"/><circle cx="16" cy="23" r="2.6" fill="#22c55e"/></svg>'
+)
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -118,6 +143,7 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>loopwise demo</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>
   :root { --bg:#0f172a; --card:#111c33; --line:#23314f; --fg:#e2e8f0; --dim:#94a3b8;
           --ok:#22c55e; --warn:#f59e0b; --bad:#ef4444; --accent:#38bdf8; }
@@ -148,6 +174,14 @@ PAGE = """<!doctype html>
            font:inherit; font-weight:600; cursor:pointer; }
   button.secondary { background:var(--line); color:var(--fg); }
   footer { padding:0 28px 20px; color:var(--dim); font-size:13px; }
+  section, input { min-width:0; }
+  @media (max-width: 720px) {
+    header { padding:12px 14px; flex-wrap:wrap; gap:4px 16px; }
+    main { grid-template-columns:1fr; gap:14px; padding:14px; }
+    section { min-height:0; }
+    #chat-name { width:80px; }
+    footer { padding:0 14px 14px; }
+  }
 </style>
 </head>
 <body>

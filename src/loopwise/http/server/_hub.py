@@ -13,8 +13,14 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from loopwise._exceptions import HTTPProblem
-from loopwise.http.server._middlewares import current_request_id, prepare_stream
-from loopwise.http.server._streams import ActiveHandlers, register_streams
+from loopwise.http.server._deadlines import prepare_stream
+from loopwise.http.server._request_id import current_request_id
+from loopwise.http.server._streams import (
+    ActiveHandlers,
+    abort_connection,
+    register_streams,
+    require_get,
+)
 
 __all__ = ["HubConnection", "HubStatistics", "WebSocketHub"]
 
@@ -26,6 +32,8 @@ ConnectionCallback = Callable[["HubConnection"], Awaitable[None]]
 CLOSE_TOO_SLOW = int(WSCloseCode.POLICY_VIOLATION)  # 1008
 CLOSE_ERROR = int(WSCloseCode.INTERNAL_ERROR)  # 1011
 CLOSE_GOING_AWAY = int(WSCloseCode.GOING_AWAY)  # 1001
+CLOSE_TOO_BIG = int(WSCloseCode.MESSAGE_TOO_BIG)  # 1009
+EVICTED_CLOSE_TIMEOUT = 0.5  # seconds an evicted client gets to take its close frame
 
 _Frame = tuple[WSMsgType, bytes]
 _ids = itertools.count(1)
@@ -65,6 +73,10 @@ class _Resume:
                     value = coro.send(sent)
                 except StopIteration:
                     return
+
+
+def _size(data: str | bytes) -> int:
+    return len(data.encode("utf-8")) if isinstance(data, str) else len(data)
 
 
 def _encode(data: str | bytes) -> _Frame:
@@ -194,15 +206,18 @@ class WebSocketHub:
     Eviction: a client whose queue is full when a message is queued for it, or whose single send
     has not completed after ``send_timeout`` seconds, is evicted: removed from the hub at once (its
     queue is dropped, so its memory is bounded by ``queue_size`` messages plus the transport's
-    buffer), then closed with 1008 (policy violation). A close that the client does not complete
-    within ``close_timeout`` seconds aborts the TCP connection.
+    buffer), then closed with 1008 (policy violation); if it has not taken the close frame within
+    0.5 s its TCP connection is reset, dropping what the kernel still held for it. Any other close
+    that the client does not complete within ``close_timeout`` seconds is reset the same way.
+    ``on_disconnect`` runs exactly once for every client that was accepted, whichever way it
+    left (closed, evicted, failed, or its handler cancelled at shutdown).
 
     Receiving: each text or binary message from a client is passed to ``on_message(conn, data)``,
     one at a time per client, in order. If ``on_message``, ``on_connect`` or ``on_disconnect``
     raises, the error is logged with the request id and that client is closed with 1011; the hub
-    and the other clients carry on. A message over ``max_msg_size`` bytes closes the client
-    with 1009. ``heartbeat`` (seconds, ``None`` for none) pings idle clients and drops those that
-    do not answer.
+    and the other clients carry on. A message over ``max_msg_size`` bytes closes the client with
+    1009 (one of exactly ``max_msg_size`` bytes is accepted). ``heartbeat`` (seconds, ``None``
+    for none) pings idle clients and drops those that do not answer.
 
     Shutdown: ``await hub.close()`` closes every client with 1001 (going away), refuses new ones
     with 503 and returns when all of them are gone. Apps made by ``create_app`` call it on
@@ -304,15 +319,23 @@ class WebSocketHub:
         )
 
     async def close(self) -> None:
-        """Close every client with 1001 and refuse new ones; returns once all are gone.
+        """Close every client with 1001 and refuse new ones; returns once all are gone, or
+        ``close_timeout`` + 0.5 s at most.
 
         Idempotent. Each client's close is bounded by ``close_timeout`` (then its connection is
-        aborted), so this returns within about that time.
+        reset); only ``on_disconnect`` callbacks can run longer, and they are not waited for past
+        that bound (a server shutdown cancels them at its deadline).
         """
         self._closed = True
         for client in tuple(self._clients):
             self._finish(client, CLOSE_GOING_AWAY, "server shutting down")
-        await self._handlers.wait_idle()
+        if not await self._handlers.wait_idle(self._close_timeout + 0.5):
+            log.warning(
+                "WebSocketHub.close(): %d handler(s) still running on_disconnect after %gs; "
+                "not waiting for them",
+                len(self._handlers),
+                self._close_timeout + 0.5,
+            )
         self._stop_sweeper()
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -333,8 +356,10 @@ class WebSocketHub:
     async def handler(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler: upgrade to WebSocket and serve this client until it goes.
 
-        A request that is not a WebSocket upgrade gets a 426 problem; after ``close()``, a 503.
+        A method other than GET (HEAD included) gets a 405 problem, a GET that is not a
+        WebSocket upgrade a 426 problem; after ``close()``, a 503.
         """
+        require_get(request, "this WebSocket endpoint")
         if self._closed:
             raise HTTPProblem(
                 503,
@@ -344,7 +369,8 @@ class WebSocketHub:
         ws = web.WebSocketResponse(
             timeout=self._close_timeout,
             heartbeat=self._heartbeat,
-            max_msg_size=self._max_msg_size,
+            # aiohttp refuses a message of exactly its limit: ours is on messages over it.
+            max_msg_size=self._max_msg_size + 1 if self._max_msg_size else 0,
             compress=self._compress,
             protocols=self._protocols,
         )
@@ -382,10 +408,13 @@ class WebSocketHub:
             await client._done.wait()
         finally:
             self._forget(client)
-            await self._stop_tasks(client, sender, receiver)
-            await self._close_ws(client)
-            if self.on_disconnect is not None:
-                await self._call(client, self.on_disconnect)
+            try:
+                await self._stop_tasks(client, sender, receiver)
+                await self._close_ws(client)
+            finally:
+                # Every path ends here once: evicted, closed, errored or cancelled (shutdown).
+                if self.on_disconnect is not None:
+                    await self._call(client, self.on_disconnect)
 
     async def _stop_tasks(
         self,
@@ -451,8 +480,12 @@ class WebSocketHub:
             self._sent += 1
 
     async def _receive_loop(self, client: HubConnection) -> None:
+        limit = self._max_msg_size if self._compress else 0
         async for message in client.ws:
             if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                if limit and _size(message.data) > limit:  # inflated by one byte too many
+                    self._finish(client, CLOSE_TOO_BIG, "message too big")
+                    return
                 self._received += 1
                 if self.on_message is not None:
                     await self.on_message(client, message.data)
@@ -460,17 +493,34 @@ class WebSocketHub:
                 return
 
     async def _close_ws(self, client: HubConnection) -> None:
+        """Close the WebSocket; a close that cannot finish in time aborts the TCP connection.
+
+        An evicted client gets ``EVICTED_CLOSE_TIMEOUT`` at most: it is not reading, so waiting
+        longer only holds its socket and buffers.
+        """
         ws = client.ws
-        if ws.closed:
-            return
         code = client._close_code if client._close_code is not None else 1000
+        limit = self._close_timeout
+        if code == CLOSE_TOO_SLOW:
+            limit = min(limit, EVICTED_CLOSE_TIMEOUT)
+        clean = False
         try:
-            async with asyncio.timeout(self._close_timeout):
-                await ws.close(code=code, message=client._close_reason.encode("utf-8"))
+            if not ws.closed:
+                async with asyncio.timeout(limit):
+                    await ws.close(code=code, message=client._close_reason.encode("utf-8"))
+            clean = True
+        except asyncio.CancelledError:
+            # Cancelling the sender task mid-send cancels aiohttp's drain waiter, which the
+            # connection shares: the close then raises CancelledError although nobody cancelled
+            # this task. Only a real cancellation of this task propagates.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
         except (TimeoutError, ConnectionError):
-            transport = client.request.transport
-            if transport is not None:
-                transport.abort()
+            pass
+        finally:
+            if not clean:
+                abort_connection(client.request)
 
     # -- bookkeeping ------------------------------------------------------------------------
 

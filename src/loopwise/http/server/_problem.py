@@ -84,8 +84,9 @@ async def read_json(request: web.Request) -> Any:
     """The request body parsed as JSON.
 
     Raises :class:`~loopwise.HTTPProblem` 415 when the ``Content-Type`` is not JSON and 400 when
-    the body is not valid UTF-8 JSON; a body over the app's ``client_max_size`` raises aiohttp's
-    413. With ``problem_middleware`` each becomes a problem+json answer.
+    the body is not valid UTF-8 JSON or is nested too deeply for the parser; a body over the
+    app's ``client_max_size`` raises aiohttp's 413. With ``problem_middleware`` each becomes a
+    problem+json answer.
     """
     if not _is_json_type(request.content_type):
         raise HTTPProblem(
@@ -98,6 +99,10 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise HTTPProblem(400, detail="the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise HTTPProblem(
+            400, detail="the request body is JSON nested too deeply: flatten it"
+        ) from None
     except json.JSONDecodeError as exc:
         raise HTTPProblem(
             400,

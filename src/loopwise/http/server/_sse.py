@@ -14,8 +14,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from loopwise._exceptions import HTTPProblem
-from loopwise.http.server._middlewares import current_request_id, prepare_stream
-from loopwise.http.server._streams import ActiveHandlers, register_streams
+from loopwise.http.server._deadlines import prepare_stream
+from loopwise.http.server._request_id import current_request_id
+from loopwise.http.server._streams import (
+    ActiveHandlers,
+    abort_connection,
+    register_streams,
+    require_get,
+)
 
 __all__ = ["ChannelStatistics", "EventChannel"]
 
@@ -66,10 +72,22 @@ class ChannelStatistics:
 
 
 class _Subscriber:
-    __slots__ = ("done", "last_write", "ping", "queue", "request", "request_id", "wakeup")
+    __slots__ = (
+        "done",
+        "last_write",
+        "ping",
+        "queue",
+        "replay_from",
+        "request",
+        "request_id",
+        "wakeup",
+    )
 
     def __init__(self, request: web.Request, now: float) -> None:
         self.request = request
+        # While not None: the id of the next event to send from the history, which publish()
+        # leaves to the replay (the queue fills only once the replay has caught up).
+        self.replay_from: int | None = None
         self.request_id = current_request_id()
         self.queue: deque[bytes] = deque()
         self.wakeup = asyncio.Event()
@@ -96,9 +114,13 @@ class EventChannel:
       events and the transport buffer.
     - A client that reconnects with ``Last-Event-ID: N`` (browsers do this by themselves) first
       receives every event after ``N`` still in the history, then live events, with nothing lost
-      or repeated in between. If some of the events it missed are no longer kept, or ``N`` is not
-      an id this channel has sent (the server restarted), it first receives an event named
-      ``gap`` (no id) whose data is JSON ``{"last_event_id": N, "first_available_id": F,
+      or repeated in between. The replay is read from the shared history and written
+      ``queue_size`` events at a time, so it costs a stream no more memory than live events do;
+      a client that cannot take it (a write stalled for ``send_timeout``, or the history moved
+      past the events it still had to receive) is dropped like a slow live stream.
+    - If some of the events a resuming client missed are no longer kept, or ``N`` is not an id
+      this channel has sent (the server restarted), it first receives an event named ``gap``
+      (no id) whose data is JSON ``{"last_event_id": N, "first_available_id": F,
       "reason": "expired" | "unknown"}`` and then everything still kept.
     - A malformed ``Last-Event-ID`` gets a 400 problem; after ``close()`` new streams get a 503.
     - An idle stream gets a comment line every ``keepalive`` seconds, which keeps proxies from
@@ -206,13 +228,15 @@ class EventChannel:
         )
 
     async def close(self) -> None:
-        """End every stream and refuse new ones; returns once all handlers are finished.
+        """End every stream and refuse new ones; returns once all handlers are finished, or
+        ``send_timeout`` + 0.5 s at most.
 
-        Idempotent; each stream's last write is bounded by ``send_timeout``.
+        Idempotent; each stream's last write is bounded by ``send_timeout`` (then the stream is
+        dropped).
         """
         self._closed = True
         self.disconnect_all()
-        await self._handlers.wait_idle()
+        await self._handlers.wait_idle(self._send_timeout + 0.5)
 
     async def on_shutdown(self, app: web.Application) -> None:
         """``app.on_shutdown`` receiver that calls :meth:`close`."""
@@ -228,7 +252,11 @@ class EventChannel:
     # -- the handler ------------------------------------------------------------------------
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
-        """The aiohttp handler: stream events to this client until it goes or the channel closes."""
+        """The aiohttp handler: stream events to this client until it goes or the channel closes.
+
+        A method other than GET (HEAD included) gets a 405 problem and subscribes nothing.
+        """
+        require_get(request, "this event stream")
         if self._closed:
             raise HTTPProblem(
                 503,
@@ -237,8 +265,8 @@ class EventChannel:
             )
         last_id = _parse_last_event_id(request)
         subscriber = _Subscriber(request, asyncio.get_running_loop().time())
-        # Snapshot the replay and subscribe with no await in between: nothing lost or repeated.
-        preamble = self._preamble(last_id)
+        # Fix the resume point and subscribe with no await in between: nothing lost or repeated.
+        preamble = self._resume(subscriber, last_id)
         self._subscribe(subscriber)
         self._handlers.started()
         try:
@@ -253,12 +281,13 @@ class EventChannel:
             self._unsubscribe(subscriber)
             self._handlers.stopped()
 
-    def _preamble(self, last_id: int | None) -> list[bytes]:
+    def _resume(self, subscriber: _Subscriber, last_id: int | None) -> bytes:
+        """The stream's first bytes (``retry``, a ``gap`` event); sets where its replay starts."""
         parts: list[bytes] = []
         if self._retry_ms is not None:
             parts.append(f"retry: {self._retry_ms}\n\n".encode())
         if last_id is None:
-            return parts
+            return b"".join(parts)
         self._resumed += 1
         history = self._history
         first = history[0][0] if history else self._last_id + 1
@@ -267,22 +296,22 @@ class EventChannel:
             reason = "unknown" if last_id > self._last_id else "expired"
             gap = {"last_event_id": last_id, "first_available_id": first, "reason": reason}
             parts.append(_format_event(None, json.dumps(gap), "gap"))
-            replay = [frame for _, frame in history]
+            start = first
         else:
-            start = last_id + 1 - first
-            replay = [frame for _, frame in itertools.islice(history, start, None)]
-        self._replayed += len(replay)
-        self._sent += len(replay)
-        parts.extend(replay)
-        return parts
+            start = last_id + 1
+        if history and start <= self._last_id:
+            subscriber.replay_from = start
+        return b"".join(parts)
 
     async def _stream(
-        self, subscriber: _Subscriber, response: web.StreamResponse, preamble: list[bytes]
+        self, subscriber: _Subscriber, response: web.StreamResponse, preamble: bytes
     ) -> bool:
         """Write until the stream ends; True if it ended cleanly (the response can be closed)."""
         queue, wakeup = subscriber.queue, subscriber.wakeup
         try:
-            if preamble and not await self._write(subscriber, response, b"".join(preamble)):
+            if preamble and not await self._write(subscriber, response, preamble):
+                return False
+            if subscriber.replay_from is not None and not await self._replay(subscriber, response):
                 return False
             while not subscriber.done:
                 if not queue:
@@ -304,14 +333,50 @@ class EventChannel:
             return False
         return True
 
+    async def _replay(self, subscriber: _Subscriber, response: web.StreamResponse) -> bool:
+        """Send the history from ``subscriber.replay_from`` on, ``queue_size`` events per write
+        (the bound a live stream has), reading the shared history rather than copying it; then
+        hand the stream over to live events. False if the stream ended meanwhile."""
+        history = self._history
+        while not subscriber.done:
+            start = subscriber.replay_from
+            assert start is not None
+            if start > self._last_id:
+                subscriber.replay_from = None  # caught up: publish() queues for it from now on
+                return True
+            first = history[0][0]
+            if start < first:
+                self._evict(
+                    subscriber,
+                    f"could not take its replay: the history ({history.maxlen} events) moved "
+                    f"past event {start} before it was sent",
+                )
+                return False
+            offset = start - first
+            frames = [
+                frame for _, frame in itertools.islice(history, offset, offset + self._queue_size)
+            ]
+            if not await self._write(subscriber, response, b"".join(frames), replaying=True):
+                return False
+            subscriber.replay_from = start + len(frames)
+            self._replayed += len(frames)
+            self._sent += len(frames)
+        return False
+
     async def _write(
-        self, subscriber: _Subscriber, response: web.StreamResponse, data: bytes
+        self,
+        subscriber: _Subscriber,
+        response: web.StreamResponse,
+        data: bytes,
+        *,
+        replaying: bool = False,
     ) -> bool:
         try:
             async with asyncio.timeout(self._send_timeout):
                 await response.write(data)
         except TimeoutError:
-            self._evict(subscriber, "a write stalled for send_timeout")
+            during = " during its replay" if replaying else ""
+            self._evict(subscriber, f"a write stalled for send_timeout{during}")
             return False
         subscriber.last_write = asyncio.get_running_loop().time()
         return True
@@ -319,7 +384,7 @@ class EventChannel:
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _enqueue(self, subscriber: _Subscriber, frame: bytes) -> None:
-        if subscriber.done:
+        if subscriber.done or subscriber.replay_from is not None:
             return
         if len(subscriber.queue) >= self._queue_size:
             self._evict(subscriber, f"{self._queue_size} events behind")
@@ -341,9 +406,7 @@ class EventChannel:
             extra={"request_id": rid},
         )
         self._finish(subscriber)
-        transport = subscriber.request.transport
-        if transport is not None:
-            transport.abort()
+        abort_connection(subscriber.request)
 
     def _finish(self, subscriber: _Subscriber) -> None:
         subscriber.done = True

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from typing import Protocol
 
 from aiohttp import web
 
-__all__ = ["STREAMS_KEY", "ActiveHandlers", "close_streams", "register_streams"]
+from loopwise._exceptions import HTTPProblem
+
+__all__ = [
+    "STREAMS_KEY",
+    "ActiveHandlers",
+    "abort_connection",
+    "close_streams",
+    "register_streams",
+    "require_get",
+]
 
 log = logging.getLogger("loopwise.http.server")
 
@@ -36,10 +48,47 @@ class ActiveHandlers:
         if self._count == 0 and self._idle is not None:
             self._idle.set()
 
-    async def wait_idle(self) -> None:
-        """Return once no handler is active (at once when none ever started)."""
+    async def wait_idle(self, seconds: float) -> bool:
+        """Wait until no handler is active, ``seconds`` at most; True if none is left."""
         if self._count and self._idle is not None:
-            await self._idle.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._idle.wait()
+        return self._count == 0
+
+
+def require_get(request: web.Request, what: str) -> None:
+    """Refuse anything but GET with a 405 problem, before a stream starts or subscribes.
+
+    aiohttp's ``add_get`` also routes HEAD, and a stream cannot answer HEAD (its body is the
+    point); a route added for ``"*"`` brings every other method here too.
+    """
+    if request.method != "GET":
+        raise HTTPProblem(
+            405,
+            detail=f"{what} answers GET only, not {request.method}",
+            headers={"Allow": "GET"},
+        )
+
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+
+
+def abort_connection(request: web.Request) -> None:
+    """Drop the request's TCP connection now, with whatever it still had to send.
+
+    A plain abort closes the descriptor but leaves the unsent bytes in the kernel, which keeps
+    sending them (and holding the memory) to a client that does not read; a zero linger makes
+    the kernel discard them and reset the connection.
+    """
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    transport.abort()
 
 
 class StreamOwner(Protocol):

@@ -1,0 +1,95 @@
+"""create_app(allowed_origins=...): pages from other origins cannot open WebSockets or event
+streams, nor change state; the demo uses it."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from loopwise.http.server import EventChannel, WebSocketHub, create_app, origin_middleware
+from loopwise.http.server._demo import make_demo_app
+
+from .conftest import running
+
+GOOD, EVIL = "https://app.example", "https://evil.example"
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+def guarded_app() -> tuple[web.Application, WebSocketHub, EventChannel]:
+    hub, channel = WebSocketHub(heartbeat=None), EventChannel()
+    app = create_app(allowed_origins=[GOOD + ":443/", "http://127.0.0.1:8080"])
+    app.router.add_get("/ws", hub.handler)
+    app.router.add_get("/events", channel.handler)
+    app.router.add_get("/hello", hello)
+    app.router.add_post("/hello", hello)
+    return app, hub, channel
+
+
+async def assert_403_problem(response: aiohttp.ClientResponse, origin: str) -> None:
+    assert response.status == 403
+    assert response.content_type == "application/problem+json"
+    body = json.loads(await response.read())
+    assert origin in body["detail"] and body["request_id"] == response.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("origin", [EVIL, "null", "https://app.example.evil.example"])
+async def test_cross_site_streams_and_writes_are_403(
+    session: aiohttp.ClientSession, origin: str
+) -> None:
+    app, hub, channel = guarded_app()
+    async with running(app) as url:
+        headers = {"Origin": origin}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{url}/ws", headers=headers)
+        assert refused.value.status == 403
+        stream_headers = {**headers, "Accept": "text/event-stream"}
+        async with session.get(f"{url}/events", headers=stream_headers) as response:
+            await assert_403_problem(response, origin)
+        async with session.post(f"{url}/hello", headers=headers, data=b"x") as response:
+            await assert_403_problem(response, origin)
+        async with session.get(f"{url}/hello", headers=headers) as response:  # a plain read
+            assert response.status == 200
+    assert hub.statistics().clients == 0 and channel.statistics().subscribers == 0
+
+
+@pytest.mark.parametrize("origin", ["https://APP.example", "https://app.example:443", None])
+async def test_allowed_origins_and_non_browser_clients_pass(
+    session: aiohttp.ClientSession, origin: str | None
+) -> None:
+    app, _, _ = guarded_app()
+    headers = {} if origin is None else {"Origin": origin}
+    async with running(app) as url:
+        ws = await session.ws_connect(f"{url}/ws", headers=headers)
+        await ws.close()
+        stream_headers = {**headers, "Accept": "text/event-stream"}
+        async with session.get(f"{url}/events", headers=stream_headers) as response:
+            assert response.status == 200
+        async with session.post(f"{url}/hello", headers=headers) as response:
+            assert response.status == 200
+
+
+def test_an_allowed_origin_must_be_an_origin() -> None:
+    with pytest.raises(ValueError, match="scheme://host"):
+        origin_middleware(allowed_origins=["app.example"])
+    with pytest.raises(ValueError, match="scheme://host"):
+        create_app(allowed_origins=["https://app.example/path"])
+
+
+async def test_the_demo_refuses_cross_site_requests(session: aiohttp.ClientSession) -> None:
+    app = make_demo_app(tick_interval=5, allowed_origins=["http://127.0.0.1:8080"])
+    async with running(app) as url:
+        async with session.post(f"{url}/api/feed/drop", headers={"Origin": EVIL}) as response:
+            await assert_403_problem(response, EVIL)
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await session.ws_connect(f"{url}/ws", headers={"Origin": EVIL})
+        drop = await session.post(
+            f"{url}/api/feed/drop", headers={"Origin": "http://127.0.0.1:8080"}
+        )
+        assert drop.status == 200
+        drop.release()
