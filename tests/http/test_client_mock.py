@@ -6,6 +6,12 @@ No test here opens a TCP port: the point is testing code that uses Client withou
 from __future__ import annotations
 
 import asyncio
+import gc
+import glob
+import os
+import tempfile
+import warnings
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -115,6 +121,92 @@ async def test_one_transport_serves_several_clients_and_stops_after_the_last() -
     ):
         assert await response.text() == "pong"
     assert len(mock.requests) == 4
+
+
+class HandlerBug(BaseException):
+    """Not an Exception: what pytest.fail() or a KeyboardInterrupt look like to a handler."""
+
+
+@pytest.mark.parametrize("error", [ValueError("handler bug"), HandlerBug("handler bug")])
+async def test_an_exception_in_a_route_handler_is_raised_from_the_request_it_answers(
+    error: BaseException,
+) -> None:
+    # A bug in a test's handler must fail that test where the request is sent: not vanish into
+    # a 500, a "Server disconnected", retries, or "Task exception was never retrieved".
+    loop_errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context))
+
+    async def buggy(request: web.Request) -> web.StreamResponse:
+        raise error
+
+    mock = MockTransport()
+    route = mock.add("GET", "/v1/buggy", handler=buggy)
+    mock.add("GET", "/v1/missing", handler=lambda request: _raise(web.HTTPNotFound()))
+    mock.add("GET", "/v1/ok", json=True)
+    async with Client(BASE, transport=mock) as client:
+        async with asyncio.timeout(5):
+            with pytest.raises(type(error)) as info:
+                await client.get_json("buggy")
+            assert info.value is error
+            assert len(route.calls) == 1  # not retried
+            assert client.statistics().in_flight == 0
+            assert await client.get_json("ok") is True
+            # aiohttp's own way to answer an error status from a handler is not a bug
+            with pytest.raises(HTTPStatusError) as status:
+                await client.get_json("missing")
+            assert status.value.status == 404
+    await asyncio.sleep(0.05)
+    gc.collect()
+    assert loop_errors == []
+
+
+async def _raise(exc: BaseException) -> web.StreamResponse:
+    raise exc
+
+
+def _open_fds() -> int | None:
+    """How many files this process has open, where the system tells (Linux's /proc)."""
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+
+
+def _mock_directories() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "loopwise-mock-*")))
+
+
+async def test_a_client_cancelled_at_any_step_leaves_no_socket_or_directory_behind() -> None:
+    # Cancel after k loop iterations, for every k up to a whole run: entering (the server
+    # starts), requesting, and leaving (the server stops). The server must stop whole each time.
+    before = _mock_directories()
+    fds_before = _open_fds()
+    mock = MockTransport()
+    mock.add("GET", "/v1/x", json={"a": 1})
+
+    async def use() -> Any:
+        async with Client(BASE, transport=mock) as client:
+            return await client.get_json("x")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        async with asyncio.timeout(30):
+            finished = 0
+            for k in range(500):
+                task = asyncio.ensure_future(use())
+                for _ in range(k):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                    finished += 1
+                except asyncio.CancelledError:
+                    pass
+                gc.collect()
+                assert "idle" in repr(mock), k
+                assert _mock_directories() == before, k
+                assert _open_fds() == fds_before, k
+                if finished >= 3:
+                    break
+            assert finished >= 3
+    assert mock.requests  # the sweep reached the requests
 
 
 def test_bad_routes_and_transports_are_refused_at_once() -> None:

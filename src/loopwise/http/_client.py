@@ -322,7 +322,7 @@ class Client(Verbs):
             # redirect hop and aiohttp's own resend on a stale keep-alive connection included.
             middlewares += (self._rate_limit,)
         if self._transport is not None:
-            middlewares += (self._transport._tag_url,)
+            middlewares += (self._transport._tag,)
         return middlewares
 
     async def _rate_limit(
