@@ -6,9 +6,13 @@ A real aiohttp server on 127.0.0.1:0; every loop of requests is bounded in count
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -141,3 +145,60 @@ async def test_a_base_exception_or_cancellation_in_user_code_gives_the_connectio
                         await waiting
             assert client.statistics().in_flight == 0
             assert await client.get_json("/ok") == {"ok": True}
+
+
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A port on 127.0.0.1 whose listener never accepts and whose backlog is full: a new TCP
+    connection to it hangs in the handshake (its SYN is dropped), as to a host that is down."""
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(8):  # fill the accept queue; later connects are left hanging
+            filler = socket.socket()
+            filler.setblocking(False)
+            fillers.append(filler)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_socket_connect_timeout_after_a_long_wait_is_not_a_pool_timeout() -> None:
+    # aiohttp raises the same ConnectionTimeoutError for its sock_connect bound and for the pool
+    # bound. A request that first waited for its rate-limit permit, then timed out opening a
+    # socket, spent longer than pool_timeout in all, but the pool was never full.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=0.2)
+    with unanswered_port() as port:
+        async with (
+            serving({"/ok": small}) as url,
+            Client(pool_timeout=1.0, timeout=timeout, rate=1.0, rate_scope="global") as client,
+        ):
+            async with asyncio.timeout(10):
+                assert await client.get_json(f"{url}/ok") == {"ok": True}  # takes the permit
+                with pytest.raises(ConnectError) as info:
+                    await client.get_json(f"http://127.0.0.1:{port}/", retry=None)
+                assert not isinstance(info.value, PoolTimeout), info.value
+
+
+async def test_a_pool_timeout_says_whether_the_pool_was_full_or_the_server_slow_to_accept() -> None:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=None)
+    with unanswered_port() as port:
+        async with Client(pool_timeout=0.3, timeout=timeout, retry=None) as client:
+            async with asyncio.timeout(10):
+                with pytest.raises(PoolTimeout, match="did not accept a new connection in time"):
+                    await client.get_bytes(f"http://127.0.0.1:{port}/")
+    async with (
+        serving({"/big": big}) as url,
+        Client(url, limit_per_host=1, pool_timeout=0.3) as client,
+        client.stream("/big"),
+    ):
+        async with asyncio.timeout(10):
+            with pytest.raises(PoolTimeout, match=r"limit_per_host=1\) stayed full;"):
+                await client.get_bytes("/big")

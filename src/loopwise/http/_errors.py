@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
@@ -79,20 +80,56 @@ def pool_wait_timeout(
     waited: float,
     limits: tuple[int, int],
 ) -> aiohttp.ConnectionTimeoutError:
-    """``exc``, or a :class:`PoolWaitTimeout` when the wait for a connection (aiohttp's
-    ``connect`` bound, the pool timeout) ran out rather than ``sock_connect``: aiohttp raises the
-    same exception for both, so the time waited tells them apart."""
+    """``exc``, or a :class:`PoolWaitTimeout` when it is aiohttp's ``connect`` bound (the pool
+    timeout: waiting for a free place in the pool, then opening a connection) that ran out
+    rather than ``sock_connect``. aiohttp raises the same exception for both; where its timer
+    fired tells them apart (the time waited when aiohttp's code no longer looks as expected).
+    """
     bound = timeout.connect
-    if bound is None or waited < bound * 0.95:
+    if bound is None:
         return exc
+    where = _connect_timeout_site(exc)
+    if where == "socket" or (where is None and waited < bound * 0.95):
+        return exc
+    pool = f"the pool (limit={limits[0]}, limit_per_host={limits[1]})"
+    if where == "opening":
+        what = f"the server did not accept a new connection in time ({pool} had room)"
+    elif where == "pool":
+        what = f"{pool} stayed full"
+    else:
+        what = f"{pool} stayed full or the server did not accept a new connection in time"
     error = PoolWaitTimeout(
-        f"no connection within {bound:g}s: the pool (limit={limits[0]}, "
-        f"limit_per_host={limits[1]}) stayed full or the server did not accept a new connection "
-        "in time; release responses and streams (leave their `async with`), or raise the limits "
-        "or pool_timeout"
+        f"no connection within {bound:g}s: {what}; release responses and streams (leave their "
+        "`async with`), or raise the limits or pool_timeout"
     )
     error.__cause__ = exc
     return error
+
+
+def _frame_names(tb: TracebackType | None) -> list[str]:
+    names = []
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return names
+
+
+def _connect_timeout_site(
+    exc: aiohttp.ConnectionTimeoutError,
+) -> Literal["pool", "opening", "socket"] | None:
+    """Which of aiohttp's timers fired: the ``connect`` bound while waiting for the pool or
+    while opening a connection, or ``sock_connect``; None when the traceback is not laid out as
+    in aiohttp 3.12 to 3.14 (``connect`` raising its own timeout, else a deeper frame)."""
+    fired = exc.__cause__
+    if not isinstance(fired, asyncio.TimeoutError):
+        return None
+    names = _frame_names(fired.__traceback__)
+    if "connect" not in names:
+        return None
+    if any(name != "__aexit__" for name in names[names.index("connect") + 1 :]):
+        return "socket"  # raised below the connector's own timer: sock_connect
+    waiting = _frame_names(fired.__cause__.__traceback__ if fired.__cause__ else None)
+    return "pool" if "_wait_for_available_connection" in waiting else "opening"
 
 
 def too_many_redirects(exc: aiohttp.TooManyRedirects, method: str, url: URL) -> TooManyRedirects:
