@@ -131,7 +131,9 @@ def check_chunk_size(chunk_size: int) -> None:
 def check_raise_for_status(value: bool | UseClientDefault) -> None:
     if not isinstance(value, bool | UseClientDefault):
         raise TypeError(
-            f"raise_for_status must be True, False or USE_CLIENT_DEFAULT, got {value!r}"
+            f"raise_for_status must be True, False or leave it out (the client's setting), got "
+            f"raise_for_status={value!r}; a wrapper forwarding 'the default' passes "
+            "loopwise.http.USE_CLIENT_DEFAULT"
         )
 
 

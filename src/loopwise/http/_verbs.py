@@ -353,6 +353,7 @@ class Verbs:
     ) -> bytes:
         """GET ``url`` and return its body. A body cut short is retried like a dropped
         connection (GET is idempotent)."""
+        check_raise_for_status(raise_for_status)
         kwargs = request_kwargs(
             params, None, None, headers, None, timeout, True, 10, aiohttp_options
         )
@@ -376,6 +377,7 @@ class Verbs:
         async def read(response: aiohttp.ClientResponse) -> str:
             return decode_text(response, await response.read(), encoding)
 
+        check_raise_for_status(raise_for_status)
         kwargs = request_kwargs(
             params, None, None, headers, None, timeout, True, 10, aiohttp_options
         )
@@ -402,6 +404,7 @@ class Verbs:
             async def read(response: aiohttp.ClientResponse) -> Any:
                 return parse_json(response, await response.read(), loads)
 
+        check_raise_for_status(raise_for_status)
         kwargs = request_kwargs(
             params, None, None, headers, None, timeout, True, 10, aiohttp_options
         )
