@@ -221,3 +221,20 @@ def test_bad_routes_and_transports_are_refused_at_once() -> None:
         mock.add("GET", "/x", status=42)
     with pytest.raises(TypeError, match="MockTransport"):
         Client(transport=object())  # type: ignore[arg-type]
+
+
+def test_one_transport_serves_clients_in_one_event_loop_after_another() -> None:
+    # A module-level MockTransport shared by tests that each run their own event loop.
+    mock = MockTransport()
+    mock.add("GET", "/v1/x", json=1)
+
+    async def use_twice_at_once() -> list[Any]:
+        async def use() -> Any:
+            async with Client(BASE, transport=mock) as client:
+                return await client.get_json("x")
+
+        return await asyncio.gather(use(), use())
+
+    assert asyncio.run(use_twice_at_once()) == [1, 1]
+    assert asyncio.run(use_twice_at_once()) == [1, 1]
+    assert len(mock.requests) == 4

@@ -119,9 +119,10 @@ class MockTransport:
     ``StreamResponse`` already prepared) cuts the body instead (the client sees a
     :class:`TransportError`).
 
-    One transport may serve several clients, one after the other or at once; it runs while one
-    of them is open, and is stopped whole when the last one closes, even when that close is
-    cancelled. POSIX only (it needs Unix sockets).
+    One transport may serve several clients, one after the other or at once, in one event loop
+    at a time (a module-level transport serves tests that each run their own loop); it runs
+    while one of them is open, and is stopped whole when the last one closes, even when that
+    close is cancelled. POSIX only (it needs Unix sockets).
     """
 
     def __init__(self) -> None:
@@ -131,6 +132,7 @@ class MockTransport:
         self.unmatched: list[RecordedRequest] = []
         """The requests no route matched (answered 501)."""
         self._users = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
         self._directory: str | None = None
@@ -191,7 +193,7 @@ class MockTransport:
         """Start serving (first user) and return a connector to the server."""
         if not hasattr(socket, "AF_UNIX"):
             raise UsageError("MockTransport needs Unix sockets: it runs on Linux and macOS")
-        async with self._lock:
+        async with self._lock_in_this_loop():
             if self._runner is None:
                 directory = tempfile.mkdtemp(prefix="loopwise-mock-")
                 app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -212,6 +214,19 @@ class MockTransport:
                 limit=limit,
                 limit_per_host=limit_per_host,
             )
+
+    def _lock_in_this_loop(self) -> asyncio.Lock:
+        """The lock that orders starting and stopping, made anew in each event loop (a transport
+        may serve tests that each run their own loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._users:
+                raise UsageError(
+                    "this MockTransport is serving clients in another event loop: close them "
+                    "first, or give each event loop its own MockTransport"
+                )
+            self._loop, self._lock = loop, asyncio.Lock()
+        return self._lock
 
     async def _release(self) -> None:
         """A client closed: stop serving after the last one."""
