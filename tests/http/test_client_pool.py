@@ -17,7 +17,14 @@ import pytest
 from aiohttp import web
 
 from loopwise import UsageError
-from loopwise.http import Client, ConnectError, PoolTimeout
+from loopwise.http import (
+    Client,
+    ConnectError,
+    HTTPError,
+    HTTPRetry,
+    PoolTimeout,
+    RetryExhausted,
+)
 from tests.http.test_client import serving
 
 BODY = b"x" * (1024 * 1024)  # larger than one chunk, so a stopped stream leaves body unread
@@ -202,3 +209,61 @@ async def test_a_pool_timeout_says_whether_the_pool_was_full_or_the_server_slow_
         async with asyncio.timeout(10):
             with pytest.raises(PoolTimeout, match=r"limit_per_host=1\) stayed full;"):
                 await client.get_bytes("/big")
+
+
+async def test_closing_the_client_ends_every_request_in_flight_at_once() -> None:
+    # Requests reading a body, streaming, in a retry's backoff, waiting for the pool or for a
+    # rate-limit permit when the client closes: each ends promptly with an HTTPError saying the
+    # client was closed (not a raw RuntimeError, not a wait for a timeout), and none is retried.
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(200):
+            await response.write(b"x" * 1000)
+            await asyncio.sleep(0.05)
+        return response
+
+    async def busy(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=503, headers={"Retry-After": "0.5"})
+
+    async with serving({"/slow": slow, "/busy": busy}) as url:
+        client = Client(url, timeout=None, retry=HTTPRetry(attempts=3))
+        full = Client(url, limit_per_host=1, timeout=None)
+        rated = Client(url, rate=0.5)
+        clients = (client, full, rated)
+        for each in clients:
+            await each.__aenter__()
+
+        async def streamed(client: Client) -> None:
+            async with client.stream("/slow", chunk_size=100) as chunks:
+                async for _ in chunks:
+                    pass
+
+        async def read_in_block() -> None:
+            async with client.get("/slow") as response:
+                await response.read()
+
+        await rated.get_bytes("/busy", raise_for_status=False, retry=None)  # takes the permit
+        work = {
+            "get_bytes": asyncio.ensure_future(client.get_bytes("/slow")),
+            "stream": asyncio.ensure_future(streamed(client)),
+            "get": asyncio.ensure_future(read_in_block()),
+            "backoff": asyncio.ensure_future(client.get_json("/busy")),
+            "holds the pool": asyncio.ensure_future(streamed(full)),
+            "pool": asyncio.ensure_future(full.get_bytes("/slow")),
+            "rate": asyncio.ensure_future(rated.get_bytes("/busy")),
+        }
+        cancelled = asyncio.ensure_future(full.get_bytes("/slow"))  # and cancelled as it closes
+        await asyncio.sleep(0.3)
+        assert not any(task.done() for task in work.values())
+        async with asyncio.timeout(2):
+            cancelled.cancel()
+            await asyncio.gather(*(each.aclose() for each in clients))
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            for name, task in work.items():
+                with pytest.raises(HTTPError, match="closed") as info:
+                    await task
+                assert not isinstance(info.value, RetryExhausted), name
+        for each in clients:
+            assert each.statistics().in_flight == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -12,7 +13,7 @@ from typing import Any, Literal, Self, TypeVar
 import aiohttp
 from yarl import URL
 
-from loopwise._exceptions import ClosedError, HTTPError, InvalidURL, UsageError
+from loopwise._exceptions import ClosedError, HTTPError, InvalidURL, TransportError, UsageError
 from loopwise.http._errors import (
     CLIENT_ERRORS,
     PoolWaitTimeout,
@@ -110,6 +111,7 @@ class Client(Verbs):
     __slots__ = (
         "_attempts",
         "_base_url",
+        "_closing",
         "_connector_options",
         "_failures",
         "_global_limiter",
@@ -118,6 +120,7 @@ class Client(Verbs):
         "_limit",
         "_limit_per_host",
         "_limiters",
+        "_live",
         "_raise_for_status",
         "_rate",
         "_requests",
@@ -129,6 +132,7 @@ class Client(Verbs):
         "_timeout",
         "_transport",
         "_transport_held",
+        "_waiting",
     )
 
     def __init__(
@@ -168,6 +172,9 @@ class Client(Verbs):
         self._transport_held = False
         self._session: aiohttp.ClientSession | None = None
         self._state: Literal["new", "open", "closed"] = "new"
+        self._live: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()
         self._requests = 0
         self._in_flight = 0
         self._attempts = 0
@@ -221,9 +228,22 @@ class Client(Verbs):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session and its connections. Idempotent; responses still open are closed."""
+        """Close the session and its connections. Idempotent.
+
+        Requests still in flight end at once with a :class:`TransportError` saying the client
+        was closed, not retried: those reading a body (in a ``get_*``, a stream, a download or
+        your ``async with client.get(...)`` block), waiting for a retry or for a rate-limit
+        permit."""
         self._state = "closed"
         session, self._session = self._session, None
+        closed = aiohttp.ClientConnectionError("the Client was closed")
+        for response in list(self._live):
+            # aiohttp closes the connection but leaves a reader of its body waiting for ever.
+            if not response.content.is_eof():
+                response.content.set_exception(closed)
+        for task in self._waiting:  # for a connection, a rate-limit permit, a retry
+            self._closing.add(task)
+            task.cancel()
         try:
             if session is not None:
                 await session.close()
@@ -356,6 +376,9 @@ class Client(Verbs):
         self._requests += 1
         self._in_flight += 1
         kept = False
+        task = asyncio.current_task()
+        assert task is not None
+        target = URL()
         try:
             session = self._open_session()
             target = self._build_url(method, url)
@@ -385,7 +408,12 @@ class Client(Verbs):
                 response: aiohttp.ClientResponse | None = None
                 delay: float | None = None
                 try:
-                    response = await session.request(method, target, **kwargs)
+                    self._waiting.add(task)
+                    try:
+                        response = await session.request(method, target, **kwargs)
+                    finally:
+                        self._waiting.discard(task)
+                    self._live.add(response)
                     status = response.status
                     if rules is not None and rules.retries_status(method, status):
                         hint = rules.delay_hint(response.headers)
@@ -413,6 +441,7 @@ class Client(Verbs):
                     if (
                         rules is None
                         or isinstance(exc, PoolWaitTimeout)  # a retry would wait past the bound
+                        or self._session is None  # closed meanwhile
                         or not rules.retries_error(method, exc)
                     ):
                         raise map_error(exc, method, target) from exc
@@ -432,7 +461,13 @@ class Client(Verbs):
                     if response is not None:
                         await discard(response)  # released before sleeping
                     if delay > 0:
-                        await rules.sleep(delay)
+                        self._waiting.add(task)
+                        try:
+                            await rules.sleep(delay)
+                        finally:
+                            self._waiting.discard(task)
+                    if self._session is None:
+                        raise self._closed_error(method, target)
                     continue
                 assert response is not None
                 if keep_open:
@@ -443,9 +478,25 @@ class Client(Verbs):
         except HTTPError:
             self._failures += 1
             raise
+        except asyncio.CancelledError:
+            if task not in self._closing:
+                raise
+            self._closing.discard(task)
+            if task.uncancel() > 0:  # cancelled by someone else too
+                raise
+            self._failures += 1
+            raise self._closed_error(method, target) from None
         finally:
             if not kept:
                 self._in_flight -= 1
+
+    @staticmethod
+    def _closed_error(method: str, url: URL) -> TransportError:
+        return TransportError(
+            f"{method} {public(url)}: the Client was closed while this request was in flight",
+            method=method,
+            url=public(url),
+        )
 
     def _record(
         self,
