@@ -13,10 +13,11 @@ from typing import Any, Literal, Self, TypeVar
 import aiohttp
 from yarl import URL
 
-from loopwise._exceptions import ClosedError, HTTPError, InvalidURL, TransportError, UsageError
+from loopwise._exceptions import ClosedError, HTTPError, UsageError
 from loopwise.http._errors import (
     CLIENT_ERRORS,
     PoolWaitTimeout,
+    closed_error,
     exhausted,
     map_error,
     pool_wait_timeout,
@@ -41,6 +42,7 @@ from loopwise.http._options import (
     coerce_retry,
     coerce_timeout,
     replayable,
+    resolve_url,
     with_connect_bound,
 )
 from loopwise.http._responses import (
@@ -297,31 +299,6 @@ class Client(Verbs):
             )
         return session
 
-    def _build_url(self, method: str, url: StrOrURL) -> URL:
-        if isinstance(url, str):
-            try:
-                url = URL(url)
-            except (ValueError, TypeError) as exc:
-                raise InvalidURL(f"invalid URL {url!r}: {exc}", method=method, url=URL()) from exc
-        elif not isinstance(url, URL):
-            raise TypeError(f"url must be a str or yarl.URL, got {url!r}")
-        if not url.absolute:
-            if self._base_url is None:
-                raise InvalidURL(
-                    f"relative URL {str(url)!r} needs a base: pass Client(base_url=...) or an "
-                    "absolute URL",
-                    method=method,
-                    url=url,
-                )
-            url = self._base_url.join(url)
-        if url.scheme not in ("http", "https"):
-            raise InvalidURL(
-                f"cannot send a request to {str(public(url))!r}: only http and https URLs work",
-                method=method,
-                url=public(url),
-            )
-        return url
-
     def _limiter_for(self, url: URL) -> RateLimiter | None:
         if self._global_limiter is not None:
             return self._global_limiter
@@ -381,7 +358,7 @@ class Client(Verbs):
         target = URL()
         try:
             session = self._open_session()
-            target = self._build_url(method, url)
+            target = resolve_url(self._base_url, method, url)
             timeout = self._timeout
             if "timeout" in kwargs:
                 timeout = kwargs["timeout"] = with_connect_bound(
@@ -467,7 +444,7 @@ class Client(Verbs):
                         finally:
                             self._waiting.discard(task)
                     if self._session is None:
-                        raise self._closed_error(method, target)
+                        raise closed_error(method, target)
                     continue
                 assert response is not None
                 if keep_open:
@@ -485,18 +462,10 @@ class Client(Verbs):
             if task.uncancel() > 0:  # cancelled by someone else too
                 raise
             self._failures += 1
-            raise self._closed_error(method, target) from None
+            raise closed_error(method, target) from None
         finally:
             if not kept:
                 self._in_flight -= 1
-
-    @staticmethod
-    def _closed_error(method: str, url: URL) -> TransportError:
-        return TransportError(
-            f"{method} {public(url)}: the Client was closed while this request was in flight",
-            method=method,
-            url=public(url),
-        )
 
     def _record(
         self,

@@ -74,6 +74,14 @@ def map_error(exc: BaseException, method: str, url: URL) -> HTTPError:
     return TransportError(f"{method} {shown}: {detail}", method=method, url=shown)
 
 
+def closed_error(method: str, url: URL) -> TransportError:
+    return TransportError(
+        f"{method} {public(url)}: the Client was closed while this request was in flight",
+        method=method,
+        url=public(url),
+    )
+
+
 def pool_wait_timeout(
     exc: aiohttp.ConnectionTimeoutError,
     timeout: aiohttp.ClientTimeout,
