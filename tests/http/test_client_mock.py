@@ -143,8 +143,11 @@ async def test_an_exception_in_a_route_handler_is_raised_from_the_request_it_ans
     route = mock.add("GET", "/v1/buggy", handler=buggy)
     mock.add("GET", "/v1/missing", handler=lambda request: _raise(web.HTTPNotFound()))
     mock.add("GET", "/v1/ok", json=True)
+    mock.add("GET", "/v1/not-an-answer", handler=lambda request: _return({"a": 1}))
     async with Client(BASE, transport=mock) as client:
         async with asyncio.timeout(5):
+            with pytest.raises(TypeError, match=r"returned \{'a': 1\}, not an aiohttp"):
+                await client.get_json("not-an-answer")
             with pytest.raises(type(error)) as info:
                 await client.get_json("buggy")
             assert info.value is error
@@ -162,6 +165,10 @@ async def test_an_exception_in_a_route_handler_is_raised_from_the_request_it_ans
 
 async def _raise(exc: BaseException) -> web.StreamResponse:
     raise exc
+
+
+async def _return(value: Any) -> Any:
+    return value
 
 
 def _open_fds() -> int | None:

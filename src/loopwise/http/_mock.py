@@ -283,7 +283,14 @@ class MockTransport:
     async def _answer(self, route: MockRoute, request: web.Request) -> web.StreamResponse:
         """The route's answer; its handler's exception goes to the request's sender."""
         try:
-            return await route.handler(request)
+            answer = await route.handler(request)
+            if not isinstance(answer, web.StreamResponse):
+                raise TypeError(
+                    f"the handler of {route!r} returned {answer!r}, not an "
+                    "aiohttp.web.StreamResponse (return web.Response(...) or "
+                    "web.json_response(...))"
+                )
+            return answer
         except (web.HTTPException, asyncio.CancelledError):
             raise  # an answer, or the server stopping
         except BaseException as exc:
