@@ -267,3 +267,17 @@ async def test_closing_the_client_ends_every_request_in_flight_at_once() -> None
                 assert not isinstance(info.value, RetryExhausted), name
         for each in clients:
             assert each.statistics().in_flight == 0
+
+
+async def test_a_total_timeout_shorter_than_pool_timeout_on_a_full_pool_is_a_pool_timeout() -> None:
+    # Client(timeout=10) is common, and its total runs out before the 60 s pool_timeout: the
+    # error must still say the pool was full, not "raise the timeout or use stream()".
+    async with (
+        serving({"/big": big}) as url,
+        Client(url, limit_per_host=1, timeout=0.3) as client,
+        client.stream("/big", timeout=None),
+    ):
+        async with asyncio.timeout(10):
+            with pytest.raises(PoolTimeout, match=r"limit_per_host=1\) stayed full;") as info:
+                await client.get_bytes("/big")
+            assert "0.3s" in str(info.value)

@@ -412,7 +412,7 @@ class Client(Verbs):
                     if response is not None:
                         response.release()
                         response = None
-                    elif isinstance(exc, aiohttp.ConnectionTimeoutError):
+                    elif isinstance(exc, asyncio.TimeoutError):
                         limits = (self._limit, self._limit_per_host)
                         exc = pool_wait_timeout(exc, timeout, loop_time() - sent_at, limits)
                     if (

@@ -83,35 +83,56 @@ def closed_error(method: str, url: URL) -> TransportError:
 
 
 def pool_wait_timeout(
-    exc: aiohttp.ConnectionTimeoutError,
+    exc: asyncio.TimeoutError,
     timeout: aiohttp.ClientTimeout,
     waited: float,
     limits: tuple[int, int],
-) -> aiohttp.ConnectionTimeoutError:
-    """``exc``, or a :class:`PoolWaitTimeout` when it is aiohttp's ``connect`` bound (the pool
-    timeout: waiting for a free place in the pool, then opening a connection) that ran out
-    rather than ``sock_connect``. aiohttp raises the same exception for both; where its timer
-    fired tells them apart (the time waited when aiohttp's code no longer looks as expected).
+) -> asyncio.TimeoutError:
+    """``exc``, or a :class:`PoolWaitTimeout` when the request timed out waiting for a
+    connection: aiohttp's ``connect`` bound (the pool timeout: waiting for a free place in the
+    pool, then opening a connection) rather than ``sock_connect``, or the ``total`` bound while
+    the pool was full. aiohttp raises the same exceptions for these; where its timer fired tells
+    them apart (the time waited when aiohttp's code no longer looks as expected).
     """
+    pool = f"the pool (limit={limits[0]}, limit_per_host={limits[1]})"
+    advice = (
+        "release responses and streams (leave their `async with`), or raise the limits or "
+        "pool_timeout"
+    )
+    if not isinstance(exc, aiohttp.ConnectionTimeoutError):  # the total bound
+        if timeout.total is None or not _waited_in_pool(exc.__cause__):
+            return exc
+        return _pool_wait_timeout(
+            f"no connection within the total timeout of {timeout.total:g}s: {pool} stayed full; "
+            f"{advice}",
+            exc,
+        )
     bound = timeout.connect
     if bound is None:
         return exc
     where = _connect_timeout_site(exc)
     if where == "socket" or (where is None and waited < bound * 0.95):
         return exc
-    pool = f"the pool (limit={limits[0]}, limit_per_host={limits[1]})"
     if where == "opening":
         what = f"the server did not accept a new connection in time ({pool} had room)"
     elif where == "pool":
         what = f"{pool} stayed full"
     else:
         what = f"{pool} stayed full or the server did not accept a new connection in time"
-    error = PoolWaitTimeout(
-        f"no connection within {bound:g}s: {what}; release responses and streams (leave their "
-        "`async with`), or raise the limits or pool_timeout"
-    )
-    error.__cause__ = exc
+    return _pool_wait_timeout(f"no connection within {bound:g}s: {what}; {advice}", exc)
+
+
+def _pool_wait_timeout(message: str, cause: BaseException) -> PoolWaitTimeout:
+    error = PoolWaitTimeout(message)
+    error.__cause__ = cause
     return error
+
+
+def _waited_in_pool(interrupted: BaseException | None) -> bool:
+    """Whether the cancellation a timer turned into a timeout hit a wait for a pool place."""
+    return isinstance(interrupted, asyncio.CancelledError) and (
+        "_wait_for_available_connection" in _frame_names(interrupted.__traceback__)
+    )
 
 
 def _frame_names(tb: TracebackType | None) -> list[str]:
@@ -136,8 +157,7 @@ def _connect_timeout_site(
         return None
     if any(name != "__aexit__" for name in names[names.index("connect") + 1 :]):
         return "socket"  # raised below the connector's own timer: sock_connect
-    waiting = _frame_names(fired.__cause__.__traceback__ if fired.__cause__ else None)
-    return "pool" if "_wait_for_available_connection" in waiting else "opening"
+    return "pool" if _waited_in_pool(fired.__cause__) else "opening"
 
 
 def too_many_redirects(exc: aiohttp.TooManyRedirects, method: str, url: URL) -> TooManyRedirects:
