@@ -68,7 +68,8 @@ class ClientStatistics:
     in_flight: int
     """Requests started and not finished: a response or stream still open counts."""
     attempts: int
-    """Requests put on the wire, retries included."""
+    """Tries started, retries included (one may end before it reached the wire, waiting for a
+    connection or a rate-limit permit; redirect hops are part of their try)."""
     retries: int
     """Attempts that were retried."""
     failures: int
