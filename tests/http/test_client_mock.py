@@ -20,6 +20,7 @@ from loopwise.http import (
     Client,
     HTTPRetry,
     HTTPStatusError,
+    HTTPTimeout,
     MockTransport,
     PoolTimeout,
     RetryExhausted,
@@ -161,6 +162,22 @@ async def test_an_exception_in_a_route_handler_is_raised_from_the_request_it_ans
     await asyncio.sleep(0.05)
     gc.collect()
     assert loop_errors == []
+
+
+async def test_a_handler_failing_after_its_sender_gave_up_is_logged_not_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def late(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.3)
+        raise HandlerBug("failed after the client timed out")
+
+    mock = MockTransport()
+    mock.add("GET", "/v1/late", handler=late)
+    async with Client(BASE, transport=mock, timeout=0.05, retry=None) as client:
+        with pytest.raises(HTTPTimeout):
+            await client.get_bytes("late")
+        await asyncio.sleep(0.5)
+    assert "failed after the client timed out" in caplog.text
 
 
 async def _raise(exc: BaseException) -> web.StreamResponse:

@@ -138,6 +138,7 @@ class MockTransport:
         self._directory: str | None = None
         self._keys = itertools.count()
         self._failures: dict[str, BaseException] = {}
+        self._senders: set[str] = set()  # keys of the requests whose sender awaits the answer
 
     def add(
         self,
@@ -247,17 +248,19 @@ class MockTransport:
         key = str(next(self._keys))
         request.headers[URL_HEADER] = str(request.url)
         request.headers[KEY_HEADER] = key
+        self._senders.add(key)
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            finally:
+                self._senders.discard(key)
+                failure = self._failures.pop(key, None)
         except asyncio.CancelledError:
-            self._failures.pop(key, None)
             raise
         except BaseException:
-            failure = self._failures.pop(key, None)
             if failure is None:
                 raise
             raise failure from None
-        failure = self._failures.pop(key, None)
         if failure is not None:
             response.close()
             raise failure
@@ -295,8 +298,9 @@ class MockTransport:
             raise  # an answer, or the server stopping
         except BaseException as exc:
             key = request.headers.get(KEY_HEADER)
-            if key is None or request.writer.output_size > 0:
-                # The answer has started: only cutting the connection can tell the client.
+            if key not in self._senders or request.writer.output_size > 0:
+                # Its sender gave up waiting, or the answer has started (only cutting the
+                # connection can tell the client): aiohttp logs it.
                 raise RuntimeError(f"the handler of {route!r} raised {exc!r}") from exc
             self._failures[key] = exc
             return web.Response(status=500, text=f"MockTransport: the handler raised {exc!r}")
