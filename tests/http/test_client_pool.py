@@ -281,3 +281,15 @@ async def test_a_total_timeout_shorter_than_pool_timeout_on_a_full_pool_is_a_poo
             with pytest.raises(PoolTimeout, match=r"limit_per_host=1\) stayed full;") as info:
                 await client.get_bytes("/big")
             assert "0.3s" in str(info.value)
+
+
+async def test_iterating_a_stream_after_its_block_raises_instead_of_yielding_nothing() -> None:
+    async with serving({"/big": big}) as url, Client(url) as client:
+        async with client.stream("/big") as chunks:
+            pass
+        with pytest.raises(UsageError, match="inside the block"):
+            async for _ in chunks:
+                pass
+        async with client.stream("/big") as whole:
+            assert len(b"".join([chunk async for chunk in whole])) == len(BODY)
+            assert [chunk async for chunk in whole] == []  # read to the end: nothing more

@@ -436,8 +436,9 @@ class Verbs:
         exits, whatever the exit (end of body, ``break``, exception, cancellation). Iterating
         without the ``async with`` raises :class:`~loopwise.UsageError` before anything is sent:
         ``async for`` tells an iterator nothing when the loop stops early, so such a stream could
-        hold its connection for good. Retries happen before the first chunk; an error in the
-        middle of the body raises (mapped) and is not retried.
+        hold its connection for good; iterating after the block raises it too (not an empty
+        body). Retries happen before the first chunk; an error in the middle of the body raises
+        (mapped) and is not retried.
 
         No total timeout: a long body may take as long as it takes, as long as data keeps coming
         (``read_timeout`` seconds at most between two reads; default the client's ``sock_read``,
