@@ -276,3 +276,16 @@ async def test_download_disk_io_runs_off_the_event_loop_thread(
         await client.download("/f", tmp_path / "file.bin")
     assert threads and threads[0] is not threading.main_thread()
     assert (tmp_path / "file.bin").read_bytes() == BODY
+
+
+async def test_a_download_path_that_cannot_be_written_is_named_in_the_error(tmp_path: Path) -> None:
+    # Not the hidden temporary file the user never named.
+    async with serving({"/f": whole}) as url, Client(url) as client:
+        missing = tmp_path / "no-such-dir" / "x.bin"
+        with pytest.raises(FileNotFoundError) as info:
+            await client.download("/f", missing)
+        assert info.value.filename == str(missing)
+        with pytest.raises(IsADirectoryError) as directory:
+            await client.download("/f", tmp_path)
+        assert directory.value.filename == str(tmp_path)
+    assert leftovers(tmp_path) == []
