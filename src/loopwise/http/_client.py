@@ -356,7 +356,7 @@ class Client(Verbs):
         kept = False
         task = asyncio.current_task()
         assert task is not None
-        target = URL()
+        target: URL | None = None
         try:
             session = self._open_session()
             target = resolve_url(self._base_url, method, url)
@@ -457,7 +457,7 @@ class Client(Verbs):
             self._failures += 1
             raise
         except asyncio.CancelledError:
-            if task not in self._closing:
+            if target is None or task not in self._closing:
                 raise
             self._closing.discard(task)
             if task.uncancel() > 0:  # cancelled by someone else too
