@@ -226,7 +226,16 @@ async def test_closing_the_client_ends_every_request_in_flight_at_once() -> None
     async def busy(request: web.Request) -> web.StreamResponse:
         return web.Response(status=503, headers={"Retry-After": "0.5"})
 
-    async with serving({"/slow": slow, "/busy": busy}) as url:
+    async def busy_slowly(request: web.Request) -> web.StreamResponse:
+        # a 503 whose small body the client drains (to reuse the connection) before backing off
+        response = web.StreamResponse(status=503, headers={"Retry-After": "30"})
+        response.content_length = 10
+        await response.prepare(request)
+        await response.write(b"busy.")
+        await asyncio.sleep(30)
+        return response
+
+    async with serving({"/slow": slow, "/busy": busy, "/busy-slowly": busy_slowly}) as url:
         client = Client(url, timeout=None, retry=HTTPRetry(attempts=3))
         full = Client(url, limit_per_host=1, timeout=None)
         rated = Client(url, rate=0.5)
@@ -249,6 +258,7 @@ async def test_closing_the_client_ends_every_request_in_flight_at_once() -> None
             "stream": asyncio.ensure_future(streamed(client)),
             "get": asyncio.ensure_future(read_in_block()),
             "backoff": asyncio.ensure_future(client.get_json("/busy")),
+            "draining": asyncio.ensure_future(client.get_json("/busy-slowly")),
             "holds the pool": asyncio.ensure_future(streamed(full)),
             "pool": asyncio.ensure_future(full.get_bytes("/slow")),
             "rate": asyncio.ensure_future(rated.get_bytes("/busy")),

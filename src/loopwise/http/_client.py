@@ -436,14 +436,14 @@ class Client(Verbs):
                     raise
                 if delay is not None:
                     assert rules is not None
-                    if response is not None:
-                        await discard(response)  # released before sleeping
-                    if delay > 0:
-                        self._waiting.add(task)
-                        try:
+                    self._waiting.add(task)
+                    try:
+                        if response is not None:
+                            await discard(response)  # released before sleeping
+                        if delay > 0:
                             await rules.sleep(delay)
-                        finally:
-                            self._waiting.discard(task)
+                    finally:
+                        self._waiting.discard(task)
                     if self._session is None:
                         raise closed_error(method, target)
                     continue
