@@ -197,17 +197,28 @@ def _mock_directories() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "loopwise-mock-*")))
 
 
-async def test_a_client_cancelled_at_any_step_leaves_no_socket_or_directory_behind() -> None:
+@pytest.mark.parametrize("clients", [1, 3])
+async def test_a_client_cancelled_at_any_step_leaves_no_socket_or_directory_behind(
+    clients: int,
+) -> None:
     # Cancel after k loop iterations, for every k up to a whole run: entering (the server
     # starts), requesting, and leaving (the server stops). The server must stop whole each time.
+    # Several clients, a little apart, also cancel each other's waits for the start/stop lock.
     before = _mock_directories()
     fds_before = _open_fds()
     mock = MockTransport()
     mock.add("GET", "/v1/x", json={"a": 1})
 
-    async def use() -> Any:
+    async def use_one(lag: int) -> Any:
+        for _ in range(lag):
+            await asyncio.sleep(0)
         async with Client(BASE, transport=mock) as client:
             return await client.get_json("x")
+
+    async def use() -> None:
+        async with asyncio.TaskGroup() as group:  # unlike gather, waits for every client
+            for lag in range(clients):
+                group.create_task(use_one(3 * lag))
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
