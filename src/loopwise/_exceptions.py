@@ -164,10 +164,11 @@ class HTTPTimeout(TransportError, TimeoutError):
 
 
 class PoolTimeout(ConnectError, HTTPTimeout):
-    """No connection within the client's ``pool_timeout``: the pool stayed full (responses or
-    streams not released, or more concurrent requests than ``limit``/``limit_per_host``), or a new
-    connection could not be opened in time. The request never reached the server. Not retried:
-    a retry would wait past the bound."""
+    """No connection within the client's ``pool_timeout`` (or the request's total timeout,
+    when shorter): the pool stayed full (responses or streams not released, or more concurrent
+    requests than ``limit``/``limit_per_host``), or a new connection could not be opened in
+    time. The request never reached the server. Not retried: a retry would wait past the
+    bound."""
 
 
 class DecodingError(HTTPError, ValueError):

@@ -119,7 +119,33 @@ def test_bad_request_options_are_refused_at_once() -> None:
     client = Client()
     with pytest.raises(ValueError, match="aiohttp_options may not set json"):
         client.get("http://x/", aiohttp_options={"json": {}})
-    with pytest.raises(TypeError, match="raise_for_status must be True, False or USE_CLIENT"):
+    with pytest.raises(TypeError, match="raise_for_status must be True, False or leave it out"):
         client.get("http://x/", raise_for_status=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         client.get("http://x/", bogus=1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("name", [m for m in METHODS if m != "download"])
+async def test_raise_for_status_none_is_refused_by_every_method_before_anything_is_sent(
+    name: str,
+) -> None:
+    # None is not "the client's default": taken as False it would hand a 404's body back as data.
+    hits = 0
+
+    async def missing(request: web.Request) -> web.StreamResponse:
+        nonlocal hits
+        hits += 1
+        return web.json_response({"error": "no such user"}, status=404)
+
+    async with serving({"/x": missing}) as url, Client(url) as client:
+        args: tuple[str, ...] = ("GET", "/x") if name == "request" else ("/x",)
+        with pytest.raises(TypeError, match="raise_for_status=None") as info:
+            result = getattr(client, name)(*args, raise_for_status=None)
+            if inspect.iscoroutine(result):
+                await result
+            else:
+                async with result:
+                    pass
+        assert "USE_CLIENT_DEFAULT" in str(info.value)
+        assert client.statistics().requests == 0
+    assert hits == 0

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 import loopwise.http._download as download_module
+from loopwise import UsageError
 from loopwise.http import (
     Client,
     HTTPRetry,
@@ -129,7 +130,8 @@ async def test_stream_stopped_early_releases_the_connection() -> None:
             assert chunks.response is not None
         assert chunks.response.closed
         assert client.statistics().in_flight == 0
-        assert [c async for c in chunks] == []
+        with pytest.raises(UsageError):  # not an empty body: the rest was never read
+            [c async for c in chunks]
 
 
 async def test_stream_error_mid_body_is_mapped_and_not_retried() -> None:
@@ -274,3 +276,16 @@ async def test_download_disk_io_runs_off_the_event_loop_thread(
         await client.download("/f", tmp_path / "file.bin")
     assert threads and threads[0] is not threading.main_thread()
     assert (tmp_path / "file.bin").read_bytes() == BODY
+
+
+async def test_a_download_path_that_cannot_be_written_is_named_in_the_error(tmp_path: Path) -> None:
+    # Not the hidden temporary file the user never named.
+    async with serving({"/f": whole}) as url, Client(url) as client:
+        missing = tmp_path / "no-such-dir" / "x.bin"
+        with pytest.raises(FileNotFoundError) as info:
+            await client.download("/f", missing)
+        assert info.value.filename == str(missing)
+        with pytest.raises(IsADirectoryError) as directory:
+            await client.download("/f", tmp_path)
+        assert directory.value.filename == str(tmp_path)
+    assert leftovers(tmp_path) == []

@@ -6,6 +6,12 @@ No test here opens a TCP port: the point is testing code that uses Client withou
 from __future__ import annotations
 
 import asyncio
+import gc
+import glob
+import os
+import tempfile
+import warnings
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -14,6 +20,7 @@ from loopwise.http import (
     Client,
     HTTPRetry,
     HTTPStatusError,
+    HTTPTimeout,
     MockTransport,
     PoolTimeout,
     RetryExhausted,
@@ -117,6 +124,126 @@ async def test_one_transport_serves_several_clients_and_stops_after_the_last() -
     assert len(mock.requests) == 4
 
 
+class HandlerBug(BaseException):
+    """Not an Exception: what pytest.fail() or a KeyboardInterrupt look like to a handler."""
+
+
+@pytest.mark.parametrize("error", [ValueError("handler bug"), HandlerBug("handler bug")])
+async def test_an_exception_in_a_route_handler_is_raised_from_the_request_it_answers(
+    error: BaseException,
+) -> None:
+    # A bug in a test's handler must fail that test where the request is sent: not vanish into
+    # a 500, a "Server disconnected", retries, or "Task exception was never retrieved".
+    loop_errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context))
+
+    async def buggy(request: web.Request) -> web.StreamResponse:
+        raise error
+
+    mock = MockTransport()
+    route = mock.add("GET", "/v1/buggy", handler=buggy)
+    mock.add("GET", "/v1/missing", handler=lambda request: _raise(web.HTTPNotFound()))
+    mock.add("GET", "/v1/ok", json=True)
+    mock.add("GET", "/v1/not-an-answer", handler=lambda request: _return({"a": 1}))
+    async with Client(BASE, transport=mock) as client:
+        async with asyncio.timeout(5):
+            with pytest.raises(TypeError, match=r"returned \{'a': 1\}, not an aiohttp"):
+                await client.get_json("not-an-answer")
+            with pytest.raises(type(error)) as info:
+                await client.get_json("buggy")
+            assert info.value is error
+            assert len(route.calls) == 1  # not retried
+            assert client.statistics().in_flight == 0
+            assert await client.get_json("ok") is True
+            # aiohttp's own way to answer an error status from a handler is not a bug
+            with pytest.raises(HTTPStatusError) as status:
+                await client.get_json("missing")
+            assert status.value.status == 404
+    await asyncio.sleep(0.05)
+    gc.collect()
+    assert loop_errors == []
+
+
+async def test_a_handler_failing_after_its_sender_gave_up_is_logged_not_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def late(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.3)
+        raise HandlerBug("failed after the client timed out")
+
+    mock = MockTransport()
+    mock.add("GET", "/v1/late", handler=late)
+    async with Client(BASE, transport=mock, timeout=0.05, retry=None) as client:
+        with pytest.raises(HTTPTimeout):
+            await client.get_bytes("late")
+        await asyncio.sleep(0.5)
+    assert "failed after the client timed out" in caplog.text
+
+
+async def _raise(exc: BaseException) -> web.StreamResponse:
+    raise exc
+
+
+async def _return(value: Any) -> Any:
+    return value
+
+
+def _open_fds() -> int | None:
+    """How many files this process has open, where the system tells (Linux's /proc)."""
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+
+
+def _mock_directories() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "loopwise-mock-*")))
+
+
+@pytest.mark.parametrize("clients", [1, 3])
+async def test_a_client_cancelled_at_any_step_leaves_no_socket_or_directory_behind(
+    clients: int,
+) -> None:
+    # Cancel after k loop iterations, for every k up to a whole run: entering (the server
+    # starts), requesting, and leaving (the server stops). The server must stop whole each time.
+    # Several clients, a little apart, also cancel each other's waits for the start/stop lock.
+    before = _mock_directories()
+    fds_before = _open_fds()
+    mock = MockTransport()
+    mock.add("GET", "/v1/x", json={"a": 1})
+
+    async def use_one(lag: int) -> Any:
+        for _ in range(lag):
+            await asyncio.sleep(0)
+        async with Client(BASE, transport=mock) as client:
+            return await client.get_json("x")
+
+    async def use() -> None:
+        async with asyncio.TaskGroup() as group:  # unlike gather, waits for every client
+            for lag in range(clients):
+                group.create_task(use_one(3 * lag))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        async with asyncio.timeout(30):
+            finished = 0
+            for k in range(500):
+                task = asyncio.ensure_future(use())
+                for _ in range(k):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                    finished += 1
+                except asyncio.CancelledError:
+                    pass
+                gc.collect()
+                assert "idle" in repr(mock), k
+                assert _mock_directories() == before, k
+                assert _open_fds() == fds_before, k
+                if finished >= 3:
+                    break
+            assert finished >= 3
+    assert mock.requests  # the sweep reached the requests
+
+
 def test_bad_routes_and_transports_are_refused_at_once() -> None:
     mock = MockTransport()
     with pytest.raises(ValueError, match=r"not text and json"):
@@ -129,3 +256,20 @@ def test_bad_routes_and_transports_are_refused_at_once() -> None:
         mock.add("GET", "/x", status=42)
     with pytest.raises(TypeError, match="MockTransport"):
         Client(transport=object())  # type: ignore[arg-type]
+
+
+def test_one_transport_serves_clients_in_one_event_loop_after_another() -> None:
+    # A module-level MockTransport shared by tests that each run their own event loop.
+    mock = MockTransport()
+    mock.add("GET", "/v1/x", json=1)
+
+    async def use_twice_at_once() -> list[Any]:
+        async def use() -> Any:
+            async with Client(BASE, transport=mock) as client:
+                return await client.get_json("x")
+
+        return await asyncio.gather(use(), use())
+
+    assert asyncio.run(use_twice_at_once()) == [1, 1]
+    assert asyncio.run(use_twice_at_once()) == [1, 1]
+    assert len(mock.requests) == 4

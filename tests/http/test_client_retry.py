@@ -298,7 +298,15 @@ async def test_retry_after_above_the_cap_gives_up_without_sleeping() -> None:
     assert len(info.value.attempts) == 1
 
 
-@pytest.mark.parametrize("hint", ["9" * 400, "99999999999999999999"])
+@pytest.mark.parametrize(
+    "hint",
+    [
+        "9" * 400,
+        "99999999999999999999",
+        "Mon, 01 Jan 10000 00:00:00 GMT",  # a date past what datetime holds: for ever
+        "Mon, 01 Jan 99999999999 00:00:00 GMT",
+    ],
+)
 async def test_an_infinite_or_absurd_retry_after_gives_up_instead_of_backing_off(
     hint: str,
 ) -> None:
@@ -319,6 +327,9 @@ def test_parse_retry_after_reads_a_number_too_large_for_a_float_as_infinity() ->
     assert parse_retry_after("9" * 400) == math.inf
     assert parse_retry_after("9" * 400 + ".5") == math.inf
     assert parse_retry_after("1e999") is None  # not the RFC's delay-seconds form
+    for invalid in ("inf", "-1", "nan", "+5", "Mon, 32 Jan 2020 00:00:00 GMT"):
+        assert parse_retry_after(invalid) is None, invalid
+    assert parse_retry_after("Mon, 01 Jan 99999999999 00:00:00 GMT") == math.inf
     assert policy(VirtualSleep()).next_delay(1, 0.0, math.inf) == "max_hint"
     assert policy(VirtualSleep(), attempts=1).next_delay(1, 0.0, math.inf) == "attempts"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -12,10 +13,11 @@ from typing import Any, Literal, Self, TypeVar
 import aiohttp
 from yarl import URL
 
-from loopwise._exceptions import ClosedError, HTTPError, InvalidURL, UsageError
+from loopwise._exceptions import ClosedError, HTTPError, UsageError
 from loopwise.http._errors import (
     CLIENT_ERRORS,
     PoolWaitTimeout,
+    closed_error,
     exhausted,
     map_error,
     pool_wait_timeout,
@@ -40,6 +42,7 @@ from loopwise.http._options import (
     coerce_retry,
     coerce_timeout,
     replayable,
+    resolve_url,
     with_connect_bound,
 )
 from loopwise.http._responses import (
@@ -65,7 +68,8 @@ class ClientStatistics:
     in_flight: int
     """Requests started and not finished: a response or stream still open counts."""
     attempts: int
-    """Requests put on the wire, retries included."""
+    """Tries started, retries included (one may end before it reached the wire, waiting for a
+    connection or a rate-limit permit; redirect hops are part of their try)."""
     retries: int
     """Attempts that were retried."""
     failures: int
@@ -110,6 +114,7 @@ class Client(Verbs):
     __slots__ = (
         "_attempts",
         "_base_url",
+        "_closing",
         "_connector_options",
         "_failures",
         "_global_limiter",
@@ -118,6 +123,7 @@ class Client(Verbs):
         "_limit",
         "_limit_per_host",
         "_limiters",
+        "_live",
         "_raise_for_status",
         "_rate",
         "_requests",
@@ -129,6 +135,7 @@ class Client(Verbs):
         "_timeout",
         "_transport",
         "_transport_held",
+        "_waiting",
     )
 
     def __init__(
@@ -168,6 +175,9 @@ class Client(Verbs):
         self._transport_held = False
         self._session: aiohttp.ClientSession | None = None
         self._state: Literal["new", "open", "closed"] = "new"
+        self._live: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()
         self._requests = 0
         self._in_flight = 0
         self._attempts = 0
@@ -221,9 +231,22 @@ class Client(Verbs):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session and its connections. Idempotent; responses still open are closed."""
+        """Close the session and its connections. Idempotent.
+
+        Requests still in flight end at once with a :class:`TransportError` saying the client
+        was closed, not retried: those reading a body (in a ``get_*``, a stream, a download or
+        your ``async with client.get(...)`` block), waiting for a retry or for a rate-limit
+        permit."""
         self._state = "closed"
         session, self._session = self._session, None
+        closed = aiohttp.ClientConnectionError("the Client was closed")
+        for response in list(self._live):
+            # aiohttp closes the connection but leaves a reader of its body waiting for ever.
+            if not response.content.is_eof():
+                response.content.set_exception(closed)
+        for task in self._waiting:  # for a connection, a rate-limit permit, a retry
+            self._closing.add(task)
+            task.cancel()
         try:
             if session is not None:
                 await session.close()
@@ -277,31 +300,6 @@ class Client(Verbs):
             )
         return session
 
-    def _build_url(self, method: str, url: StrOrURL) -> URL:
-        if isinstance(url, str):
-            try:
-                url = URL(url)
-            except (ValueError, TypeError) as exc:
-                raise InvalidURL(f"invalid URL {url!r}: {exc}", method=method, url=URL()) from exc
-        elif not isinstance(url, URL):
-            raise TypeError(f"url must be a str or yarl.URL, got {url!r}")
-        if not url.absolute:
-            if self._base_url is None:
-                raise InvalidURL(
-                    f"relative URL {str(url)!r} needs a base: pass Client(base_url=...) or an "
-                    "absolute URL",
-                    method=method,
-                    url=url,
-                )
-            url = self._base_url.join(url)
-        if url.scheme not in ("http", "https"):
-            raise InvalidURL(
-                f"cannot send a request to {str(public(url))!r}: only http and https URLs work",
-                method=method,
-                url=public(url),
-            )
-        return url
-
     def _limiter_for(self, url: URL) -> RateLimiter | None:
         if self._global_limiter is not None:
             return self._global_limiter
@@ -322,7 +320,7 @@ class Client(Verbs):
             # redirect hop and aiohttp's own resend on a stale keep-alive connection included.
             middlewares += (self._rate_limit,)
         if self._transport is not None:
-            middlewares += (self._transport._tag_url,)
+            middlewares += (self._transport._tag,)
         return middlewares
 
     async def _rate_limit(
@@ -356,9 +354,12 @@ class Client(Verbs):
         self._requests += 1
         self._in_flight += 1
         kept = False
+        task = asyncio.current_task()
+        assert task is not None
+        target: URL | None = None
         try:
             session = self._open_session()
-            target = self._build_url(method, url)
+            target = resolve_url(self._base_url, method, url)
             timeout = self._timeout
             if "timeout" in kwargs:
                 timeout = kwargs["timeout"] = with_connect_bound(
@@ -385,7 +386,12 @@ class Client(Verbs):
                 response: aiohttp.ClientResponse | None = None
                 delay: float | None = None
                 try:
-                    response = await session.request(method, target, **kwargs)
+                    self._waiting.add(task)
+                    try:
+                        response = await session.request(method, target, **kwargs)
+                    finally:
+                        self._waiting.discard(task)
+                    self._live.add(response)
                     status = response.status
                     if rules is not None and rules.retries_status(method, status):
                         hint = rules.delay_hint(response.headers)
@@ -407,12 +413,13 @@ class Client(Verbs):
                     if response is not None:
                         response.release()
                         response = None
-                    elif isinstance(exc, aiohttp.ConnectionTimeoutError):
+                    elif isinstance(exc, asyncio.TimeoutError):
                         limits = (self._limit, self._limit_per_host)
                         exc = pool_wait_timeout(exc, timeout, loop_time() - sent_at, limits)
                     if (
                         rules is None
                         or isinstance(exc, PoolWaitTimeout)  # a retry would wait past the bound
+                        or self._session is None  # closed meanwhile
                         or not rules.retries_error(method, exc)
                     ):
                         raise map_error(exc, method, target) from exc
@@ -429,10 +436,16 @@ class Client(Verbs):
                     raise
                 if delay is not None:
                     assert rules is not None
-                    if response is not None:
-                        await discard(response)  # released before sleeping
-                    if delay > 0:
-                        await rules.sleep(delay)
+                    self._waiting.add(task)
+                    try:
+                        if response is not None:
+                            await discard(response)  # released before sleeping
+                        if delay > 0:
+                            await rules.sleep(delay)
+                    finally:
+                        self._waiting.discard(task)
+                    if self._session is None:
+                        raise closed_error(method, target)
                     continue
                 assert response is not None
                 if keep_open:
@@ -443,6 +456,14 @@ class Client(Verbs):
         except HTTPError:
             self._failures += 1
             raise
+        except asyncio.CancelledError:
+            if target is None or task not in self._closing:
+                raise
+            self._closing.discard(task)
+            if task.uncancel() > 0:  # cancelled by someone else too
+                raise
+            self._failures += 1
+            raise closed_error(method, target) from None
         finally:
             if not kept:
                 self._in_flight -= 1

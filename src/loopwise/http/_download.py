@@ -70,6 +70,11 @@ class _TempFile:
         await asyncio.get_running_loop().run_in_executor(None, _discard_file, self.fh, self.path)
 
 
+def _about_target(exc: OSError, target: Path) -> OSError:
+    """The same error, about the path the caller gave rather than the temporary file."""
+    return type(exc)(exc.errno, exc.strerror, str(target))
+
+
 async def write_atomically(
     response: aiohttp.ClientResponse, target: Path, chunk_size: int, fsync: bool
 ) -> None:
@@ -81,7 +86,10 @@ async def write_atomically(
     loop = asyncio.get_running_loop()
     tmp = _TempFile(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
     try:
-        fh = tmp.fh = await tmp.run(_open_exclusive, tmp.path)
+        try:
+            fh = tmp.fh = await tmp.run(_open_exclusive, tmp.path)
+        except OSError as exc:
+            raise _about_target(exc, target) from exc
         pending: asyncio.Future[Any] | None = None
         buffered: list[bytes] = []
         size = 0
@@ -102,7 +110,10 @@ async def write_atomically(
                 break
         if pending is not None:
             await asyncio.shield(pending)
-        await tmp.run(_commit, fh, tmp.path, target, fsync)
+        try:
+            await tmp.run(_commit, fh, tmp.path, target, fsync)
+        except OSError as exc:
+            raise _about_target(exc, target) from exc
     except BaseException:
         cleanup = asyncio.ensure_future(tmp.discard())
         _background.add(cleanup)

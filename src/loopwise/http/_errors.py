@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
@@ -73,26 +74,90 @@ def map_error(exc: BaseException, method: str, url: URL) -> HTTPError:
     return TransportError(f"{method} {shown}: {detail}", method=method, url=shown)
 
 
+def closed_error(method: str, url: URL) -> TransportError:
+    return TransportError(
+        f"{method} {public(url)}: the Client was closed while this request was in flight",
+        method=method,
+        url=public(url),
+    )
+
+
 def pool_wait_timeout(
-    exc: aiohttp.ConnectionTimeoutError,
+    exc: asyncio.TimeoutError,
     timeout: aiohttp.ClientTimeout,
     waited: float,
     limits: tuple[int, int],
-) -> aiohttp.ConnectionTimeoutError:
-    """``exc``, or a :class:`PoolWaitTimeout` when the wait for a connection (aiohttp's
-    ``connect`` bound, the pool timeout) ran out rather than ``sock_connect``: aiohttp raises the
-    same exception for both, so the time waited tells them apart."""
-    bound = timeout.connect
-    if bound is None or waited < bound * 0.95:
-        return exc
-    error = PoolWaitTimeout(
-        f"no connection within {bound:g}s: the pool (limit={limits[0]}, "
-        f"limit_per_host={limits[1]}) stayed full or the server did not accept a new connection "
-        "in time; release responses and streams (leave their `async with`), or raise the limits "
-        "or pool_timeout"
+) -> asyncio.TimeoutError:
+    """``exc``, or a :class:`PoolWaitTimeout` when the request timed out waiting for a
+    connection: aiohttp's ``connect`` bound (the pool timeout: waiting for a free place in the
+    pool, then opening a connection) rather than ``sock_connect``, or the ``total`` bound while
+    the pool was full. aiohttp raises the same exceptions for these; where its timer fired tells
+    them apart (the time waited when aiohttp's code no longer looks as expected).
+    """
+    pool = f"the pool (limit={limits[0]}, limit_per_host={limits[1]})"
+    advice = (
+        "release responses and streams (leave their `async with`), or raise the limits or "
+        "pool_timeout"
     )
-    error.__cause__ = exc
+    if not isinstance(exc, aiohttp.ConnectionTimeoutError):  # the total bound
+        if timeout.total is None or not _waited_in_pool(exc.__cause__):
+            return exc
+        return _pool_wait_timeout(
+            f"no connection within the total timeout of {timeout.total:g}s: {pool} stayed full; "
+            f"{advice}",
+            exc,
+        )
+    bound = timeout.connect
+    if bound is None:
+        return exc
+    where = _connect_timeout_site(exc)
+    if where == "socket" or (where is None and waited < bound * 0.95):
+        return exc
+    if where == "opening":
+        what = f"the server did not accept a new connection in time ({pool} had room)"
+    elif where == "pool":
+        what = f"{pool} stayed full"
+    else:
+        what = f"{pool} stayed full or the server did not accept a new connection in time"
+    return _pool_wait_timeout(f"no connection within {bound:g}s: {what}; {advice}", exc)
+
+
+def _pool_wait_timeout(message: str, cause: BaseException) -> PoolWaitTimeout:
+    error = PoolWaitTimeout(message)
+    error.__cause__ = cause
     return error
+
+
+def _waited_in_pool(interrupted: BaseException | None) -> bool:
+    """Whether the cancellation a timer turned into a timeout hit a wait for a pool place."""
+    return isinstance(interrupted, asyncio.CancelledError) and (
+        "_wait_for_available_connection" in _frame_names(interrupted.__traceback__)
+    )
+
+
+def _frame_names(tb: TracebackType | None) -> list[str]:
+    names = []
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return names
+
+
+def _connect_timeout_site(
+    exc: aiohttp.ConnectionTimeoutError,
+) -> Literal["pool", "opening", "socket"] | None:
+    """Which of aiohttp's timers fired: the ``connect`` bound while waiting for the pool or
+    while opening a connection, or ``sock_connect``; None when the traceback is not laid out as
+    in aiohttp 3.12 to 3.14 (``connect`` raising its own timeout, else a deeper frame)."""
+    fired = exc.__cause__
+    if not isinstance(fired, asyncio.TimeoutError):
+        return None
+    names = _frame_names(fired.__traceback__)
+    if "connect" not in names:
+        return None
+    if any(name != "__aexit__" for name in names[names.index("connect") + 1 :]):
+        return "socket"  # raised below the connector's own timer: sock_connect
+    return "pool" if _waited_in_pool(fired.__cause__) else "opening"
 
 
 def too_many_redirects(exc: aiohttp.TooManyRedirects, method: str, url: URL) -> TooManyRedirects:

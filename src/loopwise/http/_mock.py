@@ -11,6 +11,7 @@ code whose guarantees a test of a client wants to rely on.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json as _json
 import os
 import shutil
@@ -31,6 +32,8 @@ __all__ = ["MockRoute", "MockTransport", "RecordedRequest"]
 MockHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 URL_HEADER: Final = "X-Loopwise-Mock-Url"
 """Carries the URL the client sent the request to (its scheme included) to the mock server."""
+KEY_HEADER: Final = "X-Loopwise-Mock-Key"
+"""Names the request, so that a handler's exception is raised from the request it answers."""
 UNMATCHED_STATUS: Final = 501
 
 
@@ -110,8 +113,16 @@ class MockTransport:
     body naming it and the routes (so ``raise_for_status`` reports it), and kept in
     :attr:`unmatched`. Every request is kept in :attr:`requests`, in arrival order.
 
-    One transport may serve several clients, one after the other or at once; it runs while one
-    of them is open. POSIX only (it needs Unix sockets).
+    An exception a route's handler raises (any, ``BaseException`` included, except aiohttp's
+    ``web.HTTPException`` answers) is raised from the request it answers, in the code that sent
+    it, and that request is not retried; a handler that fails after it started its answer (a
+    ``StreamResponse`` already prepared) cuts the body instead (the client sees a
+    :class:`TransportError`).
+
+    One transport may serve several clients, one after the other or at once, in one event loop
+    at a time (a module-level transport serves tests that each run their own loop); it runs
+    while one of them is open, and is stopped whole when the last one closes, even when that
+    close is cancelled. POSIX only (it needs Unix sockets).
     """
 
     def __init__(self) -> None:
@@ -121,9 +132,13 @@ class MockTransport:
         self.unmatched: list[RecordedRequest] = []
         """The requests no route matched (answered 501)."""
         self._users = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
         self._directory: str | None = None
+        self._keys = itertools.count()
+        self._failures: dict[str, BaseException] = {}
+        self._senders: set[str] = set()  # keys of the requests whose sender awaits the answer
 
     def add(
         self,
@@ -179,19 +194,18 @@ class MockTransport:
         """Start serving (first user) and return a connector to the server."""
         if not hasattr(socket, "AF_UNIX"):
             raise UsageError("MockTransport needs Unix sockets: it runs on Linux and macOS")
-        async with self._lock:
+        async with self._lock_in_this_loop():
             if self._runner is None:
                 directory = tempfile.mkdtemp(prefix="loopwise-mock-")
-                path = os.path.join(directory, "http.sock")
                 app = web.Application(client_max_size=64 * 1024 * 1024)
                 app.router.add_route("*", "/{tail:.*}", self._dispatch)
                 runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-                await runner.setup()
                 try:
-                    await web.UnixSite(runner, path).start()
+                    # To the end: a cancellation inside asyncio's create_unix_server would lose
+                    # the listening socket it has just opened.
+                    await _to_the_end(_start(runner, os.path.join(directory, "http.sock")))
                 except BaseException:
-                    await runner.cleanup()
-                    shutil.rmtree(directory, ignore_errors=True)
+                    await _to_the_end(_stop(runner, directory))
                     raise
                 self._runner, self._directory = runner, directory
             self._users += 1
@@ -202,6 +216,19 @@ class MockTransport:
                 limit_per_host=limit_per_host,
             )
 
+    def _lock_in_this_loop(self) -> asyncio.Lock:
+        """The lock that orders starting and stopping, made anew in each event loop (a transport
+        may serve tests that each run their own loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._users:
+                raise UsageError(
+                    "this MockTransport is serving clients in another event loop: close them "
+                    "first, or give each event loop its own MockTransport"
+                )
+            self._loop, self._lock = loop, asyncio.Lock()
+        return self._lock
+
     async def _release(self) -> None:
         """A client closed: stop serving after the last one."""
         async with self._lock:
@@ -210,23 +237,37 @@ class MockTransport:
                 return
             runner, self._runner = self._runner, None
             directory, self._directory = self._directory, None
-            try:
-                if runner is not None:
-                    await runner.cleanup()
-            finally:
-                if directory is not None:
-                    shutil.rmtree(directory, ignore_errors=True)
+            if runner is not None and directory is not None:
+                await _to_the_end(_stop(runner, directory))
 
-    @staticmethod
-    async def _tag_url(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    async def _tag(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
     ) -> aiohttp.ClientResponse:
-        """Client middleware: tell the server the URL (the socket loses the scheme)."""
+        """Client middleware: tell the server the URL (the socket loses the scheme) and raise a
+        handler's exception from the request it answered."""
+        key = str(next(self._keys))
         request.headers[URL_HEADER] = str(request.url)
-        return await handler(request)
+        request.headers[KEY_HEADER] = key
+        self._senders.add(key)
+        try:
+            try:
+                response = await handler(request)
+            finally:
+                self._senders.discard(key)
+                failure = self._failures.pop(key, None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            if failure is None:
+                raise
+            raise failure from None
+        if failure is not None:
+            response.close()
+            raise failure
+        return response
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k != URL_HEADER}
+        headers = {k: v for k, v in request.headers.items() if k not in (URL_HEADER, KEY_HEADER)}
         sent_to = request.headers.get(URL_HEADER)
         url = URL(sent_to) if sent_to else request.url
         recorded = RecordedRequest(request.method, url, headers, await request.read())
@@ -234,13 +275,66 @@ class MockTransport:
         for route in self.routes:
             if route.matches(request.method, url):
                 route.calls.append(recorded)
-                return await route.handler(request)
+                return await self._answer(route, request)
         self.unmatched.append(recorded)
         known = "; ".join(f"{r.method} {r.url}" for r in self.routes) or "none"
         return web.Response(
             status=UNMATCHED_STATUS,
             text=f"MockTransport: no route for {request.method} {url} (routes: {known})",
         )
+
+    async def _answer(self, route: MockRoute, request: web.Request) -> web.StreamResponse:
+        """The route's answer; its handler's exception goes to the request's sender."""
+        try:
+            answer = await route.handler(request)
+            if not isinstance(answer, web.StreamResponse):
+                raise TypeError(
+                    f"the handler of {route!r} returned {answer!r}, not an "
+                    "aiohttp.web.StreamResponse (return web.Response(...) or "
+                    "web.json_response(...))"
+                )
+            return answer
+        except (web.HTTPException, asyncio.CancelledError):
+            raise  # an answer, or the server stopping
+        except BaseException as exc:
+            key = request.headers.get(KEY_HEADER)
+            if key not in self._senders or request.writer.output_size > 0:
+                # Its sender gave up waiting, or the answer has started (only cutting the
+                # connection can tell the client): aiohttp logs it.
+                raise RuntimeError(f"the handler of {route!r} raised {exc!r}") from exc
+            self._failures[key] = exc
+            return web.Response(status=500, text=f"MockTransport: the handler raised {exc!r}")
+
+
+async def _start(runner: web.AppRunner, path: str) -> None:
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+
+
+async def _stop(runner: web.AppRunner, directory: str) -> None:
+    try:
+        await runner.cleanup()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _to_the_end(cleanup: Awaitable[None]) -> None:
+    """Await ``cleanup`` to its end even when the caller is cancelled meanwhile (then re-raise
+    the cancellation): a half-stopped server would leak its sockets and directory."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():  # the cleanup itself was cancelled, or ended as we were
+                cancelled = not task.cancelled()
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 def _static(

@@ -9,6 +9,8 @@ from typing import Any, Final, Literal, TypeAlias, final
 import aiohttp
 from yarl import URL
 
+from loopwise._exceptions import InvalidURL
+from loopwise.http._errors import public
 from loopwise.http._retry_policy import HTTPRetry
 from loopwise.patterns import RateLimiter, Retry
 
@@ -131,7 +133,9 @@ def check_chunk_size(chunk_size: int) -> None:
 def check_raise_for_status(value: bool | UseClientDefault) -> None:
     if not isinstance(value, bool | UseClientDefault):
         raise TypeError(
-            f"raise_for_status must be True, False or USE_CLIENT_DEFAULT, got {value!r}"
+            f"raise_for_status must be True, False or leave it out (the client's setting), got "
+            f"raise_for_status={value!r}; a wrapper forwarding 'the default' passes "
+            "loopwise.http.USE_CLIENT_DEFAULT"
         )
 
 
@@ -262,3 +266,30 @@ def replayable(kwargs: Mapping[str, Any]) -> bool:
     """Whether the request body can be sent again (a stream or a file cannot)."""
     data = kwargs.get("data")
     return data is None or isinstance(data, bytes | bytearray | str | dict | list | tuple)
+
+
+def resolve_url(base_url: URL | None, method: str, url: StrOrURL) -> URL:
+    """The absolute http(s) URL a request goes to, or :class:`InvalidURL` saying why not."""
+    if isinstance(url, str):
+        try:
+            url = URL(url)
+        except (ValueError, TypeError) as exc:
+            raise InvalidURL(f"invalid URL {url!r}: {exc}", method=method, url=URL()) from exc
+    elif not isinstance(url, URL):
+        raise TypeError(f"url must be a str or yarl.URL, got {url!r}")
+    if not url.absolute:
+        if base_url is None:
+            raise InvalidURL(
+                f"relative URL {str(url)!r} needs a base: pass Client(base_url=...) or an "
+                "absolute URL",
+                method=method,
+                url=url,
+            )
+        url = base_url.join(url)
+    if url.scheme not in ("http", "https"):
+        raise InvalidURL(
+            f"cannot send a request to {str(public(url))!r}: only http and https URLs work",
+            method=method,
+            url=public(url),
+        )
+    return url

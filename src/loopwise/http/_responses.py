@@ -81,6 +81,7 @@ class ResponseStream:
         "_chunk_size",
         "_client",
         "_done",
+        "_exited",
         "_kwargs",
         "_method",
         "_raise",
@@ -107,6 +108,7 @@ class ResponseStream:
         self._kwargs = kwargs
         self._chunk_size = chunk_size
         self._done = False
+        self._exited = False
         self.response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> Self:
@@ -128,6 +130,7 @@ class ResponseStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._exited = True
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -143,6 +146,11 @@ class ResponseStream:
             await response.wait_for_close()
 
     def __aiter__(self) -> Self:
+        if self._exited:
+            raise UsageError(
+                "this stream ended with its `async with` block: iterate over the chunks inside "
+                "the block (its exit gives the connection back)"
+            )
         if self.response is None and not self._done:
             raise UsageError(
                 "client.stream() is a context manager: write `async with client.stream(url) as "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random as _random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from email.utils import parsedate_to_datetime
+from email.utils import parsedate_to_datetime, parsedate_tz
 from typing import Any
 
 import aiohttp
@@ -58,9 +59,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
     Both forms of RFC 9110 are read: a number of seconds (``"120"``) and an HTTP date
     (``"Wed, 21 Oct 2015 07:28:00 GMT"``), the latter relative to ``now`` (a Unix time; default
-    :func:`time.time`). A date in the past gives 0. A number of seconds too large for a float
-    gives :data:`math.inf`: a server asking to wait for ever, which a retry policy must refuse
-    (give up), not ignore.
+    :func:`time.time`). A date in the past gives 0. A number of seconds too large for a float,
+    or a date past the year 9999, gives :data:`math.inf`: a server asking to wait for ever,
+    which a retry policy must refuse (give up), not ignore. Never raises.
     """
     if value is None:
         return None
@@ -69,8 +70,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return float(value)  # digits only: finite, or inf when too large
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        fields = parsedate_tz(value)
+        # A well-formed date in a year past 9999 is for ever too, not an invalid header.
+        return math.inf if fields is not None and fields[0] > 9999 else None
     if when.tzinfo is None:  # "-0000" or no zone: RFC 9110 dates are always GMT
         when = when.replace(tzinfo=UTC)
     current = time.time() if now is None else now

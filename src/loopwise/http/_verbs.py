@@ -353,6 +353,7 @@ class Verbs:
     ) -> bytes:
         """GET ``url`` and return its body. A body cut short is retried like a dropped
         connection (GET is idempotent)."""
+        check_raise_for_status(raise_for_status)
         kwargs = request_kwargs(
             params, None, None, headers, None, timeout, True, 10, aiohttp_options
         )
@@ -376,6 +377,7 @@ class Verbs:
         async def read(response: aiohttp.ClientResponse) -> str:
             return decode_text(response, await response.read(), encoding)
 
+        check_raise_for_status(raise_for_status)
         kwargs = request_kwargs(
             params, None, None, headers, None, timeout, True, 10, aiohttp_options
         )
@@ -402,6 +404,7 @@ class Verbs:
             async def read(response: aiohttp.ClientResponse) -> Any:
                 return parse_json(response, await response.read(), loads)
 
+        check_raise_for_status(raise_for_status)
         kwargs = request_kwargs(
             params, None, None, headers, None, timeout, True, 10, aiohttp_options
         )
@@ -433,8 +436,9 @@ class Verbs:
         exits, whatever the exit (end of body, ``break``, exception, cancellation). Iterating
         without the ``async with`` raises :class:`~loopwise.UsageError` before anything is sent:
         ``async for`` tells an iterator nothing when the loop stops early, so such a stream could
-        hold its connection for good. Retries happen before the first chunk; an error in the
-        middle of the body raises (mapped) and is not retried.
+        hold its connection for good; iterating after the block raises it too (not an empty
+        body). Retries happen before the first chunk; an error in the middle of the body raises
+        (mapped) and is not retried.
 
         No total timeout: a long body may take as long as it takes, as long as data keeps coming
         (``read_timeout`` seconds at most between two reads; default the client's ``sock_read``,
