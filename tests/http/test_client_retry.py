@@ -524,3 +524,32 @@ def test_policy_rules_and_repr() -> None:
         "<HTTPRetry attempts=3 methods=DELETE,GET,HEAD,OPTIONS,PUT,TRACE "
         "statuses=429,502,503,504 backoff=0.5..30 full-jitter retry_after<=120>"
     )
+
+
+async def test_min_backoff_of_a_general_policy_reaches_the_http_rules() -> None:
+    """A jittered delay never falls below min_backoff, whether set on HTTPRetry or carried over
+    from a loopwise.retry() policy."""
+    general = loopwise.retry(attempts=3, backoff=1.0, min_backoff=0.4, random=lambda: 0.0)
+    assert HTTPRetry.from_retry(general).min_backoff == 0.4
+    sleep = VirtualSleep()
+    async with (
+        serving({"/x": answers(503, 503)}) as (url, _),
+        Client(url, retry=policy(sleep, jitter=True, min_backoff=0.4, random=lambda: 0.0)) as c,
+    ):
+        assert await c.get_json("/x") == {"ok": True}
+    assert sleep.delays == [0.4, 0.4]
+
+
+async def test_the_testing_switch_skips_the_clients_sleeps() -> None:
+    sleep = VirtualSleep()
+    loopwise.patterns.set_retry_testing(True)
+    try:
+        async with (
+            serving({"/x": answers(503, 503)}) as (url, hits),
+            Client(url, retry=policy(sleep, backoff=0.5)) as client,
+        ):
+            assert await client.get_json("/x") == {"ok": True}
+    finally:
+        loopwise.patterns.set_retry_testing(False)
+    assert hits["/x"] == 3
+    assert sleep.delays == []

@@ -50,7 +50,7 @@ from loopwise.http._responses import (
 )
 from loopwise.http._retry_policy import AttemptRecord, HTTPRetry
 from loopwise.http._verbs import Verbs
-from loopwise.patterns import RateLimiter
+from loopwise.patterns import RateLimiter, retry_testing
 
 __all__ = ["Client", "ClientStatistics"]
 
@@ -440,7 +440,7 @@ class Client(Verbs):
                     try:
                         if response is not None:
                             await discard(response)  # released before sleeping
-                        if delay > 0:
+                        if delay > 0 and not retry_testing():
                             await rules.sleep(delay)
                     finally:
                         self._waiting.discard(task)

@@ -121,14 +121,16 @@ class HTTPRetry:
     When: the ``Retry-After`` header of a retried answer is honoured (seconds or an HTTP date)
     when ``retry_after`` is on; a value above ``max_retry_after`` makes the policy give up rather
     than retry earlier than the server asked. Without it, the delay after the n-th failure is
-    ``min(max_backoff, backoff * 2 ** (n - 1))``, times a uniform random factor in [0, 1) when
-    ``jitter`` is on. ``attempts`` counts every attempt, the first included; ``max_time`` (seconds
-    from the first attempt) stops starting new attempts. The failed response is released before
-    the policy sleeps, so a retry never waits for a connection its own failure holds.
+    ``min(max_backoff, backoff * 2 ** (n - 1))`` (never below ``min_backoff``), drawn uniformly
+    between ``min_backoff`` and that ceiling when ``jitter`` is on. ``attempts`` counts every
+    attempt, the first included; ``max_time`` (seconds from the first attempt) stops starting
+    new attempts. The failed response is released before the policy sleeps, so a retry never
+    waits for a connection its own failure holds.
 
     ``sleep``, ``clock`` (monotonic), ``wall_clock`` (Unix time, for HTTP dates) and ``random``
-    are injectable for tests. ``on_retry`` is called with the failed attempt's
-    :class:`AttemptRecord` (its ``delay`` filled in) just before sleeping.
+    are injectable for tests, and :func:`loopwise.patterns.set_retry_testing` turns the sleeps
+    off process-wide (delays are still computed and reported). ``on_retry`` is called with the
+    failed attempt's :class:`AttemptRecord` (its ``delay`` filled in) just before sleeping.
     """
 
     attempts: int | None = 3
@@ -137,6 +139,7 @@ class HTTPRetry:
     backoff: float = 0.5
     max_backoff: float = 30.0
     jitter: bool = True
+    min_backoff: float = 0.0
     max_time: float | None = None
     retry_after: bool = True
     max_retry_after: float = 120.0
@@ -163,6 +166,7 @@ class HTTPRetry:
                 backoff=self.backoff,
                 max_backoff=self.max_backoff,
                 jitter=self.jitter,
+                min_backoff=self.min_backoff,
                 max_time=self.max_time,
                 delay_hint=None,
                 max_hint=self.max_retry_after,
@@ -183,9 +187,9 @@ class HTTPRetry:
         wall_clock: Callable[[], float] = time.time,
     ) -> HTTPRetry:
         """The HTTP rules with the timing of a :func:`loopwise.retry` policy: its ``attempts``,
-        backoff, jitter, ``max_time``, ``max_hint`` (as ``max_retry_after``), ``sleep``, ``clock``
-        and ``random``. Its ``on``, ``on_result``, ``delay_hint`` and ``on_retry`` do not apply:
-        the HTTP rules decide what retries."""
+        backoff, jitter, ``min_backoff``, ``max_time``, ``max_hint`` (as ``max_retry_after``),
+        ``sleep``, ``clock`` and ``random``. Its ``on``, ``on_result``, ``delay_hint`` and
+        ``on_retry`` do not apply: the HTTP rules decide what retries."""
         return cls(
             attempts=policy.attempts,
             methods=frozenset(methods) if methods is not None else None,
@@ -193,6 +197,7 @@ class HTTPRetry:
             backoff=policy.backoff,
             max_backoff=policy.max_backoff,
             jitter=policy.jitter,
+            min_backoff=policy.min_backoff,
             max_time=policy.max_time,
             retry_after=retry_after,
             max_retry_after=policy.max_hint,
