@@ -155,11 +155,12 @@ class _State(Generic[T, R]):
         self.wake_consumer()
         self.space.unpark_all()
 
-    async def shutdown(self) -> None:
-        """Cancel every worker and wait until all have finished (a pull in progress is waited
-        for, unless the task waiting is cancelled: then the pull is cancelled too)."""
+    async def shutdown(self, *, pull: bool = False) -> None:
+        """Cancel every worker and wait until all have finished. A pull in progress is waited
+        for, unless ``pull`` (amap is failing: an error must not wait for the input's next
+        item) or the task waiting is cancelled: then the pull is cancelled too."""
         self.closed = True
-        self.cancel_all()
+        self.cancel_all(pull=pull)
         pending = [t for t in self.workers if t is not asyncio.current_task()]
         if pending:
             try:
@@ -344,7 +345,7 @@ class AMap(AsyncIterator[R]):
         s = self._s
         error = s.error
         assert error is not None
-        await s.shutdown()
+        await s.shutdown(pull=True)
         s.reorder.clear()
         s.unordered.clear()
         if s.secondary_errors:
@@ -359,12 +360,16 @@ class AMap(AsyncIterator[R]):
         """Cancel all work still running and wait for it to finish. Idempotent.
 
         Failures of the cancelled work are dropped, except a ``BaseException`` that is not an
-        ``Exception`` (``KeyboardInterrupt``...), which is raised here rather than lost."""
+        ``Exception`` (``KeyboardInterrupt``...), which is raised here rather than lost. A pull
+        of the input in progress is waited for (see :func:`amap`)."""
+        await self._close(pull=False)
+
+    async def _close(self, *, pull: bool) -> None:
         s = self._s
         if s.loop is None:
             s.closed = True
             return
-        await s.shutdown()
+        await s.shutdown(pull=pull)
         s.reorder.clear()
         s.unordered.clear()
         error = s.error
@@ -384,7 +389,8 @@ class AMap(AsyncIterator[R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        # An exception leaving the block must not wait for the input's next item.
+        await self._close(pull=exc is not None)
 
     def __del__(self) -> None:
         # Leaving `async for` early drops the iterator: cancel whatever still runs.
@@ -494,11 +500,13 @@ def amap(
     ``fn`` runs in worker tasks (started lazily, at most ``concurrency``) inside a copy of the
     context of the task that started iterating; a worker handles many items in turn, so a
     context variable set by ``fn`` can be seen by later items on the same worker. An async input
-    is pulled by one worker at a time. The input iterator is not closed by ``amap``, and a pull
-    in progress when ``amap`` stops is not cancelled (that would finish an async generator): it
-    is waited for (by ``aclose()``, ``async with`` and the error path) and its item dropped, so
-    the caller can keep iterating the input afterwards. Cancelling the task that waits cancels
-    the pull too.
+    is pulled by one worker at a time. The input iterator is not closed by ``amap``. When the
+    consumer stops normally (``aclose()``, ``async with`` left without an exception) a pull in
+    progress is not cancelled (that would finish an async generator): it is waited for and its
+    item dropped, so the caller can keep iterating the input afterwards; cancelling the task
+    that waits cancels the pull too. On an error (raised by the ``async for``, or an exception
+    leaving ``async with``) a pull in progress is cancelled instead, so the error never waits
+    for the input's next item; an async generator input is then finished.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
