@@ -75,3 +75,29 @@ async def test_amap_exception_leaving_async_with_does_not_wait_for_a_quiet_input
     finally:
         stop.set()
         await source.aclose()
+
+
+# -- Pipeline(output=True): a close must not call a reader that has not started yet "nobody" -----
+
+
+async def double(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+@virtual
+async def test_output_pipeline_closing_right_after_starting_a_reader_task_is_not_a_stall() -> None:
+    got: list[int] = []
+
+    async def read_all(pipe: Pipeline[int]) -> None:
+        async for x in pipe:
+            got.append(x)
+
+    async with Pipeline(range(10), output=True, buffer=2).stage(double, workers=2) as pipe:
+        await asyncio.sleep(0.1)  # the output buffer fills, a put waits
+        reader = asyncio.create_task(read_all(pipe))  # starts at the next loop iteration
+    await reader
+    stats = pipe.statistics()
+    assert stats.state == "finished" and stats.dropped == 0
+    # the close stopped taking from the source; every item accepted until then is delivered
+    assert sorted(got) == [2 * i for i in range(stats.accepted)] and stats.accepted >= 6

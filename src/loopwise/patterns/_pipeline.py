@@ -295,7 +295,9 @@ class Pipeline(Generic[T]):
             if feeder is not None and self._feeder_pulling and not feeder.done():
                 feeder.cancel()  # it holds no item while pulling
             self._maybe_close_input()
-        self._check_stall()
+        # Not at once: a reader task created just before this close has not run its first step
+        # (its `async for`) yet; the check runs after the tasks that are ready now.
+        asyncio.get_running_loop().call_soon(self._check_stall)
         try:
             await self.wait()
         except asyncio.CancelledError:
