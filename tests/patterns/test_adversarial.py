@@ -9,13 +9,16 @@ next to ``asyncio.timeout()``, and sync retry from a worker thread of a running 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from loopwise import CapacityLimiter, Pipeline, amap
+from loopwise import CapacityLimiter, Pipeline, RateLimiter, amap
 from loopwise.patterns import StrayCancellationError
-from tests.patterns._virtual import virtual
+from tests.patterns._virtual import VirtualClockLoop, now, run_virtual, virtual, vloop
 
 
 class Boom(Exception):
@@ -101,3 +104,274 @@ async def test_output_pipeline_closing_right_after_starting_a_reader_task_is_not
     assert stats.state == "finished" and stats.dropped == 0
     # the close stopped taking from the source; every item accepted until then is delivered
     assert sorted(got) == [2 * i for i in range(stats.accepted)] and stats.accepted >= 6
+
+
+# -- the limiters: cancellation at any moment, racing the wake-ups; the books must balance --------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    burst=st.integers(1, 4),
+    requests=st.lists(
+        st.tuples(
+            st.integers(0, 6),  # arrival, in half intervals
+            st.integers(1, 4),  # amount
+            st.one_of(st.none(), st.integers(0, 12)),  # cancel time, in half intervals
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_rate_limiter_cancellation_at_any_moment_keeps_bound_fifo_and_books(
+    burst: int, requests: list[tuple[int, int, int | None]]
+) -> None:
+    # Cancel times fall on the same grid as the grants, so many cancels land in the same loop
+    # iteration as a grant, after the wake-up and before the waiter resumes.
+    rate, half = 10, 0.05
+    requests = [(arrive, min(amount, burst), cancel) for arrive, amount, cancel in requests]
+
+    @virtual
+    async def scenario() -> None:
+        limiter = RateLimiter(rate, burst=burst)
+        grants: list[tuple[int, float, int]] = []
+        calls: list[int] = []
+        loop = asyncio.get_running_loop()
+
+        async def one(key: int, arrive: int, amount: int) -> None:
+            await asyncio.sleep(arrive * half)
+            calls.append(key)
+            await limiter.acquire(amount)
+            grants.append((key, now(), amount))
+
+        tasks = []
+        for key, (arrive, amount, cancel) in enumerate(requests):
+            task = asyncio.create_task(one(key, arrive, amount))
+            tasks.append(task)
+            if cancel is not None:
+                loop.call_at(cancel * half, task.cancel)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stats = limiter.statistics()
+        assert stats.waiting == 0 and len(limiter._waiters) == 0
+        assert limiter._timer is None  # no timer left armed for nobody
+        granted = sum(a for _, _, a in grants)
+        cancelled = sum(requests[k][1] for k, t in enumerate(tasks) if t.cancelled())
+        assert granted <= stats.acquired <= granted + cancelled
+        assert stats.delayed <= stats.acquired
+        keys = [key for key, _, _ in grants]
+        assert keys == [k for k in calls if k in keys]  # FIFO among those served
+        for i, (_, start, _) in enumerate(grants):
+            for _, end, _ in grants[i:]:
+                total = sum(a for _, t, a in grants if start - 1e-9 <= t <= end + 1e-9)
+                assert total <= burst + rate * (end - start) + 1e-6
+
+    scenario()
+
+
+def sweep(scenario: Callable[[int | None, int], Coroutine[Any, Any, None]], victims: int) -> int:
+    """Run ``scenario(k, victim)`` once per loop iteration k of a clean run and per victim:
+    ``scenario`` cancels task ``victim`` at the start of iteration ``k`` (before any callback of
+    that iteration runs, so also between a wake-up and the woken task's resumption)."""
+    loops: list[VirtualClockLoop] = []
+
+    async def clean() -> None:
+        loops.append(vloop())
+        await scenario(None, 0)
+
+    run_virtual(clean())
+    iterations = loops[0].iterations
+    for k in range(iterations + 1):
+        for victim in range(victims):
+            run_virtual(scenario(k, victim))
+    return iterations
+
+
+def cancel_at(k: int | None, task: Callable[[], asyncio.Task[Any]]) -> None:
+    if k is not None:
+        vloop().on_iteration = lambda it: task().cancel() if it == k else None
+
+
+def test_capacity_limiter_cancel_at_every_iteration_keeps_fifo_and_the_books() -> None:
+    async def scenario(k: int | None, victim: int) -> None:
+        limiter = CapacityLimiter(2)
+        order: list[int] = []
+        holders = [0, 0]  # now, most
+
+        async def one(i: int) -> None:
+            await limiter.acquire()
+            order.append(i)
+            holders[0] += 1
+            holders[1] = max(holders)
+            try:
+                await asyncio.sleep(0.01 * (i % 3 + 1))
+            finally:
+                holders[0] -= 1
+                limiter.release()
+
+        tasks = [asyncio.create_task(one(i)) for i in range(6)]
+        cancel_at(k, lambda: tasks[victim])
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stats = limiter.statistics()
+        assert (stats.borrowed_tokens, stats.waiting, len(limiter._lot)) == (0, 0, 0)
+        assert stats.acquired == len(order) and holders[1] <= 2
+        survivors = [i for i, t in enumerate(tasks) if not t.cancelled()]
+        assert order == sorted(order) and set(survivors) <= set(order)  # FIFO, nobody lost
+
+    assert sweep(scenario, victims=6) > 10
+
+
+def test_rate_limiter_cancel_at_every_iteration_keeps_bound_fifo_and_the_books() -> None:
+    # After the burst, the loop runs late once (a 0.4 s stall), so the timer then grants several
+    # waiters in one callback: a victim granted there can be followed by a later grant.
+    rate, burst, amounts = 10, 3, [1, 1, 1, 1, 2, 1, 1, 2]
+
+    async def scenario(k: int | None, victim: int) -> None:
+        limiter = RateLimiter(rate, burst=burst)
+        grants: list[tuple[int, float, int]] = []
+
+        async def one(i: int) -> None:
+            await limiter.acquire(amounts[i])
+            grants.append((i, now(), amounts[i]))
+
+        async def stall() -> None:
+            await asyncio.sleep(0.05)
+            vloop().stall(0.4)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(len(amounts))]
+        staller = asyncio.create_task(stall())
+        cancel_at(k, lambda: tasks[victim])
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await staller
+        stats = limiter.statistics()
+        assert (stats.waiting, len(limiter._waiters), limiter._timer) == (0, 0, None)
+        granted = sum(a for _, _, a in grants)
+        assert granted <= stats.acquired <= granted + amounts[victim]
+        assert [i for i, _, _ in grants] == sorted(i for i, _, _ in grants)  # FIFO
+        assert {i for i, t in enumerate(tasks) if not t.cancelled()} <= {i for i, _, _ in grants}
+        for n, (_, start, _) in enumerate(grants):
+            for _, end, _ in grants[n:]:
+                total = sum(a for _, t, a in grants if start - 1e-9 <= t <= end + 1e-9)
+                assert total <= burst + rate * (end - start) + 1e-6, grants
+
+    assert sweep(scenario, victims=len(amounts)) > 5
+
+
+def test_pipeline_cancelled_at_every_iteration_accounts_for_every_item() -> None:
+    async def slow_double(x: int) -> int:
+        await asyncio.sleep(0.01 * (x % 3))
+        return 2 * x
+
+    async def scenario(k: int | None, victim: int) -> None:
+        got: list[int] = []
+        pipe = Pipeline(range(8), output=True, buffer=2)
+        pipe.stage(slow_double, workers=2).stage(slow_double, workers=1)
+
+        async def consume() -> None:
+            async with pipe:
+                async for x in pipe:
+                    got.append(x)
+
+        task = asyncio.create_task(consume())
+        cancel_at(k, lambda: task)
+        await asyncio.gather(task, return_exceptions=True)
+        stats = pipe.statistics()
+        assert stats.state in ("new", "finished", "cancelled"), stats  # new: never entered
+        assert all(s.workers == 0 and s.busy == 0 for s in stats.stages)
+        if stats.state == "finished":
+            assert sorted(got) == [4 * i for i in range(8)] and stats.dropped == 0
+        else:
+            assert stats.accepted == stats.completed + stats.dropped, stats
+            assert len(got) <= stats.completed
+
+    assert sweep(scenario, victims=1) > 10
+
+
+def test_amap_consumer_cancelled_at_every_iteration_leaves_no_task_and_no_lost_error() -> None:
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0.01 * (x % 3))
+        if x == 7:
+            raise Boom(x)
+        return x
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(10):
+            await asyncio.sleep(0.003)
+            yield i
+
+    async def scenario(k: int | None, victim: int) -> None:
+        got: list[int] = []
+
+        async def consume() -> None:
+            async with amap(fn, source(), concurrency=3, buffer=1) as results:
+                async for x in results:
+                    got.append(x)
+
+        task = asyncio.create_task(consume())
+        cancel_at(k, lambda: task)
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        # either the failure or the cancellation, nothing else, and never a hang
+        assert isinstance(outcome, Boom | asyncio.CancelledError), outcome
+        assert got == list(range(len(got))) and len(got) <= 7
+
+    assert sweep(scenario, victims=1) > 10
+
+
+# -- a worker of amap or Pipeline cancelled by something other than the pattern -----------------
+
+
+async def cancels_its_own_task(x: int) -> int:
+    if x == 3:
+        # what a library that "cancels the current task" does when it does not clean up
+        this = asyncio.current_task()
+        assert this is not None
+        this.cancel()
+    await asyncio.sleep(0.001)
+    return x
+
+
+@pytest.mark.parametrize("errors", ["raise", "collect"])
+@virtual
+async def test_amap_worker_cancelled_from_outside_is_an_error_of_amap(errors: str) -> None:
+    async def consume() -> list[object]:
+        got: list[object] = []
+        async for x in amap(cancels_its_own_task, range(10), concurrency=2, errors=errors):  # type: ignore[call-overload]
+            got.append(x)
+        return got
+
+    # In a TaskGroup a CancelledError from the consumer would count as "cancelled": the results
+    # and the problem would vanish without a trace.
+    with pytest.raises(ExceptionGroup) as caught:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(consume())
+    (error,) = caught.value.exceptions
+    assert isinstance(error, StrayCancellationError)
+    assert "cancelled by something other than amap" in str(error)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@virtual
+async def test_pipeline_worker_cancelled_from_outside_fails_the_pipeline(workers: int) -> None:
+    pipe = Pipeline(range(10)).stage(cancels_its_own_task, workers=workers)
+    async with asyncio.timeout(5):
+        with pytest.raises(StrayCancellationError, match="something other than the pipeline"):
+            await pipe.run()
+    assert pipe.statistics().state == "failed"
+
+
+@virtual
+async def test_pipeline_feeder_cancelled_from_outside_fails_the_pipeline() -> None:
+    async def source() -> AsyncIterator[int]:
+        for i in range(10):
+            if i == 3:
+                this = asyncio.current_task()  # the pipeline's feeder task
+                assert this is not None
+                this.cancel()
+            await asyncio.sleep(0.001)
+            yield i
+
+    async def ident(x: int) -> int:
+        return x
+
+    pipe = Pipeline(source()).stage(ident)
+    async with asyncio.timeout(5):
+        with pytest.raises(StrayCancellationError, match="something other than the pipeline"):
+            await pipe.run()

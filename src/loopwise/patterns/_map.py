@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
-from loopwise.patterns._cancel import stray_error, this_task
+from loopwise.patterns._cancel import cancelled_by_outsider, stray_error, this_task
 from loopwise.patterns._limit import RateLimiter
 from loopwise.patterns._parking import ParkingLot
 
@@ -280,7 +280,7 @@ class _State(Generic[T, R]):
                 if not this_task().cancelling():
                     self.fail(stray_error(exc, "amap's input"))
                     return
-                self.fail(asyncio.CancelledError("an amap worker was cancelled from outside"))
+                self.fail(cancelled_by_outsider(exc, "an amap worker", "amap"))
             raise
         except GeneratorExit:
             raise  # the coroutine is being closed (its loop is gone)

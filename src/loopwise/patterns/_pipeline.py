@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
-from loopwise.patterns._cancel import stray_error, this_task
+from loopwise.patterns._cancel import cancelled_by_outsider, stray_error, this_task
 from loopwise.patterns._channel import _Channel, _Drained
 
 __all__ = ["Pipeline", "PipelineStatistics", "StageStatistics"]
@@ -391,6 +391,10 @@ class Pipeline(Generic[T]):
         except asyncio.CancelledError as exc:
             if not this_task().cancelling():
                 self._fail(stray_error(exc, "the source"), "source")
+            elif self._state == "running":  # not cancelled by the pipeline
+                self._fail(
+                    cancelled_by_outsider(exc, "the source's task", "the pipeline"), "source"
+                )
             elif self._state != "closing":
                 raise
             # else a graceful close interrupted the wait for the next item: nothing was taken
@@ -440,6 +444,11 @@ class Pipeline(Generic[T]):
                 stage.processed += 1
                 if last:
                     self._completed += 1
+        except asyncio.CancelledError as exc:
+            if self._state not in ("running", "closing"):
+                raise  # the pipeline cancelled it (cancel() or a failure)
+            what = f"a worker of stage {stage.name!r}"
+            self._fail(cancelled_by_outsider(exc, what, "the pipeline"), f"stage {stage.name!r}")
         finally:
             stage.alive -= 1
             if stage.alive == 0 and outbox is not None:
