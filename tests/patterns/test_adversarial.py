@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopwise import CapacityLimiter, Pipeline, RateLimiter, amap
+from loopwise import CapacityLimiter, Failure, Pipeline, RateLimiter, Supervisor, amap
 from loopwise.patterns import StrayCancellationError
 from tests.patterns._virtual import VirtualClockLoop, now, run_virtual, virtual, vloop
 
@@ -375,3 +375,70 @@ async def test_pipeline_feeder_cancelled_from_outside_fails_the_pipeline() -> No
     async with asyncio.timeout(5):
         with pytest.raises(StrayCancellationError, match="something other than the pipeline"):
             await pipe.run()
+
+
+# -- asyncio.timeout() in user code is not a cancellation of the worker --------------------------
+
+
+def times_out_then_strays(kind: str) -> Callable[[int], Coroutine[Any, Any, int]]:
+    async def fn(x: int) -> int:
+        if x == 1:  # a timeout that expires: asyncio cancels the task, then uncancels it
+            if kind == "timeout":
+                async with asyncio.timeout(0.01):
+                    await asyncio.sleep(1)
+            else:
+                await asyncio.wait_for(asyncio.sleep(1), 0.01)
+        if x == 2:  # then, on the same worker, a stray cancellation
+            never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            never.cancel()
+            await never
+        await asyncio.sleep(0)
+        return x
+
+    return fn
+
+
+@pytest.mark.parametrize("kind", ["timeout", "wait_for"])
+@virtual
+async def test_amap_a_timeout_in_fn_is_a_timeout_and_a_later_stray_is_still_a_stray(
+    kind: str,
+) -> None:
+    got = [
+        r
+        async for r in amap(times_out_then_strays(kind), range(4), concurrency=1, errors="collect")
+    ]
+    assert got[0] == 0 and got[3] == 3
+    assert isinstance(got[1], Failure) and type(got[1].exception) is TimeoutError
+    assert isinstance(got[2], Failure)
+    assert isinstance(got[2].exception, StrayCancellationError)
+
+
+@pytest.mark.parametrize("kind", ["timeout", "wait_for"])
+@virtual
+async def test_pipeline_a_timeout_in_a_stage_is_raised_as_timeout_error(kind: str) -> None:
+    pipe = Pipeline(range(4)).stage(times_out_then_strays(kind))
+    with pytest.raises(TimeoutError):
+        await pipe.run()
+
+
+# -- Supervisor --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset_after", [0, -1.0, float("nan"), "60", True])
+@virtual
+async def test_supervise_refuses_a_reset_after_that_would_restart_in_a_busy_loop(
+    reset_after: object,
+) -> None:
+    # reset_after=0 made every failure "healthy": a service failing at once was restarted
+    # at once, forever, without the loop ever running anything else.
+    runs = 0
+
+    async def fails_at_once() -> None:
+        nonlocal runs
+        runs += 1
+        raise ValueError("down")
+
+    async with Supervisor() as sup:
+        with pytest.raises((ValueError, TypeError), match="reset_after"):
+            sup.supervise(fails_at_once, reset_after=reset_after)  # type: ignore[arg-type]
+    assert runs == 0
