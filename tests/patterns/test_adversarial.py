@@ -442,3 +442,60 @@ async def test_supervise_refuses_a_reset_after_that_would_restart_in_a_busy_loop
         with pytest.raises((ValueError, TypeError), match="reset_after"):
             sup.supervise(fails_at_once, reset_after=reset_after)  # type: ignore[arg-type]
     assert runs == 0
+
+
+# -- amap's input: a pull that fails while amap stops, an input iterated twice ------------------
+
+
+@virtual
+async def test_amap_base_exception_from_the_pull_waited_for_on_exit_is_raised_by_the_exit() -> None:
+    async def source() -> AsyncIterator[int]:
+        yield 0
+        await asyncio.sleep(0.05)  # the pull amap's exit waits for...
+        raise Fatal("while amap was stopping")  # ...fails with a BaseException
+
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    with pytest.raises(Fatal):
+        async with amap(fn, source(), concurrency=2) as results:
+            async for _ in results:
+                break
+
+
+@virtual
+async def test_amap_input_iterated_elsewhere_at_the_same_time_raises_not_hangs() -> None:
+    gate = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(5):
+            await gate.wait()
+            yield i
+
+    async def fn(x: int) -> int:
+        return x
+
+    gen = source()
+    other = asyncio.create_task(anext(gen))  # someone else is inside the generator
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="already running"):
+            async for _ in amap(fn, gen, concurrency=2):
+                pass
+    gate.set()
+    assert await other == 0
+
+
+# -- RateLimiter: one timer, armed for the waiter's own amount ----------------------------------
+
+
+@virtual
+async def test_rate_limiter_arms_its_timer_once_for_a_large_first_waiter() -> None:
+    limiter = RateLimiter(10, burst=5)
+    await limiter.acquire(5)  # the bucket is empty: 5 more need 0.5 s
+    before = vloop().timers_scheduled
+    await limiter.acquire(5)
+    assert now() == pytest.approx(0.5)
+    # armed for amount 1 (due at 0.1 s) it fired for nothing and was armed again
+    assert vloop().timers_scheduled - before == 1

@@ -136,7 +136,7 @@ class RateLimiter:
             return
         self._loop = loop
         if self._timer is None:
-            self._schedule()
+            self._schedule(amount)  # for the head: this call, when nobody is queued
         try:
             await self._waiters.park(amount)  # a grant after being woken goes to _give_back
         except BaseException:
@@ -229,10 +229,11 @@ class RateLimiter:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _schedule(self) -> None:
-        """Arm the single timer for the moment the head waiter may go."""
+    def _schedule(self, newcomer: int = 1) -> None:
+        """Arm the single timer for the moment the head waiter may go (``newcomer``: the amount
+        of a call about to park, the head when nobody is parked yet)."""
         assert self._loop is not None
-        amount = self._waiters.peek(1)
+        amount = self._waiters.peek(newcomer)
         assert isinstance(amount, int)
         self._timer_when = self._ready_at(amount)
         self._timer = self._loop.call_at(self._timer_when, self._on_timer)
