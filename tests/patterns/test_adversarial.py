@@ -499,3 +499,27 @@ async def test_rate_limiter_arms_its_timer_once_for_a_large_first_waiter() -> No
     assert now() == pytest.approx(0.5)
     # armed for amount 1 (due at 0.1 s) it fired for nothing and was armed again
     assert vloop().timers_scheduled - before == 1
+
+
+async def test_amap_timeout_around_async_with_on_a_quiet_input_ends_on_time() -> None:
+    # The timeout cancels the consumer once; the exit must not then wait for the input's next
+    # item (the cancellation was already delivered, nothing would interrupt that wait).
+    stop = asyncio.Event()
+
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    source = quiet_after(2, stop)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                async with amap(fn, source, concurrency=2) as results:
+                    async for _ in results:
+                        pass
+        assert loop.time() - began < 2  # the input stays quiet for ever
+    finally:
+        stop.set()
+        await source.aclose()
