@@ -523,3 +523,28 @@ async def test_amap_timeout_around_async_with_on_a_quiet_input_ends_on_time() ->
     finally:
         stop.set()
         await source.aclose()
+
+
+async def test_amap_aclose_in_finally_after_a_timeout_on_a_quiet_input_ends_on_time() -> None:
+    stop = asyncio.Event()
+
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    source = quiet_after(2, stop)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                results = amap(fn, source, concurrency=2)
+                try:
+                    async for _ in results:
+                        pass
+                finally:
+                    await results.aclose()  # the task is being cancelled: no wait for the pull
+        assert loop.time() - began < 2
+    finally:
+        stop.set()
+        await source.aclose()

@@ -158,8 +158,12 @@ class _State(Generic[T, R]):
     async def shutdown(self, *, pull: bool = False) -> None:
         """Cancel every worker and wait until all have finished. A pull in progress is waited
         for, unless ``pull`` (amap is failing: an error must not wait for the input's next
-        item) or the task waiting is cancelled: then the pull is cancelled too."""
+        item) or the task waiting is being cancelled (now, or already: an ``aclose()`` in a
+        ``finally`` after a timeout fired): then the pull is cancelled too."""
         self.closed = True
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():
+            pull = True
         self.cancel_all(pull=pull)
         pending = [t for t in self.workers if t is not asyncio.current_task()]
         if pending:
@@ -503,10 +507,11 @@ def amap(
     is pulled by one worker at a time. The input iterator is not closed by ``amap``. When the
     consumer stops normally (``aclose()``, ``async with`` left without an exception) a pull in
     progress is not cancelled (that would finish an async generator): it is waited for and its
-    item dropped, so the caller can keep iterating the input afterwards; cancelling the task
-    that waits cancels the pull too. On an error (raised by the ``async for``, or an exception
-    leaving ``async with``) a pull in progress is cancelled instead, so the error never waits
-    for the input's next item; an async generator input is then finished.
+    item dropped, so the caller can keep iterating the input afterwards. On an error (raised by
+    the ``async for``, or an exception leaving ``async with``), or when the task stopping it is
+    being cancelled (a timeout fired, even before an ``aclose()`` in a ``finally``), a pull in
+    progress is cancelled instead, so nothing waits for the input's next item; an async
+    generator input is then finished.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
