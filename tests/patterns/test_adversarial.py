@@ -548,3 +548,24 @@ async def test_amap_aclose_in_finally_after_a_timeout_on_a_quiet_input_ends_on_t
     finally:
         stop.set()
         await source.aclose()
+
+
+@virtual
+async def test_output_pipeline_reader_that_breaks_after_the_exit_began_cancels_it() -> None:
+    # A break before the block's exit cancels the pipeline (documented); the same break a
+    # moment later, while the exit's close waits, must not turn into "nobody reads" UsageError.
+    exiting = False
+
+    async def reader(pipe: Pipeline[int]) -> None:
+        async for _ in pipe:
+            await asyncio.sleep(0.01)
+            if exiting:
+                break  # with results still to come: the pipeline holds more than it reads
+
+    async with Pipeline(range(100), output=True, buffer=1).stage(double) as pipe:
+        task = asyncio.create_task(reader(pipe))
+        await asyncio.sleep(0.05)
+        exiting = True
+    await task
+    stats = pipe.statistics()
+    assert stats.state == "cancelled" and stats.accepted == stats.completed + stats.dropped

@@ -122,6 +122,7 @@ class Pipeline(Generic[T]):
         self._readers = 0  # result iterators alive and not finished
         self._left_early = False  # a result iterator was dropped before the end
         self._close_requested = False  # close() or a normal `async with` exit
+        self._exiting = False  # the close is the `async with` exit's
 
     # -- building -------------------------------------------------------------------------------
 
@@ -214,6 +215,7 @@ class Pipeline(Generic[T]):
             await self.cancel()
             self._raise_failure()
             return
+        self._exiting = True
         await self.close()  # cancelled while draining, it cancels the pipeline
 
     async def run(self) -> None:
@@ -447,7 +449,9 @@ class Pipeline(Generic[T]):
 
     def _check_stall(self) -> None:
         """A close was asked for, the results fill the output channel and nobody iterates the
-        pipeline: it can never finish. Fail with an error that says so instead of hanging."""
+        pipeline: it can never finish. Fail with an error that says so instead of hanging (or,
+        when the ``async with`` exit is closing it and the reader left early, cancel it as that
+        exit does when the reader left before it)."""
         if (
             self._close_requested
             and self._output
@@ -457,6 +461,10 @@ class Pipeline(Generic[T]):
             and self._channels[-1].full
             and self._channels[-1].blocked_puts > 0
         ):
+            if self._exiting and self._left_early:
+                self._state = "cancelled"
+                self._abort()  # the exit's close() waits for the workers
+                return
             self._fail(
                 UsageError(
                     f"{self.name} (output=True) is closing but nobody reads its results and "
