@@ -569,3 +569,35 @@ async def test_output_pipeline_reader_that_breaks_after_the_exit_began_cancels_i
     await task
     stats = pipe.statistics()
     assert stats.state == "cancelled" and stats.accepted == stats.completed + stats.dropped
+
+
+async def test_amap_base_exception_from_the_pull_left_after_a_bare_break_is_not_lost() -> None:
+    # After a bare `break` nobody awaits amap any more; the pull it leaves running must not
+    # swallow a BaseException: it is left in the worker task for asyncio to report.
+    import gc
+
+    seen: list[BaseException] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx.get("exception")))
+    finished = asyncio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        yield 0
+        await asyncio.sleep(0.05)
+        finished.set()
+        raise Fatal("in the pull left running")
+
+    async def fn(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x
+
+    try:
+        async for _ in amap(fn, source(), concurrency=2):
+            break
+        await finished.wait()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gc.collect()
+        assert any(isinstance(e, Fatal) for e in seen), seen
+    finally:
+        loop.set_exception_handler(None)

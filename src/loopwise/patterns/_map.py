@@ -113,6 +113,7 @@ class _State(Generic[T, R]):
         self.error: BaseException | None = None
         self.secondary_errors = 0
         self.closed = False
+        self.abandoned = False  # the AMap was dropped: nobody will raise self.error
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -293,6 +294,8 @@ class _State(Generic[T, R]):
             # (KeyboardInterrupt, a test framework's failure): the consumer raises it. Not
             # re-raised here, so no "Task exception was never retrieved".
             self.fail(exc)
+            if self.abandoned and not isinstance(exc, Exception):
+                raise  # nobody will raise it (the iterator was dropped): let asyncio report it
         finally:
             self.alive -= 1
             if self.alive == 0:
@@ -402,6 +405,7 @@ class AMap(AsyncIterator[R]):
         if s.loop is None or not s.workers or s.loop.is_closed():
             return
         s.closed = True
+        s.abandoned = True
         if threading.get_ident() == s.thread_id:
             s.cancel_all()
         else:
