@@ -9,6 +9,7 @@ next to ``asyncio.timeout()``, and sync retry from a worker thread of a running 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -16,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopwise import CapacityLimiter, Failure, Pipeline, RateLimiter, Supervisor, amap
-from loopwise.patterns import StrayCancellationError
+from loopwise import CapacityLimiter, Failure, Pipeline, RateLimiter, Supervisor, amap, retry
+from loopwise.patterns import StrayCancellationError, set_retry_testing
 from tests.patterns._virtual import VirtualClockLoop, now, run_virtual, virtual, vloop
 
 
@@ -601,3 +602,59 @@ async def test_amap_base_exception_from_the_pull_left_after_a_bare_break_is_not_
         assert any(isinstance(e, Fatal) for e in seen), seen
     finally:
         loop.set_exception_handler(None)
+
+
+# -- retry: a retry with no delay is still a checkpoint -----------------------------------------
+
+
+async def test_retrying_without_delay_lets_other_tasks_run() -> None:
+    # backoff=0 (or the testing switch, or full jitter drawing 0) skipped the sleep entirely, so
+    # `attempts=None` on a call failing without awaiting blocked the event loop for ever.
+    other_ran = False
+    calls = 0
+
+    async def other() -> None:
+        nonlocal other_ran
+        other_ran = True
+
+    async def fails_without_awaiting() -> str:
+        nonlocal calls
+        calls += 1
+        if other_ran:
+            return "done"
+        if calls > 1000:
+            raise Fatal("the loop never ran anything else")
+        raise ValueError("try again")
+
+    task = asyncio.create_task(other())
+    policy = retry(attempts=None, backoff=0, on=ValueError)
+    assert await policy.call(fails_without_awaiting) == "done"
+    await task
+    assert calls == 2
+
+
+def test_supervised_service_failing_at_once_in_testing_mode_does_not_block_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runs = 0
+
+    async def fails_at_once() -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1000:
+            raise Fatal("the loop never ran anything else")
+        raise ValueError("down")
+
+    async def main() -> None:
+        async with Supervisor() as sup:
+            sup.supervise(fails_at_once)
+            for _ in range(3):
+                await asyncio.sleep(0)
+
+    set_retry_testing(True)
+    try:
+        with caplog.at_level(logging.CRITICAL, logger="loopwise.patterns"):
+            asyncio.run(main())
+    finally:
+        set_retry_testing(False)
+    assert 1 <= runs <= 10

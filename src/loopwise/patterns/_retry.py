@@ -467,6 +467,11 @@ class AttemptLoop:
             raise StopAsyncIteration
         if delay > 0:
             await self.policy.sleep(delay)
+        elif self._number:
+            # A retry without delay (backoff=0, the testing switch, a jitter draw of 0) is still
+            # a checkpoint: a call failing without awaiting, retried without limit, must not
+            # keep the event loop from running anything else.
+            await asyncio.sleep(0)
         return self._next_attempt()
 
     def __iter__(self) -> AttemptLoop:
