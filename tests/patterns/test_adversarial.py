@@ -613,7 +613,7 @@ async def test_retrying_without_delay_lets_other_tasks_run() -> None:
     other_ran = False
     calls = 0
 
-    async def other() -> None:
+    def other() -> None:
         nonlocal other_ran
         other_ran = True
 
@@ -626,10 +626,9 @@ async def test_retrying_without_delay_lets_other_tasks_run() -> None:
             raise Fatal("the loop never ran anything else")
         raise ValueError("try again")
 
-    task = asyncio.create_task(other())
+    asyncio.get_running_loop().call_soon(other)  # runs when the loop gets control back
     policy = retry(attempts=None, backoff=0, on=ValueError)
     assert await policy.call(fails_without_awaiting) == "done"
-    await task
     assert calls == 2
 
 
@@ -658,3 +657,38 @@ def test_supervised_service_failing_at_once_in_testing_mode_does_not_block_the_l
     finally:
         set_retry_testing(False)
     assert 1 <= runs <= 10
+
+
+# -- amap under an eager task factory (Python 3.12+) --------------------------------------------
+
+needs_eager = pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager task factories came in 3.12"
+)
+
+
+@needs_eager
+@pytest.mark.parametrize("concurrency", [5, 1500])
+@virtual
+async def test_amap_under_an_eager_task_factory_runs_concurrency_calls_at_once(
+    concurrency: int,
+) -> None:
+    # An eager factory runs a new worker inside create_task(), before its spawner counted
+    # itself busy: the new worker saw an idle spare and started none, so far fewer calls ran at
+    # once. Nesting each spawn in the previous one must not hit the recursion limit either.
+    asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    running = peak = 0
+
+    async def slow(x: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(1.0)
+        finally:
+            running -= 1
+        return x
+
+    results = [r async for r in amap(slow, range(2 * concurrency), concurrency=concurrency)]
+    assert results == list(range(2 * concurrency))
+    assert peak == concurrency
+    assert now() == pytest.approx(2.0)

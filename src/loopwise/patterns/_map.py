@@ -71,6 +71,42 @@ class _State(Generic[T, R]):
     """Everything the worker tasks share. The public :class:`AMap` owns it; workers never hold a
     reference to the AMap itself, so dropping the AMap (leaving ``async for`` early) frees it."""
 
+    # Slots: over 30 attributes, an instance dict stops sharing keys and every attribute
+    # access on the per-item path gets slower (measured +6 % CPU per item).
+    __slots__ = (
+        "abandoned",
+        "ait",
+        "alive",
+        "busy",
+        "cap",
+        "closed",
+        "collect",
+        "concurrency",
+        "context",
+        "error",
+        "exhausted",
+        "failed",
+        "fn",
+        "it",
+        "items",
+        "limiter",
+        "loop",
+        "ordered",
+        "pull_lock",
+        "puller",
+        "reorder",
+        "secondary_errors",
+        "space",
+        "space_parked",
+        "spawning",
+        "started",
+        "thread_id",
+        "unordered",
+        "waiter",
+        "workers",
+        "yielded",
+    )
+
     def __init__(
         self,
         fn: Callable[[T], Awaitable[R]],
@@ -114,6 +150,7 @@ class _State(Generic[T, R]):
         self.secondary_errors = 0
         self.closed = False
         self.abandoned = False  # the AMap was dropped: nobody will raise self.error
+        self.spawning = False  # inside create_task() of a worker (eager task factories)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -134,10 +171,31 @@ class _State(Generic[T, R]):
 
     def spawn(self) -> None:
         assert self.loop is not None and self.context is not None
+        if self.spawning:
+            # An eager task factory is running a new worker inside create_task() and that
+            # worker wants a spare too: start it from the loop, not nested in this one (with a
+            # large concurrency the nesting would reach the recursion limit).
+            self.loop.call_soon(self.spawn_if_needed)
+            return
         self.alive += 1
-        task = self.loop.create_task(self.work(), context=self.context.copy())
+        self.spawning = True
+        try:
+            task = self.loop.create_task(self.work(), context=self.context.copy())
+        finally:
+            self.spawning = False
         self.workers.add(task)
         task.add_done_callback(self.workers.discard)
+
+    def spawn_if_needed(self) -> None:
+        """Start a spare worker if every worker is busy and the concurrency allows one."""
+        if (
+            self.error is None
+            and not self.exhausted
+            and not self.closed
+            and self.alive == self.busy
+            and self.alive < self.concurrency
+        ):
+            self.spawn()
 
     def cancel_all(self, *, pull: bool = False) -> None:
         """Request cancellation of every worker (does not wait). A worker inside ``anext()`` of
@@ -245,12 +303,18 @@ class _State(Generic[T, R]):
                 index = self.started
                 self.started = index + 1
                 # Keep one spare worker ready to pull while this one is busy, up to concurrency.
-                if self.alive - self.busy <= 1 and self.alive < self.concurrency:
-                    self.spawn()
-                if limiter is not None:
-                    await limiter.acquire()
+                # Counted busy first: an eager task factory runs the new worker inside spawn(),
+                # and it must not take this one for the idle spare.
                 self.busy += 1
+                if self.alive == self.busy and self.alive < self.concurrency:
+                    self.spawn()
                 try:
+                    if limiter is not None:
+                        self.busy -= 1  # waiting for the rate limit is not running fn
+                        try:
+                            await limiter.acquire()
+                        finally:
+                            self.busy += 1
                     result: Any = await fn(item)
                 except Exception as exc:
                     self.failed += 1
