@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -692,3 +692,18 @@ async def test_amap_under_an_eager_task_factory_runs_concurrency_calls_at_once(
     assert results == list(range(2 * concurrency))
     assert peak == concurrency
     assert now() == pytest.approx(2.0)
+
+
+def test_retry_refuses_to_decorate_a_generator_function_and_says_why() -> None:
+    # An async generator was taken for a sync function and refused with "make the function
+    # async", which it is; a sync generator was "retried" without effect (its errors come
+    # while it is iterated, after the call returned).
+    async def agen() -> AsyncIterator[int]:
+        yield 1
+
+    def gen() -> Iterator[int]:
+        yield 1
+
+    for fn in (agen, gen):
+        with pytest.raises(TypeError, match=r"generator function.*attempt in policy"):
+            retry(attempts=3)(fn)  # type: ignore[call-overload]

@@ -236,6 +236,13 @@ class Retry:
         ``sync_sleep`` and is refused inside a running event loop."""
         if not callable(fn):
             raise TypeError(f"retry(...) decorates a function, got {fn!r}")
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise TypeError(
+                f"retry(...) cannot retry the generator function {_name(fn)}: its errors come "
+                "while it is iterated, after the call returned. Retry the call that produces "
+                "each item, or wrap the loop that consumes it in `async for attempt in policy:` "
+                "(`for attempt in policy:` in sync code)"
+            )
         # type(fn).__call__: an object whose __call__ is `async def` is an async function too
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
 
