@@ -17,7 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopwise import CapacityLimiter, Failure, Pipeline, RateLimiter, Supervisor, amap, retry
+from loopwise import (
+    CapacityLimiter,
+    Failure,
+    Pipeline,
+    RateLimiter,
+    Supervisor,
+    UsageError,
+    amap,
+    retry,
+)
 from loopwise.patterns import StrayCancellationError, set_retry_testing
 from tests.patterns._virtual import VirtualClockLoop, now, run_virtual, virtual, vloop
 
@@ -707,3 +716,19 @@ def test_retry_refuses_to_decorate_a_generator_function_and_says_why() -> None:
     for fn in (agen, gen):
         with pytest.raises(TypeError, match=r"generator function.*attempt in policy"):
             retry(attempts=3)(fn)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("method", ["close", "wait"])
+@virtual
+async def test_pipeline_close_or_wait_from_its_own_stage_is_refused_not_a_deadlock(
+    method: str,
+) -> None:
+    async def stage(x: int) -> int:
+        if x == 2:
+            await getattr(pipe, method)()  # would wait for this very worker
+        return x
+
+    pipe = Pipeline(range(5)).stage(stage)
+    async with asyncio.timeout(5):
+        with pytest.raises(UsageError, match="from one of its own stages"):
+            await pipe.run()

@@ -258,8 +258,9 @@ class Pipeline(Generic[T]):
     async def close(self) -> None:
         """Stop accepting items, let everything accepted go through every stage, wait for all
         workers to exit, and raise the first failure if any. Idempotent. If the task awaiting it
-        is cancelled (a timeout around it, say), the pipeline is cancelled. Do not await it from
-        a stage function (it would wait for itself)."""
+        is cancelled (a timeout around it, say), the pipeline is cancelled. Awaited from a stage
+        function or the source (it would wait for itself) it raises :class:`~loopwise.UsageError`."""
+        self._refuse_own_task("close()")
         if self._state == "new":
             self._state = "finished"
             return
@@ -292,6 +293,7 @@ class Pipeline(Generic[T]):
 
     async def wait(self) -> None:
         """Wait until every worker has exited; raise the first failure if any."""
+        self._refuse_own_task("wait()")
         if self._done is not None and not self._done.done():
             await asyncio.shield(self._done)
         self._raise_failure()
@@ -473,6 +475,14 @@ class Pipeline(Generic[T]):
                     "or use output=False"
                 ),
                 "output",
+            )
+
+    def _refuse_own_task(self, what: str) -> None:
+        if asyncio.current_task() in self._tasks:
+            raise UsageError(
+                f"{self.name}.{what} awaited from one of its own stages (or its source) would "
+                "wait for itself: stop feeding it instead (let the source end), or close it "
+                "from the task that owns the pipeline"
             )
 
     def _check_open(self) -> None:
