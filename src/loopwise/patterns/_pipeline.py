@@ -259,7 +259,8 @@ class Pipeline(Generic[T]):
         """Stop accepting items, let everything accepted go through every stage, wait for all
         workers to exit, and raise the first failure if any. Idempotent. If the task awaiting it
         is cancelled (a timeout around it, say), the pipeline is cancelled. Awaited from a stage
-        function or the source (it would wait for itself) it raises :class:`~loopwise.UsageError`."""
+        function or the source (it would wait for itself) it raises
+        :class:`~loopwise.UsageError`."""
         self._refuse_own_task("close()")
         if self._state == "new":
             self._state = "finished"
