@@ -732,3 +732,18 @@ async def test_pipeline_close_or_wait_from_its_own_stage_is_refused_not_a_deadlo
     async with asyncio.timeout(5):
         with pytest.raises(UsageError, match="from one of its own stages"):
             await pipe.run()
+
+
+@virtual
+async def test_rate_limiter_cancelling_waiters_behind_the_head_does_not_rearm_the_timer() -> None:
+    limiter = RateLimiter(10)
+    await limiter.acquire()
+    waiters = [asyncio.create_task(limiter.acquire()) for _ in range(100)]
+    await asyncio.sleep(0)
+    before = vloop().timers_scheduled
+    for task in waiters[1:]:
+        task.cancel()  # a timeout around each, say; the head stays
+    await asyncio.gather(*waiters[1:], return_exceptions=True)
+    assert vloop().timers_scheduled == before  # was one new timer per cancelled waiter
+    await waiters[0]
+    assert now() == pytest.approx(0.1) and limiter.statistics().waiting == 0

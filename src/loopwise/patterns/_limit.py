@@ -140,11 +140,17 @@ class RateLimiter:
         try:
             await self._waiters.park(amount)  # a grant after being woken goes to _give_back
         except BaseException:
-            if self._timer is not None:
-                # the head may have changed (a smaller request can go sooner): re-arm
-                self._timer.cancel()
-                self._timer = None
-                if self._waiters:
+            timer = self._timer
+            if timer is not None:
+                head = self._waiters.peek()
+                if not isinstance(head, int):  # nobody waits any more
+                    timer.cancel()
+                    self._timer = None
+                elif self._ready_at(head) != self._timer_when:
+                    # the head changed (a smaller request can go sooner): re-arm; a waiter
+                    # cancelled behind the head leaves the timer alone
+                    timer.cancel()
+                    self._timer = None
                     self._schedule()
             raise
 
