@@ -478,7 +478,7 @@ class AttemptLoop:
             # A retry without delay (backoff=0, the testing switch, a jitter draw of 0) is still
             # a checkpoint: a call failing without awaiting, retried without limit, must not
             # keep the event loop from running anything else.
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # noqa: LW009 (the checkpoint is the point)
         return self._next_attempt()
 
     def __iter__(self) -> AttemptLoop:
