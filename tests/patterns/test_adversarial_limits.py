@@ -261,3 +261,31 @@ async def test_rate_limiter_cancelling_waiters_behind_the_head_does_not_rearm_th
     assert vloop().timers_scheduled == before  # was one new timer per cancelled waiter
     await waiters[0]
     assert now() == pytest.approx(0.1) and limiter.statistics().waiting == 0
+
+
+async def test_retry_still_retries_in_a_task_where_a_taskgroup_leaked_a_cancel_request() -> None:
+    # On Python 3.11 and 3.12 a TaskGroup whose child fails after the body reached the end of
+    # `async with` leaves Task.cancelling() at 1 for the rest of the task (fixed in 3.13).
+    # retry refuses to retry while the task is being cancelled, so from then on it never
+    # retried anything in that task. It now compares with the count when the call started.
+    async def child() -> None:
+        await asyncio.sleep(0.001)
+        raise ValueError("child")
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(child())
+    except* ValueError:
+        pass
+
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    assert await retry(attempts=3, backoff=0).call(flaky) == "ok"
+    assert calls == 3
