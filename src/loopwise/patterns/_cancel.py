@@ -2,7 +2,10 @@
 
 A handler decides with ``this_task().cancelling()``: above 0, someone called ``cancel()`` on
 the task (a real cancellation, to re-raise); 0, the ``CancelledError`` came from user code that
-awaited something cancelled elsewhere (a stray one, to report with :func:`stray_error`).
+awaited something cancelled elsewhere (a stray one, to report with :func:`stray_error`). A
+pattern's own worker task cancelled by someone other than the pattern (user code cancelling
+"the current task", say) is reported with :func:`cancelled_by_outsider`: passed on as a
+``CancelledError`` it would make the caller look cancelled, and a TaskGroup would forget it.
 """
 
 from __future__ import annotations
@@ -10,16 +13,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["StrayCancellationError", "stray_error", "this_task"]
+__all__ = ["StrayCancellationError", "cancelled_by_outsider", "stray_error", "this_task"]
 
 
 class StrayCancellationError(RuntimeError):
-    """User code raised ``CancelledError`` although its task was not being cancelled.
+    """A ``CancelledError`` that is not a cancellation of the pattern or of its caller.
 
-    It usually awaited a future or task that something else cancelled. asyncio would treat that
-    as a cancellation of the task and the work would end silently; loopwise's patterns treat it
-    as a failure of the item (``amap``, ``Pipeline``) or service (``Supervisor``) instead. The
-    original ``CancelledError`` is the ``__cause__``.
+    Either user code raised ``CancelledError`` although its task was not being cancelled (it
+    usually awaited a future or task that something else cancelled), or something other than
+    the pattern cancelled one of the pattern's own worker tasks (code run by ``amap`` or a
+    ``Pipeline`` stage that cancels "the current task"). asyncio would treat that as a
+    cancellation and the work would end silently; loopwise's patterns treat it as a failure of
+    the item (``amap``, ``Pipeline``) or service (``Supervisor``), or of the whole ``amap`` or
+    ``Pipeline`` when a worker was cancelled. The original ``CancelledError`` is the
+    ``__cause__``.
     """
 
 
@@ -35,6 +42,19 @@ def stray_error(exc: asyncio.CancelledError, what: str) -> StrayCancellationErro
     error = StrayCancellationError(
         f"{what} raised CancelledError without being cancelled (did it await a future or task "
         "that was cancelled elsewhere?); treated as a failure"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def cancelled_by_outsider(
+    exc: asyncio.CancelledError, what: str, owner: str
+) -> StrayCancellationError:
+    """The failure to report when ``what`` (a task ``owner`` runs) was cancelled by someone
+    other than ``owner``, caused by ``exc``."""
+    error = StrayCancellationError(
+        f"{what} was cancelled by something other than {owner} (does code it runs cancel the "
+        "current task?); treated as a failure"
     )
     error.__cause__ = exc
     return error

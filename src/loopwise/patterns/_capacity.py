@@ -38,8 +38,9 @@ class CapacityLimiter:
       token was handed to it, before it resumed, passes the token on (or returns it).
     * ``total_tokens`` can be changed while in use: raising it wakes waiters at once; lowering it
       lets current holders finish (new ones wait until the count is below the new total).
-    * ``release()`` without a matching ``acquire()`` raises :class:`~loopwise.UsageError`
-      instead of silently raising the capacity.
+    * ``release()`` with no token borrowed raises :class:`~loopwise.UsageError` instead of
+      silently raising the capacity. Tokens are counted, not tied to tasks: a release by a
+      task that holds none, while others hold tokens, is not detected.
     * ``statistics()`` and a live ``repr()``.
 
     Not thread-safe; for one event loop at a time. May be created outside a running loop.

@@ -136,15 +136,21 @@ class RateLimiter:
             return
         self._loop = loop
         if self._timer is None:
-            self._schedule()
+            self._schedule(amount)  # for the head: this call, when nobody is queued
         try:
             await self._waiters.park(amount)  # a grant after being woken goes to _give_back
         except BaseException:
-            if self._timer is not None:
-                # the head may have changed (a smaller request can go sooner): re-arm
-                self._timer.cancel()
-                self._timer = None
-                if self._waiters:
+            timer = self._timer
+            if timer is not None:
+                head = self._waiters.peek()
+                if not isinstance(head, int):  # nobody waits any more
+                    timer.cancel()
+                    self._timer = None
+                elif self._ready_at(head) != self._timer_when:
+                    # the head changed (a smaller request can go sooner): re-arm; a waiter
+                    # cancelled behind the head leaves the timer alone
+                    timer.cancel()
+                    self._timer = None
                     self._schedule()
             raise
 
@@ -229,10 +235,11 @@ class RateLimiter:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _schedule(self) -> None:
-        """Arm the single timer for the moment the head waiter may go."""
+    def _schedule(self, newcomer: int = 1) -> None:
+        """Arm the single timer for the moment the head waiter may go (``newcomer``: the amount
+        of a call about to park, the head when nobody is parked yet)."""
         assert self._loop is not None
-        amount = self._waiters.peek(1)
+        amount = self._waiters.peek(newcomer)
         assert isinstance(amount, int)
         self._timer_when = self._ready_at(amount)
         self._timer = self._loop.call_at(self._timer_when, self._on_timer)

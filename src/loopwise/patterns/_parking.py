@@ -16,7 +16,9 @@ class ParkingLotStatistics:
     """A snapshot of a :class:`ParkingLot`."""
 
     waiting: int
-    """Tasks parked right now (woken ones that have not resumed yet are not counted)."""
+    """Tasks parked right now. Woken ones that have not resumed yet are not counted; one whose
+    cancellation was requested is, until it resumes and leaves (asyncio cancels at the task's
+    next step, not at once)."""
     woken: int
     """Wake-ups handed out so far."""
 

@@ -5,50 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
-from loopwise.patterns._cancel import stray_error, this_task
+from loopwise.patterns._cancel import cancelled_by_outsider, stray_error, this_task
 from loopwise.patterns._channel import _Channel, _Drained
+from loopwise.patterns._pipeline_parts import (
+    PipelineStatistics,
+    StageStatistics,
+    State,
+    _Results,
+)
 
 __all__ = ["Pipeline", "PipelineStatistics", "StageStatistics"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-State = Literal["new", "running", "closing", "finished", "failed", "cancelled"]
-
-
-@dataclass(frozen=True, slots=True)
-class StageStatistics:
-    """A snapshot of one stage of a :class:`Pipeline`."""
-
-    name: str
-    workers: int
-    """Worker tasks alive."""
-    busy: int
-    """Workers running the stage function right now."""
-    queued: int
-    """Items waiting in the stage's input channel."""
-    processed: int
-    """Items the stage finished."""
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineStatistics:
-    """A snapshot of a :class:`Pipeline`."""
-
-    state: State
-    accepted: int
-    """Items taken from the source or by ``put()``."""
-    completed: int
-    """Items that went through every stage (and, with ``output=True``, were queued for the
-    consumer)."""
-    dropped: int
-    """Items accepted but abandoned by ``cancel()`` or a failure."""
-    stages: tuple[StageStatistics, ...]
 
 
 class _Stage:
@@ -149,6 +122,7 @@ class Pipeline(Generic[T]):
         self._readers = 0  # result iterators alive and not finished
         self._left_early = False  # a result iterator was dropped before the end
         self._close_requested = False  # close() or a normal `async with` exit
+        self._exiting = False  # the close is the `async with` exit's
 
     # -- building -------------------------------------------------------------------------------
 
@@ -241,6 +215,7 @@ class Pipeline(Generic[T]):
             await self.cancel()
             self._raise_failure()
             return
+        self._exiting = True
         await self.close()  # cancelled while draining, it cancels the pipeline
 
     async def run(self) -> None:
@@ -283,8 +258,10 @@ class Pipeline(Generic[T]):
     async def close(self) -> None:
         """Stop accepting items, let everything accepted go through every stage, wait for all
         workers to exit, and raise the first failure if any. Idempotent. If the task awaiting it
-        is cancelled (a timeout around it, say), the pipeline is cancelled. Do not await it from
-        a stage function (it would wait for itself)."""
+        is cancelled (a timeout around it, say), the pipeline is cancelled. Awaited from a stage
+        function or the source (it would wait for itself) it raises
+        :class:`~loopwise.UsageError`."""
+        self._refuse_own_task("close()")
         if self._state == "new":
             self._state = "finished"
             return
@@ -295,7 +272,9 @@ class Pipeline(Generic[T]):
             if feeder is not None and self._feeder_pulling and not feeder.done():
                 feeder.cancel()  # it holds no item while pulling
             self._maybe_close_input()
-        self._check_stall()
+        # Not at once: a reader task created just before this close has not run its first step
+        # (its `async for`) yet; the check runs after the tasks that are ready now.
+        asyncio.get_running_loop().call_soon(self._check_stall)
         try:
             await self.wait()
         except asyncio.CancelledError:
@@ -315,6 +294,7 @@ class Pipeline(Generic[T]):
 
     async def wait(self) -> None:
         """Wait until every worker has exited; raise the first failure if any."""
+        self._refuse_own_task("wait()")
         if self._done is not None and not self._done.done():
             await asyncio.shield(self._done)
         self._raise_failure()
@@ -389,6 +369,10 @@ class Pipeline(Generic[T]):
         except asyncio.CancelledError as exc:
             if not this_task().cancelling():
                 self._fail(stray_error(exc, "the source"), "source")
+            elif self._state == "running":  # not cancelled by the pipeline
+                self._fail(
+                    cancelled_by_outsider(exc, "the source's task", "the pipeline"), "source"
+                )
             elif self._state != "closing":
                 raise
             # else a graceful close interrupted the wait for the next item: nothing was taken
@@ -438,6 +422,11 @@ class Pipeline(Generic[T]):
                 stage.processed += 1
                 if last:
                     self._completed += 1
+        except asyncio.CancelledError as exc:
+            if self._state not in ("running", "closing"):
+                raise  # the pipeline cancelled it (cancel() or a failure)
+            what = f"a worker of stage {stage.name!r}"
+            self._fail(cancelled_by_outsider(exc, what, "the pipeline"), f"stage {stage.name!r}")
         finally:
             stage.alive -= 1
             if stage.alive == 0 and outbox is not None:
@@ -463,7 +452,9 @@ class Pipeline(Generic[T]):
 
     def _check_stall(self) -> None:
         """A close was asked for, the results fill the output channel and nobody iterates the
-        pipeline: it can never finish. Fail with an error that says so instead of hanging."""
+        pipeline: it can never finish. Fail with an error that says so instead of hanging (or,
+        when the ``async with`` exit is closing it and the reader left early, cancel it as that
+        exit does when the reader left before it)."""
         if (
             self._close_requested
             and self._output
@@ -473,6 +464,10 @@ class Pipeline(Generic[T]):
             and self._channels[-1].full
             and self._channels[-1].blocked_puts > 0
         ):
+            if self._exiting and self._left_early:
+                self._state = "cancelled"
+                self._abort()  # the exit's close() waits for the workers
+                return
             self._fail(
                 UsageError(
                     f"{self.name} (output=True) is closing but nobody reads its results and "
@@ -481,6 +476,14 @@ class Pipeline(Generic[T]):
                     "or use output=False"
                 ),
                 "output",
+            )
+
+    def _refuse_own_task(self, what: str) -> None:
+        if asyncio.current_task() in self._tasks:
+            raise UsageError(
+                f"{self.name}.{what} awaited from one of its own stages (or its source) would "
+                "wait for itself: stop feeding it instead (let the source end), or close it "
+                "from the task that owns the pipeline"
             )
 
     def _check_open(self) -> None:
@@ -523,39 +526,3 @@ class Pipeline(Generic[T]):
             failure.add_note(f"{self._more_failures} other failure(s) happened while stopping")
             self._more_failures = 0
         raise failure
-
-
-class _Results(AsyncIterator[Any]):
-    """An ``async for`` over a pipeline's results. Counted while alive, so a close can tell
-    "nobody reads" from "a reader is busy with a result"; dropped before the end (``break``), it
-    marks the pipeline as left early."""
-
-    __slots__ = ("_finished", "_pipe")
-
-    def __init__(self, pipe: Pipeline[Any]) -> None:
-        self._pipe = pipe
-        self._finished = False
-        pipe._readers += 1
-
-    async def __anext__(self) -> Any:
-        pipe = self._pipe
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            pipe._raise_failure()
-            return await pipe._channels[-1].get()
-        except _Drained:
-            self._finish(early=False)
-            pipe._raise_failure()
-            raise StopAsyncIteration from None
-        except BaseException:
-            self._finish(early=False)
-            raise
-
-    def _finish(self, *, early: bool) -> None:
-        if not self._finished:
-            self._finished = True
-            self._pipe._reader_gone(early=early)
-
-    def __del__(self) -> None:
-        self._finish(early=True)

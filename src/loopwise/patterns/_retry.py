@@ -18,6 +18,7 @@ from loopwise.patterns import _retry_support
 from loopwise.patterns._retry_support import (
     GiveUpReason,
     RetryStatistics,
+    _cancel_requests,
     _check_filter,
     _Counters,
     _name,
@@ -144,7 +145,10 @@ class Retry:
 
     def retries(self, exc: BaseException) -> bool:
         """Whether this policy would retry ``exc`` (ignoring attempts and time left)."""
-        if _never_retry(exc):
+        return self._retries(exc, 0)
+
+    def _retries(self, exc: BaseException, cancel_requests: int) -> bool:
+        if _never_retry(exc, cancel_requests):
             return False
         on = self.on
         if isinstance(on, type | tuple):
@@ -236,6 +240,13 @@ class Retry:
         ``sync_sleep`` and is refused inside a running event loop."""
         if not callable(fn):
             raise TypeError(f"retry(...) decorates a function, got {fn!r}")
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise TypeError(
+                f"retry(...) cannot retry the generator function {_name(fn)}: its errors come "
+                "while it is iterated, after the call returned. Retry the call that produces "
+                "each item, or wrap the loop that consumes it in `async for attempt in policy:` "
+                "(`for attempt in policy:` in sync code)"
+            )
         # type(fn).__call__: an object whose __call__ is `async def` is an async function too
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
 
@@ -427,7 +438,7 @@ class Attempt:
         if exc is None:
             return False
         policy = self._loop.policy
-        if not policy.retries(exc):
+        if not policy._retries(exc, self._loop._cancel_requests):
             return False
         self.delay = None
         decided = self._loop._decide(self, policy._hint(exc))
@@ -450,10 +461,11 @@ class AttemptLoop:
     It keeps plain numbers, not the attempts themselves, so no reference cycle outlives a call.
     """
 
-    __slots__ = ("_delay", "_number", "_start", "policy")
+    __slots__ = ("_cancel_requests", "_delay", "_number", "_start", "policy")
 
     def __init__(self, policy: Retry) -> None:
         self.policy = policy
+        self._cancel_requests = 0  # the task's cancelling() when the loop started
         self._number = 0  # the attempt last handed out
         self._delay: float | None = None  # decided by that attempt: None ends the loop
         self._start = 0.0
@@ -467,6 +479,11 @@ class AttemptLoop:
             raise StopAsyncIteration
         if delay > 0:
             await self.policy.sleep(delay)
+        elif self._number:
+            # A retry without delay (backoff=0, the testing switch, a jitter draw of 0) is still
+            # a checkpoint: a call failing without awaiting, retried without limit, must not
+            # keep the event loop from running anything else.
+            await _yield_to_the_loop()
         return self._next_attempt()
 
     def __iter__(self) -> AttemptLoop:
@@ -484,6 +501,7 @@ class AttemptLoop:
         """The delay to sleep before the next attempt (0: none), or None: the loop is over."""
         if self._number == 0:
             self._start = self.policy.clock()
+            self._cancel_requests = _cancel_requests()
             self.policy._counters.calls += 1
             return 0.0
         if self._delay is None:
@@ -533,3 +551,8 @@ class AttemptLoop:
         return (
             f"loopwise.retry gave up after attempt {attempt.number} ({self._elapsed():.3g}s): {why}"
         )
+
+
+async def _yield_to_the_loop() -> None:
+    """Let every other ready task run one step (a checkpoint)."""
+    await asyncio.sleep(0)

@@ -36,15 +36,24 @@ def retry_after_attribute(outcome: object) -> float | None:
     return float(value)
 
 
-def _never_retry(exc: BaseException) -> bool:
+def _never_retry(exc: BaseException, cancel_requests: int = 0) -> bool:
     # Only Exception subclasses are ever retried: CancelledError, KeyboardInterrupt, SystemExit
     # and GeneratorExit derive from BaseException alone.
     if not isinstance(exc, Exception):
         return True
     task = _current_task()
     # A regular exception raised while our task is being cancelled (code that turned the
-    # CancelledError into something else): retrying would swallow the cancellation.
-    return task is not None and task.cancelling() > 0
+    # CancelledError into something else): retrying would swallow the cancellation. Compared
+    # with the count when the call started (``cancel_requests``), not with 0: on Python 3.11
+    # and 3.12 a TaskGroup whose child fails after its body ended cancels the task running it
+    # and never uncancels it, so the count can stay above 0 with no cancellation under way.
+    return task is not None and task.cancelling() > cancel_requests
+
+
+def _cancel_requests() -> int:
+    """The running task's ``cancelling()`` (0 outside a task)."""
+    task = _current_task()
+    return 0 if task is None else task.cancelling()
 
 
 def _current_task() -> asyncio.Task[Any] | None:

@@ -167,15 +167,22 @@ class Supervisor:
           ``max_time``; when it gives up the last exception is raised out of the scope.
           ``restart=False``: a failure is raised out of the scope at once.
         * Each restart is logged at ``ERROR`` with the traceback.
-        * A service that ran ``reset_after`` seconds before failing is restarted at once, with
-          its backoff, attempt count and ``max_time`` budget reset (a healthy run never counts
-          against the policy).
+        * A service that ran ``reset_after`` seconds (> 0) before failing is restarted at once,
+          with its backoff, attempt count and ``max_time`` budget reset (a healthy run never
+          counts against the policy).
         * Returning normally ends the service (it is not restarted). It is cancelled on exit.
         * A ``CancelledError`` the service raises without being cancelled is a failure (a
           :class:`~loopwise.patterns.StrayCancellationError`), restarted like any other. A
           ``BaseException`` that is not an ``Exception`` is never restarted: it is raised out of
           the scope.
         """
+        if isinstance(reset_after, bool) or not isinstance(reset_after, int | float):
+            raise TypeError(f"reset_after must be a number of seconds, got {reset_after!r}")
+        if not reset_after > 0:  # also NaN
+            # 0 would count every failure as a healthy run: restarted at once, forever
+            raise ValueError(
+                f"reset_after must be > 0 seconds (float('inf'): never reset), got {reset_after!r}"
+            )
         label = name or getattr(fn, "__qualname__", None) or repr(fn)
         policy = None if restart is False else (_DEFAULT_RESTART if restart is True else restart)
         if policy is not None and not isinstance(policy, Retry):
