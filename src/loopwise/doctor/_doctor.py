@@ -8,6 +8,7 @@ import asyncio.runners
 import collections
 import contextlib
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -309,6 +310,11 @@ class Doctor:
             self._detach(loop, state)
         self._watchdog.stop()
 
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's loops; loops the child creates or runs are watched afresh."""
+        self._loops = weakref.WeakKeyDictionary()
+        self._watchdog.after_fork(child=True)
+
     def _detach(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
         if state.watch is not None:
             state.watch.stop()
@@ -320,6 +326,39 @@ class Doctor:
         with contextlib.suppress(Exception):
             if state.handler is not None and loop.get_exception_handler() is state.handler:
                 loop.set_exception_handler(state.inner_handler)
+
+
+def _before_fork() -> None:
+    global _forking_doctor
+    _active_lock.acquire()
+    _forking_doctor = _active
+    if _forking_doctor is not None:
+        _forking_doctor._watchdog.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    global _forking_doctor
+    doctor, _forking_doctor = _forking_doctor, None
+    if doctor is not None:
+        doctor._watchdog.after_fork(child=False)
+    _active_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _active_lock, _forking_doctor
+    doctor, _forking_doctor = _forking_doctor, None
+    _active_lock = threading.Lock()
+    if doctor is not None:
+        doctor._after_fork_in_child()
+
+
+_forking_doctor: Doctor | None = None
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def install(

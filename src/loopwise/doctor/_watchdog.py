@@ -128,25 +128,55 @@ class _Fallback:
         self.timeout = timeout
         self._file: IO[bytes] | None = None
         self._armed_at: float | None = None
+        # Held across fork(): faulthandler's timer thread is not inherited, and a child that
+        # inherits it armed hangs in its next dump_traceback_later/cancel call.
+        self._lock = threading.Lock()
+        self._forking = False
         self.dumps: collections.deque[tuple[float, dict[int, _Stack]]] = collections.deque(
             maxlen=16
         )
 
     def arm(self, now: float) -> None:
-        if self._armed_at is not None and now - self._armed_at < self.timeout / 2:
-            return
-        try:
-            if self._file is None:
-                self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-            faulthandler.dump_traceback_later(self.timeout, repeat=False, file=self._file)
-            self._armed_at = now
-        except (OSError, RuntimeError, ValueError):
-            self._armed_at = None
+        with self._lock:
+            if self._forking or (
+                self._armed_at is not None and now - self._armed_at < self.timeout / 2
+            ):
+                return
+            try:
+                if self._file is None:
+                    self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+                faulthandler.dump_traceback_later(self.timeout, repeat=False, file=self._file)
+                self._armed_at = now
+            except (OSError, RuntimeError, ValueError):
+                self._armed_at = None
 
     def disarm(self) -> None:
+        with self._lock:
+            self._disarm()
+
+    def _disarm(self) -> None:
         if self._armed_at is not None:
             faulthandler.cancel_dump_traceback_later()
             self._armed_at = None
+
+    def before_fork(self) -> None:
+        """Disarm and keep disarmed until :meth:`after_fork` (so no child inherits it armed)."""
+        self._lock.acquire()
+        self._forking = True
+        self._disarm()
+
+    def after_fork(self, *, child: bool) -> None:
+        """Allow arming again; in a child, forget the parent's dump file (it is shared)."""
+        self._forking = False
+        if child:
+            self._lock = threading.Lock()
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+                self._file = None
+            self.dumps.clear()
+        else:
+            self._lock.release()
 
     def collect(self, now: float) -> None:
         """Read a dump written since the last call, if any."""
@@ -172,10 +202,11 @@ class _Fallback:
         return None
 
     def close(self) -> None:
-        self.disarm()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            self._disarm()
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 class Watchdog:
@@ -249,6 +280,29 @@ class Watchdog:
             self._fallback.arm(_monotonic())
         self._ensure_thread()
         return watch
+
+    def before_fork(self) -> None:
+        """Called in the forking thread just before ``fork()``."""
+        if self._fallback is not None:
+            self._fallback.before_fork()
+
+    def after_fork(self, *, child: bool) -> None:
+        """Called in both processes just after ``fork()``.
+
+        The child has no watchdog thread and the parent's loops are not its own: it forgets
+        them and starts a fresh thread when it next watches a loop.
+        """
+        if self._fallback is not None:
+            self._fallback.after_fork(child=child)
+        if not child:
+            return
+        self._lock = threading.Lock()
+        self._ticked = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread = None
+        self._watches = []
+        self._history.clear()
+        self._stalls.clear()
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
