@@ -39,7 +39,7 @@ class Run:
 
     def located(self, kind: str, tag: str) -> list[dict[str, Any]]:
         """Events of ``kind`` whose location is the line marked ``tag`` of the program."""
-        want = {"file": str(self.script), "line": self.line(tag)}
+        want = {"file": self.script.name, "line": self.line(tag)}  # relative to the cwd
         return [
             e
             for e in self.of_kind(kind)

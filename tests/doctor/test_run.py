@@ -59,9 +59,9 @@ def test_blocking_sleep_and_cpu_loop_are_located(run_doctor: RunDoctor, loop: st
     assert sleep[0]["duration_ms"] > 100
     # The stack leads from the caller to the blocking line, innermost last.
     stack = [(f["file"], f["line"]) for f in sleep[0]["stack"]]
-    assert stack[-1] == (str(run.script), run.line("sleep"))
-    assert (str(run.script), run.line("call-sleep")) in stack
-    assert f"{run.script}:{run.line('sleep')}" in run.stderr
+    assert stack[-1] == (run.script.name, run.line("sleep"))
+    assert (run.script.name, run.line("call-sleep")) in stack
+    assert f"{run.script.name}:{run.line('sleep')}" in run.stderr
 
 
 def test_short_stalls_below_the_threshold_are_not_reported(run_doctor: RunDoctor) -> None:
@@ -80,7 +80,7 @@ def test_short_stalls_below_the_threshold_are_not_reported(run_doctor: RunDoctor
     )
     assert run.code == 0, run.stderr
     assert run.of_kind("blocked") == []
-    assert "no problems found" in run.stderr
+    assert run.stderr == ""  # nothing to report: not a byte more than python prints
 
 
 def test_a_c_call_holding_the_gil_is_located(run_doctor: RunDoctor) -> None:
@@ -153,8 +153,8 @@ def test_leaks_are_reported_with_their_creation_lines(run_doctor: RunDoctor) -> 
     assert len(lost) == 1, run.stderr
     assert "ValueError('nobody saw me')" in lost[0]["message"]
     frames = [(f["file"], f["line"]) for f in lost[0]["stack"]]
-    assert frames[0] == (str(run.script), run.line("lost"))  # where the task was created
-    assert frames[-1] == (str(run.script), run.line("raise"))  # the traceback, innermost last
+    assert frames[0] == (run.script.name, run.line("lost"))  # where the task was created
+    assert frames[-1] == (run.script.name, run.line("raise"))  # the traceback, innermost last
 
     assert len(run.located("never-awaited", "unawaited")) == 1, run.stderr
     assert len(run.located("unclosed-resource", "session")) == 1, run.stderr
@@ -286,8 +286,6 @@ def test_run_a_module_with_dash_m(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["missing.py"], "cannot open 'missing.py'"),
-        (["-m", "no_such_module_here"], "no module named 'no_such_module_here'"),
         (["-m"], "-m needs a module name"),
         ([], "give a script or -m module"),
         (["--threshold-ms", "abc", "x.py"], "expected a number of milliseconds"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import json
+import os
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 from loopwise.doctor import Event, EventKind, Frame, format_report, report_json
 from loopwise.doctor._frames import is_user_file, user_location
@@ -91,3 +93,20 @@ def test_user_code_is_told_from_the_stdlib_and_installed_packages() -> None:
     assert user_location(stack) == stack[0]
     assert user_location(stack[1:]) == stack[1]
     assert user_location(()) is None
+
+
+def test_paths_are_shown_relative_below_the_base_directory_and_absolute_elsewhere(
+    tmp_path: Path,
+) -> None:
+    from loopwise.doctor._model import set_base_directory
+
+    inside = tmp_path / "app" / "main.py"
+    outside = tmp_path.parent / "elsewhere.py"
+    try:
+        set_base_directory(str(tmp_path))
+        assert Frame(str(inside), 3, "f").at == f"app{os.sep}main.py:3"
+        assert Frame(str(outside), 4, "g").at == f"{outside}:4"
+        assert Frame("app/main.py", 5, "h").to_json()["file"] == f"app{os.sep}main.py"
+        assert Frame("<string>", 1, "k").at == "<string>:1"
+    finally:
+        set_base_directory(os.getcwd())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopwise._exceptions import ConfigError, UsageError
-from loopwise.doctor._model import Event
+from loopwise.doctor._model import Event, set_base_directory
 from loopwise.doctor._resources import ResourcePatches
 from loopwise.doctor._tasks import (
     event_from_context,
@@ -222,6 +222,7 @@ class Doctor:
 
     def _install(self) -> None:
         self._installed = True
+        set_base_directory(os.getcwd())
         doctor = self
         runner_cls = asyncio.runners.Runner
         lazy_init = runner_cls._lazy_init  # type: ignore[attr-defined]

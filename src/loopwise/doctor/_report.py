@@ -41,7 +41,7 @@ def _stack_lines(stack: Sequence[Frame]) -> list[str]:
         lines.append(f"      ... {len(stack) - len(shown)} outer frames")
     for frame in shown:
         marker = ">" if is_user_file(frame.file) else " "
-        lines.append(f"    {marker} {frame.file}:{frame.line} in {frame.function}")
+        lines.append(f"    {marker} {frame.at} in {frame.function}")
     return lines
 
 
@@ -55,7 +55,7 @@ def format_report(events: Sequence[Event]) -> str:
         first = group[0]
         where = first.location
         title = _TITLES[first.kind]
-        head = f"{where.file}:{where.line}" if where is not None else "(location unknown)"
+        head = f"{where.at}" if where is not None else "(location unknown)"
         times = f" (x{len(group)})" if len(group) > 1 else ""
         lines.append("")
         lines.append(f"[{first.kind.value}] {title} at {head}{times}")
@@ -63,7 +63,7 @@ def format_report(events: Sequence[Event]) -> str:
         lines.append(f"  {worst.message}")
         if len(worst.samples) > 1:
             for frame, count in worst.samples[1:4]:
-                lines.append(f"  also sampled at {frame.file}:{frame.line} ({count})")
+                lines.append(f"  also sampled at {frame.at} ({count})")
         lines.extend(_stack_lines(worst.stack))
     return "\n".join(lines) + "\n"
 

@@ -112,10 +112,10 @@ def leak_event(task: asyncio.Future[Any], when: str) -> Event:
     where = stack[-1] if stack else None
     parts = [f"{_describe(task)} was still pending {when}"]
     if where is not None:
-        parts.append(f"created at {where.file}:{where.line}")
+        parts.append(f"created at {where.at}")
     suspended = _suspended_at(task)
     if suspended is not None:
-        parts.append(f"waiting at {suspended.file}:{suspended.line}")
+        parts.append(f"waiting at {suspended.at}")
     message = "; ".join(parts) + " (await it, cancel it, or use a TaskGroup)"
     return Event(EventKind.TASK_LEAK, message, stack=stack, location=where)
 
@@ -128,9 +128,9 @@ def _exception_event(future: asyncio.Future[Any], exc: BaseException) -> Event:
     where = user_location(trace) or (created[-1] if created else None)
     parts = [f"{_describe(future)} failed and nobody retrieved its exception: {exc!r}"]
     if created:
-        parts.append(f"created at {created[-1].file}:{created[-1].line}")
+        parts.append(f"created at {created[-1].at}")
     if where is not None:
-        parts.append(f"raised at {where.file}:{where.line}")
+        parts.append(f"raised at {where.at}")
     message = "; ".join(parts) + " (await the task or add a done callback that reads it)"
     return Event(EventKind.EXCEPTION_NOT_RETRIEVED, message, stack=stack, location=where)
 
@@ -141,7 +141,7 @@ def _resource_event(name: str, context: dict[str, Any]) -> Event:
     where = user_location(stack)
     message = f"{name} was never closed"
     if where is not None:
-        message += f"; opened at {where.file}:{where.line}"
+        message += f"; opened at {where.at}"
     message += " (use 'async with' or close it before the loop ends)"
     return Event(EventKind.UNCLOSED_RESOURCE, message, stack=stack, location=where)
 
@@ -172,14 +172,14 @@ def unawaited_event(coro: object, dropped: Any) -> Event:
         where = user_location(created)
         message = f"coroutine {name}() was never awaited"
         if where is not None:
-            message += f"; created at {where.file}:{where.line}"
+            message += f"; created at {where.at}"
         stack = created
     else:
         stack = frames_from_frame(dropped, limit=16)
         where = user_location(stack)
         message = f"coroutine {name}() was never awaited"
         if where is not None:
-            message += f"; created and dropped at {where.file}:{where.line}"
+            message += f"; created and dropped at {where.at}"
     message += " (add 'await', or wrap it in asyncio.create_task and keep the task)"
     return Event(EventKind.NEVER_AWAITED, message, stack=stack, location=where)
 

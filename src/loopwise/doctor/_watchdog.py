@@ -469,7 +469,7 @@ class Watchdog:
         ranked = tuple(counts.most_common())
         where, seen = ranked[0]
         message = (
-            f"event loop blocked for {ms:.0f} ms{how} at {where.file}:{where.line} in"
+            f"event loop blocked for {ms:.0f} ms{how} at {where.at} in"
             f" {where.function} ({seen} of {len(evidence)} samples){note}"
         )
         return Event(
