@@ -13,7 +13,7 @@ from pathlib import Path
 
 from loopwise.doctor import Event, EventKind, Frame, format_report, report_json
 from loopwise.doctor._frames import is_user_file, user_location
-from loopwise.doctor._watchdog import parse_faulthandler_dump
+from loopwise.doctor._gil import parse_faulthandler_dump
 
 
 def test_faulthandler_dump_is_parsed_per_thread_innermost_last() -> None:

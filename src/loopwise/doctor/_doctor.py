@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopwise._exceptions import ConfigError, UsageError
+from loopwise.doctor._loopwatch import LoopWatch
 from loopwise.doctor._model import Event, set_base_directory
 from loopwise.doctor._resources import ResourcePatches
 from loopwise.doctor._tasks import (
@@ -27,7 +28,7 @@ from loopwise.doctor._tasks import (
     unawaited_event,
     unawaited_warning_text,
 )
-from loopwise.doctor._watchdog import LoopWatch, Watchdog
+from loopwise.doctor._watchdog import Watchdog
 
 __all__ = ["Doctor", "DoctorStatistics", "active", "install", "uninstall", "watch"]
 
