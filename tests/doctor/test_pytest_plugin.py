@@ -111,3 +111,158 @@ def test_a_bad_marker_is_a_clear_usage_error(pytester: pytest.Pytester) -> None:
     )
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*unknown event kind 'slow'*"])
+
+
+VIRTUAL_CLOCK = """
+import asyncio
+import selectors
+
+
+class VirtualSelector(selectors.DefaultSelector):
+    clock = 0.0
+
+    def select(self, timeout=None):
+        events = super().select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:
+            return super().select(None)
+        self.clock += timeout
+        return []
+
+
+class VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self):
+        self.virtual = VirtualSelector()
+        super().__init__(self.virtual)
+        self.timers = 0
+
+    def time(self):
+        return self.virtual.clock
+
+    def call_at(self, when, callback, *args, context=None):
+        self.timers += 1
+        return super().call_at(when, callback, *args, context=context)
+
+
+def test_the_clock_moves_only_by_the_tests_own_timers():
+    async def main():
+        loop = asyncio.get_running_loop()
+        steps = []
+        for _ in range(3):
+            await asyncio.sleep(10)
+            steps.append(loop.time())
+        return steps, loop.timers
+
+    with asyncio.Runner(loop_factory=VirtualLoop) as runner:
+        assert runner.run(main()) == ([10.0, 20.0, 30.0], 3)
+"""
+
+
+def test_a_virtual_clock_suite_sees_nothing_of_the_doctor(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, VIRTUAL_CLOCK, "--loopwise")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*watched 1 event loop(s)*"])
+
+
+NESTED = """
+import asyncio
+import time
+
+from loopwise import doctor
+
+
+def test_own_doctor_inside_the_plugin():
+    assert doctor.active() is None
+    with doctor.watch(threshold_ms=50) as mine:
+        assert doctor.active() is mine
+        async def main():
+            time.sleep(0.2)
+        asyncio.run(main())
+    assert [e.kind for e in mine.events] == ["blocked"]
+    assert doctor.uninstall() is None
+
+
+async def test_the_plugin_watches_again_afterwards():
+    time.sleep(0.3)
+"""
+
+
+def test_watch_and_install_nest_inside_the_plugin(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, NESTED, "--loopwise", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_own_doctor_inside_the_plugin PASSED*",
+            "*test_the_plugin_watches_again_afterwards FAILED*",
+        ]
+    )
+
+
+UNITTEST = """
+import asyncio
+import time
+import unittest
+
+
+class Case(unittest.IsolatedAsyncioTestCase):
+    async def test_blocks(self):
+        time.sleep(0.3)  # line 8
+
+    async def test_fine(self):
+        await asyncio.sleep(0.01)
+"""
+
+
+def test_isolated_asyncio_test_cases_are_watched(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, UNITTEST, "--loopwise")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_app.py:8*"])
+
+
+UNAWAITED = """
+import asyncio
+import gc
+
+
+async def fetch():
+    return 1
+
+
+class Holder:
+    pass
+
+
+async def test_drops_a_coroutine_in_a_cycle():
+    holder = Holder()
+    holder.me = holder
+    holder.coro = fetch()  # line 16
+    del holder
+
+
+async def test_clean_afterwards():
+    await asyncio.sleep(0)
+
+
+async def agen():
+    for i in range(10):
+        yield i
+        await asyncio.sleep(0)
+
+
+async def test_an_async_generator_left_open():
+    async for i in agen():
+        if i == 2:
+            break
+"""
+
+
+def test_a_coroutine_never_awaited_fails_the_test_that_created_it(
+    pytester: pytest.Pytester,
+) -> None:
+    result = _run(pytester, UNAWAITED, "--loopwise", "-v", "-W", "ignore::RuntimeWarning")
+    result.assert_outcomes(passed=3, errors=1)
+    text = result.stdout.str()
+    assert "ERROR at teardown of test_drops_a_coroutine_in_a_cycle" in text
+    assert "test_app.py:16" in text
+    assert "task-leak" not in text

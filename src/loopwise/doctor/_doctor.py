@@ -36,6 +36,8 @@ EventCallback = Callable[[Event], object]
 _ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
 _active: Doctor | None = None
+# The pytest plugin's doctor: in the background while no other is installed, set aside while one is.
+_ambient: Doctor | None = None
 _active_lock = threading.Lock()
 
 
@@ -87,6 +89,8 @@ class Doctor:
             raise ConfigError(f"max_events must be at least 1, not {max_events!r}")
         self._threshold_ms = float(threshold_ms)
         self.task_sites = task_sites
+        # Set by the pytest plugin: every task, to tell when a lost exception awaits a collection.
+        self._task_registry: weakref.WeakSet[Any] | None = None
         self.track_coroutines = track_coroutines
         self._on_event = on_event
         self._logger = logger
@@ -181,7 +185,7 @@ class Doctor:
         if self.task_sites:
             with contextlib.suppress(Exception):
                 state.inner_factory = loop.get_task_factory()
-                state.factory = make_task_factory(state.inner_factory)
+                state.factory = make_task_factory(state.inner_factory, self._task_registry)
                 loop.set_task_factory(state.factory)
         with contextlib.suppress(Exception):
             state.inner_handler = loop.get_exception_handler()
@@ -310,6 +314,7 @@ class Doctor:
             self._origin_depth = None
         for loop, state in list(self._loops.items()):
             self._detach(loop, state)
+        self._loops = weakref.WeakKeyDictionary()  # a later install watches them afresh
         self._watchdog.stop()
 
     def _after_fork_in_child(self) -> None:
@@ -333,7 +338,7 @@ class Doctor:
 def _before_fork() -> None:
     global _forking_doctor
     _active_lock.acquire()
-    _forking_doctor = _active
+    _forking_doctor = _active or (_ambient if _ambient is not None and _ambient.installed else None)
     if _forking_doctor is not None:
         _forking_doctor._watchdog.before_fork()
 
@@ -408,12 +413,12 @@ def install(
                 "returned, or call loopwise.doctor.uninstall() first"
             )
         _active = doctor
+        if _ambient is not None and _ambient.installed:
+            _ambient._uninstall()  # set aside until this doctor is uninstalled
     try:
         doctor._install()
     except BaseException:
-        with _active_lock:
-            _active = None
-        doctor._uninstall()
+        uninstall()
         raise
     return doctor
 
@@ -426,13 +431,36 @@ def uninstall() -> Doctor | None:
     global _active
     with _active_lock:
         doctor, _active = _active, None
-    if doctor is not None:
-        doctor._uninstall()
+        if doctor is not None:
+            doctor._uninstall()
+            if _ambient is not None and not _ambient.installed:
+                _ambient._install()
     return doctor
 
 
+def _install_ambient(doctor: Doctor) -> None:
+    """Install the pytest plugin's ``doctor``: :func:`install` sets it aside while it is in use.
+
+    :func:`active` and :func:`uninstall` do not see it, so a test that installs its own
+    doctor (or checks that none is left installed) behaves as without the plugin.
+    """
+    global _ambient
+    with _active_lock:
+        _ambient = doctor
+        if _active is None:
+            doctor._install()
+
+
+def _uninstall_ambient() -> None:
+    global _ambient
+    with _active_lock:
+        doctor, _ambient = _ambient, None
+        if doctor is not None and doctor.installed:
+            doctor._uninstall()
+
+
 def active() -> Doctor | None:
-    """The installed doctor, or ``None``."""
+    """The installed doctor, or ``None`` (the pytest plugin's own doctor is not shown)."""
     return _active
 
 

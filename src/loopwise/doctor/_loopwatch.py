@@ -90,8 +90,16 @@ class LoopWatch:
                 self.clocks.append(clock)
 
     def _record(self, start: float, end: float) -> None:
+        """Called in the loop thread when it comes back to the loop after ``[start, end]``."""
         if end - start > self.threshold:
-            self.late.append((start, end, thread_clock(self.native_id)))
+            self.late.append((start, end, thread_clock(threading.get_native_id())))
+
+    def follow_thread(self) -> None:
+        """Called by the watchdog: learn which thread runs the loop now (selector loops)."""
+        ident = getattr(self.loop, "_thread_id", None)
+        if ident is not None and ident != self.thread_id:
+            native = next((t.native_id for t in threading.enumerate() if t.ident == ident), None)
+            self.thread_id, self.native_id = ident, native
 
     def start(self) -> None:
         """(Re)start watching; call in the loop's thread."""
@@ -119,12 +127,9 @@ class SelectorWatch(LoopWatch):
             if start != _INF:  # an iteration that began before the watch did
                 watch._record(start, _monotonic())
                 watch.away_since = _INF
-            try:
-                return inner_select(timeout)
-            finally:
-                if _get_ident() != watch.thread_id:
-                    watch._note_thread()
-                watch.away_since = _monotonic()
+            events = inner_select(timeout)
+            watch.away_since = _monotonic()
+            return events
 
         def _run_once() -> None:
             try:

@@ -256,6 +256,7 @@ class Watchdog:
                 continue
             any_watched = True
             self._drain(watch, now)  # blocks that ended, judged with the state seen so far
+            watch.follow_thread()
             clock = thread_clock(watch.native_id)
             if clock is not None:
                 watch.clocks.append(clock)
