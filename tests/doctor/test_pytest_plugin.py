@@ -17,12 +17,15 @@ def _plugin_args() -> list[str]:
     return [] if registered else ["-p", PLUGIN]
 
 
-def _run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+def _run(
+    pytester: pytest.Pytester, source: str, *args: str, subprocess: bool = False
+) -> pytest.RunResult:
     pytester.makeini(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
     )
     pytester.makepyfile(test_app=source)
-    return pytester.runpytest(*_plugin_args(), "-p", "no:cacheprovider", *args)
+    run = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+    return run(*_plugin_args(), "-p", "no:cacheprovider", *args)
 
 
 TESTS = """
@@ -266,3 +269,17 @@ def test_a_coroutine_never_awaited_fails_the_test_that_created_it(
     assert "ERROR at teardown of test_drops_a_coroutine_in_a_cycle" in text
     assert "test_app.py:16" in text
     assert "task-leak" not in text
+
+
+def test_reports_show_the_tests_frames_first_and_fold_pytest(pytester: pytest.Pytester) -> None:
+    source = "import time\n\n\nasync def test_blocks():\n    time.sleep(0.3)\n"
+    # In a subprocess: in-process, this very test's frames would be outside the inner one's.
+    result = _run(pytester, source, "--loopwise", subprocess=True)
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("[blocked]"))
+    assert lines[start + 2].strip() == "> test_app.py:5 in test_blocks"
+    assert "library frames outside" in lines[start + 3]
+    assert "pytest" in lines[start + 3] and "pluggy" in lines[start + 3]
+    full = _run(pytester, source, "--loopwise", "--loopwise-full-stacks", subprocess=True)
+    assert "_pytest" in full.stdout.str()

@@ -110,3 +110,22 @@ def test_paths_are_shown_relative_below_the_base_directory_and_absolute_elsewher
         assert Frame("<string>", 1, "k").at == "<string>:1"
     finally:
         set_base_directory(os.getcwd())
+
+
+def test_library_frames_are_folded_and_your_frames_come_first() -> None:
+    asyncio_dir = os.path.dirname(asyncio.__file__)
+    lib = [Frame(os.path.join(asyncio_dir, "base_events.py"), n, "run") for n in (1, 2, 3)]
+    mine = [Frame(os.path.abspath("app.py"), 7, "main"), Frame(os.path.abspath("app.py"), 3, "f")]
+    stack = (*lib, mine[0], lib[0], lib[1], mine[1])
+    event = Event(EventKind.BLOCKED, "m", stack=stack, location=mine[1], duration_ms=150.0)
+    text = format_report([event]).splitlines()
+    frames = [line.strip() for line in text[4:]]
+    assert frames == [
+        "> app.py:7 in main",
+        "… 2 library frames (asyncio)",
+        "> app.py:3 in f",
+        "… 3 library frames outside (asyncio)",
+    ]
+    full = format_report([event], full_stacks=True).splitlines()[4:]
+    assert len(full) == len(stack)
+    assert sum(line.startswith("    >") for line in full) == 2

@@ -62,6 +62,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="report a loop blocked longer than N ms (default: loopwise_threshold_ms or 100)",
     )
+    group.addoption(
+        "--loopwise-full-stacks",
+        action="store_true",
+        default=False,
+        help="show every frame in loopwise failures (library frames are folded by default)",
+    )
     parser.addini(
         "loopwise_threshold_ms", "default blocked-loop threshold of --loopwise in ms", default="100"
     )
@@ -170,7 +176,10 @@ def _failures(item: pytest.Item, doctor: Doctor, kinds: frozenset[EventKind]) ->
 def _fail(item: pytest.Item, events: Sequence[Event], phase: str) -> None:
     seen = item.config.stash.get(_seen_key, [])
     seen.extend(events)
-    report = format_report(events).replace("loopwise doctor:", f"loopwise doctor ({phase}):", 1)
+    full = bool(item.config.getoption("loopwise_full_stacks"))
+    report = format_report(events, full_stacks=full).replace(
+        "loopwise doctor:", f"loopwise doctor ({phase}):", 1
+    )
     pytest.fail(
         report + "\nAllow it with @pytest.mark.loopwise(allow=[...]) if it is intended.",
         pytrace=False,

@@ -45,6 +45,7 @@ class RunOptions:
     json_path: str | None = None
     track_coroutines: bool = False
     task_sites: bool = True
+    full_stacks: bool = False
 
 
 class _CannotRun(Exception):
@@ -262,7 +263,7 @@ def _report(doctor: Doctor, options: RunOptions) -> None:
     with contextlib.suppress(Exception):  # the program closed its stdout
         sys.stdout.flush()
     if events:
-        sys.stderr.write("\n" + format_report(events))
+        sys.stderr.write("\n" + format_report(events, full_stacks=options.full_stacks))
     elif sys.stderr.isatty():
         sys.stderr.write(format_report(events))
     sys.stderr.flush()
