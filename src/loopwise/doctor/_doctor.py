@@ -38,6 +38,7 @@ _ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object
 _active: Doctor | None = None
 # The pytest plugin's doctor: in the background while no other is installed, set aside while one is.
 _ambient: Doctor | None = None
+_outer_ambients: list[Doctor] = []
 _active_lock = threading.Lock()
 
 
@@ -101,9 +102,15 @@ class Doctor:
             weakref.WeakKeyDictionary()
         )
         self._loops_watched = 0
+        # Loops watched before an uninstall: installed again, the doctor gives each the same
+        # task factory and exception handler as before.
+        self._parked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
         self._watchdog = Watchdog(threshold_ms / 1000, self._emit, fallback=gil_fallback)
         self._resources = ResourcePatches(self._emit)
         self._undo: list[tuple[Any, str, Any]] = []
+        self._replacements: dict[tuple[int, str], tuple[Any, Any]] = {}
         self._origin_depth: int | None = None
         self._installed = False
 
@@ -178,18 +185,25 @@ class Doctor:
         if not self._installed or loop.is_closed() or loop in self._loops:
             return
         state = _LoopState()
+        parked = self._parked.pop(loop, None)
         self._loops[loop] = state
-        self._loops_watched += 1
+        self._loops_watched += parked is None
         with contextlib.suppress(Exception):
             self._resources.apply()
         if self.task_sites:
             with contextlib.suppress(Exception):
                 state.inner_factory = loop.get_task_factory()
-                state.factory = make_task_factory(state.inner_factory, self._task_registry)
+                if parked is not None and parked.inner_factory is state.inner_factory:
+                    state.factory = parked.factory  # the same one as before it was set aside
+                else:
+                    state.factory = make_task_factory(state.inner_factory, self._task_registry)
                 loop.set_task_factory(state.factory)
         with contextlib.suppress(Exception):
             state.inner_handler = loop.get_exception_handler()
-            state.handler = self._make_handler(state.inner_handler)
+            if parked is not None and parked.inner_handler is state.inner_handler:
+                state.handler = parked.handler
+            else:
+                state.handler = self._make_handler(state.inner_handler)
             loop.set_exception_handler(state.handler)
         with contextlib.suppress(Exception):
             state.watch = self._watchdog.watch(loop)
@@ -222,7 +236,13 @@ class Doctor:
     # -- install / uninstall ----------------------------------------------------------------------
 
     def _patch(self, owner: Any, name: str, value: Any) -> None:
-        self._undo.append((owner, name, getattr(owner, name)))
+        original = getattr(owner, name)
+        # Installed again (after being set aside), the doctor patches in the same functions.
+        kept = self._replacements.get((id(owner), name))
+        if kept is not None and kept[0] is original:
+            value = kept[1]
+        self._replacements[(id(owner), name)] = (original, value)
+        self._undo.append((owner, name, original))
         setattr(owner, name, value)
 
     def _install(self) -> None:
@@ -314,12 +334,15 @@ class Doctor:
             self._origin_depth = None
         for loop, state in list(self._loops.items()):
             self._detach(loop, state)
+            if not loop.is_closed():
+                self._parked[loop] = state
         self._loops = weakref.WeakKeyDictionary()  # a later install watches them afresh
         self._watchdog.stop()
 
     def _after_fork_in_child(self) -> None:
         """Forget the parent's loops; loops the child creates or runs are watched afresh."""
         self._loops = weakref.WeakKeyDictionary()
+        self._parked = weakref.WeakKeyDictionary()
         self._watchdog.after_fork(child=True)
 
     def _detach(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
@@ -442,21 +465,31 @@ def _install_ambient(doctor: Doctor) -> None:
     """Install the pytest plugin's ``doctor``: :func:`install` sets it aside while it is in use.
 
     :func:`active` and :func:`uninstall` do not see it, so a test that installs its own
-    doctor (or checks that none is left installed) behaves as without the plugin.
+    doctor (or checks that none is left installed) behaves as without the plugin. A pytest
+    run inside a test (pytester) stacks its plugin's doctor on the outer one.
     """
     global _ambient
     with _active_lock:
+        if _ambient is not None:
+            if _ambient.installed:
+                _ambient._uninstall()
+            _outer_ambients.append(_ambient)
         _ambient = doctor
         if _active is None:
             doctor._install()
 
 
-def _uninstall_ambient() -> None:
+def _uninstall_ambient(doctor: Doctor) -> None:
     global _ambient
     with _active_lock:
-        doctor, _ambient = _ambient, None
-        if doctor is not None and doctor.installed:
+        if doctor.installed:
             doctor._uninstall()
+        if _ambient is doctor:
+            _ambient = _outer_ambients.pop() if _outer_ambients else None
+            if _ambient is not None and _active is None:
+                _ambient._install()
+        elif doctor in _outer_ambients:
+            _outer_ambients.remove(doctor)
 
 
 def active() -> Doctor | None:

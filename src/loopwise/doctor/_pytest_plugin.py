@@ -113,7 +113,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     doctor = config.stash.get(_doctor_key, None)
     if doctor is not None:
         del config.stash[_doctor_key]
-        _uninstall_ambient()
+        _uninstall_ambient(doctor)
 
 
 def _marker_settings(item: pytest.Item, default: float) -> tuple[float, frozenset[EventKind]]:
