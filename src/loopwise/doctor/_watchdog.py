@@ -330,6 +330,8 @@ class Watchdog:
         dump = None
         if self._fallback is not None:
             dump = self._fallback.take(watch.thread_id, start, end + 4 * self.tick)
+            if dump is not None:
+                dump = tuple(f for f in dump if not f.file.startswith(_DOCTOR_DIR))
         if self._starved(start, end):
             self.blocks_ignored += 1  # the whole process stood still, not just the loop
             return
@@ -345,9 +347,24 @@ class Watchdog:
                 return
             ratio = self._cpu_ratio(start, end)
             busy = ratio is not None and ratio >= 0.5
-        evidence = [(dump, None), *samples] if dump is not None and not _is_idle(dump) else samples
+        evidence: list[tuple[_Stack, str | None]] = samples
+        if dump is not None and self._dump_usable(watch, dump):
+            evidence = [(dump, None), *samples]
         self.blocks_reported += 1
         self._sink(self._event(evidence, wall, busy, note))
+
+    @staticmethod
+    def _dump_usable(watch: LoopWatch, dump: _Stack | None) -> bool:
+        """True when a faulthandler dump shows the loop thread running a callback.
+
+        A dump is timed only to the watchdog's tick; one written while the thread was elsewhere
+        (the watchdog was merely late) says nothing about the block.
+        """
+        if dump is None:
+            return False
+        if watch.kind == "selector":
+            return len(_in_callback(dump)) < len(dump)
+        return not _is_idle(dump)
 
     def _starved(self, start: float, end: float) -> bool:
         overlap = 0.0
