@@ -289,3 +289,57 @@ def test_reports_show_the_tests_frames_first_and_fold_pytest(pytester: pytest.Py
     assert "pytest" in lines[start + 3] and "pluggy" in lines[start + 3]
     full = _run(pytester, source, "--loopwise", "--loopwise-full-stacks", subprocess=True)
     assert "_pytest" in full.stdout.str()
+
+
+GC_COUNTING = """
+import asyncio
+import gc
+
+gc.disable()  # from here on, every full collection is someone's explicit gc.collect()
+FULL = []
+
+
+def count(phase, info):
+    if phase == "start" and info["generation"] == 2:
+        FULL.append(1)
+
+
+gc.callbacks.append(count)
+
+
+async def test_one():
+    await asyncio.sleep(0)
+
+
+async def test_two():
+    await asyncio.sleep(0)
+
+
+async def test_three():
+    await asyncio.sleep(0)
+
+
+def test_no_full_collection_so_far():
+    assert FULL == []
+
+
+async def _fail():
+    raise ValueError("lost")
+
+
+async def test_loses_an_exception():
+    task = asyncio.create_task(_fail())
+    await asyncio.sleep(0.01)
+    task.me = task  # a cycle: only a collection finds it
+    del task
+
+
+def test_that_one_needed_a_full_collection():
+    assert len(FULL) == 1
+"""
+
+
+def test_a_full_gc_runs_only_when_a_lost_exception_awaits_it(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, GC_COUNTING, "--loopwise", subprocess=True)
+    result.assert_outcomes(passed=6, errors=1)
+    assert "ERROR at teardown of test_loses_an_exception" in result.stdout.str()
