@@ -213,14 +213,19 @@ class Watchdog:
     def _run(self) -> None:
         last = _monotonic()
         last_cpu = time.process_time()
+        own_id = threading.get_native_id()
+        own = thread_clock(own_id)
         tick = self.tick
         stopping = self._stopping
         while not stopping.wait(tick):
             now = _monotonic()
             cpu = time.process_time()
+            clock = thread_clock(own_id)
             if now - last > tick + self.threshold / 2:
-                self._stalls.append((last, now, cpu - last_cpu))
-            last, last_cpu = now, cpu
+                # Late: the time this thread itself waited for a CPU is load, not a freeze.
+                queued = clock[2] - own[2] if clock is not None and own is not None else 0.0
+                self._stalls.append((last, now - min(queued, now - last), cpu - last_cpu))
+            last, last_cpu, own = now, cpu, clock
             self._history.append((now, cpu))
             with contextlib.suppress(Exception):  # a doctor bug must not kill its thread
                 self._check(now)
@@ -371,7 +376,7 @@ class Watchdog:
         cpu = 0.0
         for s0, s1, used in self._stalls:
             common = min(s1, end) - max(s0, start)
-            if common > 0:
+            if common > 0 and s1 > s0:
                 overlap += common
                 cpu += used * common / (s1 - s0)
         # Frozen or descheduled, the process uses next to no CPU; a C call holding the GIL
