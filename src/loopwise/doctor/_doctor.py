@@ -358,39 +358,6 @@ class Doctor:
                 loop.set_exception_handler(state.inner_handler)
 
 
-def _before_fork() -> None:
-    global _forking_doctor
-    _active_lock.acquire()
-    _forking_doctor = _active or (_ambient if _ambient is not None and _ambient.installed else None)
-    if _forking_doctor is not None:
-        _forking_doctor._watchdog.before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    global _forking_doctor
-    doctor, _forking_doctor = _forking_doctor, None
-    if doctor is not None:
-        doctor._watchdog.after_fork(child=False)
-    _active_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    global _active_lock, _forking_doctor
-    doctor, _forking_doctor = _forking_doctor, None
-    _active_lock = threading.Lock()
-    if doctor is not None:
-        doctor._after_fork_in_child()
-
-
-_forking_doctor: Doctor | None = None
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
-
-
 def install(
     *,
     threshold_ms: float = 100.0,
