@@ -97,7 +97,8 @@ def test_a_c_call_holding_the_gil_is_located(run_doctor: RunDoctor) -> None:
             await asyncio.sleep(0.01)
 
         asyncio.run(main())
-        """
+        """,
+        options=("--gil-fallback",),
     )
     assert run.code == 0, run.stderr
     assert len(run.located("blocked", "gil")) == 1, run.stderr

@@ -81,7 +81,7 @@ class Doctor:
         logger: logging.Logger | None = None,
         task_sites: bool = True,
         track_coroutines: bool = False,
-        gil_fallback: bool = True,
+        gil_fallback: bool = False,
         max_events: int = 10_000,
     ) -> None:
         if not threshold_ms > 0:
@@ -365,7 +365,7 @@ def install(
     logger: logging.Logger | None = None,
     task_sites: bool = True,
     track_coroutines: bool = False,
-    gil_fallback: bool = True,
+    gil_fallback: bool = False,
     max_events: int = 10_000,
 ) -> Doctor:
     """Start the doctor for the whole process and return it.
@@ -381,7 +381,9 @@ def install(
     - ``track_coroutines``: record where every coroutine is created, so a coroutine never awaited
       names its creation line even when it was dropped elsewhere (costly; default off).
     - ``gil_fallback``: use ``faulthandler.dump_traceback_later`` to locate a C call that holds
-      the GIL (it replaces any ``dump_traceback_later`` the program armed itself).
+      the GIL (it replaces any ``dump_traceback_later`` the program armed itself). Off by
+      default: faulthandler reads the other threads' frames without the GIL, and when it fires
+      because the whole process was merely starved or stopped, that can crash the process.
     - ``max_events``: how many events :attr:`Doctor.events` keeps.
 
     Raises :class:`~loopwise.UsageError` if a doctor is already installed.
@@ -472,7 +474,7 @@ def watch(
     logger: logging.Logger | None = None,
     task_sites: bool = True,
     track_coroutines: bool = False,
-    gil_fallback: bool = True,
+    gil_fallback: bool = False,
     max_events: int = 10_000,
 ) -> Iterator[Doctor]:
     """:func:`install` on entry and :func:`uninstall` on exit, even if the body raises."""

@@ -98,11 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("loopwise"):
         return
     threshold = _threshold(config)
-    try:
-        own_timeout = float(config.getini("faulthandler_timeout") or 0)
-    except (ValueError, KeyError):
-        own_timeout = 0.0
-    doctor = Doctor(threshold_ms=threshold, gil_fallback=own_timeout <= 0, track_coroutines=True)
+    doctor = Doctor(threshold_ms=threshold, track_coroutines=True)
     doctor._task_registry = weakref.WeakSet()
     _install_ambient(doctor)
     config.stash[_doctor_key] = doctor

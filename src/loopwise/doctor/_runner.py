@@ -46,6 +46,7 @@ class RunOptions:
     track_coroutines: bool = False
     task_sites: bool = True
     full_stacks: bool = False
+    gil_fallback: bool = False
 
 
 class _CannotRun(Exception):
@@ -244,6 +245,7 @@ def run_program(options: RunOptions) -> int:
         threshold_ms=options.threshold_ms,
         track_coroutines=options.track_coroutines,
         task_sites=options.task_sites,
+        gil_fallback=options.gil_fallback,
     )
     try:
         outcome = _execute(options, code)

@@ -77,6 +77,8 @@ def _callback_name(frame: FrameType) -> str | None:
     """
     if frame.f_code is not _HANDLE_RUN:
         return None
+    # f_locals of another thread's running frame is read under the GIL; Handle._run has no
+    # cell or free variable, so reading it changes nothing the running code uses.
     handle = frame.f_locals.get("self")
     callback = getattr(handle, "_callback", None)
     while isinstance(callback, functools.partial):
