@@ -58,11 +58,13 @@ if __name__ == "__main__":
 """
 
 
-def _run(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    tmp_path: Path, source: str, *args: str, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "prog.py"
     script.write_text(source)
     return subprocess.run(
-        [sys.executable, "-m", "loopwise.doctor", str(script), *args],
+        [sys.executable, "-m", "loopwise.doctor", *options, str(script), *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -71,15 +73,23 @@ def _run(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess
     )
 
 
+# With --gil-fallback, faulthandler's timer is armed in the parent: the case that hung.
+OPTIONS = [(), ("--gil-fallback",)]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["defaults", "gil-fallback"])
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
-def test_pool_children_running_asyncio_finish(tmp_path: Path, method: str) -> None:
-    done = _run(tmp_path, POOL, method)
+def test_pool_children_running_asyncio_finish(
+    tmp_path: Path, method: str, options: tuple[str, ...]
+) -> None:
+    done = _run(tmp_path, POOL, method, options=options)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[0, 2, 4, 6]\n"
 
 
-def test_process_pool_executor_children_finish(tmp_path: Path) -> None:
-    done = _run(tmp_path, EXECUTOR)
+@pytest.mark.parametrize("options", OPTIONS, ids=["defaults", "gil-fallback"])
+def test_process_pool_executor_children_finish(tmp_path: Path, options: tuple[str, ...]) -> None:
+    done = _run(tmp_path, EXECUTOR, options=options)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[0, 2, 4, 6]\n"
 
@@ -99,7 +109,7 @@ async def block():
     await asyncio.sleep(0.01)
 
 
-doc = doctor.install(threshold_ms=100)
+doc = doctor.install(threshold_ms=100, gil_fallback=True)
 asyncio.run(asyncio.sleep(0.05))
 pid = os.fork()
 if pid == 0:
