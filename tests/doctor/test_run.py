@@ -361,3 +361,36 @@ def test_a_process_starved_of_cpu_is_not_reported_as_blocked(tmp_path: Path) -> 
         process.wait()
     assert process.returncode == 0, err
     assert json.loads(report.read_text())["events"] == [], err
+
+
+def test_a_task_a_library_created_is_located_where_your_code_waits(run_doctor: RunDoctor) -> None:
+    run = run_doctor(
+        """\
+        import asyncio
+
+        from aiohttp import ClientSession, web
+
+        async def slow(request):
+            await asyncio.sleep(3600)  # <- handler
+            return web.Response()
+
+        async def main():
+            app = web.Application()
+            app.router.add_get("/", slow)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]
+            async with ClientSession() as session:
+                try:
+                    await session.get(f"http://127.0.0.1:{port}/", timeout=0.2)
+                except asyncio.TimeoutError:
+                    print("timed out")
+            await asyncio.sleep(0.05)  # the server never cleaned up: its handler still runs
+
+        asyncio.run(main())
+        """
+    )
+    assert run.code == 0, run.stderr
+    assert run.located("task-leak", "handler"), run.stderr

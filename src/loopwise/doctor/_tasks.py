@@ -155,6 +155,9 @@ def leak_event(task: asyncio.Future[Any], when: str) -> Event:
     if suspended is not None:
         parts.append(f"waiting at {suspended.at}")
     message = "; ".join(parts) + " (await it, cancel it, or use a TaskGroup)"
+    if suspended is not None and (where is None or not is_user_file(where.file)):
+        # A library made the task (a server's handler task): your line is where it waits.
+        stack, where = (*stack, suspended), suspended
     return Event(EventKind.TASK_LEAK, message, stack=stack, location=where)
 
 
