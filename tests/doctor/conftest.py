@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from loopwise import doctor
+from loopwise.doctor import _doctor
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Run:
 
     def located(self, kind: str, tag: str) -> list[dict[str, Any]]:
         """Events of ``kind`` whose location is the line marked ``tag`` of the program."""
-        want = {"file": str(self.script), "line": self.line(tag)}
+        want = {"file": self.script.name, "line": self.line(tag)}  # relative to the cwd
         return [
             e
             for e in self.of_kind(kind)
@@ -91,6 +92,12 @@ def _no_doctor_left_behind() -> Iterator[None]:
     """Every test leaves no installed doctor and no watchdog thread behind."""
     yield
     leftover = doctor.uninstall()
-    alive = [t.name for t in threading.enumerate() if t.name == "loopwise-doctor-watchdog"]
+    ambient = _doctor._ambient  # the doctor of `pytest --loopwise` running this suite, if any
+    theirs = ambient._watchdog._thread if ambient is not None else None
+    alive = [
+        t.name
+        for t in threading.enumerate()
+        if t.name == "loopwise-doctor-watchdog" and t is not theirs
+    ]
     assert leftover is None, "a test left the doctor installed"
     assert not alive, "a test left the watchdog thread running"

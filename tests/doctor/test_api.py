@@ -161,3 +161,13 @@ def test_repr_and_statistics_show_live_state() -> None:
     assert stats.events_by_kind == {"blocked": 1}
     assert stats.events_dropped == 0
     assert "uninstalled" in repr(doc)
+
+
+def test_faulthandler_is_left_alone_unless_asked() -> None:
+    """faulthandler reads other threads' frames without the GIL: armed by default, it could
+    crash a program whose process was merely starved or stopped (SIGSTOP) when it fires."""
+    with doctor.watch() as doc:
+        asyncio.run(asyncio.sleep(0.01))
+        assert doc._watchdog._fallback is None
+    with doctor.watch(gil_fallback=True) as doc:
+        assert doc._watchdog._fallback is not None

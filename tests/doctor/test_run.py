@@ -24,9 +24,9 @@ def fetch_config():
 
 
 def checksum():
-    end = time.monotonic() + 0.3
+    end = time.thread_time() + 0.3  # 300 ms of CPU, however busy the machine is
     total = 0
-    while time.monotonic() < end: total += 1  # <- cpu
+    while time.thread_time() < end: total += 1  # <- cpu
     return total
 
 
@@ -59,9 +59,9 @@ def test_blocking_sleep_and_cpu_loop_are_located(run_doctor: RunDoctor, loop: st
     assert sleep[0]["duration_ms"] > 100
     # The stack leads from the caller to the blocking line, innermost last.
     stack = [(f["file"], f["line"]) for f in sleep[0]["stack"]]
-    assert stack[-1] == (str(run.script), run.line("sleep"))
-    assert (str(run.script), run.line("call-sleep")) in stack
-    assert f"{run.script}:{run.line('sleep')}" in run.stderr
+    assert stack[-1] == (run.script.name, run.line("sleep"))
+    assert (run.script.name, run.line("call-sleep")) in stack
+    assert f"{run.script.name}:{run.line('sleep')}" in run.stderr
 
 
 def test_short_stalls_below_the_threshold_are_not_reported(run_doctor: RunDoctor) -> None:
@@ -80,7 +80,7 @@ def test_short_stalls_below_the_threshold_are_not_reported(run_doctor: RunDoctor
     )
     assert run.code == 0, run.stderr
     assert run.of_kind("blocked") == []
-    assert "no problems found" in run.stderr
+    assert run.stderr == ""  # nothing to report: not a byte more than python prints
 
 
 def test_a_c_call_holding_the_gil_is_located(run_doctor: RunDoctor) -> None:
@@ -97,7 +97,8 @@ def test_a_c_call_holding_the_gil_is_located(run_doctor: RunDoctor) -> None:
             await asyncio.sleep(0.01)
 
         asyncio.run(main())
-        """
+        """,
+        options=("--gil-fallback",),
     )
     assert run.code == 0, run.stderr
     assert len(run.located("blocked", "gil")) == 1, run.stderr
@@ -153,8 +154,8 @@ def test_leaks_are_reported_with_their_creation_lines(run_doctor: RunDoctor) -> 
     assert len(lost) == 1, run.stderr
     assert "ValueError('nobody saw me')" in lost[0]["message"]
     frames = [(f["file"], f["line"]) for f in lost[0]["stack"]]
-    assert frames[0] == (str(run.script), run.line("lost"))  # where the task was created
-    assert frames[-1] == (str(run.script), run.line("raise"))  # the traceback, innermost last
+    assert frames[0] == (run.script.name, run.line("lost"))  # where the task was created
+    assert frames[-1] == (run.script.name, run.line("raise"))  # the traceback, innermost last
 
     assert len(run.located("never-awaited", "unawaited")) == 1, run.stderr
     assert len(run.located("unclosed-resource", "session")) == 1, run.stderr
@@ -286,8 +287,6 @@ def test_run_a_module_with_dash_m(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["missing.py"], "cannot open 'missing.py'"),
-        (["-m", "no_such_module_here"], "no module named 'no_such_module_here'"),
         (["-m"], "-m needs a module name"),
         ([], "give a script or -m module"),
         (["--threshold-ms", "abc", "x.py"], "expected a number of milliseconds"),
@@ -362,3 +361,36 @@ def test_a_process_starved_of_cpu_is_not_reported_as_blocked(tmp_path: Path) -> 
         process.wait()
     assert process.returncode == 0, err
     assert json.loads(report.read_text())["events"] == [], err
+
+
+def test_a_task_a_library_created_is_located_where_your_code_waits(run_doctor: RunDoctor) -> None:
+    run = run_doctor(
+        """\
+        import asyncio
+
+        from aiohttp import ClientSession, web
+
+        async def slow(request):
+            await asyncio.sleep(3600)  # <- handler
+            return web.Response()
+
+        async def main():
+            app = web.Application()
+            app.router.add_get("/", slow)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]
+            async with ClientSession() as session:
+                try:
+                    await session.get(f"http://127.0.0.1:{port}/", timeout=0.2)
+                except asyncio.TimeoutError:
+                    print("timed out")
+            await asyncio.sleep(0.05)  # the server never cleaned up: its handler still runs
+
+        asyncio.run(main())
+        """
+    )
+    assert run.code == 0, run.stderr
+    assert run.located("task-leak", "handler"), run.stderr

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import json
+import os
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 from loopwise.doctor import Event, EventKind, Frame, format_report, report_json
 from loopwise.doctor._frames import is_user_file, user_location
-from loopwise.doctor._watchdog import parse_faulthandler_dump
+from loopwise.doctor._gil import parse_faulthandler_dump
 
 
 def test_faulthandler_dump_is_parsed_per_thread_innermost_last() -> None:
@@ -91,3 +93,39 @@ def test_user_code_is_told_from_the_stdlib_and_installed_packages() -> None:
     assert user_location(stack) == stack[0]
     assert user_location(stack[1:]) == stack[1]
     assert user_location(()) is None
+
+
+def test_paths_are_shown_relative_below_the_base_directory_and_absolute_elsewhere(
+    tmp_path: Path,
+) -> None:
+    from loopwise.doctor._model import set_base_directory
+
+    inside = tmp_path / "app" / "main.py"
+    outside = tmp_path.parent / "elsewhere.py"
+    try:
+        set_base_directory(str(tmp_path))
+        assert Frame(str(inside), 3, "f").at == f"app{os.sep}main.py:3"
+        assert Frame(str(outside), 4, "g").at == f"{outside}:4"
+        assert Frame("app/main.py", 5, "h").to_json()["file"] == f"app{os.sep}main.py"
+        assert Frame("<string>", 1, "k").at == "<string>:1"
+    finally:
+        set_base_directory(os.getcwd())
+
+
+def test_library_frames_are_folded_and_your_frames_come_first() -> None:
+    asyncio_dir = os.path.dirname(asyncio.__file__)
+    lib = [Frame(os.path.join(asyncio_dir, "base_events.py"), n, "run") for n in (1, 2, 3)]
+    mine = [Frame(os.path.abspath("app.py"), 7, "main"), Frame(os.path.abspath("app.py"), 3, "f")]
+    stack = (*lib, mine[0], lib[0], lib[1], mine[1])
+    event = Event(EventKind.BLOCKED, "m", stack=stack, location=mine[1], duration_ms=150.0)
+    text = format_report([event]).splitlines()
+    frames = [line.strip() for line in text[4:]]
+    assert frames == [
+        "> app.py:7 in main",
+        "… 2 library frames (asyncio)",
+        "> app.py:3 in f",
+        "… 3 library frames outside (asyncio)",
+    ]
+    full = format_report([event], full_stacks=True).splitlines()[4:]
+    assert len(full) == len(stack)
+    assert sum(line.startswith("    >") for line in full) == 2

@@ -11,6 +11,7 @@ user's own file and line:
 - ``unclosed-resource``: an aiohttp session or connector, or a transport, never closed.
 """
 
+from loopwise.doctor import _fork  # noqa: F401  (registers the at-fork hooks)
 from loopwise.doctor._doctor import Doctor as Doctor
 from loopwise.doctor._doctor import DoctorStatistics as DoctorStatistics
 from loopwise.doctor._doctor import active as active

@@ -53,6 +53,17 @@ def register(subparsers: Any) -> None:
         "coroutine never awaited even when it was dropped elsewhere)",
     )
     parser.add_argument(
+        "--gil-fallback",
+        action="store_true",
+        help="locate C calls that hold the GIL with faulthandler (off by default: if the "
+        "process is starved or stopped, faulthandler can crash it)",
+    )
+    parser.add_argument(
+        "--full-stacks",
+        action="store_true",
+        help="show every frame of each finding (library frames are folded by default)",
+    )
+    parser.add_argument(
         "--no-task-sites",
         dest="task_sites",
         action="store_false",
@@ -98,6 +109,8 @@ def handle_run(args: argparse.Namespace) -> int:
         json_path=args.json_path,
         track_coroutines=args.track_coroutines,
         task_sites=args.task_sites,
+        full_stacks=args.full_stacks,
+        gil_fallback=args.gil_fallback,
     )
     try:
         return run_program(options)

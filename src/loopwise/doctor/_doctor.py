@@ -8,6 +8,7 @@ import asyncio.runners
 import collections
 import contextlib
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopwise._exceptions import ConfigError, UsageError
-from loopwise.doctor._model import Event
+from loopwise.doctor._loopwatch import LoopWatch
+from loopwise.doctor._model import Event, set_base_directory
 from loopwise.doctor._resources import ResourcePatches
 from loopwise.doctor._tasks import (
     event_from_context,
@@ -26,7 +28,7 @@ from loopwise.doctor._tasks import (
     unawaited_event,
     unawaited_warning_text,
 )
-from loopwise.doctor._watchdog import LoopWatch, Watchdog
+from loopwise.doctor._watchdog import Watchdog
 
 __all__ = ["Doctor", "DoctorStatistics", "active", "install", "uninstall", "watch"]
 
@@ -34,6 +36,9 @@ EventCallback = Callable[[Event], object]
 _ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
 _active: Doctor | None = None
+# The pytest plugin's doctor: in the background while no other is installed, set aside while one is.
+_ambient: Doctor | None = None
+_outer_ambients: list[Doctor] = []
 _active_lock = threading.Lock()
 
 
@@ -76,7 +81,7 @@ class Doctor:
         logger: logging.Logger | None = None,
         task_sites: bool = True,
         track_coroutines: bool = False,
-        gil_fallback: bool = True,
+        gil_fallback: bool = False,
         max_events: int = 10_000,
     ) -> None:
         if not threshold_ms > 0:
@@ -85,6 +90,8 @@ class Doctor:
             raise ConfigError(f"max_events must be at least 1, not {max_events!r}")
         self._threshold_ms = float(threshold_ms)
         self.task_sites = task_sites
+        # Set by the pytest plugin: every task, to tell when a lost exception awaits a collection.
+        self._task_registry: weakref.WeakSet[Any] | None = None
         self.track_coroutines = track_coroutines
         self._on_event = on_event
         self._logger = logger
@@ -95,9 +102,15 @@ class Doctor:
             weakref.WeakKeyDictionary()
         )
         self._loops_watched = 0
+        # Loops watched before an uninstall: installed again, the doctor gives each the same
+        # task factory and exception handler as before.
+        self._parked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
         self._watchdog = Watchdog(threshold_ms / 1000, self._emit, fallback=gil_fallback)
         self._resources = ResourcePatches(self._emit)
         self._undo: list[tuple[Any, str, Any]] = []
+        self._replacements: dict[tuple[int, str], tuple[Any, Any]] = {}
         self._origin_depth: int | None = None
         self._installed = False
 
@@ -172,18 +185,25 @@ class Doctor:
         if not self._installed or loop.is_closed() or loop in self._loops:
             return
         state = _LoopState()
+        parked = self._parked.pop(loop, None)
         self._loops[loop] = state
-        self._loops_watched += 1
+        self._loops_watched += parked is None
         with contextlib.suppress(Exception):
             self._resources.apply()
         if self.task_sites:
             with contextlib.suppress(Exception):
                 state.inner_factory = loop.get_task_factory()
-                state.factory = make_task_factory(state.inner_factory)
+                if parked is not None and parked.inner_factory is state.inner_factory:
+                    state.factory = parked.factory  # the same one as before it was set aside
+                else:
+                    state.factory = make_task_factory(state.inner_factory, self._task_registry)
                 loop.set_task_factory(state.factory)
         with contextlib.suppress(Exception):
             state.inner_handler = loop.get_exception_handler()
-            state.handler = self._make_handler(state.inner_handler)
+            if parked is not None and parked.inner_handler is state.inner_handler:
+                state.handler = parked.handler
+            else:
+                state.handler = self._make_handler(state.inner_handler)
             loop.set_exception_handler(state.handler)
         with contextlib.suppress(Exception):
             state.watch = self._watchdog.watch(loop)
@@ -216,11 +236,18 @@ class Doctor:
     # -- install / uninstall ----------------------------------------------------------------------
 
     def _patch(self, owner: Any, name: str, value: Any) -> None:
-        self._undo.append((owner, name, getattr(owner, name)))
+        original = getattr(owner, name)
+        # Installed again (after being set aside), the doctor patches in the same functions.
+        kept = self._replacements.get((id(owner), name))
+        if kept is not None and kept[0] is original:
+            value = kept[1]
+        self._replacements[(id(owner), name)] = (original, value)
+        self._undo.append((owner, name, original))
         setattr(owner, name, value)
 
     def _install(self) -> None:
         self._installed = True
+        set_base_directory(os.getcwd())
         doctor = self
         runner_cls = asyncio.runners.Runner
         lazy_init = runner_cls._lazy_init  # type: ignore[attr-defined]
@@ -307,7 +334,16 @@ class Doctor:
             self._origin_depth = None
         for loop, state in list(self._loops.items()):
             self._detach(loop, state)
+            if not loop.is_closed():
+                self._parked[loop] = state
+        self._loops = weakref.WeakKeyDictionary()  # a later install watches them afresh
         self._watchdog.stop()
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's loops; loops the child creates or runs are watched afresh."""
+        self._loops = weakref.WeakKeyDictionary()
+        self._parked = weakref.WeakKeyDictionary()
+        self._watchdog.after_fork(child=True)
 
     def _detach(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
         if state.watch is not None:
@@ -329,7 +365,7 @@ def install(
     logger: logging.Logger | None = None,
     task_sites: bool = True,
     track_coroutines: bool = False,
-    gil_fallback: bool = True,
+    gil_fallback: bool = False,
     max_events: int = 10_000,
 ) -> Doctor:
     """Start the doctor for the whole process and return it.
@@ -345,7 +381,9 @@ def install(
     - ``track_coroutines``: record where every coroutine is created, so a coroutine never awaited
       names its creation line even when it was dropped elsewhere (costly; default off).
     - ``gil_fallback``: use ``faulthandler.dump_traceback_later`` to locate a C call that holds
-      the GIL (it replaces any ``dump_traceback_later`` the program armed itself).
+      the GIL (it replaces any ``dump_traceback_later`` the program armed itself). Off by
+      default: faulthandler reads the other threads' frames without the GIL, and when it fires
+      because the whole process was merely starved or stopped, that can crash the process.
     - ``max_events``: how many events :attr:`Doctor.events` keeps.
 
     Raises :class:`~loopwise.UsageError` if a doctor is already installed.
@@ -367,12 +405,12 @@ def install(
                 "returned, or call loopwise.doctor.uninstall() first"
             )
         _active = doctor
+        if _ambient is not None and _ambient.installed:
+            _ambient._uninstall()  # set aside until this doctor is uninstalled
     try:
         doctor._install()
     except BaseException:
-        with _active_lock:
-            _active = None
-        doctor._uninstall()
+        uninstall()
         raise
     return doctor
 
@@ -385,13 +423,46 @@ def uninstall() -> Doctor | None:
     global _active
     with _active_lock:
         doctor, _active = _active, None
-    if doctor is not None:
-        doctor._uninstall()
+        if doctor is not None:
+            doctor._uninstall()
+            if _ambient is not None and not _ambient.installed:
+                _ambient._install()
     return doctor
 
 
+def _install_ambient(doctor: Doctor) -> None:
+    """Install the pytest plugin's ``doctor``: :func:`install` sets it aside while it is in use.
+
+    :func:`active` and :func:`uninstall` do not see it, so a test that installs its own
+    doctor (or checks that none is left installed) behaves as without the plugin. A pytest
+    run inside a test (pytester) stacks its plugin's doctor on the outer one.
+    """
+    global _ambient
+    with _active_lock:
+        if _ambient is not None:
+            if _ambient.installed:
+                _ambient._uninstall()
+            _outer_ambients.append(_ambient)
+        _ambient = doctor
+        if _active is None:
+            doctor._install()
+
+
+def _uninstall_ambient(doctor: Doctor) -> None:
+    global _ambient
+    with _active_lock:
+        if doctor.installed:
+            doctor._uninstall()
+        if _ambient is doctor:
+            _ambient = _outer_ambients.pop() if _outer_ambients else None
+            if _ambient is not None and _active is None:
+                _ambient._install()
+        elif doctor in _outer_ambients:
+            _outer_ambients.remove(doctor)
+
+
 def active() -> Doctor | None:
-    """The installed doctor, or ``None``."""
+    """The installed doctor, or ``None`` (the pytest plugin's own doctor is not shown)."""
     return _active
 
 
@@ -403,7 +474,7 @@ def watch(
     logger: logging.Logger | None = None,
     task_sites: bool = True,
     track_coroutines: bool = False,
-    gil_fallback: bool = True,
+    gil_fallback: bool = False,
     max_events: int = 10_000,
 ) -> Iterator[Doctor]:
     """:func:`install` on entry and :func:`uninstall` on exit, even if the body raises."""

@@ -22,6 +22,7 @@ __all__ = [
     "frames_from_summary",
     "frames_from_traceback",
     "is_user_file",
+    "library_name",
     "user_location",
 ]
 
@@ -47,6 +48,23 @@ def _library_prefixes() -> tuple[str, ...]:
 
 
 _LIBRARY_PREFIXES = _library_prefixes()
+_BY_LENGTH = sorted(_LIBRARY_PREFIXES, key=len, reverse=True)
+
+
+def library_name(filename: str) -> str:
+    """The package or stdlib module a library file belongs to (``asyncio``, ``pytest``, …)."""
+    if filename.startswith("<frozen "):
+        return filename[len("<frozen ") : -1].split(".")[0]
+    path = os.path.abspath(filename)
+    if path.startswith(_DOCTOR_DIR):
+        return "loopwise"
+    for prefix in _BY_LENGTH:
+        if path.startswith(prefix):
+            first = path[len(prefix) :].split(os.sep)[0]
+            return first.removesuffix(".py") or "?"
+    return os.path.basename(filename)
+
+
 _user_file_cache: dict[str, bool] = {}
 
 
@@ -124,16 +142,25 @@ def code_site_frame(site_: CodeSite) -> Frame:
     return Frame(code.co_filename, _line_of(code, lasti), code.co_name)
 
 
-_RUNPY_FILES = ("<frozen runpy>", os.path.abspath(runpy.__file__))
+_LAUNCHER_FILES = (
+    "<frozen runpy>",
+    os.path.abspath(runpy.__file__),
+    os.path.join(_DOCTOR_DIR, "_runner.py"),
+)
 
 
 def _shown(frames: Iterable[Frame]) -> tuple[Frame, ...]:
-    """``frames`` (innermost last) without the doctor's own frames and its program launcher."""
-    kept = [f for f in frames if not f.file.startswith(_DOCTOR_DIR)]
-    for index in range(len(kept) - 1, -1, -1):
-        if kept[index].file in _RUNPY_FILES:
-            return tuple(kept[index + 1 :]) or tuple(kept)
-    return tuple(kept)
+    """``frames`` (innermost last) without the doctor's own frames and its program launcher.
+
+    Under ``loopwise run`` everything outside the program's own code (the ``loopwise``
+    command, runpy) is the launcher.
+    """
+    frames = list(frames)
+    for index in range(len(frames) - 1, -1, -1):
+        if frames[index].file in _LAUNCHER_FILES:
+            frames = frames[index + 1 :] or frames
+            break
+    return tuple(f for f in frames if not f.file.startswith(_DOCTOR_DIR))
 
 
 def frames_from_frame(frame: FrameType | None, limit: int = 64) -> tuple[Frame, ...]:

@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "EventKind", "Frame"]
+__all__ = ["Event", "EventKind", "Frame", "display_path", "set_base_directory"]
+
+_base: str | None = None
+_shown: dict[str, str] = {}
+
+
+def set_base_directory(path: str) -> None:
+    """Show paths below ``path`` relative to it from now on (the doctor uses its start cwd)."""
+    global _base
+    _base = os.path.abspath(path)
+    _shown.clear()
+
+
+def display_path(file: str) -> str:
+    """``file`` as reports show it: relative to the base directory when below it, else absolute.
+
+    Pseudo-files such as ``<string>`` are shown as they are.
+    """
+    shown = _shown.get(file)
+    if shown is None:
+        if file.startswith("<"):
+            shown = file
+        else:
+            base = _base if _base is not None else os.getcwd()
+            path = os.path.normpath(os.path.join(base, file))
+            shown = os.path.relpath(path, base) if path.startswith(base + os.sep) else path
+        _shown[file] = shown
+    return shown
 
 
 class EventKind(enum.StrEnum):
@@ -36,11 +64,16 @@ class Frame:
     function: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line} in {self.function}"
+        return f"{self.at} in {self.function}"
+
+    @property
+    def at(self) -> str:
+        """``file:line`` as reports show it (see :func:`display_path`)."""
+        return f"{display_path(self.file)}:{self.line}"
 
     def to_json(self) -> dict[str, Any]:
-        """The frame as ``{"file": …, "line": …, "function": …}``."""
-        return {"file": self.file, "line": self.line, "function": self.function}
+        """The frame as ``{"file": …, "line": …, "function": …}``, the file as reports show it."""
+        return {"file": display_path(self.file), "line": self.line, "function": self.function}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,16 @@ and lets it pass despite the listed event kinds (``"blocked"``, ``"task-leak"``,
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Generator, Sequence
 from typing import Any
 
 import pytest
 
-from loopwise.doctor._doctor import Doctor, install, uninstall
+from loopwise.doctor._doctor import Doctor, _install_ambient, _uninstall_ambient
 from loopwise.doctor._model import Event, EventKind
 from loopwise.doctor._report import format_report
+from loopwise.doctor._tasks import unretrieved_exception_pending
 
 __all__ = [
     "pytest_addoption",
@@ -30,7 +32,14 @@ __all__ = [
     "pytest_unconfigure",
 ]
 
-_FAILING = frozenset({EventKind.BLOCKED, EventKind.TASK_LEAK, EventKind.EXCEPTION_NOT_RETRIEVED})
+_FAILING = frozenset(
+    {
+        EventKind.BLOCKED,
+        EventKind.TASK_LEAK,
+        EventKind.EXCEPTION_NOT_RETRIEVED,
+        EventKind.NEVER_AWAITED,
+    }
+)
 _doctor_key = pytest.StashKey[Doctor]()
 _start_key = pytest.StashKey[int]()
 _settings_key = pytest.StashKey[tuple[float, frozenset[EventKind]]]()
@@ -52,6 +61,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="N",
         help="report a loop blocked longer than N ms (default: loopwise_threshold_ms or 100)",
+    )
+    group.addoption(
+        "--loopwise-full-stacks",
+        action="store_true",
+        default=False,
+        help="show every frame in loopwise failures (library frames are folded by default)",
     )
     parser.addini(
         "loopwise_threshold_ms", "default blocked-loop threshold of --loopwise in ms", default="100"
@@ -83,11 +98,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("loopwise"):
         return
     threshold = _threshold(config)
-    try:
-        own_timeout = float(config.getini("faulthandler_timeout") or 0)
-    except (ValueError, KeyError):
-        own_timeout = 0.0
-    doctor = install(threshold_ms=threshold, gil_fallback=own_timeout <= 0)
+    doctor = Doctor(threshold_ms=threshold, track_coroutines=True)
+    doctor._task_registry = weakref.WeakSet()
+    _install_ambient(doctor)
     config.stash[_doctor_key] = doctor
     config.stash[_seen_key] = []
 
@@ -96,8 +109,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     doctor = config.stash.get(_doctor_key, None)
     if doctor is not None:
         del config.stash[_doctor_key]
-        if doctor.installed:
-            uninstall()
+        _uninstall_ambient(doctor)
 
 
 def _marker_settings(item: pytest.Item, default: float) -> tuple[float, frozenset[EventKind]]:
@@ -160,7 +172,10 @@ def _failures(item: pytest.Item, doctor: Doctor, kinds: frozenset[EventKind]) ->
 def _fail(item: pytest.Item, events: Sequence[Event], phase: str) -> None:
     seen = item.config.stash.get(_seen_key, [])
     seen.extend(events)
-    report = format_report(events).replace("loopwise doctor:", f"loopwise doctor ({phase}):", 1)
+    full = bool(item.config.getoption("loopwise_full_stacks"))
+    report = format_report(events, full_stacks=full).replace(
+        "loopwise doctor:", f"loopwise doctor ({phase}):", 1
+    )
     pytest.fail(
         report + "\nAllow it with @pytest.mark.loopwise(allow=[...]) if it is intended.",
         pytrace=False,
@@ -179,12 +194,26 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     return result
 
 
+def _collect(doctor: Doctor) -> None:
+    """Let the garbage collector report what this test dropped, at a cost that fits a suite.
+
+    Lost task exceptions and never-awaited coroutines are reported when they are collected.
+    What a test drops is young: collecting the two young generations finds it cheaply. A full
+    collection runs only when a task is known to hold an exception nobody retrieved.
+    """
+    registry = doctor._task_registry
+    if registry is not None and unretrieved_exception_pending(registry):
+        gc.collect()
+    else:
+        gc.collect(1)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
     result = yield
     doctor = item.config.stash.get(_doctor_key, None)
     if doctor is not None:
-        gc.collect()  # a task's lost exception is reported when the task is collected
+        _collect(doctor)
         doctor.sync()
         failures = _failures(item, doctor, _FAILING - {EventKind.BLOCKED})
         if failures:

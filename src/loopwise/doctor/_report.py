@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from loopwise.doctor._frames import is_user_file
+from loopwise.doctor._frames import is_user_file, library_name
 from loopwise.doctor._model import Event, EventKind, Frame
 
 __all__ = ["format_report", "report_json", "write_json"]
@@ -18,7 +18,7 @@ _TITLES = {
     EventKind.NEVER_AWAITED: "coroutine never awaited",
     EventKind.UNCLOSED_RESOURCE: "resource never closed",
 }
-_STACK_LINES = 8
+_SHOWN_WITHOUT_USER_FRAMES = 3
 
 
 def _group(events: Iterable[Event]) -> list[list[Event]]:
@@ -34,19 +34,50 @@ def _group(events: Iterable[Event]) -> list[list[Event]]:
     return sorted(groups.values(), key=order)
 
 
-def _stack_lines(stack: Sequence[Frame]) -> list[str]:
-    shown = list(stack[-_STACK_LINES:])
-    lines = []
-    if len(stack) > len(shown):
-        lines.append(f"      ... {len(stack) - len(shown)} outer frames")
-    for frame in shown:
-        marker = ">" if is_user_file(frame.file) else " "
-        lines.append(f"    {marker} {frame.file}:{frame.line} in {frame.function}")
+def _fold_line(frames: Sequence[Frame], where: str = "") -> str:
+    names = ", ".join(dict.fromkeys(library_name(f.file) for f in reversed(frames)))
+    noun = "library frame" if len(frames) == 1 else "library frames"
+    return f"      … {len(frames)} {noun}{where} ({names})"
+
+
+def _stack_lines(stack: Sequence[Frame], *, full_stacks: bool = False) -> list[str]:
+    """The stack, outermost first, your frames marked ``>``.
+
+    Unless ``full_stacks``, runs of library frames between yours are folded into one
+    "… N library frames" line, and those outside your outermost frame (the interpreter,
+    asyncio's runner, pytest, pluggy) are summed up on a last line, so your frames come first.
+    """
+    if full_stacks:
+        return [f"    {'>' if is_user_file(f.file) else ' '} {f.at} in {f.function}" for f in stack]
+    mine = [i for i, frame in enumerate(stack) if is_user_file(frame.file)]
+    if not mine:  # no frame of yours: the innermost library frames say the most
+        shown = list(stack[-_SHOWN_WITHOUT_USER_FRAMES:])
+        outer = list(stack[: len(stack) - len(shown)])
+        lines = [f"      {f.at} in {f.function}" for f in shown]
+    else:
+        outer = list(stack[: mine[0]])
+        lines = []
+        run: list[Frame] = []
+        for frame in stack[mine[0] :]:
+            if is_user_file(frame.file):
+                if run:
+                    lines.append(_fold_line(run))
+                    run = []
+                lines.append(f"    > {frame.at} in {frame.function}")
+            else:
+                run.append(frame)
+        if run:
+            lines.append(_fold_line(run))
+    if outer:
+        lines.append(_fold_line(outer, " outside"))
     return lines
 
 
-def format_report(events: Sequence[Event]) -> str:
-    """A readable report: grouped by kind (most severe first), then by location."""
+def format_report(events: Sequence[Event], *, full_stacks: bool = False) -> str:
+    """A readable report: grouped by kind (most severe first), then by location.
+
+    Library frames are folded unless ``full_stacks`` (see :func:`_stack_lines`).
+    """
     if not events:
         return "loopwise doctor: no problems found\n"
     noun = "finding" if len(events) == 1 else "findings"
@@ -55,7 +86,7 @@ def format_report(events: Sequence[Event]) -> str:
         first = group[0]
         where = first.location
         title = _TITLES[first.kind]
-        head = f"{where.file}:{where.line}" if where is not None else "(location unknown)"
+        head = f"{where.at}" if where is not None else "(location unknown)"
         times = f" (x{len(group)})" if len(group) > 1 else ""
         lines.append("")
         lines.append(f"[{first.kind.value}] {title} at {head}{times}")
@@ -63,8 +94,8 @@ def format_report(events: Sequence[Event]) -> str:
         lines.append(f"  {worst.message}")
         if len(worst.samples) > 1:
             for frame, count in worst.samples[1:4]:
-                lines.append(f"  also sampled at {frame.file}:{frame.line} ({count})")
-        lines.extend(_stack_lines(worst.stack))
+                lines.append(f"  also sampled at {frame.at} ({count})")
+        lines.extend(_stack_lines(worst.stack, full_stacks=full_stacks))
     return "\n".join(lines) + "\n"
 
 

@@ -129,6 +129,6 @@ def _transport_event(transport: asyncio.BaseTransport) -> Event:
     where = user_location(stack)
     message = f"transport {type(transport).__name__} was never closed"
     if where is not None:
-        message += f"; opened at {where.file}:{where.line}"
+        message += f"; opened at {where.at}"
     message += " (close the writer/transport, e.g. writer.close(); await writer.wait_closed())"
     return Event(EventKind.UNCLOSED_RESOURCE, message, stack=stack, location=where)

@@ -27,10 +27,12 @@ __all__ = [
     "Task",
     "creation_site",
     "event_from_context",
+    "is_housekeeping",
     "leak_event",
     "make_task_factory",
     "unawaited_event",
     "unawaited_warning_text",
+    "unretrieved_exception_pending",
 ]
 
 _getframe = sys._getframe
@@ -45,8 +47,27 @@ class Task(asyncio.Task):  # type: ignore[type-arg]
     __slots__ = ("_loopwise_site",)
 
 
-def make_task_factory(inner: _TaskFactory | None) -> _TaskFactory:
-    """A task factory recording each task's creation site, wrapping ``inner`` if there is one."""
+def make_task_factory(
+    inner: _TaskFactory | None, registry: weakref.WeakSet[Any] | None = None
+) -> _TaskFactory:
+    """A task factory recording each task's creation site, wrapping ``inner`` if there is one.
+
+    With ``registry``, each task is also added to it (see :func:`unretrieved_exception_pending`).
+    """
+    if registry is not None:
+        plain = make_task_factory(inner)
+        add = registry.add
+
+        def registering(
+            loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+        ) -> asyncio.Future[Any]:
+            task = plain(loop, coro, **kwargs)
+            with contextlib.suppress(TypeError):
+                add(task)
+            return task
+
+        registering.__loopwise__ = True  # type: ignore[attr-defined]
+        return registering
     if inner is None:
 
         def factory(
@@ -69,6 +90,23 @@ def make_task_factory(inner: _TaskFactory | None) -> _TaskFactory:
 
     factory.__loopwise__ = True  # type: ignore[attr-defined]
     return factory
+
+
+def unretrieved_exception_pending(registry: weakref.WeakSet[Any]) -> bool:
+    """True when a task of ``registry`` failed and its exception was not retrieved yet.
+
+    asyncio reports such a task only when it is garbage-collected. Tasks that can no longer
+    be reported are dropped from ``registry`` as a side effect.
+    """
+    pending = False
+    for task in list(registry):
+        if not task.done():
+            continue
+        if not task.cancelled() and getattr(task, "_log_traceback", False):
+            pending = True
+        else:
+            registry.discard(task)
+    return pending
 
 
 def creation_site(task: object) -> CodeSite | None:
@@ -112,11 +150,14 @@ def leak_event(task: asyncio.Future[Any], when: str) -> Event:
     where = stack[-1] if stack else None
     parts = [f"{_describe(task)} was still pending {when}"]
     if where is not None:
-        parts.append(f"created at {where.file}:{where.line}")
+        parts.append(f"created at {where.at}")
     suspended = _suspended_at(task)
     if suspended is not None:
-        parts.append(f"waiting at {suspended.file}:{suspended.line}")
+        parts.append(f"waiting at {suspended.at}")
     message = "; ".join(parts) + " (await it, cancel it, or use a TaskGroup)"
+    if suspended is not None and (where is None or not is_user_file(where.file)):
+        # A library made the task (a server's handler task): your line is where it waits.
+        stack, where = (*stack, suspended), suspended
     return Event(EventKind.TASK_LEAK, message, stack=stack, location=where)
 
 
@@ -128,9 +169,9 @@ def _exception_event(future: asyncio.Future[Any], exc: BaseException) -> Event:
     where = user_location(trace) or (created[-1] if created else None)
     parts = [f"{_describe(future)} failed and nobody retrieved its exception: {exc!r}"]
     if created:
-        parts.append(f"created at {created[-1].file}:{created[-1].line}")
+        parts.append(f"created at {created[-1].at}")
     if where is not None:
-        parts.append(f"raised at {where.file}:{where.line}")
+        parts.append(f"raised at {where.at}")
     message = "; ".join(parts) + " (await the task or add a done callback that reads it)"
     return Event(EventKind.EXCEPTION_NOT_RETRIEVED, message, stack=stack, location=where)
 
@@ -141,7 +182,7 @@ def _resource_event(name: str, context: dict[str, Any]) -> Event:
     where = user_location(stack)
     message = f"{name} was never closed"
     if where is not None:
-        message += f"; opened at {where.file}:{where.line}"
+        message += f"; opened at {where.at}"
     message += " (use 'async with' or close it before the loop ends)"
     return Event(EventKind.UNCLOSED_RESOURCE, message, stack=stack, location=where)
 
@@ -153,6 +194,8 @@ def event_from_context(context: dict[str, Any]) -> Event | None:
     exc = context.get("exception")
     if isinstance(task, asyncio.Future):
         if message.startswith("Task was destroyed but it is pending"):
+            if is_housekeeping(task):
+                return None
             return leak_event(task, "when it was garbage-collected")
         if isinstance(exc, BaseException) and "exception was never retrieved" in message:
             return _exception_event(task, exc)
@@ -172,14 +215,14 @@ def unawaited_event(coro: object, dropped: Any) -> Event:
         where = user_location(created)
         message = f"coroutine {name}() was never awaited"
         if where is not None:
-            message += f"; created at {where.file}:{where.line}"
+            message += f"; created at {where.at}"
         stack = created
     else:
         stack = frames_from_frame(dropped, limit=16)
         where = user_location(stack)
         message = f"coroutine {name}() was never awaited"
         if where is not None:
-            message += f"; created and dropped at {where.file}:{where.line}"
+            message += f"; created and dropped at {where.at}"
     message += " (add 'await', or wrap it in asyncio.create_task and keep the task)"
     return Event(EventKind.NEVER_AWAITED, message, stack=stack, location=where)
 
@@ -195,10 +238,22 @@ def unawaited_warning_text(coro: object) -> str:
     return "".join(lines).rstrip("\n")
 
 
+def is_housekeeping(task: asyncio.Future[Any]) -> bool:
+    """True for a task asyncio made itself: closing an async generator the program dropped.
+
+    The loop's async-generator finalizer schedules ``aclose()`` as a task; that is asyncio
+    tidying up, not a task the program leaked. (An ``aclose()`` task the program created has a
+    creation site and is not excluded.)
+    """
+    if not isinstance(task, asyncio.Task) or creation_site(task) is not None:
+        return False
+    return type(task.get_coro()).__name__ == "async_generator_athrow"
+
+
 def _pending_tasks(loop: asyncio.AbstractEventLoop) -> Generator[asyncio.Task[Any]]:
     current = asyncio.current_task(loop) if loop.is_running() else None
     for task in asyncio.all_tasks(loop):
-        if task is not current and not task.done():
+        if task is not current and not task.done() and not is_housekeeping(task):
             yield task
 
 

@@ -1,119 +1,52 @@
-"""Blocked-loop detection: a heartbeat on each loop and one watchdog thread that samples stacks.
+"""Blocked-loop detection: one watchdog thread that samples the stacks of loops away too long.
 
-The heartbeat is a timer callback that re-arms itself every ``interval`` seconds; when it runs
-late by more than the threshold, the loop thread did not come back to the loop for that long.
-The watchdog thread notices an overdue heartbeat while the block is still going on and samples
-the loop thread's stack with ``sys._current_frames()``. Nothing here patches the loop's classes,
-so it works with any loop that offers ``call_later``, including uvloop.
+Each watched loop has a :class:`~loopwise.doctor._loopwatch.LoopWatch` that says since when its
+thread has been away from the loop running code. While that lasts longer than half the
+threshold, the watchdog samples the loop thread's stack with ``sys._current_frames()`` and
+reads the thread's CPU and run-queue clocks. When the stretch ends, it is judged:
 
-A C call that keeps the GIL also freezes the watchdog thread; ``faulthandler`` then dumps the
-stacks from a C thread and the watchdog reads the dump afterwards. A process merely starved of
-CPU (the watchdog itself ran late and the process used little CPU) is not reported.
+- the part of it the thread spent runnable but waiting for a CPU (other processes took the
+  machine) does not count: a loop *starved* for 200 ms is not a loop *blocked* for 200 ms;
+- what remains, if longer than the threshold, is a block, labelled *busy on CPU* when the
+  thread used the CPU for at least half of it and *waiting (not on CPU)* otherwise.
+
+Without per-thread clocks (not Linux), a stretch during which the whole process stood still
+(the watchdog itself ran late and the process used almost no CPU) is not reported.
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.base_events
 import asyncio.events
-import asyncio.runners
 import collections
 import contextlib
-import faulthandler
+import functools
 import os
-import re
-import selectors  # noqa: F401  (its file tells an idle loop)
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import IO
+from types import FrameType
 
-from loopwise.doctor._frames import frames_from_frame, user_location
+from loopwise.doctor._frames import frames_from_frame, is_user_file, user_location
+from loopwise.doctor._gil import Fallback
+from loopwise.doctor._loopwatch import Clock, LoopWatch, thread_clock, watch_loop
 from loopwise.doctor._model import Event, EventKind, Frame
 
-__all__ = ["LoopWatch", "Watchdog"]
+__all__ = ["Watchdog"]
 
 _Stack = tuple[Frame, ...]
 _monotonic = time.monotonic
+_HANDLE_RUN = asyncio.events.Handle._run.__code__
 _IDLE_FILES = frozenset(
     os.path.abspath(sys.modules[name].__file__ or name)
-    for name in ("selectors", "asyncio.runners", "asyncio.base_events", "asyncio.events")
+    for name in ("selectors", "asyncio.runners", "asyncio.base_events")
 )
 _DOCTOR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-class LoopWatch:
-    """The heartbeat of one event loop; only the loop's own thread runs :meth:`_beat`."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, threshold: float) -> None:
-        self.loop = loop
-        self.interval = interval
-        self.threshold = threshold
-        self.due = _monotonic() + interval
-        self.thread_id: int | None = None
-        # (due, ran) of every heartbeat that ran later than the threshold: the loop thread
-        # appends, the watchdog thread pops.
-        self.late: collections.deque[tuple[float, float]] = collections.deque()
-        self.samples: list[tuple[float, _Stack]] = []  # watchdog thread only
-        self.last_not_running = float("-inf")  # watchdog thread only
-        self.active = True
-        self._handle: asyncio.TimerHandle | None = None
-
-    def __repr__(self) -> str:
-        overdue = max(0.0, _monotonic() - self.due)
-        return f"<LoopWatch loop={self.loop!r} overdue={overdue * 1000:.0f}ms active={self.active}>"
-
-    def start(self) -> None:
-        """(Re)arm the heartbeat from now; call in the loop's thread while it is not running."""
-        if self._handle is not None:
-            self._handle.cancel()
-        self.thread_id = threading.get_ident()
-        self.due = _monotonic() + self.interval
-        self._handle = self.loop.call_later(self.interval, self._beat)
-
-    def stop(self) -> None:
-        """Stop re-arming; the pending timer, if any, becomes a no-op."""
-        self.active = False
-
-    def _beat(self) -> None:
-        if not self.active:
-            return
-        now = _monotonic()
-        if now - self.due > self.threshold:
-            self.late.append((self.due, now))
-        self.thread_id = threading.get_ident()
-        self.due = now + self.interval
-        try:
-            self._handle = self.loop.call_later(self.interval, self._beat)
-        except RuntimeError:  # the loop is closing
-            self.active = False
-
-
-_HEADER = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-fA-F]+)")
-_FRAME_LINE = re.compile(r'^\s+File "(.*)", line (\d+) in (.*)$')
-
-
-def parse_faulthandler_dump(text: str) -> dict[int, _Stack]:
-    """The stacks of a ``faulthandler`` dump by thread id, innermost frame last."""
-    stacks: dict[int, list[Frame]] = {}
-    current: list[Frame] | None = None
-    for line in text.splitlines():
-        header = _HEADER.match(line)
-        if header:
-            current = stacks.setdefault(int(header.group(1), 16), [])
-            continue
-        frame = _FRAME_LINE.match(line)
-        if frame and current is not None:
-            current.append(Frame(frame.group(1), int(frame.group(2)), frame.group(3)))
-        elif not line.strip():
-            current = None
-    return {tid: tuple(reversed(frames)) for tid, frames in stacks.items()}
-
-
 def _is_idle(stack: _Stack) -> bool:
-    """True when the loop thread was in the loop's own machinery, not in a callback's code."""
+    """True when a stack shows the loop's own machinery, not a callback (heartbeat loops only)."""
     if not stack:
         return True
     top = stack[-1]
@@ -121,61 +54,42 @@ def _is_idle(stack: _Stack) -> bool:
     return path in _IDLE_FILES or path.startswith(_DOCTOR_DIR)
 
 
-class _Fallback:
-    """``faulthandler.dump_traceback_later`` armed while loops run, read after a freeze."""
+_EVENTS_FILE = asyncio.events.__file__
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._file: IO[bytes] | None = None
-        self._armed_at: float | None = None
-        self.dumps: collections.deque[tuple[float, dict[int, _Stack]]] = collections.deque(
-            maxlen=16
-        )
 
-    def arm(self, now: float) -> None:
-        if self._armed_at is not None and now - self._armed_at < self.timeout / 2:
-            return
-        try:
-            if self._file is None:
-                self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-            faulthandler.dump_traceback_later(self.timeout, repeat=False, file=self._file)
-            self._armed_at = now
-        except (OSError, RuntimeError, ValueError):
-            self._armed_at = None
+def _in_callback(stack: _Stack) -> _Stack:
+    """The part of ``stack`` inside the callback the loop is running (all of it if unknown).
 
-    def disarm(self) -> None:
-        if self._armed_at is not None:
-            faulthandler.cancel_dump_traceback_later()
-            self._armed_at = None
+    Your frames outside it (the line that called ``asyncio.run``) did not block the loop.
+    """
+    for index in range(len(stack) - 1, -1, -1):
+        frame = stack[index]
+        if frame.function == "_run" and frame.file == _EVENTS_FILE:
+            return stack[index + 1 :]
+    return stack
 
-    def collect(self, now: float) -> None:
-        """Read a dump written since the last call, if any."""
-        if self._file is None:
-            return
-        fd = self._file.fileno()
-        try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                return
-            data = os.pread(fd, size, 0)
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-        except OSError:
-            return
-        self._armed_at = None  # a dump that fired is no longer armed
-        self.dumps.append((now, parse_faulthandler_dump(data.decode("utf-8", "replace"))))
 
-    def take(self, thread_id: int | None, start: float, end: float) -> _Stack | None:
-        for seen, stacks in self.dumps:
-            if start <= seen <= end and thread_id in stacks:
-                return stacks[thread_id]
+def _callback_name(frame: FrameType) -> str | None:
+    """The callback a loop is running when the innermost Python frame is ``Handle._run``.
+
+    That is the case when the callback itself has no Python frame (``time.sleep`` passed to
+    ``call_soon``); naming it is then the only way to say what blocked.
+    """
+    if frame.f_code is not _HANDLE_RUN:
         return None
-
-    def close(self) -> None:
-        self.disarm()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    # f_locals of another thread's running frame is read under the GIL; Handle._run has no
+    # cell or free variable, so reading it changes nothing the running code uses.
+    handle = frame.f_locals.get("self")
+    callback = getattr(handle, "_callback", None)
+    while isinstance(callback, functools.partial):
+        callback = callback.func
+    if callback is None:
+        return None
+    name = getattr(callback, "__qualname__", None) or type(callback).__qualname__
+    module = getattr(callback, "__module__", None) or getattr(
+        getattr(callback, "__self__", None), "__module__", None
+    )
+    return f"{module}.{name}" if module and module != "builtins" else str(name)
 
 
 class Watchdog:
@@ -190,7 +104,7 @@ class Watchdog:
         self.threshold = threshold
         self.tick = min(max(threshold / 4, 0.002), 0.05)  # sampling period during a block
         self.idle_tick = min(max(threshold / 2, 0.002), 0.1)  # check period otherwise
-        self.beat = min(max(threshold / 10, 0.002), 0.025)  # heartbeat period on each loop
+        self.beat = min(max(threshold / 10, 0.002), 0.025)  # heartbeat period (heartbeat loops)
         self._sink = sink
         self._watches: list[LoopWatch] = []
         self._lock = threading.Lock()
@@ -198,7 +112,7 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._history: collections.deque[tuple[float, float]] = collections.deque(maxlen=8192)
         self._stalls: collections.deque[tuple[float, float, float]] = collections.deque(maxlen=256)
-        self._fallback = _Fallback(max(threshold, 0.02)) if fallback else None
+        self._fallback = Fallback(max(threshold, 0.02)) if fallback else None
         self.blocks_reported = 0
         self.blocks_ignored = 0
         self._ticks = 0
@@ -225,9 +139,10 @@ class Watchdog:
 
         Returns at once when no loop is blocked or has a block waiting to be judged.
         """
+        now = _monotonic()
         with self._lock:
             busy = any(
-                w.late or w.samples or _monotonic() - w.due > self.threshold / 2
+                w.late or w.samples or now - w.away_since > self.threshold / 2
                 for w in self._watches
             )
         if not busy or not self.is_alive() or threading.current_thread() is self._thread:
@@ -239,10 +154,11 @@ class Watchdog:
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def watch(self, loop: asyncio.AbstractEventLoop) -> LoopWatch:
-        """Start a heartbeat on ``loop``; call in the loop's thread while it is not running."""
-        watch = LoopWatch(loop, self.beat, self.threshold)
-        watch.start()
+    def watch(self, loop: asyncio.AbstractEventLoop) -> LoopWatch | None:
+        """Start watching ``loop``; call in the loop's thread while it is not running."""
+        watch = watch_loop(loop, self.threshold, self.beat)
+        if watch is None:
+            return None
         with self._lock:
             self._watches.append(watch)
         if self._fallback is not None:
@@ -250,8 +166,32 @@ class Watchdog:
         self._ensure_thread()
         return watch
 
+    def before_fork(self) -> None:
+        """Called in the forking thread just before ``fork()``."""
+        if self._fallback is not None:
+            self._fallback.before_fork()
+
+    def after_fork(self, *, child: bool) -> None:
+        """Called in both processes just after ``fork()``.
+
+        The child has no watchdog thread and the parent's loops are not its own: it forgets
+        them and starts a fresh thread when it next watches a loop.
+        """
+        if self._fallback is not None:
+            self._fallback.after_fork(child=child)
+        if not child:
+            return
+        self._lock = threading.Lock()
+        self._ticked = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread = None
+        self._watches = []
+        self._history.clear()
+        self._stalls.clear()
+
     def _ensure_thread(self) -> None:
         if self._thread is None:
+            self._stopping = threading.Event()
             self._thread = threading.Thread(
                 target=self._run, name="loopwise-doctor-watchdog", daemon=True
             )
@@ -275,13 +215,19 @@ class Watchdog:
     def _run(self) -> None:
         last = _monotonic()
         last_cpu = time.process_time()
+        own_id = threading.get_native_id()
+        own = thread_clock(own_id)
         tick = self.tick
-        while not self._stopping.wait(tick):
+        stopping = self._stopping
+        while not stopping.wait(tick):
             now = _monotonic()
             cpu = time.process_time()
+            clock = thread_clock(own_id)
             if now - last > tick + self.threshold / 2:
-                self._stalls.append((last, now, cpu - last_cpu))
-            last, last_cpu = now, cpu
+                # Late: the time this thread itself waited for a CPU is load, not a freeze.
+                queued = clock[2] - own[2] if clock is not None and own is not None else 0.0
+                self._stalls.append((last, now - min(queued, now - last), cpu - last_cpu))
+            last, last_cpu, own = now, cpu, clock
             self._history.append((now, cpu))
             with contextlib.suppress(Exception):  # a doctor bug must not kill its thread
                 self._check(now)
@@ -293,10 +239,11 @@ class Watchdog:
             self._fallback.disarm()
 
     def _alert(self, now: float) -> bool:
-        """True while some loop is late enough, or has a block pending, to sample it closely."""
+        """True while some loop is away long enough, or has a block pending, to sample closely."""
         with self._lock:
             return any(
-                w.late or w.samples or now - w.due > self.threshold / 4 for w in self._watches
+                w.late or w.samples or now - w.away_since > self.threshold / 4
+                for w in self._watches
             )
 
     def _check(self, now: float) -> None:
@@ -304,7 +251,8 @@ class Watchdog:
             watches = list(self._watches)
         if self._fallback is not None:
             self._fallback.collect(now)
-        frames = None
+        frames: dict[int, FrameType] | None = None
+        taken = now
         any_watched = False
         for watch in watches:
             if watch.loop.is_closed() or not watch.active:
@@ -315,18 +263,23 @@ class Watchdog:
                 continue
             any_watched = True
             self._drain(watch, now)  # blocks that ended, judged with the state seen so far
+            watch.follow_thread()
+            clock = thread_clock(watch.native_id)
+            if clock is not None:
+                watch.clocks.append(clock)
             if not watch.loop.is_running():
-                if watch.samples and now - watch.due > self.threshold:
-                    self._judge(watch, watch.due, now, "")  # the loop stopped while blocked
+                if watch.samples and now - watch.away_since > self.threshold:
+                    self._judge(watch, watch.away_since, now, None, "")  # stopped while blocked
                 watch.last_not_running = now
                 watch.samples.clear()
-            else:
-                if now - watch.due > self.threshold / 2 and watch.thread_id is not None:
-                    if frames is None:
-                        frames = sys._current_frames()
-                    frame = frames.get(watch.thread_id)
-                    if frame is not None:
-                        watch.samples.append((now, frames_from_frame(frame)))
+            elif now - watch.away_since > self.threshold / 2 and watch.thread_id is not None:
+                away_since = watch.away_since
+                if frames is None:
+                    frames = sys._current_frames()
+                    taken = _monotonic()  # the GIL may have kept us waiting since ``now``
+                frame = frames.get(watch.thread_id)
+                if frame is not None and watch.away_since == away_since:
+                    watch.samples.append((taken, frames_from_frame(frame), _callback_name(frame)))
         del frames
         if self._fallback is not None:
             if any_watched:
@@ -335,45 +288,97 @@ class Watchdog:
                 self._fallback.disarm()
 
     def _drain(self, watch: LoopWatch, now: float, *, final: bool = False) -> None:
-        last_beat = watch.due - watch.interval
+        # Read first: a stretch that ends from now on is in ``late`` before away_since moves.
+        since = min(watch.away_since, now)
         while watch.late:
-            start, end = watch.late.popleft()
-            self._judge(watch, start, end, "")
-        if final and watch.samples and now - watch.due > self.threshold:
-            self._judge(watch, watch.due, now, " (still blocked when the doctor stopped)")
+            start, end, clock = watch.late.popleft()
+            self._judge(watch, start, end, clock, "")
+        if final and watch.samples and now - watch.away_since > self.threshold:
+            note = " (still blocked when the doctor stopped)"
+            self._judge(watch, watch.away_since, now, None, note)
             watch.samples.clear()
-        watch.samples = [s for s in watch.samples if s[0] >= last_beat]
+        watch.samples = [s for s in watch.samples if s[0] >= since]
 
-    def _judge(self, watch: LoopWatch, start: float, end: float, note: str) -> None:
+    def _own_time(
+        self, watch: LoopWatch, start: float, end: float, clock: Clock | None
+    ) -> tuple[float, float] | None:
+        """(time the loop thread itself spent, of it on CPU) during ``[start, end]``, if known.
+
+        Rates measured between the clock readings nearest the stretch are extrapolated to it;
+        time spent runnable but waiting for a CPU is not the loop thread's own.
+        """
+        readings = sorted(watch.clocks)
+        if clock is not None:
+            readings.append(clock)
+        after = clock or next((c for c in readings if c[0] >= end), None)
+        inside = [c for c in readings if start <= c[0] < end]
+        before = [c for c in readings if c[0] <= start]
+        # The earliest reading inside the stretch, unless it covers too little of it.
+        if inside and (end - inside[0][0] >= 0.5 * (end - start) or not before):
+            first: Clock | None = inside[0]
+        else:
+            first = before[-1] if before else None
+        if after is None or first is None or after[0] - first[0] <= 0:
+            return None
+        span = after[0] - first[0]
+        waiting_share = min(1.0, max(0.0, (after[2] - first[2]) / span))
+        own = (end - start) * (1.0 - waiting_share)
+        cpu_share = (after[1] - first[1]) / max(span - (after[2] - first[2]), 1e-9)
+        return own, own * min(1.0, max(0.0, cpu_share))
+
+    def _judge(
+        self, watch: LoopWatch, start: float, end: float, clock: Clock | None, note: str
+    ) -> None:
         start = max(start, watch.last_not_running)
         wall = end - start
         if wall <= self.threshold:
             return
-        samples = [stack for t, stack in watch.samples if start <= t <= end]
-        busy = [stack for stack in samples if not _is_idle(stack)]
+        samples = [(stack, cb) for t, stack, cb in watch.samples if start <= t <= end]
         dump = None
         if self._fallback is not None:
             dump = self._fallback.take(watch.thread_id, start, end + 4 * self.tick)
-        evidence: list[_Stack]
+            if dump is not None:
+                dump = tuple(f for f in dump if not f.file.startswith(_DOCTOR_DIR))
         if self._starved(start, end):
             self.blocks_ignored += 1  # the whole process stood still, not just the loop
             return
-        if dump is not None and not _is_idle(dump):
-            evidence = [dump, *busy]
-        elif samples and not busy:
-            self.blocks_ignored += 1  # the loop thread was idle in the loop each time we looked
-            return
+        own = self._own_time(watch, start, end, clock)
+        if own is not None:
+            if own[0] <= self.threshold:
+                self.blocks_ignored += 1  # starved by other processes, not blocked
+                return
+            busy = own[1] >= 0.5 * own[0]
         else:
-            evidence = busy
+            if watch.kind == "heartbeat" and samples and all(_is_idle(s) for s, _ in samples):
+                self.blocks_ignored += 1  # idle in the loop each time we looked
+                return
+            ratio = self._cpu_ratio(start, end)
+            busy = ratio is not None and ratio >= 0.5
+        evidence: list[tuple[_Stack, str | None]] = samples
+        if dump is not None and self._dump_usable(watch, dump):
+            evidence = [(dump, None), *samples]
         self.blocks_reported += 1
-        self._sink(self._event(evidence, wall, self._cpu_ratio(start, end), note))
+        self._sink(self._event(evidence, wall, busy, note))
+
+    @staticmethod
+    def _dump_usable(watch: LoopWatch, dump: _Stack | None) -> bool:
+        """True when a faulthandler dump shows the loop thread running a callback.
+
+        A dump is timed only to the watchdog's tick; one written while the thread was elsewhere
+        (the watchdog was merely late) says nothing about the block.
+        """
+        if dump is None:
+            return False
+        if watch.kind == "selector":
+            return len(_in_callback(dump)) < len(dump)
+        return not _is_idle(dump)
 
     def _starved(self, start: float, end: float) -> bool:
         overlap = 0.0
         cpu = 0.0
         for s0, s1, used in self._stalls:
             common = min(s1, end) - max(s0, start)
-            if common > 0:
+            if common > 0 and s1 > s0:
                 overlap += common
                 cpu += used * common / (s1 - s0)
         # Frozen or descheduled, the process uses next to no CPU; a C call holding the GIL
@@ -393,29 +398,42 @@ class Watchdog:
         return (after[1] - before[1]) / (after[0] - before[0])
 
     def _event(
-        self, evidence: Sequence[_Stack], wall: float, cpu: float | None, note: str
+        self,
+        evidence: Sequence[tuple[_Stack, str | None]],
+        wall: float,
+        busy: bool,
+        note: str,
     ) -> Event:
         counts: collections.Counter[Frame] = collections.Counter()
+        callbacks: collections.Counter[str] = collections.Counter()
         first_stack: dict[Frame, _Stack] = {}
-        for stack in evidence:
-            where = user_location(stack)
-            if where is not None:
+        for stack, callback in evidence:
+            where = user_location(_in_callback(stack))
+            if where is not None and is_user_file(where.file):
                 counts[where] += 1
                 first_stack.setdefault(where, stack)
+            elif callback is not None:
+                callbacks[callback] += 1
         ms = wall * 1000
-        how = ""
-        if cpu is not None:
-            how = " busy on CPU" if cpu >= 0.5 else " waiting (not on CPU)"
+        how = " busy on CPU" if busy else " waiting (not on CPU)"
         if not counts:
-            message = (
-                f"event loop blocked for {ms:.0f} ms{how}; no stack could be sampled"
-                f" (a C call holding the GIL?){note}"
-            )
-            return Event(EventKind.BLOCKED, message, duration_ms=ms)
+            if callbacks:
+                name, seen = callbacks.most_common(1)[0]
+                message = (
+                    f"event loop blocked for {ms:.0f} ms{how} in callback {name} run by the loop"
+                    f" ({seen} of {len(evidence)} samples; it has no Python frame to show){note}"
+                )
+            else:
+                message = (
+                    f"event loop blocked for {ms:.0f} ms{how}; no line of yours was running"
+                    f" (a C call holding the GIL, or library code){note}"
+                )
+            stack = max((s for s, _ in evidence), key=len, default=())
+            return Event(EventKind.BLOCKED, message, stack=stack, duration_ms=ms)
         ranked = tuple(counts.most_common())
         where, seen = ranked[0]
         message = (
-            f"event loop blocked for {ms:.0f} ms{how} at {where.file}:{where.line} in"
+            f"event loop blocked for {ms:.0f} ms{how} at {where.at} in"
             f" {where.function} ({seen} of {len(evidence)} samples){note}"
         )
         return Event(

@@ -1,0 +1,208 @@
+"""How the doctor follows one event loop: from the loop thread's side, or with a heartbeat.
+
+For asyncio's selector loops (the default on Unix, and subclasses of it such as virtual-clock
+test loops) the doctor wraps two methods *of that loop instance*: the selector's ``select``
+(when it returns, the loop starts running callbacks) and ``_run_once`` (when it returns, they
+are done). It adds no timer, no callback and no task, and never reads ``loop.time()``, so a
+test that counts the loop's timers or drives its clock sees nothing of it.
+
+Other loops (uvloop, the proactor loop) get a heartbeat: a timer callback that re-arms itself
+every ``interval``; a beat that runs late by more than the threshold means the loop thread did
+not come back to the loop for that long. A loop whose ``time()`` is not the monotonic clock and
+that has no selector to wrap is not watched for blocks at all (a heartbeat would show in its
+clock).
+
+Both record ``(start, end, clock)`` for each stretch longer than the threshold; the watchdog
+thread judges them. ``clock`` is the loop thread's own CPU and run-queue time at the end
+(:func:`thread_clock`), so a loop starved by other processes is not mistaken for a blocked one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import time
+from typing import Any
+
+from loopwise.doctor._model import Frame
+
+__all__ = ["Clock", "HeartbeatWatch", "LoopWatch", "SelectorWatch", "thread_clock", "watch_loop"]
+
+_monotonic = time.monotonic
+_get_ident = threading.get_ident
+_INF = float("inf")
+
+#: (monotonic time, thread CPU seconds, seconds spent runnable but waiting for a CPU)
+Clock = tuple[float, float, float]
+
+
+def thread_clock(native_id: int | None) -> Clock | None:
+    """The CPU and run-queue time of thread ``native_id`` so far (Linux ``schedstat``), or None."""
+    if native_id is None:
+        return None
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat", "rb") as handle:
+            on_cpu, waiting, _ = handle.read().split()
+    except (OSError, ValueError):
+        return None
+    return (_monotonic(), int(on_cpu) / 1e9, int(waiting) / 1e9)
+
+
+class LoopWatch:
+    """What the watchdog knows of one loop.
+
+    ``away_since`` is when the loop thread last left the loop to run code (``inf`` while it is
+    back in the loop); ``late`` holds the ``(start, end, clock)`` of each stretch longer than the
+    threshold, appended by the loop thread and consumed by the watchdog thread.
+    """
+
+    kind = "abstract"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+        self.loop = loop
+        self.threshold = threshold
+        self.away_since = _INF
+        self.thread_id: int | None = None
+        self.native_id: int | None = None
+        self.late: collections.deque[tuple[float, float, Clock | None]] = collections.deque()
+        # Watchdog thread only: stack samples (time, stack, callback name) and clock readings.
+        self.samples: list[tuple[float, tuple[Frame, ...], str | None]] = []
+        self.clocks: collections.deque[Clock] = collections.deque(maxlen=64)
+        self.last_not_running = float("-inf")
+        self.active = True
+
+    def __repr__(self) -> str:
+        away = max(0.0, _monotonic() - self.away_since)
+        return (
+            f"<{type(self).__name__} loop={self.loop!r} away={away * 1000:.0f}ms"
+            f" active={self.active}>"
+        )
+
+    def _note_thread(self) -> None:
+        ident = _get_ident()
+        if ident != self.thread_id:
+            self.thread_id = ident
+            self.native_id = threading.get_native_id()
+            clock = thread_clock(self.native_id)
+            if clock is not None:
+                self.clocks.append(clock)
+
+    def _record(self, start: float, end: float) -> None:
+        """Called in the loop thread when it comes back to the loop after ``[start, end]``."""
+        if end - start > self.threshold:
+            self.late.append((start, end, thread_clock(threading.get_native_id())))
+
+    def follow_thread(self) -> None:
+        """Called by the watchdog: learn which thread runs the loop now (selector loops)."""
+        ident = getattr(self.loop, "_thread_id", None)
+        if ident is not None and ident != self.thread_id:
+            native = next((t.native_id for t in threading.enumerate() if t.ident == ident), None)
+            self.thread_id, self.native_id = ident, native
+
+    def start(self) -> None:
+        """(Re)start watching; call in the loop's thread."""
+        self._note_thread()
+
+    def stop(self) -> None:
+        """Stop watching; whatever was patched on the loop is given back when possible."""
+        self.active = False
+
+
+class SelectorWatch(LoopWatch):
+    """Watches a selector loop from its own thread by wrapping two methods of the instance."""
+
+    kind = "selector"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+        super().__init__(loop, threshold)
+        selector: Any = loop._selector  # type: ignore[attr-defined]
+        inner_select = selector.select
+        inner_run_once = loop._run_once  # type: ignore[attr-defined]
+        watch = self
+
+        def select(timeout: float | None = None) -> Any:
+            start = watch.away_since
+            if start != _INF:  # an iteration that began before the watch did
+                watch._record(start, _monotonic())
+                watch.away_since = _INF
+            events = inner_select(timeout)
+            watch.away_since = _monotonic()
+            return events
+
+        def _run_once() -> None:
+            try:
+                inner_run_once()
+            finally:
+                start = watch.away_since
+                end = _monotonic()
+                if end - start > watch.threshold:
+                    watch._record(start, end)  # before away_since changes: see Watchdog._drain
+                watch.away_since = _INF
+
+        if loop.is_running() and asyncio.events._get_running_loop() is loop:
+            self._note_thread()
+            self.away_since = _monotonic()  # installed from a callback: it is running now
+        self._selector = selector
+        self._select = select
+        self._run_once = _run_once
+        selector.select = select
+        loop._run_once = _run_once  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        super().stop()
+        with contextlib.suppress(Exception):
+            if self._selector.__dict__.get("select") is self._select:
+                del self._selector.select
+        with contextlib.suppress(Exception):
+            if self.loop.__dict__.get("_run_once") is self._run_once:
+                del self.loop._run_once  # type: ignore[attr-defined]
+
+
+class HeartbeatWatch(LoopWatch):
+    """Watches any loop offering ``call_later`` with a self-re-arming timer callback."""
+
+    kind = "heartbeat"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float, interval: float) -> None:
+        super().__init__(loop, threshold)
+        self.interval = interval
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        super().start()
+        if self._handle is not None:
+            self._handle.cancel()
+        self.away_since = _monotonic() + self.interval
+        self._handle = self.loop.call_later(self.interval, self._beat)
+
+    def _beat(self) -> None:
+        if not self.active:
+            return
+        now = _monotonic()
+        self._record(self.away_since, now)
+        self.thread_id = _get_ident()
+        self.away_since = now + self.interval
+        try:
+            self._handle = self.loop.call_later(self.interval, self._beat)
+        except RuntimeError:  # the loop is closing
+            self.active = False
+
+
+def watch_loop(
+    loop: asyncio.AbstractEventLoop, threshold: float, interval: float
+) -> LoopWatch | None:
+    """The best way to watch ``loop``, started; None when it cannot be watched for blocks."""
+    watch: LoopWatch
+    if hasattr(loop, "_selector") and hasattr(loop, "_run_once"):
+        try:
+            watch = SelectorWatch(loop, threshold)
+        except Exception:  # an unusual selector: fall back to the heartbeat
+            watch = HeartbeatWatch(loop, threshold, interval)
+    elif abs(loop.time() - _monotonic()) < 1.0:
+        watch = HeartbeatWatch(loop, threshold, interval)
+    else:
+        return None
+    watch.start()
+    return watch
