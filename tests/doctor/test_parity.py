@@ -196,6 +196,17 @@ def loopwise_command() -> list[str]:
     return [found, "run"] if found else [sys.executable, "-m", "loopwise.doctor"]
 
 
+def python_command(loopwise: list[str]) -> str:
+    """The interpreter the ``loopwise`` script runs on (its ``#!`` line), or this one.
+
+    python names itself in its one-line errors (``python3.11: can't open file``): the plain run
+    must use the same interpreter file as the console script for the outputs to compare.
+    """
+    first = Path(loopwise[0]).read_bytes().split(b"\n", 1)[0] if loopwise[1:] == ["run"] else b""
+    interpreter = first[2:].decode(errors="replace").strip() if first.startswith(b"#!") else ""
+    return interpreter if interpreter and Path(interpreter).exists() else sys.executable
+
+
 def _lay_out(root: Path, case: Case) -> None:
     for name, text in case.files.items():
         path = root / name
@@ -221,8 +232,9 @@ def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_loopwise_run_is_python_plus_a_report(tmp_path: Path, case: Case) -> None:
     _lay_out(tmp_path, case)
-    plain = _run([sys.executable, *case.argv], tmp_path, case.env)
-    watched = _run([*loopwise_command(), *case.argv], tmp_path, case.env)
+    loopwise = loopwise_command()
+    plain = _run([python_command(loopwise), *case.argv], tmp_path, case.env)
+    watched = _run([*loopwise, *case.argv], tmp_path, case.env)
     assert watched.returncode == plain.returncode, watched.stderr.decode()
     assert watched.stdout == plain.stdout
     if case.reports:
