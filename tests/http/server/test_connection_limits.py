@@ -187,3 +187,36 @@ async def test_the_limits_hold_in_a_server_process(loop: str) -> None:
         errors = (await server.process.stderr.read()).decode()
         assert "connection limit reached" in errors
         assert "Traceback" not in errors
+
+
+async def raw_get(sock: socket.socket, port: int) -> None:
+    request = f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    await asyncio.get_running_loop().sock_sendall(sock, request.encode())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_burst_accepted_at_once_replaces_waiting_connections_instead_of_refusing(
+    loop: str,
+) -> None:
+    """Connections the server accepts in one go (here: made while it is stopped) are waiting for
+    their headers from the moment they are accepted, so at the cap the newest replace the oldest
+    and a request in the burst is served: nobody is refused while silent connections are open."""
+    options = [f"loop={loop}", "max_connections=10", "header_timeout=2"]
+    async with scenario_server("hello", *options) as server:
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            flood = [await silent(server.port) for _ in range(40)]
+            request = await silent(server.port)
+            await raw_get(request, server.port)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        try:
+            answer = await answer_or_close(request, 10)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+            answers = [await answer_or_close(sock, 10) for sock in flood]
+            assert not [a for a in answers if b" 503 " in a[:20]], "refused while others waited"
+            assert answers[:31] == [b""] * 31  # replaced by newer ones (the request included)
+            assert all(a.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for a in answers[31:])
+        finally:
+            for sock in [*flood, request]:
+                sock.close()

@@ -111,7 +111,12 @@ class ConnectionGuard:
                 self.evicted,
             )
         self.open += 1
-        return _Guarded(self, self._server())
+        conn = _Guarded(self, self._server())
+        # Waiting from now, not from connection_made: a loop that accepts a burst calls this
+        # factory for every connection of it before any connection_made, and the burst must be
+        # able to replace the connections it is made of.
+        self._waiting[conn] = None
+        return conn
 
     def _limit_reached(self, action: str) -> None:
         if not self._at_limit:
@@ -122,9 +127,6 @@ class ConnectionGuard:
                 self.max_connections,
                 action,
             )
-
-    def _waiting_for_headers(self, conn: _Guarded) -> None:
-        self._waiting[conn] = None
 
     def _got_headers(self, conn: _Guarded) -> None:
         self._waiting.pop(conn, None)
@@ -148,11 +150,15 @@ class _Refused(asyncio.Protocol):
 class _Guarded(asyncio.Protocol):
     """aiohttp's protocol for one connection, with the guard's bookkeeping around it."""
 
-    __slots__ = ("_guard", "_inner", "_tail", "_timer", "_transport")
+    __slots__ = ("_dropped", "_guard", "_inner", "_started", "_tail", "_timer", "_transport")
 
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
         self._inner = inner
+        # dropped at the cap before the loop called connection_made
+        self._dropped = False
+        # aiohttp's protocol has seen connection_made
+        self._started = False
         # the last bytes received while the first request's headers are incomplete, else None
         self._tail: bytes | None = b""
         self._timer: asyncio.TimerHandle | None = None
@@ -160,11 +166,14 @@ class _Guarded(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        if self._dropped:
+            self._transport.abort()
+            return
         guard = self._guard
-        guard._waiting_for_headers(self)
         if guard.header_timeout is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(guard.header_timeout, self._too_slow)
+        self._started = True
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -202,16 +211,19 @@ class _Guarded(asyncio.Protocol):
             self._timer = None
         if self._transport is not None:
             self._transport.abort()
+        else:
+            self._dropped = True
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        return self._inner.eof_received() if self._started else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._guard._closed(self)
-        self._inner.connection_lost(exc)
+        if self._started:
+            self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
