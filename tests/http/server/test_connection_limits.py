@@ -220,3 +220,55 @@ async def test_a_burst_accepted_at_once_replaces_waiting_connections_instead_of_
         finally:
             for sock in [*flood, request]:
                 sock.close()
+
+
+async def keep_alive_get(sock: socket.socket, port: int, pieces: int = 1) -> bytes:
+    """One keep-alive GET /hello on ``sock``; returns the whole answer (it has a length)."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    received = b""
+    async with asyncio.timeout(10):
+        while not received.endswith(b"hello"):
+            chunk = await loop.sock_recv(sock, 4096)
+            assert chunk, received
+            received += chunk
+    return received
+
+
+async def test_idle_keep_alive_connections_make_room_at_the_cap() -> None:
+    """A connection idle between two requests is waiting for headers too: at the cap it makes
+    room for a newcomer, so clients that sent one request and then hold their connections open
+    cannot lock everyone else out for the keep-alive timeout."""
+    async with serving(hello_app(), max_connections=4, header_timeout=30.0) as port:
+        held: list[socket.socket] = []
+        try:
+            for _ in range(7):  # each newcomer holds its connection open too
+                held.append(await silent(port))
+                answer = await keep_alive_get(held[-1], port)
+                assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            # The oldest idle ones were closed to make room, without an answer.
+            assert [await answer_or_close(sock, 5) for sock in held[:3]] == [b""] * 3
+            assert (await keep_alive_get(held[-1], port)).startswith(b"HTTP/1.1 200 OK\r\n")
+        finally:
+            for sock in held:
+                sock.close()
+
+
+async def test_the_next_request_on_a_keep_alive_connection_has_header_timeout_too() -> None:
+    """After a first request, headers trickled for the next one are cut after header_timeout,
+    not after aiohttp's keep-alive timeout (75 s)."""
+    async with serving(hello_app(), header_timeout=0.5) as port:
+        slowloris = await silent(port)
+        loop = asyncio.get_running_loop()
+        try:
+            assert (await keep_alive_get(slowloris, port)).startswith(b"HTTP/1.1 200 OK\r\n")
+            await asyncio.sleep(0.7)  # idle between requests is fine: keepalive_timeout rules
+            start = time.monotonic()
+            for piece in (b"GET /hello HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: 1\r\n"):
+                await loop.sock_sendall(slowloris, piece)  # never the empty line
+                await asyncio.sleep(0.15)
+            answer = await answer_or_close(slowloris, 5)
+            assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+            assert time.monotonic() - start < 3.0
+        finally:
+            slowloris.close()

@@ -52,11 +52,13 @@ def _answer(status: int, title: str, detail: str, extra: str = "") -> bytes:
 
 class ConnectionGuard:
     """Admits connections for an aiohttp ``Server`` within ``max_connections`` and closes those
-    whose first request headers have not arrived within ``header_timeout`` seconds.
+    whose first request headers have not arrived within ``header_timeout`` seconds, or whose
+    later request headers have not all arrived ``header_timeout`` after their first byte.
 
-    At the cap, a new connection takes the place of the oldest one still waiting for its
-    request headers (that one is closed); if every open connection is serving a request or a
-    stream, the new one is answered 503 and closed. The first refusal or eviction of an episode
+    At the cap, a new connection takes the place of the oldest one still waiting for its first
+    request headers, else of the oldest one idle between two requests (that one is reset); if
+    every open connection is serving a request or a stream, the new one is answered 503 and
+    closed. The first refusal or eviction of an episode
     logs a warning; the first connection admitted normally after it logs that it ended.
     """
 
@@ -74,6 +76,8 @@ class ConnectionGuard:
         self.timed_out = 0
         # connections still waiting for their first request headers, oldest first
         self._waiting: dict[_Guarded, None] = {}
+        # connections past their first request headers, oldest first
+        self._served: dict[_Guarded, None] = {}
         self._at_limit = False
         self._busy = _answer(
             503,
@@ -93,14 +97,18 @@ class ConnectionGuard:
         """The protocol factory for ``loop.create_server``."""
         limit = self.max_connections
         if limit is not None and self.open >= limit:
-            if not self._waiting:
+            if self._waiting:
+                self.evicted += 1
+                self._limit_reached("closing the oldest connections still waiting for headers")
+                next(iter(self._waiting)).drop()
+            elif (idle := self._oldest_idle()) is not None:
+                self.evicted += 1
+                self._limit_reached("closing the oldest connections idle between requests")
+                idle.drop()
+            else:
                 self.refused += 1
                 self._limit_reached("answering new ones 503")
                 return _Refused(self._busy)
-            oldest = next(iter(self._waiting))
-            self.evicted += 1
-            self._limit_reached("closing the oldest connections still waiting for headers")
-            oldest.drop()
         elif self._at_limit:
             self._at_limit = False
             log.warning(
@@ -128,11 +136,21 @@ class ConnectionGuard:
                 action,
             )
 
+    def _oldest_idle(self) -> _Guarded | None:
+        """The oldest served connection now idle between two requests, if any (a scan: only
+        at the cap with no connection waiting for its first headers)."""
+        for conn in self._served:
+            if conn.idle():
+                return conn
+        return None
+
     def _got_headers(self, conn: _Guarded) -> None:
-        self._waiting.pop(conn, None)
+        if self._waiting.pop(conn, 0) is None:
+            self._served[conn] = None
 
     def _closed(self, conn: _Guarded) -> None:
         self._waiting.pop(conn, None)
+        self._served.pop(conn, None)
         self.open -= 1
 
 
@@ -177,6 +195,12 @@ class _Guarded(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._tail is None and self._guard.header_timeout is not None and self.idle():
+            # The first bytes of a request on a keep-alive connection: its headers get
+            # header_timeout too (idle time before them is aiohttp's keepalive_timeout).
+            self._tail = b""
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._guard.header_timeout, self._too_slow)
         if self._tail is not None:
             seen = self._tail + data
             # Any empty line ends the headers (aiohttp accepts LF as well as CRLF line ends).
@@ -193,6 +217,14 @@ class _Guarded(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
+    def idle(self) -> bool:
+        """aiohttp's protocol is waiting for the next request's headers (none in progress).
+
+        Reads aiohttp's private ``_waiter``; without it, a served connection is never idle.
+        """
+        waiter = getattr(self._inner, "_waiter", None)
+        return waiter is not None and not waiter.done()
+
     def _too_slow(self) -> None:
         self._timer = None
         transport = self._transport
@@ -203,9 +235,10 @@ class _Guarded(asyncio.Protocol):
             transport.close()
 
     def drop(self) -> None:
-        """Close now: it is the oldest connection still waiting for its headers at the cap."""
+        """Close now, to make room at the cap: it is waiting for request headers."""
         self._tail = None
-        self._guard._got_headers(self)
+        self._guard._waiting.pop(self, None)
+        self._guard._served.pop(self, None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
