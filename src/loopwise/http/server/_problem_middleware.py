@@ -11,7 +11,7 @@ from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._logsafe import printable
 from loopwise.http.server._problem import build_problem, status_phrase
 from loopwise.http.server._request_id import _request_id, _request_id_member
-from loopwise.http.server._vetting import needs_vetting, vet
+from loopwise.http.server._vetting import _log_fault, _unsendable_header, needs_vetting, vet
 
 __all__ = ["problem_middleware"]
 
@@ -45,7 +45,8 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
 
     - An answer aiohttp could not send as it is becomes a problem too, so the access log outside
       records the status actually sent: a handler result that is not a response (500, logged),
-      a header value with a control character such as CR or LF (500, logged, never sent), a
+      a header with a control character such as CR or LF, in a returned response or a raised
+      ``HTTPProblem`` or aiohttp HTTP exception, redirects included (500, logged, never sent), a
       ``FileResponse`` whose file is missing (404) or not a readable regular file (403).
 
     Every problem has ``instance`` (the request path) and ``request_id`` when one is known.
@@ -84,6 +85,20 @@ async def _vetted(
 
 def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> web.Response | None:
     """The problem answer for ``exc`` raised by the handler, or None when it must propagate."""
+    if isinstance(exc, (HTTPProblem, web.HTTPException)):
+        bad = _unsendable_header(exc.headers)
+        if bad is not None:
+            # aiohttp would drop the connection while sending it
+            _log_fault(
+                log,
+                request,
+                _request_id.get(),
+                f"raised {type(exc).__name__} with header {bad} holding a control character "
+                "(CR, LF, ...), which would allow header injection: answered 500 instead",
+            )
+            return build_problem(
+                500, None, None, "about:blank", request.path, None, _request_id_member()
+            )
     if isinstance(exc, HTTPProblem):
         return build_problem(
             exc.status,
