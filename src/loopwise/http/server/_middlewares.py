@@ -162,7 +162,12 @@ def _combined_middleware(
                 if logged:
                     _log_access(access_log, access_level, request, status, started)
             finally:
-                reset_request_id(token)
+                # closed by the garbage collector: see request_id_middleware; not
+                # contextlib.suppress, which costs a context manager on every request
+                try:  # noqa: SIM105
+                    reset_request_id(token)
+                except ValueError:
+                    pass
         # A prepared (streaming) response has sent its headers already, with the id when it was
         # started by prepare_stream(); setting it again changes nothing on the wire.
         if headers is None:
