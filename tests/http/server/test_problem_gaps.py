@@ -197,3 +197,36 @@ async def test_a_raised_error_whose_header_cannot_be_sent_is_a_500_problem_and_l
     assert logged_status(caplog, "/raises") == [500]
     errors = [r.getMessage() for r in caplog.records if r.name == "loopwise.http.server"]
     assert any("control character" in message for message in errors), errors
+
+
+class ControlFlow(BaseException):
+    """A BaseException that is not an error: a framework's control flow, say."""
+
+
+async def raises_control_flow(request: web.Request) -> web.Response:
+    raise ControlFlow("stop here")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_base_exception_is_not_a_problem_but_is_logged_and_propagates(
+    stack: str, static_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A BaseException that is not an Exception (KeyboardInterrupt, SystemExit, a framework's
+    control flow) is never answered as a 500 problem, which would swallow it: it propagates to
+    aiohttp, which closes the connection without an answer. It is logged with the request."""
+    caplog.set_level(logging.INFO)
+    app = make_app(stack, static_dir)
+    app.router.add_get("/control-flow", raises_control_flow)
+    async with running(app) as url, aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            async with session.get(f"{url}/control-flow") as response:
+                await response.read()
+        async with session.get(f"{url}/hello") as response:
+            assert (response.status, await response.text()) == (200, "hello")
+    errors = [r for r in caplog.records if r.name == "loopwise.http.server"]
+    assert errors  # one per attempt: the client retries a GET once on a dropped connection
+    for error in errors:
+        assert "GET /control-flow" in error.getMessage()
+        assert "raised ControlFlow" in error.getMessage()
+        assert error.exc_info is not None and error.exc_info[0] is ControlFlow
+        assert getattr(error, "request_id", None)

@@ -23,7 +23,12 @@ from multidict import CIMultiDict, istr
 
 from loopwise.http.server._access_log import _access_log, _log_access
 from loopwise.http.server._deadlines import _check_seconds, _Deadlines, _release
-from loopwise.http.server._problem_middleware import _error_log, _problem_for, _vetted
+from loopwise.http.server._problem_middleware import (
+    _error_log,
+    _log_passing,
+    _problem_for,
+    _vetted,
+)
 from loopwise.http.server._request_id import (
     _DEFAULT_HEADER,
     _REQUEST_ID_HEADER_KEY,
@@ -148,6 +153,11 @@ def _combined_middleware(
                 if problem is None:
                     raise
                 response, headers = problem, None
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except BaseException as exc:
+                _log_passing(request, exc, error_log)
+                raise
             if logged:
                 status = response.status
         except web.HTTPException as exc:

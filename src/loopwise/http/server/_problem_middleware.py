@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -50,7 +51,10 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
       ``FileResponse`` whose file is missing (404) or not a readable regular file (403).
 
     Every problem has ``instance`` (the request path) and ``request_id`` when one is known.
-    Cancellation and connection errors are re-raised untouched; an error after a streaming response
+    Cancellation and connection errors are re-raised untouched; another ``BaseException`` that is
+    not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, a framework's control flow) is
+    logged as an error and re-raised, never swallowed into a 500: aiohttp then closes the
+    connection without an answer (the access log says 500); an error after a streaming response
     has started is logged and re-raised (a second response cannot be sent).
     """
     log = logger or _error_log
@@ -64,6 +68,11 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
             if problem is None:
                 raise
             return problem
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException as exc:
+            _log_passing(request, exc, log)
+            raise
         if needs_vetting(response):
             return await _vetted(request, response, log)
         return response
@@ -80,6 +89,22 @@ async def _vetted(
         return response
     return build_problem(
         status, None, None, "about:blank", request.path, None, _request_id_member()
+    )
+
+
+def _log_passing(request: web.Request, exc: BaseException, log: logging.Logger) -> None:
+    """Log a BaseException (KeyboardInterrupt, SystemExit, ...) that leaves unanswered."""
+    rid = _request_id.get()
+    path = printable(request.path)
+    log.error(
+        "%s %s (request id %s) raised %s, which is not an Exception: no answer is sent, "
+        "it propagates",
+        request.method,
+        path,
+        rid or "-",
+        type(exc).__name__,
+        exc_info=exc,
+        extra={"request_id": rid, "method": request.method, "path": path},
     )
 
 
