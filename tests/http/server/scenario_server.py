@@ -112,13 +112,17 @@ def broadcast(options: dict[str, str]) -> web.Application:
 
 
 def hello(options: dict[str, str]) -> web.Application:
-    """One small endpoint, for the connection limits."""
+    """One small endpoint, for the connection limits, and ``/exit?status=N``: sys.exit(N)."""
 
     async def answer(request: web.Request) -> web.Response:
         return web.Response(text="hello")
 
+    async def leave(request: web.Request) -> web.Response:
+        raise SystemExit(int(request.query["status"]))
+
     app = create_app()
     app.router.add_get("/hello", answer)
+    app.router.add_get("/exit", leave)
     return app
 
 
