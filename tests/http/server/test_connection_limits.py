@@ -272,3 +272,21 @@ async def test_the_next_request_on_a_keep_alive_connection_has_header_timeout_to
             assert time.monotonic() - start < 3.0
         finally:
             slowloris.close()
+
+
+@pytest.mark.parametrize("opening", [b"\r\n\r\n", b"\n\n", b"\r\n\r\nGET /hello HTTP/1.1\r\n"])
+async def test_empty_lines_before_the_request_do_not_stop_the_header_timeout(
+    opening: bytes,
+) -> None:
+    """aiohttp skips empty lines before a request line; they are not the end of the headers, so
+    they cannot stop the header_timeout clock and hold the connection for keepalive_timeout."""
+    async with serving(hello_app(), header_timeout=0.5) as port:
+        sock = await silent(port)
+        try:
+            await asyncio.get_running_loop().sock_sendall(sock, opening)
+            start = time.monotonic()
+            answer = await answer_or_close(sock, 5)
+            assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+            assert time.monotonic() - start < 3.0
+        finally:
+            sock.close()

@@ -203,11 +203,17 @@ class _Guarded(asyncio.Protocol):
             self._timer = loop.call_later(self._guard.header_timeout, self._too_slow)
         if self._tail is not None:
             seen = self._tail + data
-            # Any empty line ends the headers (aiohttp accepts LF as well as CRLF line ends).
+            # Any empty line may end the headers (aiohttp accepts LF as well as CRLF line ends)
             if b"\n\r\n" in seen or b"\n\n" in seen:
-                self._headers_arrived()
-            else:
-                self._tail = seen[-2:]
+                self._inner.data_received(data)
+                # ... but aiohttp skips empty lines before a request line: when it is still
+                # waiting for a request, they were not the end of any headers
+                if self.idle():
+                    self._tail = seen[-2:]
+                else:
+                    self._headers_arrived()
+                return
+            self._tail = seen[-2:]
         self._inner.data_received(data)
 
     def _headers_arrived(self) -> None:
