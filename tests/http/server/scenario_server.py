@@ -41,9 +41,11 @@ def replay(options: dict[str, str]) -> web.Application:
 
 def stubborn(options: dict[str, str]) -> web.Application:
     """Handlers and callbacks that ignore the shutdown: a request handler that swallows its
-    cancellation and keeps going, and a hub whose on_disconnect sleeps for a minute; and a
-    well-behaved request that takes a second."""
-    hub = WebSocketHub(heartbeat=None, on_disconnect=_slow_goodbye)
+    cancellation and keeps going, and a hub whose on_disconnect sleeps for a minute (with
+    ``deaf_goodbye=1``: swallowing its cancellation too); and a well-behaved request that takes
+    a second."""
+    deaf = options.get("deaf_goodbye") == "1"
+    hub = WebSocketHub(heartbeat=None, on_disconnect=_deaf_goodbye if deaf else _slow_goodbye)
 
     async def forever(request: web.Request) -> web.Response:
         for _ in range(600):
@@ -69,6 +71,13 @@ async def announce_shutdown(app: web.Application) -> None:
 
 async def _slow_goodbye(conn: HubConnection) -> None:
     await asyncio.sleep(60)
+
+
+async def _deaf_goodbye(conn: HubConnection) -> None:
+    """An on_disconnect that swallows every cancellation for a minute."""
+    for _ in range(600):
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.1)
 
 
 def broadcast(options: dict[str, str]) -> web.Application:
@@ -103,13 +112,17 @@ def broadcast(options: dict[str, str]) -> web.Application:
 
 
 def hello(options: dict[str, str]) -> web.Application:
-    """One small endpoint, for the connection limits."""
+    """One small endpoint, for the connection limits, and ``/exit?status=N``: sys.exit(N)."""
 
     async def answer(request: web.Request) -> web.Response:
         return web.Response(text="hello")
 
+    async def leave(request: web.Request) -> web.Response:
+        raise SystemExit(int(request.query["status"]))
+
     app = create_app()
     app.router.add_get("/hello", answer)
+    app.router.add_get("/exit", leave)
     return app
 
 

@@ -187,3 +187,106 @@ async def test_the_limits_hold_in_a_server_process(loop: str) -> None:
         errors = (await server.process.stderr.read()).decode()
         assert "connection limit reached" in errors
         assert "Traceback" not in errors
+
+
+async def raw_get(sock: socket.socket, port: int) -> None:
+    request = f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    await asyncio.get_running_loop().sock_sendall(sock, request.encode())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_burst_accepted_at_once_replaces_waiting_connections_instead_of_refusing(
+    loop: str,
+) -> None:
+    """Connections the server accepts in one go (here: made while it is stopped) are waiting for
+    their headers from the moment they are accepted, so at the cap the newest replace the oldest
+    and a request in the burst is served: nobody is refused while silent connections are open."""
+    options = [f"loop={loop}", "max_connections=10", "header_timeout=2"]
+    async with scenario_server("hello", *options) as server:
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            flood = [await silent(server.port) for _ in range(40)]
+            request = await silent(server.port)
+            await raw_get(request, server.port)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        try:
+            answer = await answer_or_close(request, 10)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+            answers = [await answer_or_close(sock, 10) for sock in flood]
+            assert not [a for a in answers if b" 503 " in a[:20]], "refused while others waited"
+            assert answers[:31] == [b""] * 31  # replaced by newer ones (the request included)
+            assert all(a.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for a in answers[31:])
+        finally:
+            for sock in [*flood, request]:
+                sock.close()
+
+
+async def keep_alive_get(sock: socket.socket, port: int, pieces: int = 1) -> bytes:
+    """One keep-alive GET /hello on ``sock``; returns the whole answer (it has a length)."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    received = b""
+    async with asyncio.timeout(10):
+        while not received.endswith(b"hello"):
+            chunk = await loop.sock_recv(sock, 4096)
+            assert chunk, received
+            received += chunk
+    return received
+
+
+async def test_idle_keep_alive_connections_make_room_at_the_cap() -> None:
+    """A connection idle between two requests is waiting for headers too: at the cap it makes
+    room for a newcomer, so clients that sent one request and then hold their connections open
+    cannot lock everyone else out for the keep-alive timeout."""
+    async with serving(hello_app(), max_connections=4, header_timeout=30.0) as port:
+        held: list[socket.socket] = []
+        try:
+            for _ in range(7):  # each newcomer holds its connection open too
+                held.append(await silent(port))
+                answer = await keep_alive_get(held[-1], port)
+                assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            # The oldest idle ones were closed to make room, without an answer.
+            assert [await answer_or_close(sock, 5) for sock in held[:3]] == [b""] * 3
+            assert (await keep_alive_get(held[-1], port)).startswith(b"HTTP/1.1 200 OK\r\n")
+        finally:
+            for sock in held:
+                sock.close()
+
+
+async def test_the_next_request_on_a_keep_alive_connection_has_header_timeout_too() -> None:
+    """After a first request, headers trickled for the next one are cut after header_timeout,
+    not after aiohttp's keep-alive timeout (75 s)."""
+    async with serving(hello_app(), header_timeout=0.5) as port:
+        slowloris = await silent(port)
+        loop = asyncio.get_running_loop()
+        try:
+            assert (await keep_alive_get(slowloris, port)).startswith(b"HTTP/1.1 200 OK\r\n")
+            await asyncio.sleep(0.7)  # idle between requests is fine: keepalive_timeout rules
+            start = time.monotonic()
+            for piece in (b"GET /hello HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: 1\r\n"):
+                await loop.sock_sendall(slowloris, piece)  # never the empty line
+                await asyncio.sleep(0.15)
+            answer = await answer_or_close(slowloris, 5)
+            assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+            assert time.monotonic() - start < 3.0
+        finally:
+            slowloris.close()
+
+
+@pytest.mark.parametrize("opening", [b"\r\n\r\n", b"\n\n", b"\r\n\r\nGET /hello HTTP/1.1\r\n"])
+async def test_empty_lines_before_the_request_do_not_stop_the_header_timeout(
+    opening: bytes,
+) -> None:
+    """aiohttp skips empty lines before a request line; they are not the end of the headers, so
+    they cannot stop the header_timeout clock and hold the connection for keepalive_timeout."""
+    async with serving(hello_app(), header_timeout=0.5) as port:
+        sock = await silent(port)
+        try:
+            await asyncio.get_running_loop().sock_sendall(sock, opening)
+            start = time.monotonic()
+            answer = await answer_or_close(sock, 5)
+            assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+            assert time.monotonic() - start < 3.0
+        finally:
+            sock.close()

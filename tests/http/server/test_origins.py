@@ -3,6 +3,7 @@ streams, nor change state; the demo uses it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -93,3 +94,46 @@ async def test_the_demo_refuses_cross_site_requests(session: aiohttp.ClientSessi
         )
         assert drop.status == 200
         drop.release()
+
+
+async def raw_answer(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(100), 5)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [b"websocket\xc2\xa0", b"\xc2\x85websocket", b"WEBSOCKET"],
+    ids=["trailing-nbsp", "leading-nel", "upper-case"],
+)
+async def test_any_upgrade_header_aiohttp_accepts_is_checked(upgrade: bytes) -> None:
+    """aiohttp strips every Unicode space around the Upgrade value before it accepts a
+    WebSocket handshake; the origin check must see such a handshake as one too."""
+    app, hub, _ = guarded_app()
+    async with running(app) as url:
+        answer = await raw_answer(
+            url,
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: " + upgrade + b"\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Origin: " + EVIL.encode() + b"\r\n\r\n",
+        )
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer
+    assert hub.statistics().clients == 0
+
+
+@pytest.mark.parametrize("accept", ["TEXT/EVENT-STREAM", "text/html, Text/Event-Stream;q=0.9"])
+async def test_an_event_stream_asked_for_in_any_case_is_checked(
+    session: aiohttp.ClientSession, accept: str
+) -> None:
+    app, _, channel = guarded_app()
+    async with (
+        running(app) as url,
+        session.get(f"{url}/events", headers={"Origin": EVIL, "Accept": accept}) as response,
+    ):
+        await assert_403_problem(response, EVIL)
+    assert channel.statistics().subscribers == 0

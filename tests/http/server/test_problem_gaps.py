@@ -14,10 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from loopwise.http.server import (
     PROBLEM_CONTENT_TYPE,
+    HTTPProblem,
     access_log_middleware,
     create_app,
     problem_middleware,
@@ -149,3 +150,83 @@ async def test_deeply_nested_json_is_a_400_problem(stack: str, static_dir: Path)
     ):
         assert response.status == 400
         assert "nested too deeply" in (await problem_of(response))["detail"]
+
+
+async def problem_with_bad_header(request: web.Request) -> web.Response:
+    raise HTTPProblem(409, detail="taken", headers={"X-Echo": "a\r\nSet-Cookie: admin=1"})
+
+
+async def aiohttp_error_with_bad_header(request: web.Request) -> web.Response:
+    raise web.HTTPBadRequest(headers={"X-Echo": "a\r\nSet-Cookie: admin=1"})
+
+
+async def not_modified_with_bad_header(request: web.Request) -> web.Response:
+    raise web.HTTPNotModified(headers={"ETag": "a\nSet-Cookie: admin=1"})
+
+
+async def not_allowed_with_bad_method(request: web.Request) -> web.Response:
+    raise web.HTTPMethodNotAllowed("GET", ["POST\r\nSet-Cookie: admin=1"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize(
+    "raises",
+    [
+        problem_with_bad_header,
+        aiohttp_error_with_bad_header,
+        not_modified_with_bad_header,
+        not_allowed_with_bad_method,
+    ],
+)
+async def test_a_raised_error_whose_header_cannot_be_sent_is_a_500_problem_and_logged_500(
+    stack: str, raises: Handler, static_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The header check covers what handlers raise (HTTPProblem, aiohttp's HTTP exceptions, a
+    304 passed through), not only what they return: else aiohttp drops the connection while the
+    access log records the exception's status."""
+    caplog.set_level(logging.INFO)
+    app = make_app(stack, static_dir)
+    app.router.add_get("/raises", raises)
+    async with running(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/raises") as response:
+            assert response.status == 500
+            assert "Set-Cookie" not in response.headers
+            await problem_of(response)
+        async with session.get(f"{url}/hello") as response:
+            assert (response.status, await response.text()) == (200, "hello")
+    assert logged_status(caplog, "/raises") == [500]
+    errors = [r.getMessage() for r in caplog.records if r.name == "loopwise.http.server"]
+    assert any("control character" in message for message in errors), errors
+
+
+class ControlFlow(BaseException):
+    """A BaseException that is not an error: a framework's control flow, say."""
+
+
+async def raises_control_flow(request: web.Request) -> web.Response:
+    raise ControlFlow("stop here")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_base_exception_is_not_a_problem_but_is_logged_and_propagates(
+    stack: str, static_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A BaseException that is not an Exception (KeyboardInterrupt, SystemExit, a framework's
+    control flow) is never answered as a 500 problem, which would swallow it: it propagates to
+    aiohttp, which closes the connection without an answer. It is logged with the request."""
+    caplog.set_level(logging.INFO)
+    app = make_app(stack, static_dir)
+    app.router.add_get("/control-flow", raises_control_flow)
+    async with running(app) as url, aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            async with session.get(f"{url}/control-flow") as response:
+                await response.read()
+        async with session.get(f"{url}/hello") as response:
+            assert (response.status, await response.text()) == (200, "hello")
+    errors = [r for r in caplog.records if r.name == "loopwise.http.server"]
+    assert errors  # one per attempt: the client retries a GET once on a dropped connection
+    for error in errors:
+        assert "GET /control-flow" in error.getMessage()
+        assert "raised ControlFlow" in error.getMessage()
+        assert error.exc_info is not None and error.exc_info[0] is ControlFlow
+        assert getattr(error, "request_id", None)

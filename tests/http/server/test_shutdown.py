@@ -102,3 +102,36 @@ async def test_a_slow_on_disconnect_does_not_hold_up_the_shutdown() -> None:
         await ws.close()
         assert server.process.stdout is not None
         assert b"on_shutdown ran" in await server.process.stdout.read()
+
+
+async def test_an_on_disconnect_deaf_to_cancellation_does_not_hold_up_the_exit() -> None:
+    async with (
+        scenario_server("stubborn", "shutdown_timeout=1", "deaf_goodbye=1") as server,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
+    ):
+        tasks = await occupy(server, session)
+        try:
+            server.process.send_signal(signal.SIGTERM)
+            elapsed = await exit_time(server, 15)
+            print(f"deaf on_disconnect: exited {elapsed:.2f} s after SIGTERM")
+        finally:
+            await settle(tasks)
+        assert server.process.stderr is not None
+        errors = (await server.process.stderr.read()).decode()
+    assert server.process.returncode == 0, errors
+    assert elapsed < 2.5, errors
+    assert "Traceback" not in errors, errors
+
+
+async def test_sys_exit_in_a_handler_ends_the_process_with_its_status() -> None:
+    """SystemExit is not swallowed into a 500 problem: it is logged and stops run() at once."""
+    async with scenario_server("hello") as server:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            with pytest.raises(aiohttp.ClientError):
+                async with session.get(f"{server.url}/exit?status=3") as response:
+                    await response.read()
+        assert await exit_time(server, 10) < 10
+        assert server.process.stderr is not None
+        errors = (await server.process.stderr.read()).decode()
+    assert server.process.returncode == 3, errors
+    assert "GET /exit (request id" in errors and "raised SystemExit" in errors, errors

@@ -84,10 +84,12 @@ async def serve(
 
     Connection limits (``None`` turns one off): at most ``max_connections`` open connections
     (lowered to fit the descriptor limit); at the cap a new connection replaces the oldest one
-    still waiting for its request headers, or is answered 503 with ``Retry-After: 1`` when
-    every connection is busy, and a warning is logged. A connection whose first request headers
-    have not arrived ``header_timeout`` seconds after it opened is answered 408 and closed.
-    ``keepalive_timeout`` closes idle keep-alive connections.
+    still waiting for its first request headers, else the oldest keep-alive one idle between
+    requests, or is answered 503 with ``Retry-After: 1`` when every connection is busy, and a
+    warning is logged. A connection whose first request headers have not arrived
+    ``header_timeout`` seconds after it opened, or a later request's headers that long after
+    its first byte, is answered 408 and closed. ``keepalive_timeout`` closes idle keep-alive
+    connections.
 
     ``port=0`` picks a free port; ``ready(url)`` is called with the real address once the socket
     listens (default: print it). Shutdown order: stop accepting connections, close idle

@@ -52,11 +52,13 @@ def _answer(status: int, title: str, detail: str, extra: str = "") -> bytes:
 
 class ConnectionGuard:
     """Admits connections for an aiohttp ``Server`` within ``max_connections`` and closes those
-    whose first request headers have not arrived within ``header_timeout`` seconds.
+    whose first request headers have not arrived within ``header_timeout`` seconds, or whose
+    later request headers have not all arrived ``header_timeout`` after their first byte.
 
-    At the cap, a new connection takes the place of the oldest one still waiting for its
-    request headers (that one is closed); if every open connection is serving a request or a
-    stream, the new one is answered 503 and closed. The first refusal or eviction of an episode
+    At the cap, a new connection takes the place of the oldest one still waiting for its first
+    request headers, else of the oldest one idle between two requests (that one is reset); if
+    every open connection is serving a request or a stream, the new one is answered 503 and
+    closed. The first refusal or eviction of an episode
     logs a warning; the first connection admitted normally after it logs that it ended.
     """
 
@@ -74,6 +76,8 @@ class ConnectionGuard:
         self.timed_out = 0
         # connections still waiting for their first request headers, oldest first
         self._waiting: dict[_Guarded, None] = {}
+        # connections past their first request headers, oldest first
+        self._served: dict[_Guarded, None] = {}
         self._at_limit = False
         self._busy = _answer(
             503,
@@ -93,14 +97,18 @@ class ConnectionGuard:
         """The protocol factory for ``loop.create_server``."""
         limit = self.max_connections
         if limit is not None and self.open >= limit:
-            if not self._waiting:
+            if self._waiting:
+                self.evicted += 1
+                self._limit_reached("closing the oldest connections still waiting for headers")
+                next(iter(self._waiting)).drop()
+            elif (idle := self._oldest_idle()) is not None:
+                self.evicted += 1
+                self._limit_reached("closing the oldest connections idle between requests")
+                idle.drop()
+            else:
                 self.refused += 1
                 self._limit_reached("answering new ones 503")
                 return _Refused(self._busy)
-            oldest = next(iter(self._waiting))
-            self.evicted += 1
-            self._limit_reached("closing the oldest connections still waiting for headers")
-            oldest.drop()
         elif self._at_limit:
             self._at_limit = False
             log.warning(
@@ -111,7 +119,12 @@ class ConnectionGuard:
                 self.evicted,
             )
         self.open += 1
-        return _Guarded(self, self._server())
+        conn = _Guarded(self, self._server())
+        # Waiting from now, not from connection_made: a loop that accepts a burst calls this
+        # factory for every connection of it before any connection_made, and the burst must be
+        # able to replace the connections it is made of.
+        self._waiting[conn] = None
+        return conn
 
     def _limit_reached(self, action: str) -> None:
         if not self._at_limit:
@@ -123,14 +136,21 @@ class ConnectionGuard:
                 action,
             )
 
-    def _waiting_for_headers(self, conn: _Guarded) -> None:
-        self._waiting[conn] = None
+    def _oldest_idle(self) -> _Guarded | None:
+        """The oldest served connection now idle between two requests, if any (a scan: only
+        at the cap with no connection waiting for its first headers)."""
+        for conn in self._served:
+            if conn.idle():
+                return conn
+        return None
 
     def _got_headers(self, conn: _Guarded) -> None:
-        self._waiting.pop(conn, None)
+        if self._waiting.pop(conn, 0) is None:
+            self._served[conn] = None
 
     def _closed(self, conn: _Guarded) -> None:
         self._waiting.pop(conn, None)
+        self._served.pop(conn, None)
         self.open -= 1
 
 
@@ -148,11 +168,15 @@ class _Refused(asyncio.Protocol):
 class _Guarded(asyncio.Protocol):
     """aiohttp's protocol for one connection, with the guard's bookkeeping around it."""
 
-    __slots__ = ("_guard", "_inner", "_tail", "_timer", "_transport")
+    __slots__ = ("_dropped", "_guard", "_inner", "_started", "_tail", "_timer", "_transport")
 
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
         self._inner = inner
+        # dropped at the cap before the loop called connection_made
+        self._dropped = False
+        # aiohttp's protocol has seen connection_made
+        self._started = False
         # the last bytes received while the first request's headers are incomplete, else None
         self._tail: bytes | None = b""
         self._timer: asyncio.TimerHandle | None = None
@@ -160,21 +184,36 @@ class _Guarded(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        if self._dropped:
+            self._transport.abort()
+            return
         guard = self._guard
-        guard._waiting_for_headers(self)
         if guard.header_timeout is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(guard.header_timeout, self._too_slow)
+        self._started = True
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._tail is None and self._guard.header_timeout is not None and self.idle():
+            # The first bytes of a request on a keep-alive connection: its headers get
+            # header_timeout too (idle time before them is aiohttp's keepalive_timeout).
+            self._tail = b""
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._guard.header_timeout, self._too_slow)
         if self._tail is not None:
             seen = self._tail + data
-            # Any empty line ends the headers (aiohttp accepts LF as well as CRLF line ends).
+            # Any empty line may end the headers (aiohttp accepts LF as well as CRLF line ends)
             if b"\n\r\n" in seen or b"\n\n" in seen:
-                self._headers_arrived()
-            else:
-                self._tail = seen[-2:]
+                self._inner.data_received(data)
+                # ... but aiohttp skips empty lines before a request line: when it is still
+                # waiting for a request, they were not the end of any headers
+                if self.idle():
+                    self._tail = seen[-2:]
+                else:
+                    self._headers_arrived()
+                return
+            self._tail = seen[-2:]
         self._inner.data_received(data)
 
     def _headers_arrived(self) -> None:
@@ -183,6 +222,14 @@ class _Guarded(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def idle(self) -> bool:
+        """aiohttp's protocol is waiting for the next request's headers (none in progress).
+
+        Reads aiohttp's private ``_waiter``; without it, a served connection is never idle.
+        """
+        waiter = getattr(self._inner, "_waiter", None)
+        return waiter is not None and not waiter.done()
 
     def _too_slow(self) -> None:
         self._timer = None
@@ -194,24 +241,28 @@ class _Guarded(asyncio.Protocol):
             transport.close()
 
     def drop(self) -> None:
-        """Close now: it is the oldest connection still waiting for its headers at the cap."""
+        """Close now, to make room at the cap: it is waiting for request headers."""
         self._tail = None
-        self._guard._got_headers(self)
+        self._guard._waiting.pop(self, None)
+        self._guard._served.pop(self, None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._transport is not None:
             self._transport.abort()
+        else:
+            self._dropped = True
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        return self._inner.eof_received() if self._started else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._guard._closed(self)
-        self._inner.connection_lost(exc)
+        if self._started:
+            self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()

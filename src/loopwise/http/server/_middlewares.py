@@ -23,7 +23,12 @@ from multidict import CIMultiDict, istr
 
 from loopwise.http.server._access_log import _access_log, _log_access
 from loopwise.http.server._deadlines import _check_seconds, _Deadlines, _release
-from loopwise.http.server._problem_middleware import _error_log, _problem_for, _vetted
+from loopwise.http.server._problem_middleware import (
+    _error_log,
+    _log_passing,
+    _problem_for,
+    _vetted,
+)
 from loopwise.http.server._request_id import (
     _DEFAULT_HEADER,
     _REQUEST_ID_HEADER_KEY,
@@ -148,6 +153,11 @@ def _combined_middleware(
                 if problem is None:
                     raise
                 response, headers = problem, None
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except BaseException as exc:
+                _log_passing(request, exc, error_log)
+                raise
             if logged:
                 status = response.status
         except web.HTTPException as exc:
@@ -162,7 +172,12 @@ def _combined_middleware(
                 if logged:
                     _log_access(access_log, access_level, request, status, started)
             finally:
-                reset_request_id(token)
+                # closed by the garbage collector: see request_id_middleware; not
+                # contextlib.suppress, which costs a context manager on every request
+                try:  # noqa: SIM105
+                    reset_request_id(token)
+                except ValueError:
+                    pass
         # A prepared (streaming) response has sent its headers already, with the id when it was
         # started by prepare_stream(); setting it again changes nothing on the wire.
         if headers is None:

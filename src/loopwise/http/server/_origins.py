@@ -42,13 +42,14 @@ def origin_middleware(*, allowed_origins: Iterable[str]) -> Middleware:
 
     A request that carries an ``Origin`` header (browsers send it on every WebSocket upgrade,
     ``EventSource`` and cross-origin or non-GET ``fetch``/form submission) and is a WebSocket
-    upgrade, asks for ``text/event-stream``, or uses a method other than GET, HEAD or OPTIONS,
-    is answered 403 (a problem, with ``problem_middleware`` outside it) unless its origin is in
-    ``allowed_origins``. Origins compare without case, default ports or a trailing slash;
-    ``"null"`` (sandboxed frames, local files) is refused unless listed. Requests without an
-    ``Origin`` header (non-browser clients, same-origin GETs) and other GETs pass: they are not
-    cross-site forgeries. There is no implicit "same origin as the Host header", which a DNS
-    rebinding attack would satisfy: list every origin your pages are served from.
+    upgrade (any ``Upgrade`` header), asks for ``text/event-stream`` (in any case), or uses a
+    method other than GET, HEAD or OPTIONS, is answered 403 (a problem, with
+    ``problem_middleware`` outside it) unless its origin is in ``allowed_origins``. Origins
+    compare without case, default ports or a trailing slash; ``"null"`` (sandboxed frames,
+    local files) is refused unless listed. Requests without an ``Origin`` header (non-browser
+    clients, same-origin GETs) and other GETs pass: they are not cross-site forgeries. There is
+    no implicit "same origin as the Host header", which a DNS rebinding attack would satisfy:
+    list every origin your pages are served from.
     """
     allowed = frozenset(_check(origin) for origin in allowed_origins)
 
@@ -71,6 +72,8 @@ def _guarded(request: web.Request) -> bool:
     if request.method not in _SAFE_METHODS:
         return True
     headers = request.headers
-    if headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+    # Any protocol upgrade: aiohttp accepts a WebSocket handshake whose value differs from
+    # "websocket" by case and by any Unicode space around it, and browsers send no other.
+    if hdrs.UPGRADE in headers:
         return True
-    return "text/event-stream" in headers.get(hdrs.ACCEPT, "")
+    return "text/event-stream" in headers.get(hdrs.ACCEPT, "").lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from loopwise._exceptions import HTTPProblem
 from loopwise.http.server._logsafe import printable
 from loopwise.http.server._problem import build_problem, status_phrase
 from loopwise.http.server._request_id import _request_id, _request_id_member
-from loopwise.http.server._vetting import needs_vetting, vet
+from loopwise.http.server._vetting import _log_fault, _unsendable_header, needs_vetting, vet
 
 __all__ = ["problem_middleware"]
 
@@ -45,11 +46,15 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
 
     - An answer aiohttp could not send as it is becomes a problem too, so the access log outside
       records the status actually sent: a handler result that is not a response (500, logged),
-      a header value with a control character such as CR or LF (500, logged, never sent), a
+      a header with a control character such as CR or LF, in a returned response or a raised
+      ``HTTPProblem`` or aiohttp HTTP exception, redirects included (500, logged, never sent), a
       ``FileResponse`` whose file is missing (404) or not a readable regular file (403).
 
     Every problem has ``instance`` (the request path) and ``request_id`` when one is known.
-    Cancellation and connection errors are re-raised untouched; an error after a streaming response
+    Cancellation and connection errors are re-raised untouched; another ``BaseException`` that is
+    not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, a framework's control flow) is
+    logged as an error and re-raised, never swallowed into a 500: aiohttp then closes the
+    connection without an answer (the access log says 500); an error after a streaming response
     has started is logged and re-raised (a second response cannot be sent).
     """
     log = logger or _error_log
@@ -63,6 +68,11 @@ def problem_middleware(*, logger: logging.Logger | None = None) -> Middleware:
             if problem is None:
                 raise
             return problem
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException as exc:
+            _log_passing(request, exc, log)
+            raise
         if needs_vetting(response):
             return await _vetted(request, response, log)
         return response
@@ -82,8 +92,38 @@ async def _vetted(
     )
 
 
+def _log_passing(request: web.Request, exc: BaseException, log: logging.Logger) -> None:
+    """Log a BaseException (KeyboardInterrupt, SystemExit, ...) that leaves unanswered."""
+    rid = _request_id.get()
+    path = printable(request.path)
+    log.error(
+        "%s %s (request id %s) raised %s, which is not an Exception: no answer is sent, "
+        "it propagates",
+        request.method,
+        path,
+        rid or "-",
+        type(exc).__name__,
+        exc_info=exc,
+        extra={"request_id": rid, "method": request.method, "path": path},
+    )
+
+
 def _problem_for(request: web.Request, exc: Exception, log: logging.Logger) -> web.Response | None:
     """The problem answer for ``exc`` raised by the handler, or None when it must propagate."""
+    if isinstance(exc, (HTTPProblem, web.HTTPException)):
+        bad = _unsendable_header(exc.headers)
+        if bad is not None:
+            # aiohttp would drop the connection while sending it
+            _log_fault(
+                log,
+                request,
+                _request_id.get(),
+                f"raised {type(exc).__name__} with header {bad} holding a control character "
+                "(CR, LF, ...), which would allow header injection: answered 500 instead",
+            )
+            return build_problem(
+                500, None, None, "about:blank", request.path, None, _request_id_member()
+            )
     if isinstance(exc, HTTPProblem):
         return build_problem(
             exc.status,
