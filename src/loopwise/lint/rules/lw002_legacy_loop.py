@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
 
 from loopwise.lint._awaits import _last_name
 from loopwise.lint._binder import _SCOPE_NODES
@@ -124,14 +123,16 @@ def _run_fix(call: ast.Call, checker: Checker) -> Fix | None:
         and isinstance(call.func, ast.Attribute)
     ):
         return None
+    if checker.ctx.resolve(call.func.value) != "asyncio":
+        return None  # `asyncio.events.get_event_loop()`: `asyncio.events` has no `run`
     module = segment(checker, call.func.value)
-    argument = segment(checker, outer.args[0])
-    if module is None or argument is None or outer.end_lineno is None:
+    head = segment(checker, attribute)
+    if module is None or head is None or "#" in head or attribute.end_lineno is None:
         return None
-    end_column = outer.end_col_offset or 0
-    edit = Edit(outer.lineno, outer.col_offset, outer.end_lineno, end_column, "")
-    text = f"{module}.run({argument})"
-    return Fix("use `asyncio.run()`", (replace(edit, text=text),), safe=False)
+    # Only the callee is replaced: the argument, its parentheses and comments stay as written.
+    end_column = attribute.end_col_offset or 0
+    edit = Edit(outer.lineno, outer.col_offset, attribute.end_lineno, end_column, f"{module}.run")
+    return Fix("use `asyncio.run()`", (edit,), safe=False)
 
 
 def _runs_loop(call: ast.Call, checker: Checker, function: ast.AST) -> bool:

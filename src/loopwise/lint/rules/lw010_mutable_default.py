@@ -282,7 +282,9 @@ def _sentinel_fix(
         end_line = annotation.end_lineno or annotation.lineno
         edits.append(Edit.insert(end_line, end, " | None"))
     creation = f"{indent}if {parameter} is None:\n{indent}    {parameter} = {text}\n"
-    edits.append(Edit.insert(first.lineno, 0, creation))
+    decorators = getattr(first, "decorator_list", None)
+    line = decorators[0].lineno if decorators else first.lineno  # before its `@`, not its `def`
+    edits.append(Edit.insert(line, 0, creation))
     return Fix(f"default `{parameter}` to `None`", tuple(edits), safe=safe)
 
 
