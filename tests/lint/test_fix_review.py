@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
+from pathlib import Path
 
-from tests.lint.test_workflow import _fix
+import pytest
+
+from tests.lint.test_workflow import BAD, _fix, project, run
+
+__all__ = ["project"]  # the fixture, used by name
 
 LOOP = "async def a(q):\n    while True:\n        try:\n            await q.get()\n"
 
@@ -77,3 +83,47 @@ def test_sentinel_goes_before_a_decorated_first_statement() -> None:
     assert fixed == source.replace("items=[]", "items=None").replace(
         "    @deco\n", "    if items is None:\n        items = []\n    @deco\n"
     )
+
+
+# -- what --fix reads and writes ---------------------------------------------------------------
+
+
+def test_a_file_not_in_utf8_is_left_alone_and_said_so(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # ast columns are UTF-8 offsets: applied to latin-1 bytes they land in the wrong place
+    # (`log("é")` became `logawait ("é")`, which still parses).
+    source = (
+        "# -*- coding: latin-1 -*-\nimport asyncio\n\nasync def log(m):\n    pass\n\n"
+        'async def main():\n    x = "\xe9\xe9\xe9"; log("\xe9")\n'
+    ).encode("latin-1")
+    (project / "bad.py").write_bytes(source)
+    code, _, err = run(capsys, "--fix", "bad.py")
+    assert (project / "bad.py").read_bytes() == source
+    assert code == 1 and "bad.py: not fixed: encoded in iso-8859-1" in err
+
+
+def test_a_file_with_a_byte_order_mark_is_fixed_and_keeps_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = b"\xef\xbb\xbfdef f(x=[]):\n    x.append(1)\n    return x\n"
+    (project / "bad.py").write_bytes(source)
+    code, _, _ = run(capsys, "--fix", "bad.py")
+    assert code == 0
+    assert (project / "bad.py").read_bytes() == (
+        b"\xef\xbb\xbfdef f(x=None):\n    if x is None:\n        x = []\n"
+        b"    x.append(1)\n    return x\n"
+    )
+
+
+def test_a_file_changed_between_check_and_fix_is_fixed_as_it_is_now(project: Path) -> None:
+    from loopwise.lint import check
+    from loopwise.lint._check_command import _fix_files
+
+    result = check(["bad.py"], fixes=True)
+    # An editor saved meanwhile: the edit computed for the old text (`await` at column 4 of
+    # line 7) would make `await print()`, which parses.
+    (project / "bad.py").write_text(BAD.replace("    work()", "    print(); work()"))
+    _fix_files(argparse.Namespace(unsafe_fixes=False, diff=False), result)
+    fixed = (project / "bad.py").read_text()
+    assert fixed == BAD.replace("    work()", "    print(); await work()")

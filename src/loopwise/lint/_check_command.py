@@ -252,7 +252,6 @@ def _fix_files(args: argparse.Namespace, result: CheckResult) -> list[FileFix]:
             file.display,
             file.path,
             source,
-            found,
             project=result.project,
             rules=rules,
             selector=result.selector,
@@ -285,7 +284,14 @@ def _diff_text(outcome: FileFix) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def _report_skipped(outcomes: Sequence[FileFix]) -> None:
+    for outcome in outcomes:
+        if outcome.skipped:
+            print(f"{outcome.display}: not fixed: {outcome.skipped}", file=sys.stderr)
+
+
 def _print_diff(outcomes: Sequence[FileFix]) -> int:
+    _report_skipped(outcomes)
     changed = [outcome for outcome in outcomes if outcome.changed]
     for outcome in changed:
         sys.stdout.write(_diff_text(outcome))
@@ -296,6 +302,7 @@ def _print_diff(outcomes: Sequence[FileFix]) -> int:
 
 
 def _fix_summary(args: argparse.Namespace, outcomes: Sequence[FileFix]) -> None:
+    _report_skipped(outcomes)
     fixed = [f for outcome in outcomes for f in outcome.fixed]
     if args.show_fixes and fixed:
         print("Fixed:", file=sys.stderr)
@@ -323,7 +330,6 @@ def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: boo
             file.display,
             file.path,
             source,
-            [f for f in result.findings if f.fix is not None],
             project=result.project,
             rules=[rule() for rule in ALL_RULES],
             selector=result.selector,
