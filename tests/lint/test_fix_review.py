@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,39 @@ def test_a_file_changed_between_check_and_fix_is_fixed_as_it_is_now(project: Pat
     _fix_files(argparse.Namespace(unsafe_fixes=False, diff=False), result)
     fixed = (project / "bad.py").read_text()
     assert fixed == BAD.replace("    work()", "    print(); await work()")
+
+
+# -- baselines ----------------------------------------------------------------------------------
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+
+
+def test_a_baseline_fingerprints_the_text_read_from_stdin(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(capsys, "--write-baseline", "baseline.json", "bad.py")[0] == 0
+    # An editor's unsaved buffer: a new unawaited call where the file on disk has the known one.
+    buffer = BAD.replace("    work()\n", "    other()\n").replace(
+        "pass\n", "pass\n\nasync def other():\n    pass\n"
+    )
+    buffer = buffer.replace(
+        "async def main():\n    other()", "async def main():\n    work()\n    other()"
+    )
+    _stdin(monkeypatch, buffer)
+    code, out, err = run(capsys, "--baseline", "baseline.json", "-", "--stdin-filename", "bad.py")
+    assert code == 1 and "`other()`" in out and "`work()`" not in out, out
+    # The known finding moved down by lines added above it: still known.
+    _stdin(monkeypatch, "# a new comment\n\n" + BAD)
+    code, out, err = run(capsys, "--baseline", "baseline.json", "-", "--stdin-filename", "bad.py")
+    assert (code, out) == (0, "") and "1 baseline finding hidden" in err
+
+
+def test_a_baseline_from_a_newer_loopwise_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "baseline.json").write_text('{"version": 2, "findings": {}}\n')
+    code, _, err = run(capsys, "--baseline", "baseline.json", ".")
+    assert code == 2 and err.count("\n") == 1
+    assert "written by a newer loopwise (format 2; this one reads format 1)" in err

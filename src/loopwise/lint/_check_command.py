@@ -128,8 +128,9 @@ def _report(
     args: argparse.Namespace,
     result: CheckResult,
     *,
-    source: list[str] | None = None,
+    source: bytes | None = None,
 ) -> int:
+    """Print the findings (less those a baseline knows); ``source`` is the text read from stdin."""
     from loopwise.lint._report import render
 
     findings = result.findings
@@ -147,7 +148,11 @@ def _report(
         return 0
     if baseline_path is not None:
         baseline = Baseline.load(baseline_path)
-        findings, hidden, stale = baseline.filter(findings, [f.path for f in result.files])
+        checked = [f.path for f in result.files]
+        sources = None
+        if source is not None and result.files:  # stdin: its findings name the display path
+            sources = {result.files[0].display: source}
+        findings, hidden, stale = baseline.filter(findings, checked, sources)
         if args.show_stale:
             for file, code, scope, statement in stale:
                 where = f" in {scope}" if scope else ""
@@ -162,7 +167,8 @@ def _report(
         out = handle
     try:
         fmt = args.format or ("full" if out.isatty() else "concise")
-        lines = (lambda _path: source) if source is not None else _read_lines
+        text = source.decode("utf-8", errors="replace").splitlines() if source is not None else None
+        lines = (lambda _path: text) if text is not None else _read_lines
         if args.statistics:
             out.write(_statistics(findings, as_json=fmt in ("json", "json-lines")))
         else:
@@ -345,11 +351,10 @@ def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: boo
         args.quiet = True
         saved, sys.stdout = sys.stdout, sys.stderr
         try:
-            return _report(args, result)
+            return _report(args, result, source=outcome.after)
         finally:
             sys.stdout = saved
-    text = source.decode("utf-8", errors="replace").splitlines()
-    return _report(args, result, source=text)
+    return _report(args, result, source=source)
 
 
 def _show_settings(args: argparse.Namespace, options: dict[str, object]) -> int:
