@@ -165,3 +165,24 @@ def test_a_baseline_from_a_newer_loopwise_says_so(
     code, _, err = run(capsys, "--baseline", "baseline.json", ".")
     assert code == 2 and err.count("\n") == 1
     assert "written by a newer loopwise (format 2; this one reads format 1)" in err
+
+
+# -- options that cannot go together -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--add-noqa", "--fix"], "--fix and --add-noqa cannot be used together"),
+        (["--add-noqa", "--fix-only"], "--fix-only and --add-noqa cannot be used together"),
+        (["--isolated", "--config", "loopwise.toml"], "--isolated and --config cannot be used"),
+        (["--config", "."], ".: --config takes a file (pyproject.toml or loopwise.toml)"),
+    ],
+)
+def test_options_that_contradict_each_other_are_one_line_and_exit_two(
+    project: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    (project / "loopwise.toml").write_text('select = ["LW002"]\n')
+    code, out, err = run(capsys, *options, "bad.py")
+    assert (code, out) == (2, "") and message in err and err.count("\n") == 1, err
+    assert (project / "bad.py").read_text() == BAD  # neither fixed nor given a noqa

@@ -181,6 +181,8 @@ def _selector(
     ignore: Sequence[str],
 ) -> Selector:
     override = Path(config) if config is not None else None
+    if override is not None and override.is_dir():
+        raise ConfigError(f"{override}: --config takes a file (pyproject.toml or loopwise.toml)")
     if override is not None and not override.is_file():
         raise ConfigError(f"{override}: config file not found")
     finder = ConfigFinder(CODES, override=override, isolated=isolated)

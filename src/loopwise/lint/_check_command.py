@@ -33,8 +33,12 @@ def _validate(args: argparse.Namespace) -> None:
         raise ConfigError("--write-baseline and --add-noqa need files, not stdin")
     if args.baseline and args.write_baseline:
         raise ConfigError("--baseline and --write-baseline cannot be used together")
-    if args.diff and args.add_noqa:
-        raise ConfigError("--diff and --add-noqa cannot be used together")
+    for option in ("diff", "fix", "fix_only"):
+        if getattr(args, option) and args.add_noqa:
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(f"{flag} and --add-noqa cannot be used together")
+    if args.isolated and args.config:
+        raise ConfigError("--isolated and --config cannot be used together")
 
 
 def _fixing(args: argparse.Namespace) -> bool:
