@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import json
 import sys
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,47 @@ def test_options_that_contradict_each_other_are_one_line_and_exit_two(
     code, out, err = run(capsys, *options, "bad.py")
     assert (code, out) == (2, "") and message in err and err.count("\n") == 1, err
     assert (project / "bad.py").read_text() == BAD  # neither fixed nor given a noqa
+
+
+# -- output formats -------------------------------------------------------------------------------
+
+MUTATED = "def collect(items=[]):\n    items.append(1)\n    return items\n"
+
+
+def test_gitlab_fingerprints_survive_lines_added_above_and_stay_unique(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GitLab matches a merge request's issues to the target branch's by fingerprint: one that
+    # changes when the code above moves shows a fixed and a new issue for the same code. (The
+    # LW010 message names the line of the mutation.)
+    (project / "bad.py").write_text(BAD + "    work()\n")
+    (project / "mutated.py").write_text(MUTATED)
+    before = json.loads(run(capsys, "--output-format", "gitlab", ".")[1])
+    (project / "bad.py").write_text("import os\n" + BAD + "    work()\n")
+    (project / "mutated.py").write_text("import os\n\n" + MUTATED)
+    after = json.loads(run(capsys, "--output-format", "gitlab", ".")[1])
+    assert len(before) == 3 and len({issue["fingerprint"] for issue in before}) == 3
+    assert [i["fingerprint"] for i in before] == [i["fingerprint"] for i in after]
+    assert [i["location"]["lines"]["begin"] for i in after] == [8, 9, 3]
+
+
+def test_sarif_locations_are_uri_references(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = project / "my app" / "100%"
+    folder.mkdir(parents=True)
+    (folder / "a#b.py").write_text(BAD)
+    (project / "bad.py").unlink()
+    out = run(capsys, "--output-format", "sarif", ".")[1]
+    result = json.loads(out)["runs"][0]["results"][0]
+    location = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location["uri"] == "my%20app/100%25/a%23b.py"
+
+
+def test_junit_stays_well_formed_with_control_characters_in_a_path(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "bad.py").rename(project / "bad\x01\x1b.py")
+    out = run(capsys, "--output-format", "junit", ".")[1]
+    root = ElementTree.fromstring(out)
+    assert root.find("testsuite/testcase/failure") is not None
