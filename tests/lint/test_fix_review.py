@@ -232,3 +232,18 @@ def test_junit_stays_well_formed_with_control_characters_in_a_path(
     out = run(capsys, "--output-format", "junit", ".")[1]
     root = ElementTree.fromstring(out)
     assert root.find("testsuite/testcase/failure") is not None
+
+
+def test_keep_reference_fix_leaves_a_trailing_comment_on_the_create_task_line() -> None:
+    # A type-ignore or noqa comment moved to another line stops applying to the call.
+    source = (
+        "import asyncio\n\n_background_tasks: set[object] = set()\n\n\nasync def work():\n"
+        "    pass\n\n\nasync def main():\n"
+        "    asyncio.create_task(work())  # type: ignore[arg-type]\n    return 1\n"
+    )
+    assert _fix(source, unsafe=True) == source.replace(
+        "    asyncio.create_task(work())  # type: ignore[arg-type]\n",
+        "    _task = asyncio.create_task(work())  # type: ignore[arg-type]\n"
+        "    _background_tasks.add(_task)\n"
+        "    _task.add_done_callback(_background_tasks.discard)\n",
+    )
