@@ -247,3 +247,13 @@ def test_keep_reference_fix_leaves_a_trailing_comment_on_the_create_task_line() 
         "    _background_tasks.add(_task)\n"
         "    _task.add_done_callback(_background_tasks.discard)\n",
     )
+
+
+def test_a_private_cache_default_is_not_fixed_without_unsafe_fixes() -> None:
+    # `_memo={}` is the deliberate memoisation idiom: the safe fix would silently drop the cache.
+    source = (
+        "def fib(n, _memo={}):\n    if n in _memo:\n        return _memo[n]\n"
+        "    _memo[n] = n if n < 2 else fib(n - 1) + fib(n - 2)\n    return _memo[n]\n"
+    )
+    assert _fix(source, unsafe=False) == source
+    assert "_memo=None" in _fix(source, unsafe=True)

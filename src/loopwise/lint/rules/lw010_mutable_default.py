@@ -124,12 +124,13 @@ class MutableDefaultArgument(Rule):
     If the default is never mutated, an immutable value says so: a tuple or a `frozenset`.
 
     ## Fix safety
-    Safe when the parameter has no annotation, is never assigned in the function and its
-    default is an empty `[]`, `{}`, `list()`, `dict()`, `set()`...: the default becomes `None`
-    and `if name is None: name = <the old default>` is added at the top of the body, so each
-    call gets its own container. Unsafe otherwise (the annotation gains `| None`; a non-empty
-    default is evaluated at every call, not once, and names in it are looked up then). No fix
-    for a lambda or a body written on the `def` line.
+    Safe when the parameter has no annotation, is never assigned in the function, its name
+    does not start with `_` and its default is an empty `[]`, `{}`, `list()`, `dict()`,
+    `set()`...: the default becomes `None` and `if name is None: name = <the old default>` is
+    added at the top of the body, so each call gets its own container. Unsafe otherwise (the
+    annotation gains `| None`; a non-empty default is evaluated at every call, not once, and
+    names in it are looked up then; `_memo={}` is the idiom of a cache shared on purpose, which
+    the fix would drop). No fix for a lambda or a body written on the `def` line.
     """
 
     code = "LW010"
@@ -271,7 +272,12 @@ def _sentinel_fix(
     if first.lineno == node.lineno or indent is None or text is None:
         return None
     annotation = _annotation(node.args, parameter)
-    safe = annotation is None and _plain_empty(default, node) and not _assigned(node, parameter)
+    safe = (
+        annotation is None
+        and not parameter.startswith("_")  # `_cache={}`: shared on purpose, as a memo
+        and _plain_empty(default, node)
+        and not _assigned(node, parameter)
+    )
     end = default.end_col_offset or 0
     end_line = default.end_lineno or default.lineno
     edits = [Edit(default.lineno, default.col_offset, end_line, end, "None")]
