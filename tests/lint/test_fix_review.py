@@ -257,3 +257,14 @@ def test_a_private_cache_default_is_not_fixed_without_unsafe_fixes() -> None:
     )
     assert _fix(source, unsafe=False) == source
     assert "_memo=None" in _fix(source, unsafe=True)
+
+
+def test_awaiting_a_bare_gather_needs_unsafe_fixes() -> None:
+    # gather() schedules its children at once: they already run. `await` makes the caller wait
+    # for them (forever, for servers), which is more than the lost failures flagged.
+    source = (
+        "import asyncio\n\nasync def serve():\n    pass\n\n"
+        "async def main():\n    asyncio.gather(serve(), serve())\n    return 1\n"
+    )
+    assert _fix(source, unsafe=False) == source
+    assert "    await asyncio.gather(" in _fix(source, unsafe=True)
