@@ -268,3 +268,15 @@ def test_awaiting_a_bare_gather_needs_unsafe_fixes() -> None:
     )
     assert _fix(source, unsafe=False) == source
     assert "    await asyncio.gather(" in _fix(source, unsafe=True)
+
+
+def test_add_noqa_never_edits_a_string_that_looks_like_a_noqa(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = BAD.replace("    work()\n", '    x = "see # noqa: E501"; work()  # type: ignore\n')
+    (project / "bad.py").write_text(source)
+    assert run(capsys, "--add-noqa", "bad.py")[0] == 0
+    assert (project / "bad.py").read_text() == source.replace(
+        "# type: ignore\n", "# type: ignore  # noqa: LW001\n"
+    )
+    assert run(capsys, "bad.py")[:2] == (0, "")
