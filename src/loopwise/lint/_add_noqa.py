@@ -60,7 +60,7 @@ def add_noqa(source: bytes, findings: Sequence[Finding]) -> tuple[bytes, int]:
         body = raw.rstrip(b"\r\n")
         ending = raw[len(body) :]
         text = body.decode("utf-8", errors="surrogateescape")
-        # Only a real comment counts: `"# noqa: E501"` in a string is data.
+        # Only a real comment counts: a noqa written inside a string on the line is data.
         column, comment = comments.get(number, (len(text), ""))
         match = _NOQA.search(comment)
         if match is not None:
