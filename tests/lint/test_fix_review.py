@@ -280,3 +280,12 @@ def test_add_noqa_never_edits_a_string_that_looks_like_a_noqa(
         "# type: ignore\n", "# type: ignore  # noqa: LW001\n"
     )
     assert run(capsys, "bad.py")[:2] == (0, "")
+
+
+def test_no_await_inside_a_generator_expression() -> None:
+    # `await` there parses but turns it into an async generator: `list()` of it then fails.
+    source = (
+        "import asyncio\n\nasync def ready(x):\n    return x\n\n"
+        "async def main(items):\n    return list(1 if ready(x) else 2 for x in items)\n"
+    )
+    assert _fix(source, unsafe=True) == source

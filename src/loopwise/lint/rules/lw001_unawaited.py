@@ -106,6 +106,8 @@ def _await_fix(statement: ast.Expr | None, call: ast.Call, checker: Checker) -> 
     function = checker.function
     if function is None or not isinstance(function.node, ast.AsyncFunctionDef):
         return None
+    if any(isinstance(parent, ast.GeneratorExp | ast.Lambda) for parent in checker.parents):
+        return None  # `await` would make an async generator (or not parse)
     if statement is not None and (
         statement.col_offset != call.col_offset or statement.lineno != call.lineno
     ):
