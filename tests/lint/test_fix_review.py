@@ -289,3 +289,12 @@ def test_no_await_inside_a_generator_expression() -> None:
         "async def main(items):\n    return list(1 if ready(x) else 2 for x in items)\n"
     )
     assert _fix(source, unsafe=True) == source
+
+
+def test_full_format_caret_on_the_first_line_of_a_file_with_a_byte_order_mark(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = "import asyncio; asyncio.get_event_loop().run_until_complete(asyncio.sleep(0))"
+    (project / "bad.py").write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
+    out = run(capsys, "--output-format", "full", "--color", "never", "bad.py")[1]
+    assert f"1 | {line}\n  | {' ' * 16}^^^^^" in out, out

@@ -114,7 +114,7 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 def _read_lines(path: str) -> list[str] | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
             return handle.read().splitlines()
     except OSError:
         return None
@@ -171,7 +171,11 @@ def _report(
         out = handle
     try:
         fmt = args.format or ("full" if out.isatty() else "concise")
-        text = source.decode("utf-8", errors="replace").splitlines() if source is not None else None
+        text = (
+            source.decode("utf-8-sig", errors="replace").splitlines()
+            if source is not None
+            else None
+        )
         lines = (lambda _path: text) if text is not None else _read_lines
         if args.statistics:
             out.write(_statistics(findings, as_json=fmt in ("json", "json-lines")))
