@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -230,6 +229,8 @@ def _github(finding: Finding) -> str:
 
 def _uri(path: str) -> str:
     """A SARIF ``artifactLocation.uri``: a URI reference, percent-encoded (`my%20app/a.py`)."""
+    import urllib.parse  # only SARIF needs it
+
     if os.path.isabs(path):
         return Path(path).as_uri()
     return urllib.parse.quote(path.replace(os.sep, "/"))
