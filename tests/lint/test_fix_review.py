@@ -298,3 +298,21 @@ def test_full_format_caret_on_the_first_line_of_a_file_with_a_byte_order_mark(
     (project / "bad.py").write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
     out = run(capsys, "--output-format", "full", "--color", "never", "bad.py")[1]
     assert f"1 | {line}\n  | {' ' * 16}^^^^^" in out, out
+
+
+def test_force_exclude_applies_to_the_stdin_filename(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Editors pipe every buffer with --force-exclude: an excluded path is neither reported
+    # nor rewritten (its text comes back as it was).
+    (project / "loopwise.toml").write_text('exclude = ["generated/**"]\n')
+    _stdin(monkeypatch, BAD)
+    code, out, _ = run(capsys, "--force-exclude", "-", "--stdin-filename", "generated/x.py")
+    assert (code, out) == (0, "")
+    _stdin(monkeypatch, BAD)
+    code, out, _ = run(
+        capsys, "--force-exclude", "--fix", "-", "--stdin-filename", "generated/x.py"
+    )
+    assert (code, out) == (0, BAD)
+    _stdin(monkeypatch, BAD)  # without --force-exclude a named path is checked, as in ruff
+    assert run(capsys, "-", "--stdin-filename", "generated/x.py")[0] == 1

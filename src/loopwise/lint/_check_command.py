@@ -336,7 +336,20 @@ def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: boo
 
     source = sys.stdin.buffer.read()
     filename = args.stdin_filename or "-"
-    result = check_stdin(source, filename, fixes=fixing, **options)  # type: ignore[arg-type]
+    result = check_stdin(
+        source,
+        filename,
+        fixes=fixing,
+        exclude=args.exclude,
+        force_exclude=args.force_exclude,
+        respect_gitignore=not args.no_respect_gitignore,
+        **options,  # type: ignore[arg-type]
+    )
+    if not result.files:  # --force-exclude and an excluded --stdin-filename
+        if fixing and not args.diff:
+            sys.stdout.buffer.write(source)  # an editor replaces its buffer with this
+            sys.stdout.flush()
+        return 0
     if fixing:
         assert result.project is not None and result.selector is not None
         file = result.files[0]
