@@ -316,3 +316,12 @@ def test_force_exclude_applies_to_the_stdin_filename(
     assert (code, out) == (0, BAD)
     _stdin(monkeypatch, BAD)  # without --force-exclude a named path is checked, as in ruff
     assert run(capsys, "-", "--stdin-filename", "generated/x.py")[0] == 1
+
+
+def test_run_fix_not_offered_for_a_future() -> None:
+    # asyncio.run() takes a coroutine: `asyncio.run(asyncio.gather(...))` raises ValueError.
+    source = (
+        "import asyncio\n\nasync def a():\n    pass\n\n"
+        "asyncio.get_event_loop().run_until_complete(asyncio.gather(a(), a()))\n"
+    )
+    assert _fix(source, unsafe=True) == source

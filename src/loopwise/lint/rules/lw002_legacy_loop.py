@@ -76,7 +76,8 @@ class LegacyLoopEntryPoint(Rule):
 
     ## Fix safety
     Unsafe: at module level, `asyncio.get_event_loop().run_until_complete(main())` becomes
-    `asyncio.run(main())`. `asyncio.run` creates a new loop and closes it at the end (after
+    `asyncio.run(main())` (not for a future such as `asyncio.gather(...)`, which `asyncio.run`
+    refuses). `asyncio.run` creates a new loop and closes it at the end (after
     cancelling leftover tasks and shutting down async generators and the default executor), so
     code that used the same loop afterwards, or set one up before, behaves differently. Other
     shapes (a loop kept in a variable, calls inside functions) get no fix.
@@ -105,6 +106,18 @@ class LegacyLoopEntryPoint(Rule):
         checker.report(node, message, fix=fix)
 
 
+# asyncio functions that return a future, which asyncio.run() refuses.
+_FUTURES = frozenset(
+    {
+        "asyncio.create_task",
+        "asyncio.ensure_future",
+        "asyncio.gather",
+        "asyncio.shield",
+        "asyncio.wrap_future",
+    }
+)
+
+
 def _run_fix(call: ast.Call, checker: Checker) -> Fix | None:
     """``asyncio.get_event_loop().run_until_complete(main())`` as a module-level statement."""
     parents = checker.parents
@@ -125,6 +138,9 @@ def _run_fix(call: ast.Call, checker: Checker) -> Fix | None:
         return None
     if checker.ctx.resolve(call.func.value) != "asyncio":
         return None  # `asyncio.events.get_event_loop()`: `asyncio.events` has no `run`
+    argument = outer.args[0]
+    if isinstance(argument, ast.Call) and checker.ctx.resolve_call(argument) in _FUTURES:
+        return None  # asyncio.run() takes a coroutine, not a future
     module = segment(checker, call.func.value)
     head = segment(checker, attribute)
     if module is None or head is None or "#" in head or attribute.end_lineno is None:
