@@ -325,3 +325,16 @@ def test_run_fix_not_offered_for_a_future() -> None:
         "asyncio.get_event_loop().run_until_complete(asyncio.gather(a(), a()))\n"
     )
     assert _fix(source, unsafe=True) == source
+
+
+def test_keep_reference_set_goes_below_a_shebang_and_coding_line() -> None:
+    source = (
+        "#!/usr/bin/env python3\n# -*- coding: utf-8 -*-\nasync def work():\n    pass\n\n\n"
+        "async def main():\n    import asyncio\n    asyncio.create_task(work())\n"
+    )
+    fixed = _fix(source, unsafe=True)
+    assert fixed.startswith(
+        "#!/usr/bin/env python3\n# -*- coding: utf-8 -*-\n\n"
+        "_background_tasks: set[object] = set()  # running tasks, kept until done\n\n"
+        "async def work():\n"
+    )

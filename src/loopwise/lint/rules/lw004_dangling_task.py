@@ -273,8 +273,12 @@ def _defines_tasks(tree: ast.Module) -> bool:
 
 
 def _after_imports(tree: ast.Module) -> int:
-    """The line after the module's leading docstring, ``__future__`` and other imports."""
-    line = 1
+    """The line after the module's leading docstring, ``__future__`` and other imports (with
+    none, the first statement's line: a shebang, a coding line and header comments stay on
+    top)."""
+    first = tree.body[0] if tree.body else None
+    decorators = getattr(first, "decorator_list", None)
+    line = decorators[0].lineno if decorators else first.lineno if first is not None else 1
     for index, statement in enumerate(tree.body):
         docstring = (
             index == 0
