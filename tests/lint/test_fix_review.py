@@ -338,3 +338,14 @@ def test_keep_reference_set_goes_below_a_shebang_and_coding_line() -> None:
         "_background_tasks: set[object] = set()  # running tasks, kept until done\n\n"
         "async def work():\n"
     )
+
+
+def test_diff_of_a_file_without_a_final_line_break_applies(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without the marker, `git apply` / `patch` refuse the hunk (the last line differs).
+    (project / "bad.py").write_text(BAD.rstrip("\n"))
+    code, out, _ = run(capsys, "--diff", "bad.py")
+    assert code == 1
+    marker = "\\ No newline at end of file\n"
+    assert out.endswith(f"-    work()\n{marker}+    await work()\n{marker}")

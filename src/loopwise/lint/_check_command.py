@@ -295,7 +295,9 @@ def _diff_text(outcome: FileFix) -> str:
     lines = difflib.unified_diff(
         before, after, fromfile=f"a/{outcome.display}", tofile=f"b/{outcome.display}"
     )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    # A last line without a line break gets the marker `patch` and `git apply` need.
+    marker = "\n\\ No newline at end of file\n"
+    return "".join(line if line.endswith("\n") else line + marker for line in lines)
 
 
 def _report_skipped(outcomes: Sequence[FileFix]) -> None:
