@@ -349,3 +349,14 @@ def test_diff_of_a_file_without_a_final_line_break_applies(
     assert code == 1
     marker = "\\ No newline at end of file\n"
     assert out.endswith(f"-    work()\n{marker}+    await work()\n{marker}")
+
+
+def test_sentinel_fix_not_offered_when_the_function_rebinds_a_name_of_the_default() -> None:
+    # In the body the default's `list` would be the parameter (None) or a local not yet bound.
+    for source in (
+        "def f(x, list=list()):\n    list.append(x)\n    return list\n",
+        "import collections\n\n\ndef g(index=collections.defaultdict(list)):\n"
+        "    index['a'].append(1)\n    list = [index]\n    return list\n",
+    ):
+        fixed = _fix(source, unsafe=True)
+        assert fixed == source, fixed
