@@ -360,3 +360,11 @@ def test_sentinel_fix_not_offered_when_the_function_rebinds_a_name_of_the_defaul
     ):
         fixed = _fix(source, unsafe=True)
         assert fixed == source, fixed
+
+
+def test_a_file_declared_ascii_is_fixed(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # ASCII is UTF-8: its columns are right.
+    (project / "bad.py").write_text("# -*- coding: ascii -*-\n" + BAD)
+    code, _, err = run(capsys, "--fix", "bad.py")
+    assert code == 0 and "not fixed" not in err
+    assert "    await work()\n" in (project / "bad.py").read_text()

@@ -68,7 +68,7 @@ def fix_source(
     """
     outcome = FileFix(display, path, source, source)
     encoding = _encoding(source)
-    if encoding not in ("utf-8", "utf-8-sig"):
+    if encoding not in ("utf-8", "utf-8-sig", "ascii"):  # ASCII is UTF-8 too
         outcome.skipped = f"encoded in {encoding}: fixes are applied to UTF-8 files only"
         return outcome
     bom = codecs.BOM_UTF8 if source.startswith(codecs.BOM_UTF8) else b""
