@@ -264,18 +264,16 @@ def _fix(source: str, *, unsafe: bool) -> str:
     from loopwise.lint._config import ConfigFinder
     from loopwise.lint._fixing import fix_source
     from loopwise.lint._project import Project
-    from loopwise.lint._runner import check_module, parse_module, summarize_module
+    from loopwise.lint._runner import parse_module, summarize_module
 
     parsed = parse_module("m.py", source.encode(), "m", False)
     project = Project([summarize_module(parsed)])
     rules = [rule() for rule in RULES]
-    findings = check_module(parsed, project, rules, fixes=True)
     selector = Selector(ConfigFinder(CODES, isolated=True), select=sorted(FIXED_CODES))
     outcome = fix_source(
         "m.py",
         "m.py",
         source.encode(),
-        findings,
         project=project,
         rules=rules,
         selector=selector,

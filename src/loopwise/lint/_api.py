@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,14 @@ from pathlib import Path
 from loopwise._exceptions import ConfigError
 from loopwise.lint._config import Config, ConfigFinder, resolve_codes
 from loopwise.lint._engine import Cache, Progress, check_files
-from loopwise.lint._files import DEFAULT_EXCLUDES, IgnoreRules, SourceFile, discover, module_for
+from loopwise.lint._files import (
+    DEFAULT_EXCLUDES,
+    IgnoreRules,
+    SourceFile,
+    discover,
+    force_excluded,
+    module_for,
+)
 from loopwise.lint._finding import Finding
 from loopwise.lint._project import Project
 from loopwise.lint._runner import check_module, parse_module, summarize_module
@@ -181,6 +189,8 @@ def _selector(
     ignore: Sequence[str],
 ) -> Selector:
     override = Path(config) if config is not None else None
+    if override is not None and override.is_dir():
+        raise ConfigError(f"{override}: --config takes a file (pyproject.toml or loopwise.toml)")
     if override is not None and not override.is_file():
         raise ConfigError(f"{override}: config file not found")
     finder = ConfigFinder(CODES, override=override, isolated=isolated)
@@ -197,15 +207,24 @@ def check_stdin(
     config: str | Path | None = None,
     isolated: bool = False,
     fixes: bool = False,
+    exclude: Sequence[str] = (),
+    force_exclude: bool = False,
+    respect_gitignore: bool = True,
 ) -> CheckResult:
     """Check ``source`` as if it were the file ``filename`` (which need not exist).
 
-    The settings are those that govern ``filename``; only this one module is known.
+    The settings are those that govern ``filename``; only this one module is known. With
+    ``force_exclude``, a ``filename`` that the configured or given excludes (or a .gitignore)
+    leave out is not checked: the result has no files.
     """
     cwd = Path.cwd()
     selector = _selector(config, isolated, select, extend_select, ignore)
     path = Path(filename)
-    absolute = path if path.is_absolute() else cwd / path
+    absolute = Path(os.path.normpath(path if path.is_absolute() else cwd / path))
+    if force_exclude:
+        excludes = [selector.excludes_for(str(absolute.parent)), IgnoreRules(cwd, exclude)]
+        if force_excluded(absolute, excludes, respect_gitignore=respect_gitignore):
+            return CheckResult([], [], selector=selector, project=Project([]))
     module, is_package = module_for(str(absolute))
     parsed = parse_module(filename, source, module, is_package)
     project = Project([summarize_module(parsed)])

@@ -14,7 +14,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,24 +36,30 @@ def _relative(path: str, base: Path) -> str:
         return absolute.as_posix()
 
 
-def fingerprints(findings: Sequence[Finding], base: Path) -> list[_Key]:
-    """The fingerprint of each finding (same order), paths relative to ``base``."""
+def fingerprints(
+    findings: Sequence[Finding], base: Path, sources: Mapping[str, bytes] | None = None
+) -> list[_Key]:
+    """The fingerprint of each finding (same order), paths relative to ``base``.
+
+    A file's text is read from disk unless ``sources`` has it (stdin: an editor's buffer).
+    """
     trees: dict[str, tuple[ast.Module | None, list[str]]] = {}
     keys = []
     for finding in findings:
         if finding.path not in trees:
-            trees[finding.path] = _parse(finding.path)
+            trees[finding.path] = _parse(finding.path, (sources or {}).get(finding.path))
         tree, lines = trees[finding.path]
         scope, statement = _locate(tree, lines, finding)
         keys.append((_relative(finding.path, base), finding.code, scope, statement))
     return keys
 
 
-def _parse(path: str) -> tuple[ast.Module | None, list[str]]:
-    try:
-        source = Path(path).read_bytes()
-    except OSError:
-        return None, []
+def _parse(path: str, source: bytes | None) -> tuple[ast.Module | None, list[str]]:
+    if source is None:
+        try:
+            source = Path(path).read_bytes()
+        except OSError:
+            return None, []
     lines = source.decode("utf-8", errors="replace").splitlines()
     try:
         with warnings.catch_warnings():
@@ -115,7 +121,13 @@ class Baseline:
             raise ConfigError(
                 f"{path}: not a loopwise baseline (write one with --write-baseline)"
             ) from None
-        if not isinstance(data, dict) or data.get("version") != _VERSION:
+        version = data.get("version") if isinstance(data, dict) else None
+        if isinstance(version, int) and version > _VERSION:
+            raise ConfigError(
+                f"{path}: written by a newer loopwise (format {version}; this one reads format "
+                f"{_VERSION}): upgrade loopwise or write the baseline again"
+            )
+        if version != _VERSION:
             raise ConfigError(f"{path}: not a loopwise baseline (write one with --write-baseline)")
         counts: Counter[_Key] = Counter()
         try:
@@ -146,16 +158,20 @@ class Baseline:
             raise ConfigError(f"{self.path}: cannot write the baseline: {exc.strerror}") from None
 
     def filter(
-        self, findings: Sequence[Finding], checked: Sequence[str]
+        self,
+        findings: Sequence[Finding],
+        checked: Sequence[str],
+        sources: Mapping[str, bytes] | None = None,
     ) -> tuple[list[Finding], int, list[_Key]]:
         """(the findings not in the baseline, how many were hidden, the stale entries).
 
         An entry is stale when its file was among the ``checked`` paths and nothing matched it.
+        ``sources`` gives the text of files not read from disk (stdin).
         """
         left = Counter(self.counts)
         base = self.path.resolve().parent
         rule_findings = [f for f in findings if not f.is_error]
-        keys = fingerprints(rule_findings, base)
+        keys = fingerprints(rule_findings, base, sources)
         hidden_ids = set()
         for finding, key in zip(rule_findings, keys, strict=True):
             if left[key] > 0:

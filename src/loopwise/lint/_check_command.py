@@ -33,8 +33,12 @@ def _validate(args: argparse.Namespace) -> None:
         raise ConfigError("--write-baseline and --add-noqa need files, not stdin")
     if args.baseline and args.write_baseline:
         raise ConfigError("--baseline and --write-baseline cannot be used together")
-    if args.diff and args.add_noqa:
-        raise ConfigError("--diff and --add-noqa cannot be used together")
+    for option in ("diff", "fix", "fix_only"):
+        if getattr(args, option) and args.add_noqa:
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(f"{flag} and --add-noqa cannot be used together")
+    if args.isolated and args.config:
+        raise ConfigError("--isolated and --config cannot be used together")
 
 
 def _fixing(args: argparse.Namespace) -> bool:
@@ -110,7 +114,7 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 def _read_lines(path: str) -> list[str] | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
             return handle.read().splitlines()
     except OSError:
         return None
@@ -128,8 +132,9 @@ def _report(
     args: argparse.Namespace,
     result: CheckResult,
     *,
-    source: list[str] | None = None,
+    source: bytes | None = None,
 ) -> int:
+    """Print the findings (less those a baseline knows); ``source`` is the text read from stdin."""
     from loopwise.lint._report import render
 
     findings = result.findings
@@ -147,7 +152,11 @@ def _report(
         return 0
     if baseline_path is not None:
         baseline = Baseline.load(baseline_path)
-        findings, hidden, stale = baseline.filter(findings, [f.path for f in result.files])
+        checked = [f.path for f in result.files]
+        sources = None
+        if source is not None and result.files:  # stdin: its findings name the display path
+            sources = {result.files[0].display: source}
+        findings, hidden, stale = baseline.filter(findings, checked, sources)
         if args.show_stale:
             for file, code, scope, statement in stale:
                 where = f" in {scope}" if scope else ""
@@ -162,7 +171,12 @@ def _report(
         out = handle
     try:
         fmt = args.format or ("full" if out.isatty() else "concise")
-        lines = (lambda _path: source) if source is not None else _read_lines
+        text = (
+            source.decode("utf-8-sig", errors="replace").splitlines()
+            if source is not None
+            else None
+        )
+        lines = (lambda _path: text) if text is not None else _read_lines
         if args.statistics:
             out.write(_statistics(findings, as_json=fmt in ("json", "json-lines")))
         else:
@@ -252,7 +266,6 @@ def _fix_files(args: argparse.Namespace, result: CheckResult) -> list[FileFix]:
             file.display,
             file.path,
             source,
-            found,
             project=result.project,
             rules=rules,
             selector=result.selector,
@@ -282,10 +295,19 @@ def _diff_text(outcome: FileFix) -> str:
     lines = difflib.unified_diff(
         before, after, fromfile=f"a/{outcome.display}", tofile=f"b/{outcome.display}"
     )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    # A last line without a line break gets the marker `patch` and `git apply` need.
+    marker = "\n\\ No newline at end of file\n"
+    return "".join(line if line.endswith("\n") else line + marker for line in lines)
+
+
+def _report_skipped(outcomes: Sequence[FileFix]) -> None:
+    for outcome in outcomes:
+        if outcome.skipped:
+            print(f"{outcome.display}: not fixed: {outcome.skipped}", file=sys.stderr)
 
 
 def _print_diff(outcomes: Sequence[FileFix]) -> int:
+    _report_skipped(outcomes)
     changed = [outcome for outcome in outcomes if outcome.changed]
     for outcome in changed:
         sys.stdout.write(_diff_text(outcome))
@@ -296,6 +318,7 @@ def _print_diff(outcomes: Sequence[FileFix]) -> int:
 
 
 def _fix_summary(args: argparse.Namespace, outcomes: Sequence[FileFix]) -> None:
+    _report_skipped(outcomes)
     fixed = [f for outcome in outcomes for f in outcome.fixed]
     if args.show_fixes and fixed:
         print("Fixed:", file=sys.stderr)
@@ -315,7 +338,20 @@ def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: boo
 
     source = sys.stdin.buffer.read()
     filename = args.stdin_filename or "-"
-    result = check_stdin(source, filename, fixes=fixing, **options)  # type: ignore[arg-type]
+    result = check_stdin(
+        source,
+        filename,
+        fixes=fixing,
+        exclude=args.exclude,
+        force_exclude=args.force_exclude,
+        respect_gitignore=not args.no_respect_gitignore,
+        **options,  # type: ignore[arg-type]
+    )
+    if not result.files:  # --force-exclude and an excluded --stdin-filename
+        if fixing and not args.diff:
+            sys.stdout.buffer.write(source)  # an editor replaces its buffer with this
+            sys.stdout.flush()
+        return 0
     if fixing:
         assert result.project is not None and result.selector is not None
         file = result.files[0]
@@ -323,7 +359,6 @@ def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: boo
             file.display,
             file.path,
             source,
-            [f for f in result.findings if f.fix is not None],
             project=result.project,
             rules=[rule() for rule in ALL_RULES],
             selector=result.selector,
@@ -339,11 +374,10 @@ def _run_stdin(args: argparse.Namespace, options: dict[str, object], fixing: boo
         args.quiet = True
         saved, sys.stdout = sys.stdout, sys.stderr
         try:
-            return _report(args, result)
+            return _report(args, result, source=outcome.after)
         finally:
             sys.stdout = saved
-    text = source.decode("utf-8", errors="replace").splitlines()
-    return _report(args, result, source=text)
+    return _report(args, result, source=source)
 
 
 def _show_settings(args: argparse.Namespace, options: dict[str, object]) -> int:

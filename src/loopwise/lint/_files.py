@@ -234,6 +234,13 @@ def _ancestor_gitignores(directory: Path) -> list[IgnoreRules]:
     return list(reversed(found))
 
 
+def force_excluded(
+    path: Path, excludes: Sequence[IgnoreRules], *, respect_gitignore: bool = True
+) -> bool:
+    """Whether ``--force-exclude`` leaves out the file ``path`` (which need not exist)."""
+    return _excluded_by_ancestors(path, excludes, respect_gitignore)
+
+
 def _excluded_by_ancestors(
     path: Path, excludes: Sequence[IgnoreRules], respect_gitignore: bool
 ) -> bool:

@@ -1,12 +1,17 @@
 """``--fix``: apply the findings' fixes to a file, re-check it, and repeat until nothing is left.
 
-Each round applies the fixes that do not overlap, then re-checks the new text with the same
-project knowledge: a fix left out for overlapping is offered again on the new text, and a
-fixed finding is gone. The loop stops when a round applies nothing (at most ``MAX_ROUNDS``).
+The text is checked again before the first round, with the same project knowledge: the fixes
+are computed on the bytes that get written, even when the file changed after the check. Each
+round applies the fixes that do not overlap, then re-checks the new text: a fix left out for
+overlapping is offered again on the new text, and a fixed finding is gone. The loop stops when
+a round applies nothing (at most ``MAX_ROUNDS``).
 """
 
 from __future__ import annotations
 
+import codecs
+import io
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +38,7 @@ class FileFix:
     before: bytes
     after: bytes
     fixed: list[Finding] = field(default_factory=list)
+    skipped: str | None = None  # why the file was not fixed at all
 
     @property
     def changed(self) -> bool:
@@ -47,32 +53,51 @@ def fix_source(
     display: str,
     path: str,
     source: bytes,
-    findings: Sequence[Finding],
     *,
     project: Project,
     rules: Sequence[Rule],
     selector: Selector,
     unsafe: bool,
 ) -> FileFix:
-    """Apply the fixes of ``findings`` (those of one file) to ``source``, round after round.
+    """Apply the fixes of the findings in ``source`` (one file's text), round after round.
 
     Only findings the settings report get fixed, and unsafe fixes only with ``unsafe``. The
     text returned always parses (a fix that would break it is dropped) and a second call on
-    it fixes nothing more.
+    it fixes nothing more. A byte order mark is kept; a file in another encoding than UTF-8
+    is left as it is, with the reason in ``skipped`` (fix positions are UTF-8 offsets).
     """
     outcome = FileFix(display, path, source, source)
+    encoding = _encoding(source)
+    if encoding not in ("utf-8", "utf-8-sig", "ascii"):  # ASCII is UTF-8 too
+        outcome.skipped = f"encoded in {encoding}: fixes are applied to UTF-8 files only"
+        return outcome
+    bom = codecs.BOM_UTF8 if source.startswith(codecs.BOM_UTF8) else b""
+    text = source[len(bom) :]
     cwd = Path.cwd()
     module, is_package = module_for(path)
-    current = [f for f in findings if _allowed(f, unsafe)]
+
+    def fixable(text: bytes) -> list[Finding]:
+        parsed = parse_module(display, text, module, is_package)
+        fresh = check_module(parsed, project, rules, fixes=True)
+        return [f for f in fresh if selector.wanted(f, cwd) and _allowed(f, unsafe)]
+
+    current = fixable(text)
     for _ in range(MAX_ROUNDS):
         if not current:
             break
-        text, applied = apply_fixes(outcome.after, [f.fix for f in current if f.fix])
+        text, applied = apply_fixes(text, [f.fix for f in current if f.fix])
         if not applied:
             break
         outcome.fixed += [f for f in current if any(f.fix is fix for fix in applied)]
-        outcome.after = text
-        parsed = parse_module(display, text, module, is_package)
-        fresh = check_module(parsed, project, rules, fixes=True)
-        current = [f for f in fresh if selector.wanted(f, cwd) and _allowed(f, unsafe)]
+        outcome.after = bom + text
+        current = fixable(text)
     return outcome
+
+
+def _encoding(source: bytes) -> str:
+    """The encoding Python reads ``source`` with (its coding cookie, or UTF-8)."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    except SyntaxError:
+        return "an unknown encoding"
+    return encoding

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from loopwise._version import __version__
 from loopwise.lint._finding import Finding
@@ -16,6 +19,7 @@ __all__ = ["FORMATS", "render"]
 FORMATS = ("full", "concise", "text", "json", "json-lines", "sarif", "github", "gitlab", "junit")
 
 SourceLines = Callable[[str], list[str] | None]
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def render(
@@ -40,7 +44,7 @@ def render(
     if fmt == "github":
         return "".join(_github(f) + "\n" for f in findings)
     if fmt == "gitlab":
-        return json.dumps(_gitlab(findings), indent=2) + "\n"
+        return json.dumps(_gitlab(findings, source_lines), indent=2) + "\n"
     if fmt == "junit":
         return _junit(findings)
     if fmt == "full":
@@ -115,11 +119,25 @@ def _display_column(line: str, byte_column: int) -> int:
     return len(prefix.expandtabs(4))
 
 
-def _gitlab(findings: Sequence[Finding]) -> list[dict[str, object]]:
+def _gitlab(
+    findings: Sequence[Finding], source_lines: SourceLines | None
+) -> list[dict[str, object]]:
+    """Code Quality issues. A fingerprint is made of the path, the code and the flagged line's
+    text (whitespace normalised), numbered among identical ones: it survives lines added or
+    removed elsewhere, which GitLab needs to match a merge request's issues to the target's.
+    (Not the message: some name a line number.)"""
     seen: dict[str, int] = {}
     issues: list[dict[str, object]] = []
+    lines_of: dict[str, list[str] | None] = {}
     for finding in findings:
-        raw = f"{finding.path}:{finding.code}:{finding.message}"
+        if source_lines is not None and finding.path not in lines_of:
+            lines_of[finding.path] = source_lines(finding.path)
+        lines = lines_of.get(finding.path)
+        if lines is not None and 0 < finding.line <= len(lines):
+            flagged = " ".join(lines[finding.line - 1].split())
+        else:
+            flagged = finding.message
+        raw = f"{finding.path}:{finding.code}:{flagged}"
         seen[raw] = seen.get(raw, 0) + 1
         fingerprint = hashlib.md5(f"{raw}:{seen[raw]}".encode(), usedforsecurity=False)
         issues.append(
@@ -138,8 +156,17 @@ def _gitlab(findings: Sequence[Finding]) -> list[dict[str, object]]:
 
 
 def quoteattr(value: str) -> str:
-    """``value`` as a double-quoted XML attribute (xml.sax.saxutils costs ~80 ms to import)."""
-    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """``value`` as a double-quoted XML attribute (xml.sax.saxutils costs ~80 ms to import).
+
+    Characters XML 1.0 cannot hold at all (control characters, in a file name say) become
+    U+FFFD, so the document stays well-formed.
+    """
+    escaped = (
+        _XML_INVALID.sub("\ufffd", value)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
     escaped = escaped.replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;")
     return f'"{escaped}"'
 
@@ -200,6 +227,15 @@ def _github(finding: Finding) -> str:
     return f"::{level} {properties}::{_escape_data(finding.code + ' ' + finding.message)}"
 
 
+def _uri(path: str) -> str:
+    """A SARIF ``artifactLocation.uri``: a URI reference, percent-encoded (`my%20app/a.py`)."""
+    import urllib.parse  # only SARIF needs it
+
+    if os.path.isabs(path):
+        return Path(path).as_uri()
+    return urllib.parse.quote(path.replace(os.sep, "/"))
+
+
 def _sarif(findings: Sequence[Finding], rules: Sequence[type[Rule]]) -> dict[str, object]:
     rule_index = {rule.code: index for index, rule in enumerate(rules)}
     results = []
@@ -211,7 +247,7 @@ def _sarif(findings: Sequence[Finding], rules: Sequence[type[Rule]]) -> dict[str
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": finding.path},
+                        "artifactLocation": {"uri": _uri(finding.path)},
                         "region": {
                             "startLine": finding.line,
                             "startColumn": finding.column,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
@@ -62,8 +63,9 @@ class CoroutineNeverAwaited(Rule):
     the coroutine runs where it was written, which is what the call says. The caller now also
     waits for it and sees its exceptions, as a plain call of a sync function would. Unsafe for
     a coroutine used as a condition: with `await` the branch depends on the result, so code
-    that always ran may stop running. No fix outside an `async def` (where `await` is not
-    allowed).
+    that always ran may stop running; and for `asyncio.gather()`, whose children already run
+    as tasks: with `await` the caller waits for them all (forever, for servers). No fix
+    outside an `async def` (where `await` is not allowed).
     """
 
     code = "LW001"
@@ -77,11 +79,14 @@ class CoroutineNeverAwaited(Rule):
             call = node.value
             if isinstance(call, ast.Call) and coroutine_callee(checker, call):
                 name = call_name(call)
-                if checker.ctx.resolve_call(call) == "asyncio.gather":
+                gather = checker.ctx.resolve_call(call) == "asyncio.gather"
+                if gather:
                     message = f"`{name}()` is never awaited: its children's failures are lost"
                 else:
                     message = f"coroutine `{name}()` is never awaited"
                 fix = _await_fix(node, call, checker) if checker.fixes else None
+                if fix is not None and gather:  # its children already run: awaiting waits
+                    fix = replace(fix, safe=False)
                 checker.report(call, message, fix=fix)
             return
         assert isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert)
@@ -101,6 +106,8 @@ def _await_fix(statement: ast.Expr | None, call: ast.Call, checker: Checker) -> 
     function = checker.function
     if function is None or not isinstance(function.node, ast.AsyncFunctionDef):
         return None
+    if any(isinstance(parent, ast.GeneratorExp | ast.Lambda) for parent in checker.parents):
+        return None  # `await` would make an async generator (or not parse)
     if statement is not None and (
         statement.col_offset != call.col_offset or statement.lineno != call.lineno
     ):

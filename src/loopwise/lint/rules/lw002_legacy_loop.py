@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
 
 from loopwise.lint._awaits import _last_name
 from loopwise.lint._binder import _SCOPE_NODES
@@ -77,7 +76,8 @@ class LegacyLoopEntryPoint(Rule):
 
     ## Fix safety
     Unsafe: at module level, `asyncio.get_event_loop().run_until_complete(main())` becomes
-    `asyncio.run(main())`. `asyncio.run` creates a new loop and closes it at the end (after
+    `asyncio.run(main())` (not for a future such as `asyncio.gather(...)`, which `asyncio.run`
+    refuses). `asyncio.run` creates a new loop and closes it at the end (after
     cancelling leftover tasks and shutting down async generators and the default executor), so
     code that used the same loop afterwards, or set one up before, behaves differently. Other
     shapes (a loop kept in a variable, calls inside functions) get no fix.
@@ -106,6 +106,18 @@ class LegacyLoopEntryPoint(Rule):
         checker.report(node, message, fix=fix)
 
 
+# asyncio functions that return a future, which asyncio.run() refuses.
+_FUTURES = frozenset(
+    {
+        "asyncio.create_task",
+        "asyncio.ensure_future",
+        "asyncio.gather",
+        "asyncio.shield",
+        "asyncio.wrap_future",
+    }
+)
+
+
 def _run_fix(call: ast.Call, checker: Checker) -> Fix | None:
     """``asyncio.get_event_loop().run_until_complete(main())`` as a module-level statement."""
     parents = checker.parents
@@ -124,14 +136,19 @@ def _run_fix(call: ast.Call, checker: Checker) -> Fix | None:
         and isinstance(call.func, ast.Attribute)
     ):
         return None
+    if checker.ctx.resolve(call.func.value) != "asyncio":
+        return None  # `asyncio.events.get_event_loop()`: `asyncio.events` has no `run`
+    argument = outer.args[0]
+    if isinstance(argument, ast.Call) and checker.ctx.resolve_call(argument) in _FUTURES:
+        return None  # asyncio.run() takes a coroutine, not a future
     module = segment(checker, call.func.value)
-    argument = segment(checker, outer.args[0])
-    if module is None or argument is None or outer.end_lineno is None:
+    head = segment(checker, attribute)
+    if module is None or head is None or "#" in head or attribute.end_lineno is None:
         return None
-    end_column = outer.end_col_offset or 0
-    edit = Edit(outer.lineno, outer.col_offset, outer.end_lineno, end_column, "")
-    text = f"{module}.run({argument})"
-    return Fix("use `asyncio.run()`", (replace(edit, text=text),), safe=False)
+    # Only the callee is replaced: the argument, its parentheses and comments stay as written.
+    end_column = attribute.end_col_offset or 0
+    edit = Edit(outer.lineno, outer.col_offset, attribute.end_lineno, end_column, f"{module}.run")
+    return Fix("use `asyncio.run()`", (edit,), safe=False)
 
 
 def _runs_loop(call: ast.Call, checker: Checker, function: ast.AST) -> bool:

@@ -225,12 +225,12 @@ def _keep_fix(statement: ast.AST, call: ast.Call, checker: Checker) -> Fix | Non
     if _task_name_taken(checker.enclosing_function_node() or checker.tree):
         return None
     end_line = statement.end_lineno or statement.lineno
-    keep = (
-        f"_task = {text}\n{indent}{_TASKS}.add(_task)\n"
-        f"{indent}_task.add_done_callback({_TASKS}.discard)"
-    )
+    # `_task = ` before the call, the rest after the last line and its comment: a trailing
+    # type-ignore or noqa comment stays on the line it is about.
+    keep = f"\n{indent}{_TASKS}.add(_task)\n{indent}_task.add_done_callback({_TASKS}.discard)"
     edits = [
-        Edit(statement.lineno, statement.col_offset, end_line, statement.end_col_offset or 0, keep)
+        Edit.insert(statement.lineno, statement.col_offset, "_task = "),
+        Edit.insert(end_line, line_length(checker, end_line), keep),
     ]
     if not _defines_tasks(checker.tree):
         line = _after_imports(checker.tree)
@@ -273,8 +273,12 @@ def _defines_tasks(tree: ast.Module) -> bool:
 
 
 def _after_imports(tree: ast.Module) -> int:
-    """The line after the module's leading docstring, ``__future__`` and other imports."""
-    line = 1
+    """The line after the module's leading docstring, ``__future__`` and other imports (with
+    none, the first statement's line: a shebang, a coding line and header comments stay on
+    top)."""
+    first = tree.body[0] if tree.body else None
+    decorators = getattr(first, "decorator_list", None)
+    line = decorators[0].lineno if decorators else first.lineno if first is not None else 1
     for index, statement in enumerate(tree.body):
         docstring = (
             index == 0

@@ -124,12 +124,15 @@ class MutableDefaultArgument(Rule):
     If the default is never mutated, an immutable value says so: a tuple or a `frozenset`.
 
     ## Fix safety
-    Safe when the parameter has no annotation, is never assigned in the function and its
-    default is an empty `[]`, `{}`, `list()`, `dict()`, `set()`...: the default becomes `None`
-    and `if name is None: name = <the old default>` is added at the top of the body, so each
-    call gets its own container. Unsafe otherwise (the annotation gains `| None`; a non-empty
-    default is evaluated at every call, not once, and names in it are looked up then). No fix
-    for a lambda or a body written on the `def` line.
+    Safe when the parameter has no annotation, is never assigned in the function, its name
+    does not start with `_` and its default is an empty `[]`, `{}`, `list()`, `dict()`,
+    `set()`...: the default becomes `None` and `if name is None: name = <the old default>` is
+    added at the top of the body, so each call gets its own container. Unsafe otherwise (the
+    annotation gains `| None`; a non-empty default is evaluated at every call, not once, and
+    names in it are looked up then; `_memo={}` is the idiom of a cache shared on purpose, which
+    the fix would drop). No fix for a lambda, a body written on the `def` line, or a default
+    naming something the function itself binds (`list=list()`: in the body, `list` is the
+    parameter).
     """
 
     code = "LW010"
@@ -270,8 +273,15 @@ def _sentinel_fix(
     text = segment(checker, default)
     if first.lineno == node.lineno or indent is None or text is None:
         return None
+    if _names_in(default) & _bound_in(node):
+        return None  # in the body, a name of the default is the parameter or a local
     annotation = _annotation(node.args, parameter)
-    safe = annotation is None and _plain_empty(default, node) and not _assigned(node, parameter)
+    safe = (
+        annotation is None
+        and not parameter.startswith("_")  # `_cache={}`: shared on purpose, as a memo
+        and _plain_empty(default, node)
+        and not _assigned(node, parameter)
+    )
     end = default.end_col_offset or 0
     end_line = default.end_lineno or default.lineno
     edits = [Edit(default.lineno, default.col_offset, end_line, end, "None")]
@@ -282,8 +292,37 @@ def _sentinel_fix(
         end_line = annotation.end_lineno or annotation.lineno
         edits.append(Edit.insert(end_line, end, " | None"))
     creation = f"{indent}if {parameter} is None:\n{indent}    {parameter} = {text}\n"
-    edits.append(Edit.insert(first.lineno, 0, creation))
+    decorators = getattr(first, "decorator_list", None)
+    line = decorators[0].lineno if decorators else first.lineno  # before its `@`, not its `def`
+    edits.append(Edit.insert(line, 0, creation))
     return Fix(f"default `{parameter}` to `None`", tuple(edits), safe=safe)
+
+
+def _names_in(expr: ast.expr) -> set[str]:
+    return {node.id for node in ast.walk(expr) if isinstance(node, ast.Name)}
+
+
+def _bound_in(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """The names the function's own scope binds: parameters, assignments, imports, defs."""
+    arguments = node.args
+    bound = {
+        a.arg
+        for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+        + [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+    }
+    stack: list[ast.AST] = list(node.body)
+    while stack:
+        child = stack.pop()
+        if isinstance(child, ast.Name) and not isinstance(child.ctx, ast.Load):
+            bound.add(child.id)
+        elif isinstance(child, ast.alias):
+            bound.add((child.asname or child.name).split(".")[0])
+        elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(child.name)
+            continue  # their bodies are other scopes
+        if not isinstance(child, ast.Lambda):
+            stack.extend(ast.iter_child_nodes(child))
+    return bound
 
 
 def _is_docstring(statement: ast.stmt) -> bool:

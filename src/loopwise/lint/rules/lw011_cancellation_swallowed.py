@@ -171,14 +171,16 @@ class CancellationSwallowed(Rule):
     ```
 
     ## Fix safety
-    Unsafe. For a broad handler (`except BaseException:`, a bare `except:`), the fix adds
-    `except asyncio.CancelledError: raise` just before it: the cancellation propagates and
-    every other exception is handled as before, but the broad handler's clean-up no longer runs
-    on cancellation (move it to a `finally:` if it must). For a handler that names
-    `CancelledError`, the fix adds `raise` at its end, so the cancellation propagates after the
-    handler's clean-up (a lone `pass` becomes `raise`) and code after the `try` that relied on
-    it being swallowed no longer runs. No fix when `asyncio` is not imported under that name,
-    for a handler whose body is on the `except` line or already ends in `return`, `break`,
+    Unsafe. For a broad handler (`except BaseException:`, a bare `except:`) or a tuple that
+    names `CancelledError` with other exceptions, the fix adds `except asyncio.CancelledError:
+    raise` just before it (spelled the way the module imports it: `aio.CancelledError`,
+    `CancelledError`): the cancellation propagates and every other exception is handled as
+    before, but the handler's clean-up no longer runs on cancellation (move it to a `finally:`
+    if it must). For a handler that names only `CancelledError`, the fix adds `raise` at its
+    end, so the cancellation propagates after the handler's clean-up (a lone `pass` becomes
+    `raise`) and code after the `try` that relied on it being swallowed no longer runs. No fix
+    when the module does not import asyncio or its `CancelledError` where the handler runs, for
+    a handler whose body is on the `except` line or already ends in `return`, `break`,
     `continue` or `raise`, nor for `contextlib.suppress`.
     """
 
@@ -242,7 +244,8 @@ def _check_handler(
         head = f"{what} catches `asyncio.CancelledError` and never re-raises it"
     fix = None
     if checker.fixes:
-        if catch is _Catch.BROAD:
+        if catch is _Catch.BROAD or isinstance(handler.type, ast.Tuple):
+            # a `raise` at the end would re-raise what else the handler catches, too
             fix = _cancellation_handler_fix(node, handler, checker)
         else:
             fix = _reraise_fix(handler, checker)
@@ -252,11 +255,11 @@ def _check_handler(
 def _cancellation_handler_fix(
     node: ast.Try | ast.TryStar, handler: ast.ExceptHandler, checker: Checker
 ) -> Fix | None:
-    """``except asyncio.CancelledError: raise`` just before a broad handler: cancellation
-    propagates, every other exception is handled as before."""
-    module = ast.Name(id="asyncio", ctx=ast.Load())
-    if checker.ctx.resolve(module) != "asyncio":
-        return None  # `asyncio` is not imported under that name here
+    """``except asyncio.CancelledError: raise`` just before a broad handler (or a tuple that
+    names it): cancellation propagates, every other exception is handled as before."""
+    name = _cancelled_error_name(checker)
+    if name is None:
+        return None  # neither asyncio nor its CancelledError is imported where the handler runs
     first = handler.body[0]
     indent = _handler_indentation(handler, checker)
     body_indent = indentation(checker, first) if first.lineno != handler.lineno else None
@@ -265,9 +268,25 @@ def _cancellation_handler_fix(
     if body_indent is None or not body_indent.startswith(indent) or body_indent == indent:
         body_indent = indent + "    "
     star = "*" if isinstance(node, ast.TryStar) else ""
-    text = f"except{star} asyncio.CancelledError:\n{body_indent}raise\n{indent}"
+    text = f"except{star} {name}:\n{body_indent}raise\n{indent}"
     edit = Edit.insert(handler.lineno, handler.col_offset, text)
     return Fix("re-raise the cancellation before the broad handler", (edit,), safe=False)
+
+
+def _cancelled_error_name(checker: Checker) -> str | None:
+    """How the code at the handler names ``asyncio.CancelledError``: ``asyncio.CancelledError``,
+    ``aio.CancelledError`` or the imported ``CancelledError`` (None: it cannot name it)."""
+    candidates = ["asyncio.CancelledError"]
+    for bound, target in checker.ctx.module.imports.items():
+        if target in {"asyncio", "asyncio.exceptions"}:
+            candidates.append(f"{bound}.CancelledError")
+        elif target in {_CANCELLED_ERROR, "asyncio.exceptions.CancelledError"}:
+            candidates.append(bound)
+    for text in candidates:
+        expression = ast.parse(text, mode="eval").body
+        if checker.ctx.resolve(expression) == _CANCELLED_ERROR:
+            return text
+    return None
 
 
 def _handler_indentation(handler: ast.ExceptHandler, checker: Checker) -> str | None:
