@@ -100,6 +100,18 @@ CASES = [
         ("p.py",),
     ),
     Case(
+        "excepthook-exits",
+        {
+            "p.py": "import sys\n"
+            "def hook(t, v, tb):\n"
+            "    print('hook:', t.__name__, file=sys.stderr)\n"
+            "    sys.exit('hook gave up')\n"
+            "sys.excepthook = hook\n"
+            "raise RuntimeError('x')\n"
+        },
+        ("p.py",),
+    ),
+    Case(
         "file-after-chdir",
         {"sub/p.py": "import os\nos.chdir('/')\nprint(open(__file__).readline().strip())\n"},
         ("sub/p.py",),

@@ -141,16 +141,23 @@ def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
-def _print_uncaught(exc: BaseException) -> None:
-    """Hand an uncaught exception to ``sys.excepthook``, as the interpreter does."""
+def _print_uncaught(exc: BaseException) -> int | None:
+    """Hand an uncaught exception to ``sys.excepthook``, as the interpreter does.
+
+    Returns the exit status the hook chose by raising ``SystemExit`` (python exits with it),
+    else None.
+    """
     exc.__traceback__ = _without_own_frames(exc.__traceback__)
     try:
         sys.excepthook(type(exc), exc, exc.__traceback__)
+    except SystemExit as hook_exit:
+        return _system_exit_status(hook_exit)
     except BaseException as hook_error:
         print("Error in sys.excepthook:", file=sys.stderr)
         traceback.print_exception(hook_error)
         print("\nOriginal exception was:", file=sys.stderr)
         traceback.print_exception(exc)
+    return None
 
 
 def _system_exit_status(exc: SystemExit) -> int:
@@ -199,11 +206,11 @@ def _execute(options: RunOptions, code: types.CodeType | None) -> _Outcome:
         except SystemExit as exc:
             outcome.status = _system_exit_status(exc)
         except KeyboardInterrupt as exc:
-            _print_uncaught(exc)
-            outcome.status, outcome.interrupted = 1, True
+            status = _print_uncaught(exc)
+            outcome.status, outcome.interrupted = (1, True) if status is None else (status, False)
         except BaseException as exc:  # the program's own, uncaught
-            _print_uncaught(exc)
-            outcome.status = 1
+            status = _print_uncaught(exc)
+            outcome.status = 1 if status is None else status
         _wait_for_threads()
     except KeyboardInterrupt:  # Ctrl-C while waiting for the program's threads
         outcome.status, outcome.interrupted = 1, True
@@ -239,8 +246,8 @@ def run_program(options: RunOptions) -> int:
             sys.stderr.write(f"{exc}\n")
             return exc.code
         except (SyntaxError, ValueError) as exc:  # reported as python reports it, exit 1
-            _print_uncaught(exc)
-            return 1
+            status = _print_uncaught(exc)
+            return 1 if status is None else status
     doctor: Doctor = install(
         threshold_ms=options.threshold_ms,
         track_coroutines=options.track_coroutines,
