@@ -112,6 +112,46 @@ CASES = [
         ("p.py",),
     ),
     Case(
+        "excepthook-raises",
+        {
+            "p.py": "import sys\n"
+            "def hook(t, v, tb):\n"
+            "    raise LookupError('in the hook')\n"
+            "sys.excepthook = hook\n"
+            "raise RuntimeError('x')\n"
+        },
+        ("p.py",),
+    ),
+    Case(
+        "excepthook-missing",
+        {"p.py": "import sys\ndel sys.excepthook\nraise RuntimeError('x')\n"},
+        ("p.py",),
+    ),
+    Case(
+        "report-after-closing-sys-stderr",
+        {
+            "p.py": "import asyncio, sys, time\n"
+            "async def main():\n"
+            "    time.sleep(0.3)\n"
+            "asyncio.run(main())\n"
+            "sys.stderr.close()\n"
+        },
+        ("p.py",),
+        reports=True,
+    ),
+    Case(
+        # The report has nowhere to go: it is dropped, the program's status stands.
+        "report-after-closing-fd-2",
+        {
+            "p.py": "import asyncio, os, time\n"
+            "async def main():\n"
+            "    time.sleep(0.3)\n"
+            "asyncio.run(main())\n"
+            "os.close(2)\n"
+        },
+        ("p.py",),
+    ),
+    Case(
         "file-after-chdir",
         {"sub/p.py": "import os\nos.chdir('/')\nprint(open(__file__).readline().strip())\n"},
         ("sub/p.py",),

@@ -24,6 +24,7 @@ import traceback
 import types
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from loopwise._exceptions import ConfigError
 from loopwise.doctor._doctor import Doctor, install, uninstall
@@ -141,6 +142,9 @@ def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
+_MISSING = object()
+
+
 def _print_uncaught(exc: BaseException) -> int | None:
     """Hand an uncaught exception to ``sys.excepthook``, as the interpreter does.
 
@@ -148,11 +152,21 @@ def _print_uncaught(exc: BaseException) -> int | None:
     else None.
     """
     exc.__traceback__ = _without_own_frames(exc.__traceback__)
+    hook: Any = getattr(sys, "excepthook", _MISSING)
+    if hook is _MISSING:
+        print("sys.excepthook is missing", file=sys.stderr)
+        traceback.print_exception(exc)
+        return None
     try:
-        sys.excepthook(type(exc), exc, exc.__traceback__)
+        hook(type(exc), exc, exc.__traceback__)
     except SystemExit as hook_exit:
         return _system_exit_status(hook_exit)
     except BaseException as hook_error:
+        # Python calls the hook with no exception being handled: the hook's error has no
+        # context of ours, and its traceback starts in the hook.
+        if hook_error.__context__ is exc:
+            hook_error.__context__ = None
+        hook_error.__traceback__ = _without_own_frames(hook_error.__traceback__)
         print("Error in sys.excepthook:", file=sys.stderr)
         traceback.print_exception(hook_error)
         print("\nOriginal exception was:", file=sys.stderr)
@@ -272,9 +286,29 @@ def _report(doctor: Doctor, options: RunOptions) -> None:
     with contextlib.suppress(Exception):  # the program closed its stdout
         sys.stdout.flush()
     if events:
-        sys.stderr.write("\n" + format_report(events, full_stacks=options.full_stacks))
-    elif sys.stderr.isatty():
-        sys.stderr.write(format_report(events))
-    sys.stderr.flush()
+        _write_stderr("\n" + format_report(events, full_stacks=options.full_stacks))
+    elif _stderr_is_a_tty():
+        _write_stderr(format_report(events))
     if options.json_path is not None:
         write_json(options.json_path, events)
+
+
+def _stderr_is_a_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError, OSError):  # None, or closed by the program
+        return False
+
+
+def _write_stderr(text: str) -> None:
+    """Write on ``sys.stderr``; on file descriptor 2 if the program closed that; else drop it."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        return
+    except (AttributeError, ValueError, OSError):
+        pass
+    data = text.encode(errors="backslashreplace")
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(2, data) :]
