@@ -112,6 +112,20 @@ CASES = [
         ("p.py",),
     ),
     Case(
+        "traceback-through-asyncio-run",
+        {
+            "p.py": "import asyncio\n"
+            "async def main():\n"
+            "    raise LookupError('inside the loop')\n"
+            "try:\n"
+            "    with asyncio.Runner() as runner:\n"
+            "        runner.run(main())\n"
+            "except LookupError as exc:\n"
+            "    raise RuntimeError('chained') from exc\n"
+        },
+        ("p.py",),
+    ),
+    Case(
         "excepthook-raises",
         {
             "p.py": "import sys\n"

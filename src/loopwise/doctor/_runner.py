@@ -15,6 +15,7 @@ import builtins
 import contextlib
 import gc
 import io
+import itertools
 import os
 import runpy
 import signal
@@ -33,6 +34,7 @@ from loopwise.doctor._report import format_report, write_json
 __all__ = ["RunOptions", "run_program"]
 
 _LOOPWISE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_DOCTOR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +138,41 @@ def _run_main_module(options: RunOptions) -> None:
 
 
 def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
-    """Drop loopwise's frames from the start of a traceback (python shows none of its own)."""
+    """Drop loopwise's frames from a traceback (python shows none of its own).
+
+    Cut: the launcher's frames at the start, and anywhere the doctor's own wrappers (around
+    ``asyncio.Runner.run``, the loop's methods) stand between the program's frames.
+    """
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_LOOPWISE_DIR):
         tb = tb.tb_next
-    return tb
+    kept: list[TracebackType] = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_DOCTOR_DIR):
+            kept.append(tb)
+        tb = tb.tb_next
+    for earlier, later in itertools.pairwise(kept):
+        earlier.tb_next = later
+    if kept:
+        kept[-1].tb_next = None
+    return kept[0] if kept else None
 
 
 _MISSING = object()
+
+
+def _strip_chain(exc: BaseException) -> None:
+    """Cut loopwise's frames from ``exc`` and the exceptions chained to it."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = _without_own_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
 
 
 def _print_uncaught(exc: BaseException) -> int | None:
@@ -151,7 +181,7 @@ def _print_uncaught(exc: BaseException) -> int | None:
     Returns the exit status the hook chose by raising ``SystemExit`` (python exits with it),
     else None.
     """
-    exc.__traceback__ = _without_own_frames(exc.__traceback__)
+    _strip_chain(exc)
     hook: Any = getattr(sys, "excepthook", _MISSING)
     if hook is _MISSING:
         print("sys.excepthook is missing", file=sys.stderr)
