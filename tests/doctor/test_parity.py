@@ -100,6 +100,72 @@ CASES = [
         ("p.py",),
     ),
     Case(
+        "excepthook-exits",
+        {
+            "p.py": "import sys\n"
+            "def hook(t, v, tb):\n"
+            "    print('hook:', t.__name__, file=sys.stderr)\n"
+            "    sys.exit('hook gave up')\n"
+            "sys.excepthook = hook\n"
+            "raise RuntimeError('x')\n"
+        },
+        ("p.py",),
+    ),
+    Case(
+        "traceback-through-asyncio-run",
+        {
+            "p.py": "import asyncio\n"
+            "async def main():\n"
+            "    raise LookupError('inside the loop')\n"
+            "try:\n"
+            "    with asyncio.Runner() as runner:\n"
+            "        runner.run(main())\n"
+            "except LookupError as exc:\n"
+            "    raise RuntimeError('chained') from exc\n"
+        },
+        ("p.py",),
+    ),
+    Case(
+        "excepthook-raises",
+        {
+            "p.py": "import sys\n"
+            "def hook(t, v, tb):\n"
+            "    raise LookupError('in the hook')\n"
+            "sys.excepthook = hook\n"
+            "raise RuntimeError('x')\n"
+        },
+        ("p.py",),
+    ),
+    Case(
+        "excepthook-missing",
+        {"p.py": "import sys\ndel sys.excepthook\nraise RuntimeError('x')\n"},
+        ("p.py",),
+    ),
+    Case(
+        "report-after-closing-sys-stderr",
+        {
+            "p.py": "import asyncio, sys, time\n"
+            "async def main():\n"
+            "    time.sleep(0.3)\n"
+            "asyncio.run(main())\n"
+            "sys.stderr.close()\n"
+        },
+        ("p.py",),
+        reports=True,
+    ),
+    Case(
+        # The report has nowhere to go: it is dropped, the program's status stands.
+        "report-after-closing-fd-2",
+        {
+            "p.py": "import asyncio, os, time\n"
+            "async def main():\n"
+            "    time.sleep(0.3)\n"
+            "asyncio.run(main())\n"
+            "os.close(2)\n"
+        },
+        ("p.py",),
+    ),
+    Case(
         "file-after-chdir",
         {"sub/p.py": "import os\nos.chdir('/')\nprint(open(__file__).readline().strip())\n"},
         ("sub/p.py",),

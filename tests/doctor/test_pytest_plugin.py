@@ -343,3 +343,32 @@ def test_a_full_gc_runs_only_when_a_lost_exception_awaits_it(pytester: pytest.Py
     result = _run(pytester, GC_COUNTING, "--loopwise", subprocess=True)
     result.assert_outcomes(passed=6, errors=1)
     assert "ERROR at teardown of test_loses_an_exception" in result.stdout.str()
+
+
+HARNESS_HEAP = """
+import asyncio
+import gc
+
+# A suite's own heap: modules, fixtures, hypothesis' caches. Many objects in cycles, alive.
+HEAP = [[i, [], {}] for i in range(400_000)]
+for entry in HEAP:
+    entry[1].append(entry)
+
+
+async def test_a_full_collection_during_the_test():
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_soon(lambda: (gc.collect(), done.set_result(None)))  # as an automatic one would
+    await done
+"""
+
+
+def test_collections_during_a_test_do_not_scan_the_suites_own_heap(
+    pytester: pytest.Pytester,
+) -> None:
+    # A full collection while the heap above exists takes ~100 ms of CPU; during a test only the
+    # test's own objects are scanned, so the collection is no block.
+    result = _run(
+        pytester, HARNESS_HEAP, "--loopwise", "--loopwise-threshold-ms", "40", subprocess=True
+    )
+    result.assert_outcomes(passed=1)

@@ -45,7 +45,9 @@ async def serving(routes: dict[str, Handler]) -> AsyncIterator[tuple[str, Counte
     app = web.Application(middlewares=[count])
     for path, handler in routes.items():
         app.router.add_route("*", path, handler)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    # A handler whose client went away (a client timeout, a cancelled request) is cancelled, not
+    # left running past the test: aiohttp's default lets it run on after the server is closed.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -15,6 +15,7 @@ import builtins
 import contextlib
 import gc
 import io
+import itertools
 import os
 import runpy
 import signal
@@ -24,6 +25,7 @@ import traceback
 import types
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from loopwise._exceptions import ConfigError
 from loopwise.doctor._doctor import Doctor, install, uninstall
@@ -32,6 +34,7 @@ from loopwise.doctor._report import format_report, write_json
 __all__ = ["RunOptions", "run_program"]
 
 _LOOPWISE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_DOCTOR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,22 +138,70 @@ def _run_main_module(options: RunOptions) -> None:
 
 
 def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
-    """Drop loopwise's frames from the start of a traceback (python shows none of its own)."""
+    """Drop loopwise's frames from a traceback (python shows none of its own).
+
+    Cut: the launcher's frames at the start, and anywhere the doctor's own wrappers (around
+    ``asyncio.Runner.run``, the loop's methods) stand between the program's frames.
+    """
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_LOOPWISE_DIR):
         tb = tb.tb_next
-    return tb
+    kept: list[TracebackType] = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_DOCTOR_DIR):
+            kept.append(tb)
+        tb = tb.tb_next
+    for earlier, later in itertools.pairwise(kept):
+        earlier.tb_next = later
+    if kept:
+        kept[-1].tb_next = None
+    return kept[0] if kept else None
 
 
-def _print_uncaught(exc: BaseException) -> None:
-    """Hand an uncaught exception to ``sys.excepthook``, as the interpreter does."""
-    exc.__traceback__ = _without_own_frames(exc.__traceback__)
+_MISSING = object()
+
+
+def _strip_chain(exc: BaseException) -> None:
+    """Cut loopwise's frames from ``exc`` and the exceptions chained to it."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = _without_own_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
+
+
+def _print_uncaught(exc: BaseException) -> int | None:
+    """Hand an uncaught exception to ``sys.excepthook``, as the interpreter does.
+
+    Returns the exit status the hook chose by raising ``SystemExit`` (python exits with it),
+    else None.
+    """
+    _strip_chain(exc)
+    hook: Any = getattr(sys, "excepthook", _MISSING)
+    if hook is _MISSING:
+        print("sys.excepthook is missing", file=sys.stderr)
+        traceback.print_exception(exc)
+        return None
     try:
-        sys.excepthook(type(exc), exc, exc.__traceback__)
+        hook(type(exc), exc, exc.__traceback__)
+    except SystemExit as hook_exit:
+        return _system_exit_status(hook_exit)
     except BaseException as hook_error:
+        # Python calls the hook with no exception being handled: the hook's error has no
+        # context of ours, and its traceback starts in the hook.
+        if hook_error.__context__ is exc:
+            hook_error.__context__ = None
+        hook_error.__traceback__ = _without_own_frames(hook_error.__traceback__)
         print("Error in sys.excepthook:", file=sys.stderr)
         traceback.print_exception(hook_error)
         print("\nOriginal exception was:", file=sys.stderr)
         traceback.print_exception(exc)
+    return None
 
 
 def _system_exit_status(exc: SystemExit) -> int:
@@ -199,11 +250,11 @@ def _execute(options: RunOptions, code: types.CodeType | None) -> _Outcome:
         except SystemExit as exc:
             outcome.status = _system_exit_status(exc)
         except KeyboardInterrupt as exc:
-            _print_uncaught(exc)
-            outcome.status, outcome.interrupted = 1, True
+            status = _print_uncaught(exc)
+            outcome.status, outcome.interrupted = (1, True) if status is None else (status, False)
         except BaseException as exc:  # the program's own, uncaught
-            _print_uncaught(exc)
-            outcome.status = 1
+            status = _print_uncaught(exc)
+            outcome.status = 1 if status is None else status
         _wait_for_threads()
     except KeyboardInterrupt:  # Ctrl-C while waiting for the program's threads
         outcome.status, outcome.interrupted = 1, True
@@ -239,8 +290,8 @@ def run_program(options: RunOptions) -> int:
             sys.stderr.write(f"{exc}\n")
             return exc.code
         except (SyntaxError, ValueError) as exc:  # reported as python reports it, exit 1
-            _print_uncaught(exc)
-            return 1
+            status = _print_uncaught(exc)
+            return 1 if status is None else status
     doctor: Doctor = install(
         threshold_ms=options.threshold_ms,
         track_coroutines=options.track_coroutines,
@@ -265,9 +316,29 @@ def _report(doctor: Doctor, options: RunOptions) -> None:
     with contextlib.suppress(Exception):  # the program closed its stdout
         sys.stdout.flush()
     if events:
-        sys.stderr.write("\n" + format_report(events, full_stacks=options.full_stacks))
-    elif sys.stderr.isatty():
-        sys.stderr.write(format_report(events))
-    sys.stderr.flush()
+        _write_stderr("\n" + format_report(events, full_stacks=options.full_stacks))
+    elif _stderr_is_a_tty():
+        _write_stderr(format_report(events))
     if options.json_path is not None:
         write_json(options.json_path, events)
+
+
+def _stderr_is_a_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError, OSError):  # None, or closed by the program
+        return False
+
+
+def _write_stderr(text: str) -> None:
+    """Write on ``sys.stderr``; on file descriptor 2 if the program closed that; else drop it."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        return
+    except (AttributeError, ValueError, OSError):
+        pass
+    data = text.encode(errors="backslashreplace")
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(2, data) :]

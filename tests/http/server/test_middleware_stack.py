@@ -348,6 +348,9 @@ def normalised(records: list[logging.LogRecord]) -> list[tuple[object, ...]]:
     return out
 
 
+# busy_then_hang holds the loop for 1.5x the deadline on purpose (the deadline counts from the
+# start of the request, not from the handler's first wait): a block pytest --loopwise must allow.
+@pytest.mark.loopwise(allow=["blocked"])
 @pytest.mark.parametrize("name", list(OPTIONS))
 async def test_combined_middleware_matches_the_four(name: str) -> None:
     combined, separate, records = make_apps(OPTIONS[name], name)
