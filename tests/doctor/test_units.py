@@ -9,11 +9,15 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from loopwise.doctor import Event, EventKind, Frame, format_report, report_json
 from loopwise.doctor._frames import is_user_file, user_location
 from loopwise.doctor._gil import parse_faulthandler_dump
+from loopwise.doctor._loopwatch import ClockReader, thread_clock
 
 
 def test_faulthandler_dump_is_parsed_per_thread_innermost_last() -> None:
@@ -129,3 +133,35 @@ def test_library_frames_are_folded_and_your_frames_come_first() -> None:
     full = format_report([event], full_stacks=True).splitlines()[4:]
     assert len(full) == len(stack)
     assert sum(line.startswith("    >") for line in full) == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="per-thread clocks are Linux's")
+def test_clock_reader_follows_a_busy_thread_and_lets_go_of_one_that_ended() -> None:
+    reader = ClockReader(reopen_every=8)
+    try:
+        me = threading.get_native_id()
+        first = reader.read(me)
+        deadline = time.thread_time() + 0.05
+        while time.thread_time() < deadline:  # bounded: 50 ms of this thread's CPU
+            pass
+        second = reader.read(me)
+        assert first is not None and second is not None
+        assert second[0] > first[0] and second[1] - first[1] >= 0.04  # the same open file, fresh
+        fresh = thread_clock(me)
+        assert fresh is not None and fresh[1] >= second[1]
+        assert reader.read(None) is None
+
+        release = threading.Event()
+        worker = threading.Thread(target=release.wait, args=(10,))
+        worker.start()
+        assert worker.native_id is not None
+        assert reader.read(worker.native_id) is not None  # its file is open now
+        release.set()
+        worker.join()
+        # Within reopen_every reads, the file of the thread that ended is let go.
+        readings = [reader.read(worker.native_id) for _ in range(8)]
+        assert readings[-1] is None
+        assert worker.native_id not in reader._files
+    finally:
+        reader.close()
+    assert reader._files == {}

@@ -30,7 +30,7 @@ from types import FrameType
 
 from loopwise.doctor._frames import frames_from_frame, is_user_file, user_location
 from loopwise.doctor._gil import Fallback
-from loopwise.doctor._loopwatch import Clock, LoopWatch, thread_clock, watch_loop
+from loopwise.doctor._loopwatch import Clock, ClockReader, LoopWatch, watch_loop
 from loopwise.doctor._model import Event, EventKind, Frame
 
 __all__ = ["Watchdog"]
@@ -213,16 +213,25 @@ class Watchdog:
             self._fallback.close()
 
     def _run(self) -> None:
+        clocks = ClockReader()  # this thread's own: it keeps the clock files open
+        try:
+            self._loop_ticks(clocks)
+        finally:
+            clocks.close()
+        if self._fallback is not None:
+            self._fallback.disarm()
+
+    def _loop_ticks(self, clocks: ClockReader) -> None:
         last = _monotonic()
         last_cpu = time.process_time()
         own_id = threading.get_native_id()
-        own = thread_clock(own_id)
+        own = clocks.read(own_id)
         tick = self.tick
         stopping = self._stopping
         while not stopping.wait(tick):
             now = _monotonic()
             cpu = time.process_time()
-            clock = thread_clock(own_id)
+            clock = clocks.read(own_id)
             if now - last > tick + self.threshold / 2:
                 # Late: the time this thread itself waited for a CPU is load, not a freeze.
                 queued = clock[2] - own[2] if clock is not None and own is not None else 0.0
@@ -230,13 +239,11 @@ class Watchdog:
             last, last_cpu, own = now, cpu, clock
             self._history.append((now, cpu))
             with contextlib.suppress(Exception):  # a doctor bug must not kill its thread
-                self._check(now)
+                self._check(now, clocks)
             with self._ticked:
                 self._ticks += 1
                 self._ticked.notify_all()
             tick = self.tick if self._alert(now) else self.idle_tick
-        if self._fallback is not None:
-            self._fallback.disarm()
 
     def _alert(self, now: float) -> bool:
         """True while some loop is away long enough, or has a block pending, to sample closely."""
@@ -246,7 +253,7 @@ class Watchdog:
                 for w in self._watches
             )
 
-    def _check(self, now: float) -> None:
+    def _check(self, now: float, clocks: ClockReader) -> None:
         with self._lock:
             watches = list(self._watches)
         if self._fallback is not None:
@@ -264,7 +271,7 @@ class Watchdog:
             any_watched = True
             self._drain(watch, now)  # blocks that ended, judged with the state seen so far
             watch.follow_thread()
-            clock = thread_clock(watch.native_id)
+            clock = clocks.read(watch.native_id)
             if clock is not None:
                 watch.clocks.append(clock)
             if not watch.loop.is_running():
