@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.doctor.test_fork import POOL
+
 REPORT = "\nloopwise doctor: "
 
 
@@ -42,24 +44,6 @@ print(__spec__ and (__spec__.name, __spec__.origin))
 print(type(__loader__).__name__, __cached__)
 print(sys.argv)
 print(sys.path[0])
-"""
-
-POOL = """\
-import asyncio, multiprocessing, sys
-
-def work(x):
-    async def twice():
-        await asyncio.sleep(0.01)
-        return 2 * x
-    return asyncio.run(twice())
-
-async def warm_up():
-    await asyncio.sleep(0.02)
-
-if __name__ == "__main__":
-    asyncio.run(warm_up())
-    with multiprocessing.get_context(sys.argv[1]).Pool(2) as pool:
-        print(pool.map(work, range(4)))
 """
 
 CASES = [
