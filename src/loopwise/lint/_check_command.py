@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loopwise._exceptions import ConfigError
 from loopwise.lint._api import CheckResult, check, check_stdin
@@ -62,19 +62,22 @@ def run_check(args: argparse.Namespace) -> int:
         return _run_stdin(args, options, fixing)
     if args.show_settings:
         return _show_settings(args, options)
-    shown = args.format in (None, "full", "concise", "text")
-    with _progress_bar(enabled=shown and sys.stderr.isatty()) as progress:
-        result = check(
+
+    def check_paths(**extra: Any) -> CheckResult:
+        return check(
             args.paths,
             exclude=args.exclude,
             jobs=args.jobs or default_jobs(),
             cache=not args.no_cache,
             force_exclude=args.force_exclude,
             respect_gitignore=not args.no_respect_gitignore,
-            progress=progress,
-            fixes=fixing,
             **options,
+            **extra,
         )
+
+    shown = args.format in (None, "full", "concise", "text")
+    with _progress_bar(enabled=shown and sys.stderr.isatty()) as progress:
+        result = check_paths(progress=progress, fixes=fixing)
     if args.show_files:
         for file in result.files:
             print(file.display)
@@ -94,15 +97,7 @@ def run_check(args: argparse.Namespace) -> int:
             _fix_summary(args, fixed)
             return 0
         if any(item.changed for item in fixed):
-            result = check(
-                args.paths,
-                exclude=args.exclude,
-                jobs=args.jobs or default_jobs(),
-                cache=not args.no_cache,
-                force_exclude=args.force_exclude,
-                respect_gitignore=not args.no_respect_gitignore,
-                **options,
-            )
+            result = check_paths()
         _fix_summary(args, fixed)
     return _report(args, result)
 
