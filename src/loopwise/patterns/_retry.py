@@ -189,11 +189,7 @@ class Retry:
         async for attempt in self:
             with attempt:
                 result = await fn(*args, **kwargs)
-                if (
-                    self.on_result is not None
-                    and self.on_result(result)
-                    and attempt.request_retry(delay=self._hint(result), result=result)
-                ):
+                if self._retries_result(attempt, result):
                     continue
                 return result
         raise AssertionError("unreachable: an attempt ended without result or retry")
@@ -217,11 +213,7 @@ class Retry:
                         f"{_name(fn)} returned an awaitable: declare it `async def` so the "
                         "decorator awaits it, or use `await policy.call(fn)`"
                     )
-                if (
-                    self.on_result is not None
-                    and self.on_result(result)
-                    and attempt.request_retry(delay=self._hint(result), result=result)
-                ):
+                if self._retries_result(attempt, result):
                     continue
                 return result
         raise AssertionError("unreachable: an attempt ended without result or retry")
@@ -261,6 +253,14 @@ class Retry:
             return self.call_sync(fn, *args, **kwargs)
 
         return sync_wrapper
+
+    def _retries_result(self, attempt: Attempt, result: object) -> bool:
+        """Whether ``on_result`` asks to retry ``result`` and the policy grants another attempt."""
+        return (
+            self.on_result is not None
+            and self.on_result(result)
+            and attempt.request_retry(delay=self._hint(result), result=result)
+        )
 
     def _hint(self, outcome: object) -> float | None:
         if self.delay_hint is None:
