@@ -1,4 +1,4 @@
-"""Every relative link in README.md and docs/**/*.md leads to a file, every anchor to a heading."""
+"""Every relative link in README.md, CHANGELOG.md and docs/**/*.md resolves, every anchor too."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from tests.docs._links import Link, anchors, broken, links, slug
 from tests.reference._blocks import ROOT
 
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LINKS = [link for page in PAGES for link in links(page)]
 
 
