@@ -35,10 +35,16 @@ def _chromium() -> str | None:
     return None
 
 
+ENABLE = (
+    "to run it, install the browser extra (pip install -e '.[browser]') and Debian's chromium "
+    "(apt-get install chromium); .ci/run installs both"
+)
+
+
 def _missing(what: str) -> None:
     if os.environ.get("CI"):  # CI installs the browser: a missing one is a failure there
         pytest.fail(f"{what} is missing: install it in .ci/run")
-    pytest.skip(f"{what} is not installed")
+    pytest.skip(f"{what} is not installed: {ENABLE}")
 
 
 @pytest.fixture
