@@ -1,18 +1,17 @@
-"""Relative links and anchors in Markdown, resolved the way GitHub renders them."""
+"""Relative links and anchors in Markdown files on disk, resolved as GitHub renders them.
+
+The Markdown reading (code blocks skipped, link syntax, GitHub's heading slugs) is the skill
+bundle checker's own, so the docs and the bundle are held to one reading.
+"""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_INLINE_CODE = re.compile(r"(`+)(.+?)\1")
-_LINK = re.compile(r"(?<!!)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"")
+from loopwise.skill._bundle import _SCHEME_RE, _anchors, _links, _prose_lines
+
+anchors = _anchors
 
 
 @dataclass(frozen=True)
@@ -22,63 +21,21 @@ class Link:
     target: str
 
 
-def _prose_lines(text: str) -> list[tuple[int, str]]:
-    """The lines outside fenced code blocks, with their 1-based numbers."""
-    lines: list[tuple[int, str]] = []
-    fenced = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        if _FENCE.match(line):
-            fenced = not fenced
-            continue
-        if not fenced:
-            lines.append((number, line))
-    return lines
-
-
-def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: markup dropped, lower case, punctuation gone, - for space."""
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link keeps its text
-    text = re.sub(r"<[^>]+>", "", text)  # inline HTML
-    text = text.lower()
-    kept = "".join(
-        char
-        for char in text
-        if char in " -_" or unicodedata.category(char)[0] in "LNM"  # letters, digits, marks
-    )
-    return kept.replace(" ", "-")
-
-
-def anchors(text: str) -> set[str]:
-    """Every anchor a page defines: its headings' slugs (repeats get -1, -2...) and <a name>."""
-    found: set[str] = set()
-    seen: dict[str, int] = {}
-    for _, line in _prose_lines(text):
-        found.update(_HTML_ANCHOR.findall(line))
-        match = _HEADING.match(line)
-        if not match:
-            continue
-        base = slug(match.group(2))
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        found.add(base if count == 0 else f"{base}-{count}")
-    return found
-
-
 def links(path: Path) -> list[Link]:
     """The relative links and images of a Markdown file (code spans and blocks left out)."""
-    found: list[Link] = []
-    for number, line in _prose_lines(path.read_text(encoding="utf-8")):
-        prose = _INLINE_CODE.sub("", line)
-        for target in _LINK.findall(prose) + _IMAGE.findall(prose):
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):
-                continue  # https:, mailto: ...
-            found.append(Link(path, number, target))
-    return found
+    return [
+        Link(path, number, target)
+        for number, line in _prose_lines(path.read_text(encoding="utf-8"))
+        for target in _links(line)
+        if target and not _SCHEME_RE.match(target) and not target.startswith("//")
+    ]
 
 
 def broken(link: Link, root: Path) -> str | None:
-    """Why ``link`` does not resolve, or None."""
+    """Why ``link`` does not resolve inside ``root``, or None."""
     target, _, anchor = link.target.partition("#")
+    if target.startswith("/"):
+        return f"{link.target} is absolute: make it relative"
     file = (link.source.parent / target).resolve() if target else link.source
     if root not in file.parents and file != root:
         return f"{link.target} leaves the repository"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs._links import Link, anchors, broken, links, slug
+from loopwise.skill._bundle import slugify
+from tests.docs._links import Link, anchors, broken, links
 from tests.reference._blocks import ROOT
 
 PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -52,7 +53,7 @@ def test_links_resolve(page: Path) -> None:
     ],
 )
 def test_slug_is_githubs(heading: str, expected: str) -> None:
-    assert slug(heading) == expected
+    assert slugify(heading) == expected
 
 
 def test_repeated_headings_are_numbered_and_code_is_not_a_heading() -> None:

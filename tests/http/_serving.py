@@ -1,4 +1,4 @@
-"""The local aiohttp server the client tests talk to: real sockets on 127.0.0.1, port 0."""
+"""The local aiohttp servers the HTTP tests talk to: real sockets on 127.0.0.1, port 0."""
 
 from __future__ import annotations
 
@@ -34,10 +34,29 @@ async def serving(
         app.router.add_route("*", path, handler)
     # A handler whose client went away (a client timeout, a cancelled request) is cancelled, not
     # left running past the test: aiohttp's default lets it run on after the server is closed.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
+    async with running(app, shutdown_timeout=0.1, handler_cancellation=True) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: web.Application,
+    *,
+    shutdown_timeout: float = 5.0,
+    port: int = 0,
+    handler_cancellation: bool = False,
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port by default); yields the base URL; shuts down
+    on exit."""
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=shutdown_timeout,
+        access_log=None,
+        handler_cancellation=handler_cancellation,
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         host, port = runner.addresses[0][:2]
         yield f"http://{host}:{port}"

@@ -14,8 +14,7 @@ import pytest
 
 from loopwise.http.server._cli import _free_port
 from loopwise.http.server._demo import FEED_KEY, make_demo_app
-
-from .conftest import running
+from tests.http._serving import running
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
