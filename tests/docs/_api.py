@@ -1,7 +1,7 @@
 """The local HTTP API that the docs' client blocks run against (``<!-- client: ORIGIN -->``).
 
 It answers what the examples ask of ``https://api.example.com/v1/``: users to read and create,
-a CSV export to stream, a file to download and a report. It runs on 127.0.0.1, port 0, in its
+a CSV export to stream and a file to download. It runs on 127.0.0.1, port 0, in its
 own thread and event loop, for the whole test session.
 """
 
@@ -35,17 +35,12 @@ async def _file(request: web.Request) -> web.Response:
     return web.Response(body=FILE_BYTES, content_type="application/octet-stream")
 
 
-async def _report(request: web.Request) -> web.Response:
-    return web.json_response({"report": request.match_info["name"], "rows": 2})
-
-
 def api_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/v1/users/{user:\\d+}", _get_user)
     app.router.add_post("/v1/users", _create_user)
     app.router.add_get("/v1/exports/{name}", _export)
     app.router.add_get("/v1/files/{name}", _file)
-    app.router.add_get("/v1/reports/{name}", _report)
     return app
 
 
