@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -93,6 +94,8 @@ def test_server_block(server_block: Block, tmp_path: Path) -> None:
     try:
         process.stdin.write(json.dumps(spec))
         process.stdin.close()
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "the server printed nothing within 30 s"
         line = process.stdout.readline()  # the runner exits (EOF) if the block fails to start
         url = re.search(r"serving on (http://\S+)", line)
         assert url, f"no address printed: {line!r}"
