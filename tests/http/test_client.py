@@ -6,10 +6,8 @@ Every test talks to a real aiohttp server on 127.0.0.1:0; nothing of the client 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -26,27 +24,7 @@ from loopwise.http import (
     InvalidURL,
     TransportError,
 )
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@contextlib.asynccontextmanager
-async def serving(routes: dict[str, Handler]) -> AsyncIterator[str]:
-    """Serve ``routes`` (any method) on 127.0.0.1:0; yields the base URL."""
-    app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_route("*", path, handler)
-    # A handler whose client went away (a client timeout, a cancelled request) is cancelled, not
-    # left running past the test: aiohttp's default lets it run on after the server is closed.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+from tests.http._serving import Handler, serving
 
 
 async def echo(request: web.Request) -> web.StreamResponse:

@@ -23,7 +23,8 @@ from loopwise.http import (
     RetryOption,
     UseClientDefault,
 )
-from tests.http.test_client import echo, serving
+from tests.http._serving import serving
+from tests.http.test_client import echo
 
 METHODS = (
     "request",

@@ -6,9 +6,7 @@ A real aiohttp server on 127.0.0.1:0 sends the bodies, drops connections mid-bod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -25,28 +23,9 @@ from loopwise.http import (
     RetryExhausted,
     TransportError,
 )
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from tests.http._serving import Handler, serving
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
-
-
-@contextlib.asynccontextmanager
-async def serving(routes: dict[str, Handler]) -> AsyncIterator[str]:
-    app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_route("*", path, handler)
-    # A handler whose client went away (a client timeout, a cancelled request) is cancelled, not
-    # left running past the test: aiohttp's default lets it run on after the server is closed.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def whole(request: web.Request) -> web.StreamResponse:

@@ -25,7 +25,7 @@ from loopwise.http import (
     PoolTimeout,
     RetryExhausted,
 )
-from tests.http.test_client import serving
+from tests.http._serving import serving
 
 BODY = b"x" * (1024 * 1024)  # larger than one chunk, so a stopped stream leaves body unread
 

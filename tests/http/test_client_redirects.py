@@ -12,7 +12,7 @@ from aiohttp import web
 
 import loopwise
 from loopwise.http import Client, HTTPError, HTTPStatusError, RetryExhausted, TooManyRedirects
-from tests.http.test_client import serving
+from tests.http._serving import serving
 
 
 async def hop(request: web.Request) -> web.StreamResponse:

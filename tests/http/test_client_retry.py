@@ -7,11 +7,10 @@ no test waits for a backoff or a Retry-After.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 
 import pytest
@@ -28,34 +27,7 @@ from loopwise.http import (
     TransportError,
     parse_retry_after,
 )
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@contextlib.asynccontextmanager
-async def serving(routes: dict[str, Handler]) -> AsyncIterator[tuple[str, Counter[str]]]:
-    """Serve ``routes`` (any method) on 127.0.0.1:0; yields the base URL and hits per path."""
-    hits: Counter[str] = Counter()
-
-    @web.middleware
-    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
-        hits[request.path] += 1
-        return await handler(request)
-
-    app = web.Application(middlewares=[count])
-    for path, handler in routes.items():
-        app.router.add_route("*", path, handler)
-    # A handler whose client went away (a client timeout, a cancelled request) is cancelled, not
-    # left running past the test: aiohttp's default lets it run on after the server is closed.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}", hits
-    finally:
-        await runner.cleanup()
+from tests.http._serving import Handler, serving_with_hits
 
 
 class VirtualSleep:
@@ -114,7 +86,7 @@ def refused_port() -> int:
 async def test_get_retried_on_503_until_success_with_backoff() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503, 503)}) as (url, hits),
+        serving_with_hits({"/x": answers(503, 503)}) as (url, hits),
         Client(url, retry=policy(sleep, backoff=0.5)) as client,
     ):
         assert await client.get_json("/x") == {"ok": True}
@@ -128,7 +100,7 @@ async def test_get_retried_on_503_until_success_with_backoff() -> None:
 async def test_idempotent_methods_retried_until_attempts_used_up(method: str) -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503, 503, 503, 503)}) as (url, hits),
+        serving_with_hits({"/x": answers(503, 503, 503, 503)}) as (url, hits),
         Client(url, retry=policy(sleep, attempts=3)) as client,
     ):
         with pytest.raises(RetryExhausted) as info:
@@ -146,7 +118,7 @@ async def test_idempotent_methods_retried_until_attempts_used_up(method: str) ->
 async def test_non_idempotent_methods_not_retried_by_default(method: str) -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503)}) as (url, hits),
+        serving_with_hits({"/x": answers(503)}) as (url, hits),
         Client(url, retry=policy(sleep)) as client,
     ):
         with pytest.raises(HTTPStatusError) as info:
@@ -161,7 +133,7 @@ async def test_non_idempotent_methods_not_retried_by_default(method: str) -> Non
 async def test_post_not_retried_on_a_dropped_connection() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": drop_connection}) as (url, hits),
+        serving_with_hits({"/x": drop_connection}) as (url, hits),
         Client(url, retry=policy(sleep)) as client,
     ):
         with pytest.raises(TransportError) as info:
@@ -176,7 +148,7 @@ async def test_post_not_retried_on_a_dropped_connection() -> None:
 async def test_get_retried_on_a_dropped_connection() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": drop_connection}) as (url, _),
+        serving_with_hits({"/x": drop_connection}) as (url, _),
         Client(url, retry=policy(sleep, attempts=3)) as client,
     ):
         with pytest.raises(RetryExhausted) as info:
@@ -195,7 +167,7 @@ async def test_get_retried_on_a_dropped_connection() -> None:
 async def test_retried_statuses(status: int, retried: bool) -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(status)}) as (url, hits),
+        serving_with_hits({"/x": answers(status)}) as (url, hits),
         Client(url, retry=policy(sleep)) as client,
     ):
         if retried:
@@ -236,7 +208,7 @@ async def test_body_cut_short_retried_by_get_bytes() -> None:
 
     sleep = VirtualSleep()
     async with (
-        serving({"/x": truncated_once}) as (url, _),
+        serving_with_hits({"/x": truncated_once}) as (url, _),
         Client(url, retry=policy(sleep)) as client,
     ):
         assert await client.get_bytes("/x") == b"x" * 1000
@@ -249,7 +221,7 @@ async def test_stream_body_is_not_retried() -> None:
 
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503)}) as (url, hits),
+        serving_with_hits({"/x": answers(503)}) as (url, hits),
         Client(url, retry=policy(sleep, methods=None)) as client,
     ):
         with pytest.raises(HTTPStatusError):
@@ -267,7 +239,7 @@ async def test_stream_body_is_not_retried() -> None:
 async def test_retry_after_in_seconds_replaces_the_backoff() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(429, headers={"Retry-After": "7"})}) as (url, _),
+        serving_with_hits({"/x": answers(429, headers={"Retry-After": "7"})}) as (url, _),
         Client(url, retry=policy(sleep, backoff=0.5)) as client,
     ):
         assert await client.get_json("/x") == {"ok": True}
@@ -279,7 +251,7 @@ async def test_retry_after_as_an_http_date_on_the_injected_wall_clock() -> None:
     sleep = VirtualSleep()
     header = {"Retry-After": formatdate(now + 42, usegmt=True)}
     async with (
-        serving({"/x": answers(503, headers=header)}) as (url, _),
+        serving_with_hits({"/x": answers(503, headers=header)}) as (url, _),
         Client(url, retry=policy(sleep, wall_clock=lambda: now)) as client,
     ):
         assert await client.get_json("/x") == {"ok": True}
@@ -289,7 +261,7 @@ async def test_retry_after_as_an_http_date_on_the_injected_wall_clock() -> None:
 async def test_retry_after_above_the_cap_gives_up_without_sleeping() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503, headers={"Retry-After": "3600"})}) as (url, hits),
+        serving_with_hits({"/x": answers(503, headers={"Retry-After": "3600"})}) as (url, hits),
         Client(url, retry=policy(sleep, max_retry_after=120)) as client,
     ):
         with pytest.raises(RetryExhausted) as info:
@@ -314,7 +286,7 @@ async def test_an_infinite_or_absurd_retry_after_gives_up_instead_of_backing_off
 ) -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503, 503, headers={"Retry-After": hint})}) as (url, hits),
+        serving_with_hits({"/x": answers(503, 503, headers={"Retry-After": hint})}) as (url, hits),
         Client(url, retry=policy(sleep)) as client,
     ):
         with pytest.raises(RetryExhausted) as info:
@@ -339,7 +311,7 @@ def test_parse_retry_after_reads_a_number_too_large_for_a_float_as_infinity() ->
 async def test_retry_after_ignored_when_turned_off() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503, headers={"Retry-After": "7"})}) as (url, _),
+        serving_with_hits({"/x": answers(503, headers={"Retry-After": "7"})}) as (url, _),
         Client(url, retry=policy(sleep, backoff=0.25, retry_after=False)) as client,
     ):
         await client.get_json("/x")
@@ -381,7 +353,7 @@ async def test_limit_1_retry_with_a_large_error_body_does_not_hang() -> None:
         await sleep(delay)
 
     rules = policy(sleep).replace(sleep=sleep_using_the_only_connection)
-    async with serving({"/x": answers(503, body=big), "/ok": answers()}) as (url, hits):
+    async with serving_with_hits({"/x": answers(503, body=big), "/ok": answers()}) as (url, hits):
         client = Client(url, limit=1, limit_per_host=1, retry=rules)
         async with client, asyncio.timeout(5):
             assert await client.get_json("/x") == {"ok": True}
@@ -395,7 +367,7 @@ async def test_limit_1_retry_with_a_large_error_body_does_not_hang() -> None:
 async def test_per_request_override() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/get": answers(503), "/post": answers(503)}) as (url, hits),
+        serving_with_hits({"/get": answers(503), "/post": answers(503)}) as (url, hits),
         Client(url, retry=policy(sleep)) as client,
     ):
         with pytest.raises(HTTPStatusError):
@@ -407,7 +379,7 @@ async def test_per_request_override() -> None:
 
 async def test_no_retries_at_all_with_retry_none() -> None:
     async with (
-        serving({"/x": answers(503)}) as (url, hits),
+        serving_with_hits({"/x": answers(503)}) as (url, hits),
         Client(url, retry=None) as client,
     ):
         with pytest.raises(HTTPStatusError) as info:
@@ -420,7 +392,7 @@ async def test_a_loopwise_retry_policy_gives_its_timing_to_the_http_rules() -> N
     sleep = VirtualSleep()
     timing = loopwise.retry(attempts=2, backoff=0.125, jitter=False, sleep=sleep)
     async with (
-        serving({"/get": answers(503, 503), "/post": answers(503)}) as (url, hits),
+        serving_with_hits({"/get": answers(503, 503), "/post": answers(503)}) as (url, hits),
         Client(url, retry=timing) as client,
     ):
         with pytest.raises(RetryExhausted) as info:
@@ -436,7 +408,7 @@ async def test_a_loopwise_retry_policy_gives_its_timing_to_the_http_rules() -> N
 async def test_max_time_stops_new_attempts() -> None:
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503, 503, 503)}) as (url, hits),
+        serving_with_hits({"/x": answers(503, 503, 503)}) as (url, hits),
         Client(url, retry=policy(sleep, attempts=10, backoff=4, max_time=5)) as client,
     ):
         with pytest.raises(RetryExhausted) as info:
@@ -450,7 +422,7 @@ async def test_on_retry_sees_each_retried_attempt() -> None:
     seen: list[AttemptRecord] = []
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(502, 504)}) as (url, _),
+        serving_with_hits({"/x": answers(502, 504)}) as (url, _),
         Client(url, retry=policy(sleep, backoff=1, on_retry=seen.append)) as client,
     ):
         await client.get_json("/x")
@@ -467,7 +439,7 @@ async def test_cancellation_is_never_retried() -> None:
 
     sleep = VirtualSleep()
     async with (
-        serving({"/x": slow}) as (url, hits),
+        serving_with_hits({"/x": slow}) as (url, hits),
         Client(url, retry=policy(sleep)) as client,
     ):
         task = asyncio.create_task(client.get_bytes("/x"))
@@ -488,7 +460,7 @@ async def test_timeout_around_the_call_is_not_retried() -> None:
 
     sleep = VirtualSleep()
     async with (
-        serving({"/x": slow}) as (url, hits),
+        serving_with_hits({"/x": slow}) as (url, hits),
         Client(url, retry=policy(sleep)) as client,
     ):
         with pytest.raises(TimeoutError):
@@ -535,7 +507,7 @@ async def test_min_backoff_of_a_general_policy_reaches_the_http_rules() -> None:
     assert HTTPRetry.from_retry(general).min_backoff == 0.4
     sleep = VirtualSleep()
     async with (
-        serving({"/x": answers(503, 503)}) as (url, _),
+        serving_with_hits({"/x": answers(503, 503)}) as (url, _),
         Client(url, retry=policy(sleep, jitter=True, min_backoff=0.4, random=lambda: 0.0)) as c,
     ):
         assert await c.get_json("/x") == {"ok": True}
@@ -547,7 +519,7 @@ async def test_the_testing_switch_skips_the_clients_sleeps() -> None:
     loopwise.patterns.set_retry_testing(True)
     try:
         async with (
-            serving({"/x": answers(503, 503)}) as (url, hits),
+            serving_with_hits({"/x": answers(503, 503)}) as (url, hits),
             Client(url, retry=policy(sleep, backoff=0.5)) as client,
         ):
             assert await client.get_json("/x") == {"ok": True}

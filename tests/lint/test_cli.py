@@ -13,7 +13,7 @@ from typing import NoReturn
 import pytest
 
 from loopwise.cli import main
-from loopwise.lint import check_source
+from loopwise.lint import _engine, check_source
 
 BAD = "import asyncio\n\nasync def work():\n    pass\n\nasync def main():\n    work()\n"
 GOOD = "import asyncio\n\nasync def main():\n    await asyncio.sleep(0.1)\n"
@@ -283,19 +283,34 @@ def test_cache_sees_a_change_in_another_module(
     assert "app.py:4:5: LW001" in capsys.readouterr().out
 
 
-def test_parallel_run_matches_serial(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_parallel_run_matches_serial(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small thresholds: a few small files take the parallel path (no 80 files of 1,500 lines).
+    monkeypatch.setattr(_engine, "_PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(_engine, "_PARALLEL_MIN_BYTES", 1)
+    pools: list[int] = []
+    real_pool = _engine._Pool
+
+    def counted_pool(workers: int, rules: object) -> object:
+        pools.append(workers)
+        return real_pool(workers, rules)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_engine, "_Pool", counted_pool)
     package = project / "pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "core.py").write_text("async def work():\n    pass\n" + "# padding\n" * 2000)
-    for index in range(80):
+    (package / "core.py").write_text("async def work():\n    pass\n")
+    for index in range(8):
         body = f"from pkg.core import work\n\nasync def f{index}():\n    work()\n"
-        (package / f"m{index}.py").write_text(body + "x = 1\n" * 1500)
+        (package / f"m{index}.py").write_text(body)
     serial = run(capsys, "--jobs", "1", ".")
+    assert pools == []
     parallel = run(capsys, "--jobs", "2", ".")
+    assert pools == [2]
     assert serial[0] == parallel[0] == 1
     assert serial[1] == parallel[1]
-    assert serial[1].count("LW001") == 81
+    assert serial[1].count("LW001") == 9
 
 
 def test_rule_prints_documentation(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,16 @@ A block's first lines may be marker comments:
 Every other block must run with exit status 0, be clean under ``loopwise check``, and leave the
 doctor nothing to report (no leaked task, lost exception, never-awaited coroutine or unclosed
 resource).
+
+In README.md and docs/*.md, an HTML comment on the line right before the fence (invisible on the
+rendered page) says how a block that is not a plain program is tested:
+
+- ``<!-- fragment -->``: a piece of a program (it uses names the text introduces, or ``await``
+  at the top level): it is compiled and checked, not run.
+- ``<!-- client: https://api.example.com -->``: a client program; it runs with that origin
+  replaced by a local aiohttp server's (tests/docs/_api.py says what it answers).
+- ``<!-- server -->``: a server program; it runs with its port 8080 replaced by 0, is asked for
+  ``/`` at the address it prints, then stopped with SIGTERM, and must exit 0.
 """
 
 from __future__ import annotations
@@ -47,6 +57,9 @@ DOCTOR_KINDS = (
 )
 
 
+_DIRECTIVE = re.compile(r"^<!--\s*(fragment|client|server)(?::\s*(\S+))?\s*-->\s*$")
+
+
 class BlockSyntaxError(ValueError):
     """A reference file has an unclosed block or a malformed marker."""
 
@@ -59,6 +72,8 @@ class Block:
     fence_line: int
     code: str
     markers: dict[str, list[str]] = field(default_factory=dict)
+    directive: str | None = None  # fragment, client or server (README.md and docs/*.md)
+    directive_value: str | None = None
 
     @property
     def first_line(self) -> int:
@@ -71,6 +86,10 @@ class Block:
     @property
     def id(self) -> str:
         return f"{self.path.name}:{self.fence_line}"
+
+    @property
+    def fragment(self) -> bool:
+        return self.directive == "fragment"
 
     def marker(self, name: str) -> list[str]:
         return self.markers.get(name, [])
@@ -115,9 +134,26 @@ def parse(text: str, path: Path) -> list[Block]:
         for kind in markers.get("expect-doctor", []):
             if kind not in DOCTOR_KINDS:
                 raise BlockSyntaxError(f"{path.name}:{fence}: unknown doctor event {kind!r}")
-        blocks.append(Block(path, fence, "\n".join(body) + "\n", markers))
+        directive = _DIRECTIVE.match(lines[index - 1]) if index else None
+        if directive is None and index and lines[index - 1].startswith("<!-- fragment"):
+            raise BlockSyntaxError(f"{path.name}:{fence}: malformed {lines[index - 1]!r}")
+        blocks.append(
+            Block(
+                path,
+                fence,
+                "\n".join(body) + "\n",
+                markers,
+                directive.group(1) if directive else None,
+                directive.group(2) if directive else None,
+            )
+        )
         index = end + 1
     return blocks
+
+
+def doc_files() -> list[Path]:
+    """README.md and the guides in docs/ (the rule pages are generated; see tests/docs)."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def all_blocks() -> list[Block]:

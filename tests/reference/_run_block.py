@@ -12,6 +12,7 @@ the exception it raised (if any) and the doctor's events are written to ``spec["
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import json
 import os
@@ -21,6 +22,7 @@ import threading
 import time
 import traceback
 import types
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 
@@ -36,7 +38,9 @@ def run(spec: dict[str, Any]) -> None:
 
     from loopwise import doctor
 
-    with doctor.watch(threshold_ms=spec["threshold_ms"]) as watched:
+    # A program that installs the doctor itself cannot run under a second one.
+    watching = spec.get("doctor", True)
+    with doctor.watch(threshold_ms=spec["threshold_ms"]) if watching else _unwatched() as watched:
         try:
             exec(code, module.__dict__)
         except SystemExit as exc:
@@ -49,10 +53,17 @@ def run(spec: dict[str, Any]) -> None:
             result["bases"] = [cls.__name__ for cls in type(exc).__mro__]
             result["message"] = str(exc)
         gc.collect()
-        watched.sync()
-    result["events"] = [event.to_json() for event in watched.events]
+        if watched is not None:
+            watched.sync()
+    if watched is not None:
+        result["events"] = [event.to_json() for event in watched.events]
     with open(spec["result"], "w", encoding="utf-8") as file:
         json.dump(result, file)
+
+
+@contextlib.contextmanager
+def _unwatched() -> Iterator[None]:
+    yield None
 
 
 def _wait(pid: int, timeout: float) -> tuple[int, bool]:

@@ -108,6 +108,8 @@ def run_block(
         "first_line": block.first_line,
         "threshold_ms": THRESHOLD_MS,
         "result": str(result_file),
+        # A program that installs the doctor itself runs without the runner's.
+        "doctor": "doctor.install(" not in block.code,
     }
     if server is not None:
         stdout, stderr = work / "stdout.txt", work / "stderr.txt"
@@ -153,14 +155,10 @@ def _selected_blocks(session: pytest.Session) -> list[Block]:
     return blocks
 
 
-@pytest.fixture(scope="session")
-def block_outcomes(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Outcome]:
-    """The outcome of every selected runnable block, run in parallel on the first request."""
-    directory = tmp_path_factory.mktemp("blocks")
+def run_all(blocks: list[Block], directory: Path) -> dict[str, Outcome]:
+    """The outcome of each block, by id, run in parallel through fork servers."""
     pending: queue.SimpleQueue[Block] = queue.SimpleQueue()
-    for block in _selected_blocks(request.session):
+    for block in blocks:
         pending.put(block)
     outcomes: dict[str, Outcome] = {}
 
@@ -183,3 +181,11 @@ def block_outcomes(
     for worker in workers:
         worker.join()
     return outcomes
+
+
+@pytest.fixture(scope="session")
+def block_outcomes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Outcome]:
+    """The outcome of every selected runnable block, run in parallel on the first request."""
+    return run_all(_selected_blocks(request.session), tmp_path_factory.mktemp("blocks"))

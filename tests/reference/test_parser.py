@@ -53,3 +53,25 @@ def test_a_check_only_block_is_not_run() -> None:
 def test_malformed_blocks_are_errors(text: str, message: str) -> None:
     with pytest.raises(BlockSyntaxError, match=message):
         parse(text, DOC)
+
+
+def test_the_comment_before_a_fence_says_how_a_doc_block_is_tested() -> None:
+    text = (
+        "<!-- fragment -->\n```python\nawait x\n```\n"
+        "<!-- client: https://api.example.com -->\n```python\nprint(1)\n```\n"
+        "<!-- server -->\n```python\nprint(2)\n```\n"
+        "text\n```python\nprint(3)\n```\n"
+    )
+    blocks = parse(text, DOC)
+    assert [(b.directive, b.directive_value) for b in blocks] == [
+        ("fragment", None),
+        ("client", "https://api.example.com"),
+        ("server", None),
+        (None, None),
+    ]
+    assert [b.fragment for b in blocks] == [True, False, False, False]
+
+
+def test_a_misspelt_fragment_comment_is_an_error() -> None:
+    with pytest.raises(BlockSyntaxError, match="malformed"):
+        parse("<!-- fragments -->\n```python\nx\n```\n", DOC)

@@ -12,24 +12,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-
-
-@contextlib.asynccontextmanager
-async def running(
-    app: web.Application, *, shutdown_timeout: float = 5.0, port: int = 0
-) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port by default); yields the base URL; shuts down
-    on exit."""
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def stubborn(options: dict[str, str]) -> web.Application:
 
     async def forever(request: web.Request) -> web.Response:
         for _ in range(600):
-            with contextlib.suppress(asyncio.CancelledError):  # deaf to the shutdown
+            with contextlib.suppress(asyncio.CancelledError):  # noqa: LW011 deaf to the shutdown
                 await asyncio.sleep(0.1)
         return web.Response(text="too late")
 
@@ -76,7 +76,7 @@ async def _slow_goodbye(conn: HubConnection) -> None:
 async def _deaf_goodbye(conn: HubConnection) -> None:
     """An on_disconnect that swallows every cancellation for a minute."""
     for _ in range(600):
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):  # noqa: LW011 deaf on purpose
             await asyncio.sleep(0.1)
 
 

@@ -17,8 +17,9 @@ from aiohttp import WSMsgType, web
 
 from loopwise.http.server import EventChannel, WebSocketHub, create_app, serve
 from loopwise.http.server._cli import register, serve_demo
+from tests.http._serving import running
 
-from .conftest import SSEReader, running
+from .conftest import SSEReader
 from .test_hub import wait_for
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")

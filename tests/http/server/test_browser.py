@@ -14,8 +14,7 @@ import pytest
 
 from loopwise.http.server._cli import _free_port
 from loopwise.http.server._demo import FEED_KEY, make_demo_app
-
-from .conftest import running
+from tests.http._serving import running
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -35,10 +34,16 @@ def _chromium() -> str | None:
     return None
 
 
+ENABLE = (
+    "to run it, install the browser extra (pip install -e '.[browser]') and Debian's chromium "
+    "(apt-get install chromium); .ci/run installs both"
+)
+
+
 def _missing(what: str) -> None:
     if os.environ.get("CI"):  # CI installs the browser: a missing one is a failure there
         pytest.fail(f"{what} is missing: install it in .ci/run")
-    pytest.skip(f"{what} is not installed")
+    pytest.skip(f"{what} is not installed: {ENABLE}")
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from loopwise.http.server import HubConnection, WebSocketHub, create_app
-
-from .conftest import running
+from tests.http._serving import running
 
 
 def hub_app(hub: WebSocketHub) -> web.Application:

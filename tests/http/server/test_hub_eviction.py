@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from loopwise.http.server import HubConnection, WebSocketHub
+from tests.http._serving import running
 
-from .conftest import running, scenario_server
+from .conftest import scenario_server
 from .test_hub import hub_app, raw_stalled_client, small_send_buffer, wait_for
 
 TCP_ESTABLISHED = 1

@@ -16,8 +16,7 @@ from loopwise.http.server import (
     problem_middleware,
     request_id_middleware,
 )
-
-from .conftest import running
+from tests.http._serving import running
 
 FORGED = "/crash/x%0A2099-01-01 00:00:00 CRITICAL root: forged%0D%00%1B[31m%E2%80%A8end"
 

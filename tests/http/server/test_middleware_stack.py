@@ -33,8 +33,7 @@ from loopwise.http.server import (
     standard_middlewares,
     timeout_middleware,
 )
-
-from .conftest import running
+from tests.http._serving import running
 
 DEADLINE = 0.05
 

@@ -28,8 +28,9 @@ from loopwise.http.server import (
     standard_middlewares,
     timeout_middleware,
 )
+from tests.http._serving import running
 
-from .conftest import SSEReader, running
+from .conftest import SSEReader
 
 SECRET = "s3cr3t-database-password"
 

@@ -12,8 +12,7 @@ from aiohttp import web
 
 from loopwise.http.server import EventChannel, WebSocketHub, create_app, origin_middleware
 from loopwise.http.server._demo import make_demo_app
-
-from .conftest import running
+from tests.http._serving import running
 
 GOOD, EVIL = "https://app.example", "https://evil.example"
 

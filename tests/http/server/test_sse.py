@@ -12,8 +12,9 @@ import pytest
 from aiohttp import web
 
 from loopwise.http.server import EventChannel, create_app
+from tests.http._serving import running
 
-from .conftest import SSEReader, running
+from .conftest import SSEReader
 from .test_hub import wait_for
 
 

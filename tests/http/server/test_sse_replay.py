@@ -13,8 +13,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from loopwise.http.server import EventChannel, create_app, standard_middlewares
+from tests.http._serving import running
 
-from .conftest import ServerProcess, SSEReader, running, scenario_server
+from .conftest import ServerProcess, SSEReader, scenario_server
 
 CLIENTS, EVENTS, EVENT_SIZE, QUEUE_SIZE = 50, 1000, 8192, 16
 

@@ -11,8 +11,7 @@ import pytest
 from aiohttp import web
 
 from loopwise.http.server import EventChannel, WebSocketHub, create_app
-
-from .conftest import running
+from tests.http._serving import running
 
 
 async def hello(request: web.Request) -> web.Response:

@@ -25,8 +25,7 @@ from loopwise.http.server import (
     read_json,
     request_id_middleware,
 )
-
-from .conftest import running
+from tests.http._serving import running
 
 
 async def returns_a_dict(request: web.Request) -> Any:
