@@ -177,6 +177,17 @@ def test_strip_test_markers_only_touches_the_top_of_python_blocks() -> None:
     )
 
 
+def test_a_source_that_is_not_utf8_is_reported_not_crashed_on(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(REFERENCES, source)
+    (source / "pitfalls.md").write_bytes(b"# caf\xe9\n```python\n# expect-stdout: x\n```\n")
+    target, problems = build_bundle(tmp_path / "out", source)
+    assert [p.message for p in problems if "pitfalls" in p.member] == [
+        "not UTF-8 text (invalid continuation byte at byte 5)"
+    ]
+    assert not target.exists()
+
+
 # An Agent Skill's references are loaded whole into a model's context: keep each file, and the
 # whole bundle, within a budget (tokens estimated as characters / 4).
 TOKENS_PER_REFERENCE = 8_000

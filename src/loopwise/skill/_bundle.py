@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
@@ -104,7 +105,9 @@ def default_source() -> Path:
 def read_sources(source: Path) -> dict[str, bytes]:
     """The bundle's members (archive path -> bytes) read from ``source``.
 
-    Markdown files lose their test markers (see :func:`strip_test_markers`). Raises :class:`ConfigError` naming the first file that is missing or unreadable.
+    The files lose their test markers (see :func:`strip_test_markers`); a file that is not
+    UTF-8 is kept as it is, for :func:`check_files` to report. Raises :class:`ConfigError`
+    naming the first file that is missing or unreadable.
     """
     if not source.is_dir():
         raise ConfigError(f"{source}: not a directory; pass --source DIR holding SKILL.md")
@@ -115,10 +118,8 @@ def read_sources(source: Path) -> dict[str, bytes]:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-        try:
+        with contextlib.suppress(UnicodeDecodeError):
             data = strip_test_markers(data.decode("utf-8")).encode("utf-8")
-        except UnicodeDecodeError:
-            pass  # kept as it is: check_files reports it
         files[f"{SKILL_NAME}/{target}"] = data
     return files
 
