@@ -19,10 +19,11 @@ from loopwise.skill import (
     check_files,
     pack,
     read_sources,
+    strip_test_markers,
 )
 from loopwise.skill._bundle import slugify
 from loopwise.skill._cli import register
-from tests.reference._blocks import REFERENCES
+from tests.reference._blocks import _MARKER, REFERENCES, all_blocks
 
 MEMBERS = [
     f"{SKILL_NAME}/SKILL.md",
@@ -76,7 +77,8 @@ def test_build_writes_the_bundle_with_the_documented_layout(tmp_path: Path) -> N
             f"{SKILL_NAME}/references/pitfalls.md": "pitfalls.md",
         }
         for member, source in sources.items():
-            assert archive.read(member) == (REFERENCES / source).read_bytes()
+            text = (REFERENCES / source).read_text(encoding="utf-8")
+            assert archive.read(member).decode() == strip_test_markers(text)
     assert check_bundle(bundle) == []
 
 
@@ -143,6 +145,62 @@ def test_build_into_an_unusable_directory_is_a_usage_error(
 def test_skill_without_an_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("skill") == 2
     assert "choose an action: build or check" in capsys.readouterr().err
+
+
+def test_the_bundle_ships_no_test_markers_but_keeps_every_code_line(tmp_path: Path) -> None:
+    build_bundle(tmp_path, REFERENCES)
+    with zipfile.ZipFile(tmp_path / BUNDLE_FILENAME) as archive:
+        shipped = "".join(archive.read(name).decode() for name in archive.namelist())
+    leftover = [line for line in shipped.splitlines() if _MARKER.match(line)]
+    assert all("requires-python" in line for line in leftover), leftover
+    for block in all_blocks():  # every line of code but the markers is still there
+        body = "".join(
+            line
+            for line in block.code.splitlines(keepends=True)
+            if not _MARKER.match(line) or "requires-python" in line
+        )
+        assert body in shipped, block.id
+
+
+def test_strip_test_markers_only_touches_the_top_of_python_blocks() -> None:
+    text = (
+        "# expect-error: prose heading stays\n"
+        "```python\n# requires-python: 3.13\n# expect-stdout: x\n# run-with: pytest\n"
+        "print('x')\n# expect-stdout: a comment further down stays\n```\n"
+        "```console\n# expect-check: LW001\n```\n"
+    )
+    assert strip_test_markers(text) == (
+        "# expect-error: prose heading stays\n"
+        "```python\n# requires-python: 3.13\nprint('x')\n"
+        "# expect-stdout: a comment further down stays\n```\n"
+        "```console\n# expect-check: LW001\n```\n"
+    )
+
+
+def test_a_source_that_is_not_utf8_is_reported_not_crashed_on(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(REFERENCES, source)
+    (source / "pitfalls.md").write_bytes(b"# caf\xe9\n```python\n# expect-stdout: x\n```\n")
+    target, problems = build_bundle(tmp_path / "out", source)
+    assert [p.message for p in problems if "pitfalls" in p.member] == [
+        "not UTF-8 text (invalid continuation byte at byte 5)"
+    ]
+    assert not target.exists()
+
+
+# An Agent Skill's references are loaded whole into a model's context: keep each file, and the
+# whole bundle, within a budget (tokens estimated as characters / 4).
+TOKENS_PER_REFERENCE = 8_000
+TOKENS_PER_BUNDLE = 25_000
+
+
+def test_the_bundle_fits_its_token_budget(tmp_path: Path) -> None:
+    build_bundle(tmp_path, REFERENCES)
+    with zipfile.ZipFile(tmp_path / BUNDLE_FILENAME) as archive:
+        tokens = {name: len(archive.read(name).decode()) // 4 for name in archive.namelist()}
+    too_big = {name: n for name, n in tokens.items() if n > TOKENS_PER_REFERENCE}
+    assert not too_big, f"over {TOKENS_PER_REFERENCE} tokens: {too_big}"
+    assert sum(tokens.values()) <= TOKENS_PER_BUNDLE, tokens
 
 
 # -- checking --------------------------------------------------------------------------------

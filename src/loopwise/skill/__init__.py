@@ -23,6 +23,7 @@ from loopwise.skill._bundle import default_source as default_source
 from loopwise.skill._bundle import pack as pack
 from loopwise.skill._bundle import read_bundle as read_bundle
 from loopwise.skill._bundle import read_sources as read_sources
+from loopwise.skill._bundle import strip_test_markers as strip_test_markers
 
 __all__ = [
     "BUNDLE_FILENAME",
@@ -35,4 +36,5 @@ __all__ = [
     "pack",
     "read_bundle",
     "read_sources",
+    "strip_test_markers",
 ]

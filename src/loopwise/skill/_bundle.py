@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
@@ -26,6 +27,7 @@ __all__ = [
     "pack",
     "read_bundle",
     "read_sources",
+    "strip_test_markers",
 ]
 
 #: The skill's name: its front matter ``name`` and the top-level directory of the bundle.
@@ -58,6 +60,11 @@ _REF_DEF_RE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s.*)?$")
 _HEADING_RE = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _HTML_ANCHOR_RE = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# The comments on the first lines of a ```python block that tell loopwise's own tests how the
+# block must fail; a reader of the bundle gets the same facts from the prose around the block.
+_TEST_MARKER_RE = re.compile(
+    r"^#\s*(?:expect-error|expect-stderr|expect-stdout|expect-doctor|expect-check|run-with):"
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,9 @@ def default_source() -> Path:
 def read_sources(source: Path) -> dict[str, bytes]:
     """The bundle's members (archive path -> bytes) read from ``source``.
 
-    Raises :class:`ConfigError` naming the first file that is missing or unreadable.
+    The files lose their test markers (see :func:`strip_test_markers`); a file that is not
+    UTF-8 is kept as it is, for :func:`check_files` to report. Raises :class:`ConfigError`
+    naming the first file that is missing or unreadable.
     """
     if not source.is_dir():
         raise ConfigError(f"{source}: not a directory; pass --source DIR holding SKILL.md")
@@ -106,10 +115,32 @@ def read_sources(source: Path) -> dict[str, bytes]:
     for name, target in SOURCE_FILES.items():
         path = source / name
         try:
-            files[f"{SKILL_NAME}/{target}"] = path.read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        with contextlib.suppress(UnicodeDecodeError):
+            data = strip_test_markers(data.decode("utf-8")).encode("utf-8")
+        files[f"{SKILL_NAME}/{target}"] = data
     return files
+
+
+def strip_test_markers(text: str) -> str:
+    """``text`` without the test-harness comments that open its ```python blocks.
+
+    Only the leading ``# expect-…:`` and ``# run-with:`` lines of a block are dropped;
+    ``# requires-python:`` stays (it tells the reader which Python the block needs), and so
+    does every other line, inside or outside a block.
+    """
+    kept: list[str] = []
+    opening = False
+    for line in text.splitlines(keepends=True):
+        if opening and _TEST_MARKER_RE.match(line):
+            continue
+        opening = line.rstrip() == "```python" or (
+            opening and line.lstrip().startswith("# requires-python:")
+        )
+        kept.append(line)
+    return "".join(kept)
 
 
 def _ordered(names: Iterable[str]) -> list[str]:
