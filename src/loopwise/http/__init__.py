@@ -5,7 +5,7 @@
     from loopwise.http import Client
 
     async with Client("https://api.example.com/v1/", rate=10) as client:
-        user = await client.get_json("users/42")        # retried by urllib3's rules
+        user = await client.get_json("users/42")        # retried when safe to repeat
         async with client.post("users", json=user) as response:   # POST: never retried
             print(response.status)
         await client.download("files/big.tar", "big.tar")          # atomic: no half files

@@ -1,4 +1,4 @@
-"""Client: one aiohttp session, bounded, retried by urllib3's rules, errors mapped at the edge."""
+"""Client: one aiohttp session, bounded, retried when safe to repeat, errors mapped at the edge."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class ClientStatistics:
 
 class Client(Verbs):
     """An HTTP client on one shared :class:`aiohttp.ClientSession`: bounded connection pool,
-    retries by urllib3's rules, optional rate limit, errors mapped to :class:`HTTPError`.
+    retries when safe to repeat, optional rate limit, errors mapped to :class:`HTTPError`.
 
     Use it as ``async with Client(...) as client:`` — once per application or component, not per
     request (a session per request is 2 to 3 times slower and defeats keep-alive). The session and

@@ -1,4 +1,4 @@
-"""HTTPRetry: urllib3's retry rules on top of :class:`loopwise.Retry`'s schedule."""
+"""HTTPRetry: which HTTP failures are safe to retry, on :class:`loopwise.Retry`'s schedule."""
 
 from __future__ import annotations
 
@@ -103,11 +103,12 @@ def _checked_statuses(statuses: Iterable[int]) -> frozenset[int]:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class HTTPRetry:
-    """An immutable HTTP retry policy with urllib3's rules.
+    """An immutable HTTP retry policy: idempotent methods (urllib3's list), busy statuses.
 
     Which failures retry:
 
-    * an answer whose status is in ``statuses`` (default 429, 502, 503, 504), for a method in
+    * an answer whose status is in ``statuses`` (default 429, 502, 503, 504: the statuses that
+      mean "try again later"; urllib3 retries no status unless told), for a method in
       ``methods`` (default the idempotent ones: GET, HEAD, PUT, DELETE, OPTIONS, TRACE);
     * an error where the request never reached the server (connection refused, DNS failure,
       connect timeout), for **any** method: the server saw nothing, so nothing can happen twice;
