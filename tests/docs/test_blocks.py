@@ -142,7 +142,7 @@ RULE_BLOCKS = _rule_blocks()
     "page, section, rule_block", RULE_BLOCKS, ids=[b.id for _, _, b in RULE_BLOCKS]
 )
 def test_rule_page_blocks(page: Path, section: str, rule_block: Block) -> None:
-    """A rule page's blocks are fragments: they compile, and "Use instead" is not reported.
+    """A rule page's blocks compile; its "Example" is reported by its rule, "Use instead" is not.
 
     They are generated from the rule's docstring, so they carry no marker: the page's
     sections say what they are (a bad "Example", its fix under "Use instead").
@@ -150,7 +150,11 @@ def test_rule_page_blocks(page: Path, section: str, rule_block: Block) -> None:
     code = page.stem
     source = textwrap.dedent(rule_block.code)  # a method on its own is indented
     compile(source, str(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    every = [rule.code for rule in RULES]
+    findings = check_source(source, path=page.name, select=every)
     if section == "Use instead":
-        every = [rule.code for rule in RULES]
-        findings = check_source(source, path=page.name, select=every)
         assert code not in {f.code for f in findings}, findings
+    elif section == "Example":
+        assert code in {f.code for f in findings}, (
+            f"the rule's own example is not flagged: {source}"
+        )

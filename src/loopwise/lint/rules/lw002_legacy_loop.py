@@ -63,6 +63,8 @@ class LegacyLoopEntryPoint(Rule):
 
     ## Example
     ```python
+    import asyncio
+
     loop = asyncio.get_event_loop()
     loop.run_until_complete(main())
     ```

@@ -43,6 +43,10 @@ class NestedEventLoop(Rule):
 
     ## Example
     ```python
+    import asyncio
+
+    async def fetch_config(): ...
+
     def load_config():
         return asyncio.run(fetch_config())
 

@@ -82,6 +82,10 @@ class DanglingTask(Rule):
 
     ## Example
     ```python
+    import asyncio
+
+    from aiohttp import web
+
     async def handle(request):
         asyncio.create_task(send_audit_log(request))
         return web.Response(text="ok")

@@ -134,6 +134,11 @@ class BlockingCallInCoroutine(Rule):
 
     ## Example
     ```python
+    import subprocess
+    import time
+
+    import requests
+
     async def refresh(url):
         time.sleep(1)
         data = requests.get(url).text

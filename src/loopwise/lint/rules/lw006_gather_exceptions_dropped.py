@@ -81,6 +81,8 @@ class GatherExceptionsDropped(Rule):
 
     ## Example
     ```python
+    import asyncio
+
     async def notify_all(users):
         await asyncio.gather(*(send_mail(u) for u in users), return_exceptions=True)
     ```

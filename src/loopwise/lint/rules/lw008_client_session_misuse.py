@@ -80,6 +80,10 @@ class ClientSessionMisuse(Rule):
 
     ## Example
     ```python
+    import asyncio
+
+    import aiohttp
+
     async def fetch(url):
         async with aiohttp.ClientSession() as session:
             async with session.get(url) as response:

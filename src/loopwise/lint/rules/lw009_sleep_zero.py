@@ -64,6 +64,8 @@ class SleepZeroAsSynchronisation(Rule):
 
     ## Example
     ```python
+    import asyncio
+
     async def start(self):
         self._task = asyncio.create_task(self._serve())
         await asyncio.sleep(0)  # let the server bind its socket
