@@ -305,7 +305,7 @@ class Results:
             "schema": SCHEMA,
             "benchmark": self.benchmark,
             "started": self.started,
-            "command": " ".join(["python", f"benchmarks/{self.benchmark}.py", *sys.argv[1:]]),
+            "command": command_line(self.benchmark, sys.argv[1:]),
             "options": self.options,
             "machine": self.machine,
             "rounds": self.rounds,
@@ -323,6 +323,25 @@ class Results:
         path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         print(f"results written to {path}", file=sys.stderr)
         return path
+
+
+def command_line(benchmark: str, arguments: Sequence[str]) -> str:
+    """How the benchmark was run, without where its results went or the note (said apart)."""
+    kept: list[str] = []
+    skip_value = False
+    for argument in arguments:
+        if skip_value:
+            skip_value = False
+            if not argument.startswith("-"):
+                continue
+        if argument in ("--json", "--note"):
+            kept += ["--json"] if argument == "--json" else []
+            skip_value = True
+        elif argument.startswith("--json="):
+            kept.append("--json")
+        elif not argument.startswith("--note="):
+            kept.append(argument)
+    return " ".join(["python", f"benchmarks/{benchmark}.py", *kept])
 
 
 _MACHINE_KEYS = {"cpu", "cores", "os", "python", "packages", "load_average", "note"}
