@@ -102,7 +102,7 @@ def check_table(aiohttp: Document, homeassistant: Document) -> str:
         columns.append(
             {
                 "title": f"{'aiohttp' if document is aiohttp else 'Home Assistant'} "
-                f"({cold['tree_lines'] // 1000:,}k lines)",
+                f"({round(cold['tree_lines'] / 1000):,}k lines)",
                 "cold": seconds(cold["wall"]),
                 "warm": seconds(warm["wall"]),
                 "flake8": flake8_cell,
