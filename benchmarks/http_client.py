@@ -253,17 +253,17 @@ def main() -> None:
     rows = []
     for loop in LOOPS:
         for name in CLIENTS:
-            rate = _harness.summarize(results.values("rate", client=name, loop=loop))
-            cpu = _harness.summarize(results.values("cpu_us", client=name, loop=loop))
+            rates = _harness.summarize(results.values("rate", client=name, loop=loop))
+            costs = _harness.summarize(results.values("cpu_us", client=name, loop=loop))
             rows.append(
                 {
                     "client": name,
                     "loop": loop,
-                    "rate": rate.median,
-                    "rate_low": rate.low,
-                    "rate_high": rate.high,
+                    "rate": rates.median,
+                    "rate_low": rates.low,
+                    "rate_high": rates.high,
                     "rate_ratio": _harness.summarize(ratios(name, loop, "rate", False)).median,
-                    "cpu_us": cpu.median,
+                    "cpu_us": costs.median,
                     "cpu_ratio": _harness.summarize(ratios(name, loop, "cpu_us", True)).median,
                 }
             )

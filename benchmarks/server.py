@@ -551,7 +551,7 @@ def main() -> None:
         "request_id": "request_id_middleware() alone",
     }
     if http_rounds:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for loop in loops:
             bare_rates = results.values("rate", part="http", stack="aiohttp", loop=loop)
             bare_cpus = results.values("cpu_us", part="http", stack="aiohttp", loop=loop)
@@ -602,11 +602,12 @@ def fanout(results: _harness.Results, loops: list[str], rounds: int, quick: bool
     ]
     # 100 fast clients + 1 stalled, 300 x 32 KiB, uvloop
     configurations += [(mode, "uvloop", 100, 300, 1) for mode in ("naive", "hub")]
-    for r, (mode, loop, clients, messages, stalled) in _harness.interleave(configurations, rounds):
-        size = 32 * 1024 if stalled else 64
-        result = measure_fanout(mode, loop, clients, messages, stalled=stalled, size=size)
+    for r, case in _harness.interleave(configurations, rounds):
+        mode, loop, clients, messages, stuck = case
+        size = 32 * 1024 if stuck else 64
+        result = measure_fanout(mode, loop, clients, messages, stalled=stuck, size=size)
         configuration = {"part": "fanout", "mode": mode, "loop": loop, "clients": clients}
-        configuration |= {"messages": messages, "stalled": stalled}
+        configuration |= {"messages": messages, "stalled": stuck}
         results.add(
             r,
             configuration,
@@ -615,7 +616,7 @@ def fanout(results: _harness.Results, loops: list[str], rounds: int, quick: bool
             published=result["published"],
             elapsed=result["elapsed"],
         )
-        if configuration == configurations[r % len(configurations) - 1]:
+        if case == configurations[r % len(configurations) - 1]:
             print(f"  fan-out round {r + 1}/{rounds} done", flush=True)
 
     def median(measure: str, **where: Any) -> float:

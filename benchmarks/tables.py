@@ -140,12 +140,13 @@ DOCTOR_MODES = {
 
 
 def doctor_table(document: Document) -> str:
-    rows = []
+    rows: list[list[str]] = []
     for row in rows_of(document, "modes"):
+        mode = str(row["mode"])
         cells = [times(row["http_cpu_vs_plain"]), times(row["pingpong_cpu_vs_plain"])]
-        if row["mode"] == "doctor":
+        if mode == "doctor":
             cells = [f"**{cell}**" for cell in cells]
-        rows.append([DOCTOR_MODES.get(row["mode"], row["mode"]), *cells])
+        rows.append([DOCTOR_MODES.get(mode, mode), *cells])
     header = ["mode", "aiohttp server+client (CPU time)", "queue ping-pong (CPU time)"]
     return f"{markdown(header, ['---'] * 3, rows)}\n\n{provenance(document)}"
 
