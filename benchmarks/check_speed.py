@@ -4,7 +4,7 @@ Run by hand (never from the tests)::
 
     python benchmarks/check_speed.py [--rounds 3] [--only aiohttp|homeassistant] [--json [PATH]]
 
-It downloads code nobody here wrote from PyPI at run time, into a directory outside the
+It downloads code nobody here wrote from the package index at run time, into a directory outside the
 repository (default: ``<system temp dir>/loopwise-check-speed``, reused between runs):
 
 * aiohttp, as its source distribution (library, tests, examples);
@@ -120,7 +120,7 @@ def unpack_sdist(archive: Path, target: Path) -> None:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(scratch, filter="data")
         else:  # Python < 3.11.4: no extraction filters
-            tar.extractall(scratch)  # an sdist we just fetched from PyPI
+            tar.extractall(scratch)  # an sdist we just fetched from the package index
     (top,) = list(scratch.iterdir())
     top.rename(target)
     shutil.rmtree(scratch)
@@ -140,7 +140,7 @@ def fetch(name: str, downloads: Path, refresh: bool) -> tuple[str, Path]:
         root = sources / marker.read_text().strip()
         if root.is_dir():
             return root.name.split("-", 1)[1], root
-    print(f"downloading {name} from PyPI ...", file=sys.stderr)
+    print(f"downloading {name} from the package index ...", file=sys.stderr)
     if name == "aiohttp":
         archive = pip_download(downloads, ["--no-binary", ":all:", "aiohttp"])
         stem = archive.name.removesuffix(".tar.gz")
