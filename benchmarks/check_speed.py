@@ -2,9 +2,9 @@
 
 Run by hand (never from the tests)::
 
-    python benchmarks/check_speed.py [--rounds 3] [--only aiohttp|homeassistant]
+    python benchmarks/check_speed.py [--rounds 3] [--only aiohttp|homeassistant] [--json [PATH]]
 
-It downloads code nobody here wrote from PyPI at run time, into a directory outside the
+It downloads code nobody here wrote from the package index at run time, into a directory outside the
 repository (default: ``<system temp dir>/loopwise-check-speed``, reused between runs):
 
 * aiohttp, as its source distribution (library, tests, examples);
@@ -21,6 +21,9 @@ seconds (the child's CPU, its worker processes included):
   loopwise cold is timed on that same subset for the ratio
 * ruff cold / warm: ``ruff check --isolated --select ASYNC`` with and without ``--no-cache``
 
+flake8, flake8-async and ruff are pinned and installed into a throwaway environment under the
+system temp dir (reused while the pins do not change), never into the active one.
+
 Goals (issue 2): loopwise cold at least 20x faster than flake8 + flake8-async, and loopwise
 warm within 3x of ruff warm. Files loopwise could not check (``syntax-error``, ``io-error``,
 ``internal-error``) are listed after the table: an ``internal-error`` is a bug in loopwise.
@@ -29,7 +32,6 @@ warm within 3x of ruff warm. Files loopwise could not check (``syntax-error``, `
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -38,7 +40,6 @@ import re
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import sysconfig
@@ -52,6 +53,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import _harness
+
 CODEBASES = ("aiohttp", "homeassistant")
 ERROR_CODES = frozenset({"syntax-error", "io-error", "internal-error"})
 PRUNED_DIRS = frozenset({"__pycache__", "node_modules", "build", "dist", "venv"})
@@ -62,13 +65,12 @@ FLAKE8_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<code>[
 # -- tools ----------------------------------------------------------------------------------
 
 
-def ensure_peers() -> None:
-    """Install flake8, flake8-async and ruff with pip when they are missing."""
-    wanted = {"flake8": "flake8", "flake8_async": "flake8-async", "ruff": "ruff"}
-    missing = [dist for module, dist in wanted.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        print(f"installing {' '.join(missing)} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+PEERS = ("flake8==7.5.0", "flake8-async==26.8.1", "ruff==0.17.6")
+
+
+def ensure_peers() -> _harness.PeerEnv:
+    """flake8, flake8-async and ruff, pinned, in a throwaway environment (never the active one)."""
+    return _harness.peer_env(PEERS)
 
 
 def loopwise_command() -> list[str]:
@@ -79,17 +81,16 @@ def loopwise_command() -> list[str]:
     return [sys.executable, "-m", "loopwise.cli"]
 
 
-def ruff_command() -> list[str]:
-    """The ruff binary itself, not a Python wrapper or a shim."""
-    from ruff.__main__ import find_ruff_bin  # type: ignore[import-untyped]
-
-    return [os.fsdecode(find_ruff_bin())]
+def ruff_command(peers: _harness.PeerEnv) -> list[str]:
+    """The ruff binary itself (the peers environment's), not a Python wrapper or a shim."""
+    return [str(peers.script("ruff"))]
 
 
-def cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+def flake8_command(peers: _harness.PeerEnv) -> list[str]:
+    return [str(peers.script("flake8"))]
+
+
+cores = _harness.cores
 
 
 def version_of(argv: list[str]) -> str:
@@ -119,7 +120,7 @@ def unpack_sdist(archive: Path, target: Path) -> None:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(scratch, filter="data")
         else:  # Python < 3.11.4: no extraction filters
-            tar.extractall(scratch)  # an sdist we just fetched from PyPI
+            tar.extractall(scratch)  # an sdist we just fetched from the package index
     (top,) = list(scratch.iterdir())
     top.rename(target)
     shutil.rmtree(scratch)
@@ -139,7 +140,7 @@ def fetch(name: str, downloads: Path, refresh: bool) -> tuple[str, Path]:
         root = sources / marker.read_text().strip()
         if root.is_dir():
             return root.name.split("-", 1)[1], root
-    print(f"downloading {name} from PyPI ...", file=sys.stderr)
+    print(f"downloading {name} from the package index ...", file=sys.stderr)
     if name == "aiohttp":
         archive = pip_download(downloads, ["--no-binary", ":all:", "aiohttp"])
         stem = archive.name.removesuffix(".tar.gz")
@@ -300,11 +301,11 @@ class Tool:
 
     @property
     def wall(self) -> float:
-        return statistics.median(run.wall for run in self.runs)
+        return _harness.summarize([run.wall for run in self.runs]).median
 
     @property
     def cpu(self) -> float:
-        return statistics.median(run.cpu for run in self.runs)
+        return _harness.summarize([run.cpu for run in self.runs]).median
 
     @property
     def peak_mb(self) -> float:
@@ -320,9 +321,11 @@ def clear_caches(root: Path) -> None:
         shutil.rmtree(root / name, ignore_errors=True)
 
 
-def bench_tree(tree: Tree, options: argparse.Namespace) -> list[Tool]:
-    loopwise, ruff = loopwise_command(), ruff_command()
-    flake8 = [sys.executable, "-m", "flake8", "--isolated", "--select=ASYNC", f"-j{cores()}"]
+def bench_tree(
+    tree: Tree, options: argparse.Namespace, peers: _harness.PeerEnv, results: _harness.Results
+) -> list[Tool]:
+    loopwise, ruff = loopwise_command(), ruff_command(peers)
+    flake8 = [*flake8_command(peers), "--isolated", "--select=ASYNC", f"-j{cores()}"]
     lw_json = [*loopwise, "check", "--exit-zero", "--format", "json"]
     ruff_args = [*ruff, "check", "--isolated", "--select", "ASYNC", "--exit-zero"]
     ruff_json = [*ruff_args, "--output-format", "json"]
@@ -402,17 +405,46 @@ def bench_tree(tree: Tree, options: argparse.Namespace) -> list[Tool]:
     for tool in fills:
         print(f"  {tree.name}: {tool.label} ...", file=sys.stderr, flush=True)
         tool.record(run_timed(tool.argv, tree.root, None))
-    for index in range(max(t.rounds for t in tools)):
-        order = tools[index % len(tools) :] + tools[: index % len(tools)]
-        for tool in order:
-            if len(tool.runs) < tool.rounds:
-                print(
-                    f"  {tree.name} round {index + 1}: {tool.label} ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                tool.record(run_timed(tool.argv, tree.root, tool.timeout))
+    for index, tool in _harness.interleave(tools, max(t.rounds for t in tools)):
+        if len(tool.runs) < tool.rounds:
+            print(f"  {tree.name} round {index + 1}: {tool.label} ...", file=sys.stderr, flush=True)
+            run = run_timed(tool.argv, tree.root, tool.timeout)
+            tool.record(run)
+            results.add(
+                index,
+                {"tree": tree.name, "tool": tool.label},
+                wall=run.wall,
+                cpu=run.cpu,
+                peak_mb=run.peak_mb,
+                timed_out=run.timed_out,
+                returncode=run.returncode,
+            )
     return fills + tools
+
+
+def summary_rows(tree: Tree, tools: list[Tool]) -> list[dict[str, object]]:
+    """One row per tool: what the table prints, for the results file."""
+    return [
+        {
+            "tree": tree.name,
+            "version": tree.version,
+            "tree_files": len(tree.files),
+            "tree_lines": tree.total_lines,
+            "tool": tool.label,
+            "files": tool.files,
+            "lines": tool.lines,
+            "wall": tool.wall,
+            "wall_low": min(run.wall for run in tool.runs),
+            "wall_high": max(run.wall for run in tool.runs),
+            "cpu": tool.cpu,
+            "peak_mb": tool.peak_mb,
+            "runs": len(tool.runs),
+            "timed_out": tool.timed_out,
+            "findings": sum(n for code, n in tool.findings.items() if code not in ERROR_CODES),
+        }
+        for tool in tools
+        if tool.runs
+    ]
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -586,6 +618,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="print N loopwise findings (a few of each code) to audit",
     )
     parser.add_argument("--seed", type=int, default=2, help="seed of --sample")
+    _harness.add_json_options(parser)
     options = parser.parse_args(argv)
     if options.flake8_every != "auto" and (
         not options.flake8_every.isdigit() or int(options.flake8_every) < 1
@@ -598,24 +631,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
-    ensure_peers()
+    peers = ensure_peers()
     options.downloads.mkdir(parents=True, exist_ok=True)
+    recorded = {
+        k: vars(options)[k] for k in ("rounds", "flake8_rounds", "flake8_every", "flake8_timeout")
+    }
+    recorded["only"] = options.only
+    results = _harness.Results("check_speed", recorded, note=options.note, peers=peers)
     names = [options.only] if options.only else list(CODEBASES)
     try:
         trees = [scan(name, *fetch(name, options.downloads, options.refresh)) for name in names]
-        flake8 = [sys.executable, "-m", "flake8"]
         print(f"python {sys.version.split()[0]}, {cores()} cores")
         print(f"loopwise: {version_of(loopwise_command())}")
-        print(f"ruff: {version_of(ruff_command())}")
-        print(f"flake8: {version_of(flake8)}")
+        print(f"ruff: {version_of(ruff_command(peers))}")
+        print(f"flake8: {version_of(flake8_command(peers))}")
         print(f"flake8 runs with -j{cores()}; loopwise with its default --jobs (cores)")
-        results = [(tree, bench_tree(tree, options)) for tree in trees]
+        measured = [(tree, bench_tree(tree, options, peers, results)) for tree in trees]
         internal = 0
-        for tree, tools in results:
+        for tree, tools in measured:
             print_tree(tree, tools)
             internal += print_errors(tree, tools)
+            results.summary.setdefault("tools", []).extend(summary_rows(tree, tools))
         if options.sample:
-            print_sample(results, options.sample, options.seed)
+            print_sample(measured, options.sample, options.seed)
+        results.write(options.json)
     finally:
         if not options.keep:
             shutil.rmtree(options.downloads, ignore_errors=True)

@@ -7,8 +7,9 @@ Workloads (each in one process, on the default asyncio loop):
 
 Modes: ``plain``; ``doctor`` (``loopwise.doctor`` with its defaults); ``doctor-coros``
 (``track_coroutines=True``); ``debug`` (``PYTHONASYNCIODEBUG=1``); ``blockbuster`` and ``pyleak``
-(installed from PyPI on first use). Every (round, mode, workload) runs in a fresh interpreter;
-rounds interleave the modes so machine noise hits them alike. Prints the median time of each and
+(pinned, installed on first use into a throwaway environment, never the active one). Every
+(round, mode, workload) runs in a fresh interpreter; rounds interleave the modes, the order
+rotating each round, so machine noise hits them alike. Prints the median time of each and
 its throughput ratio to plain (1.00 = free, 0.50 = half the throughput).
 
 Run by hand, e.g.:  python benchmarks/doctor_overhead.py --rounds 5 --requests 20000
@@ -18,19 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
-import os
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import _harness
+
 MODES = ("plain", "doctor", "doctor-coros", "debug", "blockbuster", "pyleak")
 WORKLOADS = ("http", "pingpong")
-PEERS = {"blockbuster": "blockbuster", "pyleak": "pyleak"}
+PEERS = {"blockbuster": "blockbuster==1.5.29", "pyleak": "pyleak==0.2.0"}
 Sample = tuple[float, float]  # (wall seconds, CPU seconds of the whole process)
 
 
@@ -133,31 +132,21 @@ def measure(mode: str, workload: str, requests: int, messages: int) -> Sample:
 # -- driver -------------------------------------------------------------------------------------
 
 
-def ensure_peers(modes: list[str]) -> list[str]:
-    usable = []
-    for mode in modes:
-        package = PEERS.get(mode)
-        if package and importlib.util.find_spec(package) is None:
-            print(f"installing {package} from PyPI ...", file=sys.stderr)
-            done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", package])
-            if done.returncode != 0:
-                print(f"skipping {mode}: could not install {package}", file=sys.stderr)
-                continue
-        usable.append(mode)
-    return usable
+def peers_for(modes: list[str]) -> _harness.PeerEnv:
+    """The pinned peers the chosen modes need, in a throwaway environment (never the active one)."""
+    return _harness.peer_env([PEERS[mode] for mode in modes if mode in PEERS])
 
 
-def run_one(mode: str, workload: str, requests: int, messages: int) -> Sample:
-    env = dict(os.environ)
+def run_one(
+    peers: _harness.PeerEnv, mode: str, workload: str, requests: int, messages: int
+) -> Sample:
+    env = peers.child_env()
     env.pop("PYTHONASYNCIODEBUG", None)
     if mode == "debug":
         env["PYTHONASYNCIODEBUG"] = "1"
     command = [sys.executable, __file__, "--worker", mode, workload]
     command += ["--requests", str(requests), "--messages", str(messages)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{mode}/{workload} failed:\n{done.stderr}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _harness.run_child(command, env=env)
     return float(result["seconds"]), float(result["cpu"])
 
 
@@ -168,20 +157,43 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    _harness.add_json_options(parser)
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        _harness.use_peers()
         seconds, cpu = measure(args.worker[0], args.worker[1], args.requests, args.messages)
         print(json.dumps({"seconds": seconds, "cpu": cpu}))
         return
-    modes = ensure_peers(["plain", *(m for m in args.modes.split(",") if m and m != "plain")])
+    modes = ["plain", *(m for m in args.modes.split(",") if m and m != "plain")]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown mode {', '.join(unknown)}; use {', '.join(MODES)}")
     workloads = [w for w in args.workloads.split(",") if w]
-    times: dict[tuple[str, str], list[Sample]] = {(m, w): [] for m in modes for w in workloads}
-    for round_no in range(args.rounds):
+    peers = peers_for(modes)
+    options = {k: vars(args)[k] for k in ("rounds", "requests", "messages")}
+    options |= {"modes": modes, "workloads": workloads}
+    results = _harness.Results("doctor_overhead", options, note=args.note, peers=peers)
+    configurations = [(w, m) for w in workloads for m in modes]
+    plan = _harness.interleave(configurations, args.rounds)
+    for done, (round_no, (workload, mode)) in enumerate(plan, 1):
+        wall, cpu = run_one(peers, mode, workload, args.requests, args.messages)
+        results.add(round_no, {"mode": mode, "workload": workload}, wall=wall, cpu=cpu)
+        if done % len(configurations) == 0:
+            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    rows = []
+    for mode in modes:
+        row: dict[str, object] = {"mode": mode}
         for workload in workloads:
-            for mode in modes:
-                times[mode, workload].append(run_one(mode, workload, args.requests, args.messages))
-        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+            for kind in ("wall", "cpu"):
+                spread = _harness.summarize(results.values(kind, mode=mode, workload=workload))
+                base = _harness.summarize(results.values(kind, mode="plain", workload=workload))
+                row[f"{workload}_{kind}"] = spread.median
+                row[f"{workload}_{kind}_low"] = spread.low
+                row[f"{workload}_{kind}_high"] = spread.high
+                row[f"{workload}_{kind}_vs_plain"] = base.median / spread.median
+        rows.append(row)
+    results.summary["modes"] = rows
     print(
         f"\n{args.rounds} rounds, http = {args.requests} requests / 64 in flight, "
         f"pingpong = 256 pairs x {args.messages} messages; median seconds and throughput "
@@ -196,14 +208,14 @@ def main() -> None:
     ]
     print("| mode | " + " | ".join(columns) + " |")
     print("|" + "---|" * (1 + len(columns)))
-    for mode in modes:
+    for row in rows:
         cells = []
         for workload in workloads:
-            for index in (0, 1):
-                median = statistics.median(t[index] for t in times[mode, workload])
-                base = statistics.median(t[index] for t in times["plain", workload])
-                cells += [f"{median:.3f}", f"{base / median:.2f}x"]
-        print(f"| {mode} | " + " | ".join(cells) + " |")
+            for kind in ("wall", "cpu"):
+                cells.append(f"{row[f'{workload}_{kind}']:.3f}")
+                cells.append(f"{row[f'{workload}_{kind}_vs_plain']:.2f}x")
+        print(f"| {row['mode']} | " + " | ".join(cells) + " |")
+    results.write(args.json)
 
 
 if __name__ == "__main__":

@@ -299,16 +299,15 @@ def exact_key(finding: Finding) -> tuple[str, str, int, int, str, str]:
 # -- peers ----------------------------------------------------------------------------------
 
 
-def peer_venv(cache: Path) -> Path:
-    """A throwaway virtual environment with ruff, flake8 and flake8-async (made once)."""
-    venv = cache / "peers-venv"
-    python = venv / "bin" / "python"
-    if not python.is_file():
-        print("installing ruff, flake8 and flake8-async in a throwaway venv ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", "ruff", "flake8", "flake8-async"]
-        subprocess.run(pip, check=True)
-    return venv
+PEERS = ("flake8==7.5.0", "flake8-async==26.8.1", "ruff==0.17.6")  # as check_speed.py
+
+
+def peer_venv() -> Path:
+    """The throwaway virtual environment with the pinned ruff, flake8 and flake8-async (made
+    once per set of pins, under the system temp dir; shared with check_speed.py)."""
+    import _harness  # the benchmarks' directory is on sys.path when this runs as a script
+
+    return _harness.peer_env(PEERS).root
 
 
 def timed(argv: Sequence[str], cwd: Path) -> float:
@@ -619,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.cache.mkdir(parents=True, exist_ok=True)
     empty_config = options.cache / "pyproject.toml"
     empty_config.write_text("[tool.loopwise]\n")
-    venv = peer_venv(options.cache) if options.peers else None
+    venv = peer_venv() if options.peers else None
     jobs = options.jobs or os.cpu_count() or 1
 
     projects: list[Project] = []

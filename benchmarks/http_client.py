@@ -1,7 +1,7 @@
 """Benchmark loopwise.http.Client against raw aiohttp and peers (run by hand, never in tests).
 
     python benchmarks/http_client.py [--rounds 5] [--requests 20000] [--slow-requests 2000]
-                                     [--concurrency 64] [--quick]
+                                     [--concurrency 64] [--quick] [--json [PATH]]
 
 GETs of a small JSON document at a fixed concurrency (64 tasks, each sending its next request as
 soon as the previous body is parsed), body read and parsed as JSON by every client:
@@ -10,8 +10,8 @@ soon as the previous body is parsed), body read and parsed as JSON by every clie
   aiohttp's default pool (``limit=100``, no per-host limit) so only the wrapper differs;
 * ``aiohttp``: raw aiohttp, one shared ``ClientSession``, ``raise_for_status()`` + ``json()``;
 * ``aiohttp-per-request``: a new ``ClientSession`` for every request (the anti-pattern);
-* ``httpx``: ``httpx.AsyncClient`` with a pool of ``concurrency`` connections (installed with pip
-  when missing).
+* ``httpx``: ``httpx.AsyncClient`` with a pool of ``concurrency`` connections (installed, pinned,
+  in a throwaway environment of the benchmarks' own, never the active one).
 
 The server is a minimal keep-alive HTTP/1.1 responder on uvloop in its own process, so the client
 process (one core) is the bottleneck. Every client runs in a fresh process, with the stdlib loop
@@ -36,6 +36,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import _harness
 
 HERE = os.path.abspath(__file__)
 BODY = json.dumps({"id": 42, "name": "loopwise", "tags": ["async", "http"], "ok": True}).encode()
@@ -169,24 +171,24 @@ def client_main(name: str, loop: str, url: str, n: int, concurrency: int) -> Non
 
 # -- the orchestrator -----------------------------------------------------------------------------
 
+PEERS = ("httpx==0.28.1",)
 
-def _ensure_peers() -> None:
-    if importlib.util.find_spec("httpx") is None:
-        print("installing httpx (a peer) with pip ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "httpx"], check=True)
+
+def _peers() -> _harness.PeerEnv:
+    """httpx (and uvloop when the active environment lacks it) in a throwaway environment."""
+    wanted = list(PEERS)
     if importlib.util.find_spec("uvloop") is None:
-        print("installing uvloop with pip ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "uvloop"], check=True)
+        wanted.append("uvloop==0.23.0")
+    return _harness.peer_env(wanted)
 
 
-def _run_client(name: str, loop: str, url: str, n: int, concurrency: int) -> tuple[float, float]:
+def _run_client(
+    peers: _harness.PeerEnv, name: str, loop: str, url: str, n: int, concurrency: int
+) -> tuple[float, float]:
     """(requests per second of wall-clock time, client CPU microseconds per request)."""
     command = [sys.executable, HERE, "--client", name, "--loop", loop, "--url", url]
     command += ["--requests", str(n), "--concurrency", str(concurrency)]
-    out = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise SystemExit(f"{name} on {loop} failed:\n{out.stderr}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _harness.run_child(command, env=peers.child_env(), timeout=600)
     return result["requests"] / result["elapsed"], 1e6 * result["cpu"] / result["requests"]
 
 
@@ -197,6 +199,7 @@ def main() -> None:
     parser.add_argument("--slow-requests", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="1 round, 2000/300 requests")
+    _harness.add_json_options(parser)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
@@ -204,50 +207,67 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.serve:
+        _harness.use_peers()
         serve()
         return
     if args.client:
+        _harness.use_peers()
         client_main(args.client, args.loop, args.url, args.requests, args.concurrency)
         return
     if args.quick:
         args.rounds, args.requests, args.slow_requests = 1, 2_000, 300
 
-    _ensure_peers()
+    peers = _peers()
+    options = {k: vars(args)[k] for k in ("rounds", "requests", "slow_requests", "concurrency")}
+    results = _harness.Results("http_client", options, note=args.note, peers=peers)
     server = subprocess.Popen(
-        [sys.executable, HERE, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, HERE, "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=peers.child_env(),
     )
-    # per (client, loop): per-round rates, CPU costs, and ratios to raw aiohttp in that round
-    rates: dict[tuple[str, str], list[float]] = {}
-    cpus: dict[tuple[str, str], list[float]] = {}
-    rate_ratios: dict[tuple[str, str], list[float]] = {}
-    cpu_ratios: dict[tuple[str, str], list[float]] = {}
+    configurations = [(name, loop) for loop in LOOPS for name in CLIENTS]
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         url = f"http://127.0.0.1:{port}/item"
-        for r in range(args.rounds):
-            order = CLIENTS if r % 2 == 0 else tuple(reversed(CLIENTS))
-            this_round: dict[tuple[str, str], tuple[float, float]] = {}
-            for loop in LOOPS:
-                for name in order:
-                    n = args.slow_requests if name in SLOW else args.requests
-                    rate, cpu = _run_client(name, loop, url, n, args.concurrency)
-                    this_round[name, loop] = rate, cpu
-                    rates.setdefault((name, loop), []).append(rate)
-                    cpus.setdefault((name, loop), []).append(cpu)
-                    print(
-                        f"round {r + 1}: {name:20} {loop:8} {rate:7.0f} req/s "
-                        f"{cpu:6.0f} us CPU/req",
-                        file=sys.stderr,
-                    )
-            for (name, loop), (rate, cpu) in this_round.items():
-                base_rate, base_cpu = this_round["aiohttp", loop]
-                rate_ratios.setdefault((name, loop), []).append(rate / base_rate)
-                cpu_ratios.setdefault((name, loop), []).append(base_cpu / cpu)
+        for r, (name, loop) in _harness.interleave(configurations, args.rounds):
+            n = args.slow_requests if name in SLOW else args.requests
+            rate, cpu = _run_client(peers, name, loop, url, n, args.concurrency)
+            results.add(r, {"client": name, "loop": loop}, requests=n, rate=rate, cpu_us=cpu)
+            print(
+                f"round {r + 1}: {name:20} {loop:8} {rate:7.0f} req/s {cpu:6.0f} us CPU/req",
+                file=sys.stderr,
+            )
     finally:
         assert server.stdin is not None
         server.stdin.close()
         server.wait(timeout=10)
+
+    def ratios(name: str, loop: str, measure: str, invert: bool) -> list[float]:
+        mine = results.values(measure, client=name, loop=loop)
+        base = results.values(measure, client="aiohttp", loop=loop)
+        return [b / m if invert else m / b for m, b in zip(mine, base, strict=True)]
+
+    rows = []
+    for loop in LOOPS:
+        for name in CLIENTS:
+            rates = _harness.summarize(results.values("rate", client=name, loop=loop))
+            costs = _harness.summarize(results.values("cpu_us", client=name, loop=loop))
+            rows.append(
+                {
+                    "client": name,
+                    "loop": loop,
+                    "rate": rates.median,
+                    "rate_low": rates.low,
+                    "rate_high": rates.high,
+                    "rate_ratio": _harness.summarize(ratios(name, loop, "rate", False)).median,
+                    "cpu_us": costs.median,
+                    "cpu_ratio": _harness.summarize(ratios(name, loop, "cpu_us", True)).median,
+                }
+            )
+    results.summary["clients"] = rows
 
     print(
         f"\n{args.requests} GETs of a {len(BODY)}-byte JSON at concurrency {args.concurrency} "
@@ -257,19 +277,15 @@ def main() -> None:
     )
     print("| client | loop | req/s | vs aiohttp | client CPU us/req | vs aiohttp (req per CPU s) |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for loop in LOOPS:
-        for name in CLIENTS:
-            key = name, loop
-            print(
-                f"| {name} | {loop} | {statistics.median(rates[key]):,.0f} "
-                f"| {statistics.median(rate_ratios[key]):.2f}x "
-                f"| {statistics.median(cpus[key]):,.0f} "
-                f"| {statistics.median(cpu_ratios[key]):.2f}x |"
-            )
-    speedup = statistics.median(rates["loopwise", "uvloop"]) / statistics.median(
-        rates["loopwise", "asyncio"]
-    )
+    for row in rows:
+        print(
+            f"| {row['client']} | {row['loop']} | {row['rate']:,.0f} "
+            f"| {row['rate_ratio']:.2f}x | {row['cpu_us']:,.0f} | {row['cpu_ratio']:.2f}x |"
+        )
+    speedup = statistics.median(results.values("rate", client="loopwise", loop="uvloop"))
+    speedup /= statistics.median(results.values("rate", client="loopwise", loop="asyncio"))
     print(f"\nuvloop vs asyncio for loopwise (req/s): {speedup:.2f}x")
+    results.write(args.json)
 
 
 if __name__ == "__main__":

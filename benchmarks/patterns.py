@@ -9,9 +9,9 @@ Run by hand, never in tests::
 Part 1 maps a trivial coroutine over N items at concurrency 100 with: loopwise.amap (ordered
 and unordered), a hand-written asyncio.Queue worker pool, asyncio.gather + Semaphore,
 aiometer.amap and aiostream's map(task_limit=100). Every configuration runs in its own
-subprocess (so peak RSS is its own), in interleaved rounds (gather, aiometer and aiostream,
-which take 4-40 µs per item, get fewer rounds, and aiometer/aiostream run only up to
-``--slow-max`` items); the table shows medians of CPU
+subprocess (so peak RSS is its own), in interleaved rounds, the order rotating each round
+(gather, aiometer and aiostream, which take 4-40 µs per item, get fewer rounds, and
+aiometer/aiostream run only up to ``--slow-max`` items); the table shows medians of CPU
 microseconds per item, the ratio to the Queue pool, and peak RSS above the process's baseline
 (measured after imports, before the run). ``--workload sleep0`` adds a coroutine that yields
 once (``await asyncio.sleep(0)``), closer to real I/O-bound work.
@@ -20,7 +20,8 @@ Part 2 drives 300 acquisitions through rate limiters at rate=100/s, burst=1 (and
 burst=2), on an idle loop and on a loop kept busy by a task that blocks it for 3 ms at a time,
 and reports the most acquisitions seen in any 1 s window and the achieved rate.
 
-Peers (aiometer, aiostream, aiolimiter) are installed with pip when missing.
+Peers (aiometer, aiostream, aiolimiter), pinned, are installed on first use into a throwaway
+environment, never the active one; ``--json`` keeps every round's results.
 """
 
 from __future__ import annotations
@@ -29,32 +30,17 @@ import argparse
 import asyncio
 import importlib
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-PEERS = {"aiometer": "aiometer", "aiostream": "aiostream", "aiolimiter": "aiolimiter"}
+import _harness
+
+PEERS = ("aiometer==1.0.0", "aiostream==0.8.1", "aiolimiter==1.3.0")
 CONCURRENCY = 100
-
-
-def ensure_peers() -> None:
-    missing = []
-    for module, package in PEERS.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(package)
-    if missing:
-        print(f"installing {', '.join(missing)} ...", flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", *missing],
-            check=True,
-        )
 
 
 # -- the workloads ------------------------------------------------------------------------------
@@ -180,18 +166,19 @@ def child(name: str, n: int, workload: str) -> None:
     print(json.dumps(asyncio.run(main())))
 
 
-def run_child(name: str, n: int, workload: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", name, str(n), workload],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def run_child(peers: _harness.PeerEnv, *args: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, *args]
+    return _harness.run_child(command, env=peers.child_env())
 
 
 def map_benchmark(
-    sizes: list[int], rounds: int, slow_rounds: int, slow_max: int, workloads: list[str]
+    peers: _harness.PeerEnv,
+    results: _harness.Results,
+    sizes: list[int],
+    rounds: int,
+    slow_rounds: int,
+    slow_max: int,
+    workloads: list[str],
 ) -> None:
     """Fast contenders run `rounds` times, the slow ones (gather, aiometer, aiostream: 4-40 µs
     per item) `slow_rounds` times, aiometer and aiostream only up to N = slow_max, and the
@@ -204,37 +191,63 @@ def map_benchmark(
                 if (name in SLOW and n > slow_max) or (slow and workload != "trivial"):
                     continue
                 plan[(workload, n, name)] = slow_rounds if slow else rounds
-    samples: dict[tuple[str, int, str], list[dict[str, Any]]] = {key: [] for key in plan}
     started = time.perf_counter()
-    for r in range(max(rounds, slow_rounds)):
-        for key, wanted in plan.items():  # interleaved: every configuration once per round
-            if r < wanted:
-                samples[key].append(run_child(key[2], key[1], key[0]))
-        print(f"  round {r + 1} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    total_rounds = max(rounds, slow_rounds)
+    for r, key in _harness.interleave(list(plan), total_rounds):
+        if r >= plan[key]:
+            continue
+        workload, n, name = key
+        sample = run_child(peers, "--child", name, str(n), workload)
+        configuration = {"workload": workload, "n": n, "contender": name}
+        results.add(
+            r,
+            configuration,
+            cpu=sample["cpu"],
+            wall=sample["wall"],
+            peak_kb=sample["peak_kb"],
+            baseline_kb=sample["baseline_kb"],
+        )
+        if key == list(plan)[r % len(plan) - 1]:
+            print(f"  round {r + 1} done ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    print()
-    header = "| workload | N | contender | CPU µs/item | x Queue pool | peak RSS above baseline |"
-    print(header)
-    print("|---|---:|---|---:|---:|---:|")
+    rows = []
     for workload in workloads:
         for n in sizes:
             base = None
-            rows = []
             for name in CONTENDERS:
-                key = (workload, n, name)
-                if key not in samples:
+                if (workload, n, name) not in plan:
                     continue
-                cpu = statistics.median(s["cpu"] for s in samples[key]) / n * 1e6
-                rss = statistics.median(
-                    (s["peak_kb"] - s["baseline_kb"]) / 1024 for s in samples[key]
+                where = {"workload": workload, "n": n, "contender": name}
+                cpu = _harness.summarize([c / n * 1e6 for c in results.values("cpu", **where)])
+                peaks = results.values("peak_kb", **where)
+                bases = results.values("baseline_kb", **where)
+                rss = _harness.summarize(
+                    [(p - b) / 1024 for p, b in zip(peaks, bases, strict=True)]
                 )
                 if name == "queue pool":
-                    base = cpu
-                rows.append((name, cpu, rss))
-            for name, cpu, rss in rows:
-                ratio = f"{cpu / base:.2f}x" if base else "-"
-                print(f"| {workload} | {n:,} | {name} | {cpu:.2f} | {ratio} | {rss:.1f} MB |")
-    baseline_mb = statistics.median(s["baseline_kb"] for v in samples.values() for s in v) / 1024
+                    base = cpu.median
+                rows.append(
+                    {
+                        **where,
+                        "cpu_us": cpu.median,
+                        "cpu_us_low": cpu.low,
+                        "cpu_us_high": cpu.high,
+                        "vs_queue_pool": cpu.median / base if base else None,
+                        "rss_mb": rss.median,
+                        "rounds": cpu.count,
+                    }
+                )
+    results.summary["map"] = rows
+    print()
+    print("| workload | N | contender | CPU µs/item | x Queue pool | peak RSS above baseline |")
+    print("|---|---:|---|---:|---:|---:|")
+    for row in rows:
+        ratio = f"{row['vs_queue_pool']:.2f}x" if row["vs_queue_pool"] else "-"
+        print(
+            f"| {row['workload']} | {row['n']:,} | {row['contender']} | {row['cpu_us']:.2f} "
+            f"| {ratio} | {row['rss_mb']:.1f} MB |"
+        )
+    baseline_mb = statistics.median(results.values("baseline_kb")) / 1024
     print(
         f"\n(baseline RSS after imports: ~{baseline_mb:.0f} MB; medians of {rounds} rounds, "
         f"{slow_rounds} for gather/aiometer/aiostream)"
@@ -316,28 +329,42 @@ def window_max(stamps: list[float], window: float = 1.0) -> int:
     return best
 
 
-def limiter_benchmark(n: int) -> None:
-    kinds = [
-        "loopwise.RateLimiter(burst=1)",
-        "loopwise.RateLimiter(burst=2)",
-        "aiolimiter",
-        "loopwise.amap(rate=100)",
-        "aiometer(max_per_second=100)",
-    ]
+LIMITERS = (
+    "loopwise.RateLimiter(burst=1)",
+    "loopwise.RateLimiter(burst=2)",
+    "aiolimiter",
+    "loopwise.amap(rate=100)",
+    "aiometer(max_per_second=100)",
+)
+
+
+def limiter_child(kind: str, n: int, loaded: bool) -> None:
+    stamps = asyncio.run(limiter_run(kind, n, loaded))
+    print(json.dumps({"stamps": stamps}))
+
+
+def limiter_benchmark(peers: _harness.PeerEnv, results: _harness.Results, n: int) -> None:
+    """Each limiter once, in its own process, on an idle and on a busy loop."""
+    rows = []
     print()
     print(f"| limiter (rate=100/s, {n} acquisitions) | loop | most in any 1 s | achieved rate |")
     print("|---|---|---:|---:|")
     for loaded in (False, True):
-        for kind in kinds:
-            stamps = asyncio.run(limiter_run(kind, n, loaded))
+        for kind in LIMITERS:
+            sample = run_child(peers, "--limiter", kind, str(n), "busy" if loaded else "idle")
+            stamps = [float(x) for x in sample["stamps"]]
             span = max(stamps) - min(stamps)
             rate = (len(stamps) - 1) / span if span else float("inf")
             loop_kind = "busy (3 ms blocks)" if loaded else "idle"
+            most = window_max(stamps)
+            configuration = {"limiter": kind, "loop": "busy" if loaded else "idle"}
+            results.add(0, configuration, most_in_1s=most, rate=rate)
+            rows.append({**configuration, "most_in_1s": most, "rate": rate})
             print(
-                f"| {kind} | {loop_kind} | {window_max(stamps)} | "
-                f"{rate:.1f}/s ({rate / 100:.0%} of target) |",
+                f"| {kind} | {loop_kind} | {most} | {rate:.1f}/s ({rate / 100:.0%} of target) |",
                 flush=True,
             )
+    results.summary["limiters"] = rows
 
 
 def main() -> None:
@@ -357,19 +384,46 @@ def main() -> None:
     parser.add_argument("--limiter-n", type=int, default=300)
     parser.add_argument("--skip-map", action="store_true")
     parser.add_argument("--skip-limiter", action="store_true")
-    parser.add_argument("--child", nargs=3, metavar=("NAME", "N", "WORKLOAD"))
+    _harness.add_json_options(parser)
+    hidden = argparse.SUPPRESS
+    parser.add_argument("--child", nargs=3, metavar=("NAME", "N", "WORKLOAD"), help=hidden)
+    parser.add_argument("--limiter", nargs=3, metavar=("KIND", "N", "LOOP"), help=hidden)
     args = parser.parse_args()
     if args.child:
+        _harness.use_peers()
         name, n, workload = args.child
         child(name, int(n), workload)
         return
-    ensure_peers()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, concurrency {CONCURRENCY}")
+    if args.limiter:
+        _harness.use_peers()
+        kind, n, loop = args.limiter
+        limiter_child(kind, int(n), loop == "busy")
+        return
+    peers = _harness.peer_env(PEERS)
+    options = {
+        "sizes": [int(s) for s in args.sizes.split(",")],
+        "rounds": args.rounds,
+        "slow_rounds": args.slow_rounds,
+        "slow_max": args.slow_max,
+        "workloads": args.workload.split(","),
+        "limiter_n": args.limiter_n,
+        "concurrency": CONCURRENCY,
+    }
+    results = _harness.Results("patterns", options, note=args.note, peers=peers)
+    print(f"python {sys.version.split()[0]}, {_harness.cores()} CPUs, concurrency {CONCURRENCY}")
     if not args.skip_map:
-        sizes = [int(s) for s in args.sizes.split(",")]
-        map_benchmark(sizes, args.rounds, args.slow_rounds, args.slow_max, args.workload.split(","))
+        map_benchmark(
+            peers,
+            results,
+            options["sizes"],
+            args.rounds,
+            args.slow_rounds,
+            args.slow_max,
+            options["workloads"],
+        )
     if not args.skip_limiter:
-        limiter_benchmark(args.limiter_n)
+        limiter_benchmark(peers, results, args.limiter_n)
+    results.write(args.json)
 
 
 if __name__ == "__main__":

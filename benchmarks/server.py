@@ -1,7 +1,7 @@
 """Benchmark loopwise.http.server against bare aiohttp (run by hand, never in tests).
 
     python benchmarks/server.py [--rounds 3] [--http-rounds 6] [--duration 3] [--quick]
-                                [--http-only] [--instructions]
+                                [--http-only] [--instructions] [--json [PATH]]
 
 1. Requests/s of a small JSON endpoint: the ``create_app()`` stack (request id, access log,
    problem+json, timeout, in one middleware) vs a bare ``web.Application``, vs the same app with
@@ -16,7 +16,8 @@
    vs the naive ``for ws in clients: await ws.send_str(msg)`` loop, and the same with one extra
    client that never reads (the naive loop stalls: it is given 5 s and we report how far it got).
 Each server runs in its own process, with and without uvloop; configurations are interleaved
-round by round and the table shows medians and ratios. Every load loop is bounded.
+round by round (the order rotating each round) and the table shows medians and ratios; ``--json``
+keeps every round's results. Every load loop is bounded.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ import os
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import _harness
 from aiohttp import WSMsgType, web
 
 HERE = os.path.abspath(__file__)
@@ -441,14 +442,7 @@ def measure_fanout(
     server = Server("_fanout-server", mode, loop)
     try:
         args = [str(server.port), str(clients), str(messages), str(stalled), str(size)]
-        out = subprocess.run(
-            [sys.executable, HERE, "_fanout-clients", *args],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-        result = json.loads(out.strip().splitlines()[-1])
+        result = _harness.run_child([sys.executable, HERE, "_fanout-clients", *args], timeout=120)
         deliveries = result["published"] * clients
         result["rate"] = deliveries / result["elapsed"]
         result["cpu_us"] = result["cpu"] / deliveries * 1e6
@@ -457,23 +451,48 @@ def measure_fanout(
         server.stop()
 
 
-def print_instructions(
-    stacks: list[str], loops: list[str], names: dict[str, str], requests: int
-) -> None:
+def instruction_rows(
+    results: _harness.Results, stacks: list[str], loops: list[str], requests: int
+) -> list[dict[str, Any]]:
+    """Server instructions per request of every stack, and its ratio to bare aiohttp."""
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         print("\n--instructions needs valgrind (Debian package valgrind): skipped")
+        return []
+    rows = []
+    for loop in loops:
+        counts = {}
+        for stack in stacks:
+            counts[stack] = measure_instructions(stack, loop, requests)
+            results.add(
+                0,
+                {"part": "instructions", "stack": stack, "loop": loop},
+                instructions=counts[stack],
+                requests=requests,
+            )
+        for stack in stacks:
+            rows.append(
+                {
+                    "loop": loop,
+                    "stack": stack,
+                    "instructions": counts[stack],
+                    "ratio": counts[stack] / counts["aiohttp"],
+                    "vs_noop": counts["noop"] / counts[stack] if "noop" in counts else None,
+                }
+            )
+    return rows
+
+
+def print_instructions(rows: list[dict[str, Any]], names: dict[str, str], requests: int) -> None:
+    if not rows:
         return
     print(f"\nJSON endpoint: server instructions per request (callgrind, {requests} requests)")
     print("| loop | server | instructions/request | ratio | bare/this (req/s if CPU-bound) |")
     print("|---|---|---:|---:|---:|")
-    for loop in loops:
-        counts = {stack: measure_instructions(stack, loop, requests) for stack in stacks}
-        for stack in stacks:
-            ratio = counts[stack] / counts["aiohttp"]
-            print(
-                f"| {loop} | {names[stack]} | {counts[stack]:,.0f} | {ratio:.3f}x "
-                f"| {1 / ratio:.3f}x |"
-            )
+    for row in rows:
+        print(
+            f"| {row['loop']} | {names[row['stack']]} | {row['instructions']:,.0f} "
+            f"| {row['ratio']:.3f}x | {1 / row['ratio']:.3f}x |"
+        )
 
 
 def main() -> None:
@@ -488,20 +507,41 @@ def main() -> None:
         action="store_true",
         help="also count server instructions per request under valgrind (deterministic)",
     )
+    parser.add_argument(
+        "--instruction-requests",
+        type=int,
+        default=4000,
+        help="requests counted under valgrind after the warm-up (default 4000; --quick: 500)",
+    )
+    _harness.add_json_options(parser)
     args = parser.parse_args()
     rounds, duration = (1, 1.0) if args.quick else (args.rounds, args.duration)
     http_rounds = 1 if args.quick else args.http_rounds
+    instruction_requests = 500 if args.quick else args.instruction_requests
     loops = ["asyncio", "uvloop"]
     load = "wrk -t1 -c64" if shutil.which("wrk") else "aiohttp client, 64 workers"
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {rounds} rounds, load: {load}")
+    print(
+        f"python {sys.version.split()[0]}, {_harness.cores()} cores, {rounds} rounds, load: {load}"
+    )
+    options = {
+        "rounds": rounds,
+        "http_rounds": http_rounds,
+        "duration": duration,
+        "http_only": args.http_only,
+        "instructions": args.instructions,
+        "instruction_requests": instruction_requests if args.instructions else 0,
+        "quick": args.quick,
+        "load": load,
+    }
+    results = _harness.Results("server", options, note=args.note)
 
-    http: dict[tuple[str, str], list[tuple[float, float]]] = {}
     stacks = ["aiohttp", "noop", "loopwise", "separate"]
-    for r in range(http_rounds):
-        for loop in loops:
-            for stack in stacks[r % 4 :] + stacks[: r % 4]:  # rotate the order each round
-                http.setdefault((stack, loop), []).append(measure_http(stack, loop, duration))
-        print(f"  http round {r + 1}/{http_rounds} done", flush=True)
+    configurations = [(stack, loop) for loop in loops for stack in stacks]
+    for r, (stack, loop) in _harness.interleave(configurations, http_rounds):
+        rate, cpu = measure_http(stack, loop, duration)
+        results.add(r, {"part": "http", "stack": stack, "loop": loop}, rate=rate, cpu_us=cpu)
+        if (stack, loop) == configurations[r % len(configurations) - 1]:
+            print(f"  http round {r + 1}/{http_rounds} done", flush=True)
 
     names = {
         "aiohttp": "bare aiohttp",
@@ -511,65 +551,126 @@ def main() -> None:
         "request_id": "request_id_middleware() alone",
     }
     if http_rounds:
+        rows: list[dict[str, Any]] = []
+        for loop in loops:
+            bare_rates = results.values("rate", part="http", stack="aiohttp", loop=loop)
+            bare_cpus = results.values("cpu_us", part="http", stack="aiohttp", loop=loop)
+            for stack in stacks:
+                rates = results.values("rate", part="http", stack=stack, loop=loop)
+                cpus = results.values("cpu_us", part="http", stack=stack, loop=loop)
+                rate_ratios = [f / b for f, b in zip(rates, bare_rates, strict=True)]
+                cpu_ratios = [f / b for f, b in zip(cpus, bare_cpus, strict=True)]
+                rows.append(
+                    {
+                        "loop": loop,
+                        "stack": stack,
+                        "rate": _harness.summarize(rates).median,
+                        "cpu_us": _harness.summarize(cpus).median,
+                        "rate_ratio": _harness.summarize(rate_ratios).median,
+                        "rate_ratio_low": _harness.summarize(rate_ratios).low,
+                        "rate_ratio_high": _harness.summarize(rate_ratios).high,
+                        "cpu_ratio": _harness.summarize(cpu_ratios).median,
+                    }
+                )
+        results.summary["http"] = rows
         print("\nJSON endpoint: requests/s and server CPU per request (medians; a ratio is the")
         print("median of the per-round ratios to bare aiohttp)")
         print("| loop | server | req/s | CPU/request | req/s ratio | CPU ratio |")
         print("|---|---|---:|---:|---:|---:|")
-        for loop in loops:
-            bare_runs = http["aiohttp", loop]
-            for stack in stacks:
-                runs = http[stack, loop]
-                rate = statistics.median(x[0] for x in runs)
-                cpu = statistics.median(x[1] for x in runs)
-                pairs = list(zip(runs, bare_runs, strict=True))
-                rate_ratio = statistics.median(f[0] / b[0] for f, b in pairs)
-                cpu_ratio = statistics.median(f[1] / b[1] for f, b in pairs)
-                print(
-                    f"| {loop} | {names[stack]} | {rate:,.0f}/s | {cpu:.1f} µs "
-                    f"| {rate_ratio:.2f}x | {cpu_ratio:.2f}x |"
-                )
+        for row in rows:
+            print(
+                f"| {row['loop']} | {names[row['stack']]} | {row['rate']:,.0f}/s "
+                f"| {row['cpu_us']:.1f} µs | {row['rate_ratio']:.2f}x | {row['cpu_ratio']:.2f}x |"
+            )
     if args.instructions:
         # request_id alone: the least a middleware doing this job can cost
-        print_instructions([*stacks, "request_id"], loops, names, 500 if args.quick else 4000)
-    if args.http_only:
-        return
+        rows = instruction_rows(results, [*stacks, "request_id"], loops, instruction_requests)
+        results.summary["instructions"] = rows
+        print_instructions(rows, names, instruction_requests)
+    if not args.http_only:
+        fanout(results, loops, rounds, args.quick)
+    results.write(args.json)
 
-    cases = [(100, 1000 if not args.quick else 200), (1000, 100 if not args.quick else 30)]
-    fan: dict[tuple[str, str, int, int], list[Any]] = {}
-    for r in range(rounds):
-        for loop in loops:
-            for clients, messages in cases:
-                for mode in ("naive", "hub"):
-                    key = (mode, loop, clients, 0)
-                    fan.setdefault(key, []).append(measure_fanout(mode, loop, clients, messages, 0))
-        for mode in ("naive", "hub"):  # 100 fast clients + 1 stalled, 300 x 32 KiB, uvloop
-            key = (mode, "uvloop", 100, 1)
-            result = measure_fanout(mode, "uvloop", 100, 300, stalled=1, size=32 * 1024)
-            fan.setdefault(key, []).append(result)
-        print(f"  fan-out round {r + 1}/{rounds} done", flush=True)
 
+def fanout(results: _harness.Results, loops: list[str], rounds: int, quick: bool) -> None:
+    cases = [(100, 1000 if not quick else 200), (1000, 100 if not quick else 30)]
+    configurations: list[tuple[str, str, int, int, int]] = [
+        (mode, loop, clients, messages, 0)
+        for loop in loops
+        for clients, messages in cases
+        for mode in ("naive", "hub")
+    ]
+    # 100 fast clients + 1 stalled, 300 x 32 KiB, uvloop
+    configurations += [(mode, "uvloop", 100, 300, 1) for mode in ("naive", "hub")]
+    for r, case in _harness.interleave(configurations, rounds):
+        mode, loop, clients, messages, stuck = case
+        size = 32 * 1024 if stuck else 64
+        result = measure_fanout(mode, loop, clients, messages, stalled=stuck, size=size)
+        configuration = {"part": "fanout", "mode": mode, "loop": loop, "clients": clients}
+        configuration |= {"messages": messages, "stalled": stuck}
+        results.add(
+            r,
+            configuration,
+            rate=result["rate"],
+            cpu_us=result["cpu_us"],
+            published=result["published"],
+            elapsed=result["elapsed"],
+        )
+        if case == configurations[r % len(configurations) - 1]:
+            print(f"  fan-out round {r + 1}/{rounds} done", flush=True)
+
+    def median(measure: str, **where: Any) -> float:
+        return _harness.summarize(results.values(measure, part="fanout", **where)).median
+
+    rows = []
+    for loop in loops:
+        for clients, messages in cases:
+            where = {"loop": loop, "clients": clients, "stalled": 0}
+            naive, hub = median("rate", mode="naive", **where), median("rate", mode="hub", **where)
+            naive_cpu = median("cpu_us", mode="naive", **where)
+            hub_cpu = median("cpu_us", mode="hub", **where)
+            rows.append(
+                {
+                    "loop": loop,
+                    "clients": clients,
+                    "messages": messages,
+                    "naive_rate": naive,
+                    "naive_cpu_us": naive_cpu,
+                    "hub_rate": hub,
+                    "hub_cpu_us": hub_cpu,
+                    "rate_ratio": hub / naive,
+                    "cpu_ratio": hub_cpu / naive_cpu,
+                }
+            )
+    where = {"loop": "uvloop", "clients": 100, "stalled": 1}
+    stalled = {
+        "messages": 300,
+        "naive_published": median("published", mode="naive", **where),
+        "hub_published": median("published", mode="hub", **where),
+        "hub_rate": median("rate", mode="hub", **where),
+        "stall_limit": STALL_LIMIT,
+    }
+    results.summary["fanout"] = rows
+    results.summary["stalled"] = [stalled]
     print("\nWebSocket fan-out: deliveries/s (messages x clients) and server CPU per delivery")
     print("| loop | clients x msgs | naive loop | WebSocketHub | rate ratio | CPU ratio |")
     print("|---|---:|---:|---:|---:|---:|")
-    for loop in loops:
-        for clients, messages in cases:
-            naive_runs, hub_runs = fan["naive", loop, clients, 0], fan["hub", loop, clients, 0]
-            naive = statistics.median(x["rate"] for x in naive_runs)
-            hub = statistics.median(x["rate"] for x in hub_runs)
-            naive_cpu = statistics.median(x["cpu_us"] for x in naive_runs)
-            hub_cpu = statistics.median(x["cpu_us"] for x in hub_runs)
-            print(
-                f"| {loop} | {clients} x {messages} | {naive:,.0f}/s, {naive_cpu:.1f} µs "
-                f"| {hub:,.0f}/s, {hub_cpu:.1f} µs | {hub / naive:.2f}x "
-                f"| {hub_cpu / naive_cpu:.2f}x |"
-            )
-    naive_runs, hub_runs = fan["naive", "uvloop", 100, 1], fan["hub", "uvloop", 100, 1]
-    naive_pub = statistics.median(x["published"] for x in naive_runs)
-    hub_pub = statistics.median(x["published"] for x in hub_runs)
-    hub_rate = statistics.median(x["rate"] for x in hub_runs)
+    for row in rows:
+        print(
+            f"| {row['loop']} | {row['clients']} x {row['messages']} "
+            f"| {row['naive_rate']:,.0f}/s, {row['naive_cpu_us']:.1f} µs "
+            f"| {row['hub_rate']:,.0f}/s, {row['hub_cpu_us']:.1f} µs | {row['rate_ratio']:.2f}x "
+            f"| {row['cpu_ratio']:.2f}x |"
+        )
     print("\nOne extra client that never reads (100 fast clients, 300 x 32 KiB messages, uvloop)")
-    print(f"| naive loop | published {naive_pub:.0f} of 300 in {STALL_LIMIT:g} s, then stuck |")
-    print(f"| WebSocketHub | published {hub_pub:.0f} of 300, {hub_rate:,.0f} deliveries/s |")
+    print(
+        f"| naive loop | published {stalled['naive_published']:.0f} of 300 in "
+        f"{STALL_LIMIT:g} s, then stuck |"
+    )
+    print(
+        f"| WebSocketHub | published {stalled['hub_published']:.0f} of 300, "
+        f"{stalled['hub_rate']:,.0f} deliveries/s |"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 
 from aiohttp import web
 
+from loopwise import run_sync
 from loopwise.http.server import EventChannel, HubConnection, WebSocketHub, create_app, run
 
 
@@ -126,7 +127,29 @@ def hello(options: dict[str, str]) -> web.Application:
     return app
 
 
-SCENARIOS = {"broadcast": broadcast, "hello": hello, "replay": replay, "stubborn": stubborn}
+def bridge(options: dict[str, str]) -> web.Application:
+    """``/bridge``: a worker thread (``asyncio.to_thread``) calls ``run_sync``; says whether the
+    coroutine ran on the server's own loop."""
+
+    async def loop_id() -> int:
+        return id(asyncio.get_running_loop())
+
+    async def answer(request: web.Request) -> web.Response:
+        there = await asyncio.to_thread(run_sync, loop_id)
+        return web.json_response({"same_loop": there == id(asyncio.get_running_loop())})
+
+    app = create_app()
+    app.router.add_get("/bridge", answer)
+    return app
+
+
+SCENARIOS = {
+    "bridge": bridge,
+    "broadcast": broadcast,
+    "hello": hello,
+    "replay": replay,
+    "stubborn": stubborn,
+}
 
 
 def main() -> None:

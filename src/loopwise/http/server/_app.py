@@ -16,6 +16,7 @@ from loopwise.http.server._connections import GuardedSite, effective_max_connect
 from loopwise.http.server._middlewares import standard_middlewares
 from loopwise.http.server._origins import origin_middleware
 from loopwise.http.server._streams import STREAMS_KEY, close_streams
+from loopwise.patterns._run import home_context, loop_factory, refuse_running_loop
 
 __all__ = ["create_app", "run", "serve"]
 
@@ -209,22 +210,6 @@ async def _bounded_cleanup(runner: web.AppRunner, budget: float) -> None:
     await runner.app.cleanup()
 
 
-def _loop_factory(use_uvloop: bool | None) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    if use_uvloop is False:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if use_uvloop:
-            raise RuntimeError(
-                "uvloop=True but uvloop is not installed: pip install 'loopwise[uvloop]' "
-                "or pass uvloop=None to use it only when available"
-            ) from None
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def run(
     app: web.Application,
     host: str = "127.0.0.1",
@@ -239,27 +224,34 @@ def run(
     """Run ``app`` in a new event loop until SIGTERM or Ctrl+C, then shut down gracefully.
 
     Blocks; see :func:`serve` for the connection limits, the shutdown order, its bounds and
-    ``ready``. ``uvloop=None``
-    uses uvloop when it is installed, ``True`` requires it, ``False`` never uses it. Returns
+    ``ready``. The loop is chosen as :func:`loopwise.run` chooses it: ``uvloop=None`` uses
+    uvloop when it is installed, ``True`` requires it (:class:`~loopwise.ConfigError` when
+    missing), ``False`` never uses it; called inside a running loop it raises
+    :class:`~loopwise.UsageError`. :func:`loopwise.run_sync` from worker threads
+    (``asyncio.to_thread``) runs its coroutine on this loop. Returns
     normally after a signal, within ``shutdown_timeout`` + 1 s plus the ``cleanup_ctx`` exits:
     tasks still running then are cancelled and given a moment, never waited for. Startup errors
     (port in use, a failing ``cleanup_ctx``) propagate.
     """
-    factory = _loop_factory(uvloop)
+    refuse_running_loop(
+        "loopwise.http.server.run()",
+        "`await serve(app, ...)` there instead (the same server, without owning the loop)",
+    )
+    factory = loop_factory(uvloop)
     loop = factory() if factory is not None else asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(
-            serve(
-                app,
-                host,
-                port,
-                shutdown_timeout=shutdown_timeout,
-                ready=ready,
-                max_connections=max_connections,
-                header_timeout=header_timeout,
-            )
+        main = serve(
+            app,
+            host,
+            port,
+            shutdown_timeout=shutdown_timeout,
+            ready=ready,
+            max_connections=max_connections,
+            header_timeout=header_timeout,
         )
+        # run_sync() from worker threads finds this loop through the task's context
+        loop.run_until_complete(home_context(loop).run(loop.create_task, main))
     finally:
         try:
             _drop_leftovers(loop)
