@@ -1,0 +1,180 @@
+"""The checker one file at a time, against summaries kept in memory (the editor server's engine).
+
+``summarize_text`` reduces one file's current text to its summary, ``check_text`` checks it
+against a :class:`~loopwise.lint._project.Project` built from summaries already known, and
+``dependents`` says which modules' findings may change when some modules' summaries change.
+A rule that raises while checking a file loses only its own findings for that file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from loopwise.lint._finding import Finding
+from loopwise.lint._noqa import apply_noqa
+from loopwise.lint._project import ModuleSummary, Project
+from loopwise.lint._rule import Rule
+from loopwise.lint._runner import Checker, ParsedModule, parse_module, summarize_module
+
+__all__ = ["RuleFailure", "TextCheck", "check_text", "dependents", "summarize_text"]
+
+logger = logging.getLogger("loopwise.lint")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFailure:
+    """A rule that raised while checking a file: its findings there were dropped."""
+
+    code: str
+    path: str
+    line: int | None
+    error: str
+
+
+@dataclass(slots=True)
+class TextCheck:
+    """One file's text, checked: its findings, or the error that kept it from being checked.
+
+    ``summary`` is None when the text does not parse (callers keep the last good one).
+    """
+
+    parsed: ParsedModule
+    summary: ModuleSummary | None
+    findings: list[Finding] = field(default_factory=list)
+    failures: list[RuleFailure] = field(default_factory=list)
+
+    @property
+    def error(self) -> Finding | None:
+        return self.parsed.error
+
+
+def summarize_text(path: str, source: bytes, module: str, is_package: bool) -> TextCheck:
+    """Parse ``source`` (the text of ``path``) and summarize it; never raises for bad text."""
+    parsed = parse_module(path, source, module, is_package)
+    summary = summarize_module(parsed) if parsed.tree is not None else None
+    return TextCheck(parsed, summary)
+
+
+def check_text(
+    summarized: TextCheck, project: Project, rules: Sequence[Rule], *, fixes: bool = False
+) -> TextCheck:
+    """Fill in the findings of a summarized text against ``project``, ``# noqa`` applied.
+
+    A rule that raises is logged, left out, and the file checked again without it: the other
+    rules' findings are all kept, and each failure is listed in ``failures``.
+    """
+    parsed = summarized.parsed
+    if parsed.error is not None:
+        summarized.findings = [parsed.error]
+        return summarized
+    active = list(rules)
+    failures: list[RuleFailure] = []
+    current = parsed
+    while True:
+        checker = Checker(current, project, active, fixes=fixes)
+        try:
+            found = checker.run()
+        except RecursionError:
+            message = "syntax error: too deeply nested to check"
+            found = [Finding(parsed.path, 1, 1, "syntax-error", message, 1, 1)]
+            summarized.findings = found
+            break
+        except Exception as exc:
+            failing = checker._rule
+            line = getattr(checker.parents[-1], "lineno", None) if checker.parents else None
+            failure = RuleFailure(
+                failing.code if failing else "engine", parsed.path, line, f"{exc!r}"
+            )
+            logger.error(
+                "rule %s raised at %s:%s, its findings there are dropped: %s",
+                failure.code,
+                parsed.path,
+                line,
+                failure.error,
+                exc_info=exc,
+            )
+            failures.append(failure)
+            if failing is None:  # the walk itself failed: nothing left to trust
+                summarized.findings = []
+                break
+            active = [rule for rule in active if rule is not failing]
+            # the failed walk may have left the shared per-file state half-done: start afresh
+            current = parse_module(parsed.path, parsed.source, parsed.module, parsed.is_package)
+            summarize_module(current)
+            continue
+        codes = frozenset(rule.code for rule in rules)
+        summarized.findings = sorted(
+            apply_noqa(found, parsed.source, codes, parsed.path, fixes=fixes)
+        )
+        break
+    summarized.failures = failures
+    return summarized
+
+
+def _module_of(name: str, modules: Collection[str]) -> str | None:
+    """The longest module of ``modules`` that the qualified ``name`` lies in."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:cut])
+        if candidate in modules:
+            return candidate
+    return None
+
+
+def _referenced(summary: ModuleSummary) -> Iterable[str]:
+    """Every qualified name a module's summary mentions from elsewhere."""
+    yield from summary.aliases.values()
+    for info in summary.functions.values():
+        yield from info.calls
+        if info.returns:
+            yield info.returns
+    for cls in summary.classes.values():
+        yield from (base for base in cls.bases if base)
+        for method in cls.methods.values():
+            yield from method.calls
+        yield from (kind for kind in cls.attributes.values() if kind)
+
+
+def _shared_facts(summary: ModuleSummary) -> tuple[object, ...]:
+    """The parts of a summary every module's findings read by name, not through imports."""
+    return (summary.detached, summary.awaited, summary.handed_over, summary.awaiting_helpers)
+
+
+def dependents(
+    project: Project,
+    changed: dict[str, tuple[ModuleSummary | None, ModuleSummary | None]],
+) -> set[str] | None:
+    """The modules whose findings may change when ``changed`` summaries go from old to new.
+
+    ``changed`` maps a module name to (its old summary, its new one; None for absent). The
+    answer holds the changed modules themselves and every module that imports or calls into
+    them, directly or through others (re-exports, transitive loop starts). None means every
+    module: a change to what modules share by name (tasks started, functions awaited).
+    """
+    modules = project.modules.keys() | changed.keys()
+    for old, new in changed.values():
+        if (old is None) != (new is None):
+            if any(
+                _shared_facts(summary) != _shared_facts(ModuleSummary(summary.name))
+                for summary in (old, new)
+                if summary is not None
+            ):
+                return None
+        elif old is not None and new is not None and _shared_facts(old) != _shared_facts(new):
+            return None
+    users: dict[str, set[str]] = {}
+    for name, summary in project.modules.items():
+        for reference in _referenced(summary):
+            target = _module_of(reference, modules)
+            if target is not None and target != name:
+                users.setdefault(target, set()).add(name)
+    found = set(changed)
+    queue = list(changed)
+    while queue:
+        for user in users.get(queue.pop(), ()):
+            if user not in found:
+                found.add(user)
+                queue.append(user)
+    return found
