@@ -17,6 +17,7 @@ UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
 CLEAN = "import asyncio\n\n\nasync def main():\n    await asyncio.sleep(1)\n"
 SYNC_FETCH = "def fetch():\n    return 1\n"
 ASYNC_FETCH = "async def fetch():\n    return 1\n"
+HERE = str(Path(__file__).resolve().parent)  # where the test-only rule module lives
 CALLER = "from a import fetch\n\n\nasync def main():\n    fetch()\n"
 
 
@@ -223,9 +224,8 @@ async def test_excluded_files_and_files_outside_the_workspace(
 async def test_a_rule_that_raises_loses_only_its_own_findings(tmp_path: Path) -> None:
     (tmp_path / "bad.py").write_text(UNAWAITED)
     running = Session(tmp_path)
-    here = str(Path(__file__).resolve().parent)
     await running.start(
-        options={"extraRules": ["server_rules:Exploding"]}, env={"PYTHONPATH": here}
+        options={"extraRules": ["server_rules:Exploding"]}, env={"PYTHONPATH": HERE}
     )
     try:
         running.open("bad.py")
