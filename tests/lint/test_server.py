@@ -95,6 +95,30 @@ async def test_indexing_reports_progress_from_begin_to_end(session: Session) -> 
     assert message == "1 file indexed"
 
 
+async def test_indexing_with_worker_processes_ends_and_feeds_the_checks(tmp_path: Path) -> None:
+    # enough files and bytes for the engine to use worker processes (forking the server,
+    # whose stdin thread holds a lock, used to hang the first worker for good)
+    padding = "# " + "x" * 97 + "\n"
+    for number in range(70):
+        (tmp_path / f"m{number}.py").write_text(
+            f"async def job{number}():\n    pass\n" + padding * 80
+        )
+    (tmp_path / "b.py").write_text("from m69 import job69\n\n\nasync def main():\n    job69()\n")
+    running = Session(tmp_path)
+    await running.start()
+    try:
+        await running.wait_for(
+            lambda: any(
+                (v["kind"] if isinstance(v, dict) else v.kind) == "end" for v in running.progress
+            ),
+            "the end of indexing",
+        )
+        running.open("b.py")
+        await running.wait_codes("b.py", ["LW001"])
+    finally:
+        await running.stop()
+
+
 async def test_a_code_action_applies_the_rules_fix(session: Session) -> None:
     session.open("bad.py")
     [found] = await session.wait_codes("bad.py", ["LW001"])

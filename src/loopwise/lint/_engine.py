@@ -227,8 +227,9 @@ def _worker_main(connection: Connection, rules: Sequence[Rule]) -> None:
 class _Pool:
     """Worker processes, each fed its own list of files in small chunks."""
 
-    def __init__(self, size: int, rules: Sequence[Rule]) -> None:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    def __init__(self, size: int, rules: Sequence[Rule], *, fork: bool = True) -> None:
+        forking = fork and "fork" in multiprocessing.get_all_start_methods()
+        method = "fork" if forking else "spawn"
         context = multiprocessing.get_context(method)
         self.connections: list[Connection] = []
         self.processes: list[multiprocessing.process.BaseProcess] = []
@@ -350,11 +351,14 @@ def summarize_files(
     jobs: int = 1,
     cache: Cache | None = None,
     progress: Callable[[int], Progress | None] | None = None,
+    fork: bool = True,
 ) -> list[tuple[SourceFile, str, bool, ModuleSummary]]:
     """Each file's (file, module, is package, summary), in ``files``' order; nothing is checked.
 
     The cache's summaries of unchanged files are reused, and new ones are saved to it. A file
-    that cannot be read or parsed gets an empty summary.
+    that cannot be read or parsed gets an empty summary. ``fork=False`` starts worker
+    processes afresh instead of forking: a process whose other threads hold locks (a server
+    reading stdin) would hand them, held, to a forked child, which then hangs at start.
     """
     paused = gc.isenabled()
     gc.disable()
@@ -368,7 +372,7 @@ def summarize_files(
             and total_bytes >= _PARALLEL_MIN_BYTES
         )
         report = progress(len(to_summarize)) if progress and to_summarize else None
-        pool = _Pool(min(jobs, len(to_summarize)), []) if parallel else None
+        pool = _Pool(min(jobs, len(to_summarize)), [], fork=fork) if parallel else None
         try:
             _summarize(to_summarize, pool, _Worker([]), report)
         finally:

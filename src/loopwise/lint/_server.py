@@ -231,7 +231,9 @@ class LoopwiseServer(LanguageServer):
             if self.cache and self.state.roots:
                 root = self.state.selector.finder.for_directory(self.state.roots[0]).root
                 cache = Cache.load(root / ".loopwise_cache")
-            outcome = summarize_files(files, jobs=default_jobs(), cache=cache, progress=started)
+            outcome = summarize_files(
+                files, jobs=default_jobs(), cache=cache, progress=started, fork=False
+            )
         except _Stopped:
             outcome = None
         except Exception:
