@@ -18,7 +18,14 @@ from loopwise.lint._project import ModuleSummary, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker, ParsedModule, parse_module, summarize_module
 
-__all__ = ["RuleFailure", "TextCheck", "check_text", "dependents", "summarize_text"]
+__all__ = [
+    "Dependents",
+    "RuleFailure",
+    "TextCheck",
+    "check_text",
+    "dependents",
+    "summarize_text",
+]
 
 logger = logging.getLogger("loopwise.lint")
 
@@ -142,6 +149,82 @@ def _shared_facts(summary: ModuleSummary) -> tuple[object, ...]:
     return (summary.detached, summary.awaited, summary.handed_over, summary.awaiting_helpers)
 
 
+def _shares_changed(changed: dict[str, tuple[ModuleSummary | None, ModuleSummary | None]]) -> bool:
+    for old, new in changed.values():
+        before = _shared_facts(old or ModuleSummary(name=""))
+        after = _shared_facts(new or ModuleSummary(name=""))
+        if before != after:
+            return True
+    return False
+
+
+class Dependents:
+    """Which modules use which (imports, calls, bases), kept up to date one summary at a time.
+
+    Updating one module's summary costs that module's references, not the project's: an
+    editor server asks after every keystroke.
+    """
+
+    def __init__(self, summaries: Iterable[ModuleSummary]) -> None:
+        self.summaries = {summary.name: summary for summary in summaries}
+        self._rebuild()
+
+    def __repr__(self) -> str:
+        return f"<Dependents modules={len(self.summaries)}>"
+
+    def _rebuild(self) -> None:
+        self.uses: dict[str, set[str]] = {}
+        self.users: dict[str, set[str]] = {}
+        for name, summary in self.summaries.items():
+            self._link(name, summary)
+
+    def _link(self, name: str, summary: ModuleSummary) -> None:
+        targets = set()
+        for reference in _referenced(summary):
+            target = _module_of(reference, self.summaries)
+            if target is not None and target != name:
+                targets.add(target)
+        self.uses[name] = targets
+        for target in targets:
+            self.users.setdefault(target, set()).add(name)
+
+    def _unlink(self, name: str) -> None:
+        for target in self.uses.pop(name, set()):
+            self.users.get(target, set()).discard(name)
+
+    def replace(self, name: str, summary: ModuleSummary | None) -> None:
+        """Module ``name`` now has ``summary`` (None: it is gone)."""
+        known = name in self.summaries
+        if summary is None:
+            self.summaries.pop(name, None)
+        else:
+            self.summaries[name] = summary
+        if known != (summary is not None):  # the set of modules changed: names may resolve anew
+            self._rebuild()
+            return
+        self._unlink(name)
+        if summary is not None:
+            self._link(name, summary)
+
+    def affected(
+        self, changed: dict[str, tuple[ModuleSummary | None, ModuleSummary | None]]
+    ) -> set[str] | None:
+        """The modules whose findings may change when ``changed`` summaries go from old to new
+        (the changed ones and every module that uses them, directly or through others); None
+        means every module: a change to what modules share by name (tasks started, functions
+        awaited)."""
+        if _shares_changed(changed):
+            return None
+        found = set(changed)
+        queue = list(changed)
+        while queue:
+            for user in self.users.get(queue.pop(), ()):
+                if user not in found:
+                    found.add(user)
+                    queue.append(user)
+        return found
+
+
 def dependents(
     project: Project,
     changed: dict[str, tuple[ModuleSummary | None, ModuleSummary | None]],
@@ -153,28 +236,8 @@ def dependents(
     them, directly or through others (re-exports, transitive loop starts). None means every
     module: a change to what modules share by name (tasks started, functions awaited).
     """
-    modules = project.modules.keys() | changed.keys()
-    for old, new in changed.values():
-        if (old is None) != (new is None):
-            if any(
-                _shared_facts(summary) != _shared_facts(ModuleSummary(summary.name))
-                for summary in (old, new)
-                if summary is not None
-            ):
-                return None
-        elif old is not None and new is not None and _shared_facts(old) != _shared_facts(new):
-            return None
-    users: dict[str, set[str]] = {}
-    for name, summary in project.modules.items():
-        for reference in _referenced(summary):
-            target = _module_of(reference, modules)
-            if target is not None and target != name:
-                users.setdefault(target, set()).add(name)
-    found = set(changed)
-    queue = list(changed)
-    while queue:
-        for user in users.get(queue.pop(), ()):
-            if user not in found:
-                found.add(user)
-                queue.append(user)
-    return found
+    graph = Dependents(project.modules.values())
+    for name, (_, new) in changed.items():
+        if new is not None and name not in graph.summaries:
+            graph.replace(name, new)
+    return graph.affected(changed)

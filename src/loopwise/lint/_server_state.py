@@ -27,10 +27,10 @@ from loopwise.lint._files import (
 )
 from loopwise.lint._finding import Finding
 from loopwise.lint._incremental import (
+    Dependents,
     RuleFailure,
     TextCheck,
     check_text,
-    dependents,
     summarize_text,
 )
 from loopwise.lint._project import ModuleSummary, Project
@@ -56,6 +56,7 @@ class _Buffer:
     good_findings: list[Finding] = field(default_factory=list)
     syntax_error: Finding | None = None
     checked: bool = False
+    fresh: TextCheck | None = None  # the text's parse and summary, not yet checked
 
 
 @dataclass(slots=True)
@@ -84,6 +85,7 @@ class ServerState:
         self.selector = Selector(ConfigFinder(CODES))
         self.indexed = False
         self._project: Project | None = None
+        self._graph: Dependents | None = None
         self._baselines: dict[Path, tuple[int, Baseline | None]] = {}
 
     def __repr__(self) -> str:
@@ -136,6 +138,12 @@ class ServerState:
             self._project = Project([known.summary for known in self.modules.values()])
         return self._project
 
+    @property
+    def graph(self) -> Dependents:
+        if self._graph is None:
+            self._graph = Dependents(known.summary for known in self.modules.values())
+        return self._graph
+
     def add_index(self, summaries: Sequence[tuple[SourceFile, str, bool, ModuleSummary]]) -> None:
         """Take in the workspace's summaries; open buffers keep their own."""
         for file, module, is_package, summary in summaries:
@@ -143,6 +151,8 @@ class ServerState:
                 self.modules[file.path] = _Module(module, is_package, summary)
         self.indexed = True
         self._project = None
+        self._graph = None
+        _ = self.graph  # built now, not on the first keystroke
 
     def _replace(self, path: str, new: _Module | None) -> list[str]:
         old = self.modules.get(path)
@@ -153,15 +163,17 @@ class ServerState:
             self.modules.pop(path, None)
         else:
             self.modules[path] = new
-        before = self.project
         self._project = None
         names: dict[str, tuple[ModuleSummary | None, ModuleSummary | None]] = {}
         if old is not None:
             names[old.module] = (old.summary, None)
+            if new is None or new.module != old.module:
+                self.graph.replace(old.module, None)
         if new is not None:
             previous = names.get(new.module, (None, None))[0]
             names[new.module] = (previous, new.summary)
-        affected = dependents(before, names)
+            self.graph.replace(new.module, new.summary)
+        affected = self.graph.affected(names)
         return [
             open_path
             for open_path in self.buffers
@@ -176,6 +188,7 @@ class ServerState:
         buffer.text = text
         module, is_package = module_for(path)
         summarized = summarize_text(path, text, module, is_package)
+        buffer.fresh = summarized
         if summarized.summary is None:  # keep the last good summary while the text is broken
             return []
         return self._replace(path, _Module(module, is_package, summarized.summary))
@@ -218,8 +231,11 @@ class ServerState:
         try:
             if self._excluded(path):
                 return FileReport([])
-            module, is_package = module_for(path)
-            summarized = summarize_text(path, buffer.text, module, is_package)
+            summarized = buffer.fresh
+            buffer.fresh = None  # a check consumes the parse (the rules' walk shares its state)
+            if summarized is None or summarized.parsed.source is not buffer.text:
+                module, is_package = module_for(path)
+                summarized = summarize_text(path, buffer.text, module, is_package)
             if summarized.error is not None and summarized.error.code == "syntax-error":
                 buffer.syntax_error = summarized.error
                 return FileReport(list(buffer.good_findings), buffer.syntax_error)
