@@ -8,7 +8,7 @@ from pathlib import Path
 from loopwise.lint import RULES
 from loopwise.lint._engine import Cache, summarize_files
 from loopwise.lint._files import SourceFile
-from loopwise.lint._incremental import check_text, dependents, summarize_text
+from loopwise.lint._incremental import Dependents, check_text, dependents, summarize_text
 from loopwise.lint._project import ModuleSummary, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
@@ -103,3 +103,18 @@ def test_summarize_files_reuses_the_cache_for_unchanged_files(tmp_path: Path) ->
     seen: list[int] = []
     again = summarize_files(files, cache=reloaded, progress=lambda total: seen.append)
     assert seen == [] and [s for *_, s in again] == [s for *_, s in first]
+
+
+def test_the_dependency_graph_follows_one_summary_at_a_time() -> None:
+    a = summary("a", "def fetch():\n    return 1\n")
+    b = summary("b", "def main():\n    return 2\n")
+    graph = Dependents([a, b])
+    assert graph.affected({"a": (a, a)}) == {"a"}
+    calling = summary("b", "from a import fetch\n\ndef main():\n    return fetch()\n")
+    graph.replace("b", calling)
+    assert graph.affected({"a": (a, a)}) == {"a", "b"}
+    graph.replace("b", b)
+    assert graph.affected({"a": (a, a)}) == {"a"}
+    graph.replace("b", calling)
+    graph.replace("a", None)
+    assert "a" not in graph.summaries and graph.users.get("a", set()) == set()

@@ -167,13 +167,17 @@ class ServerState:
         names: dict[str, tuple[ModuleSummary | None, ModuleSummary | None]] = {}
         if old is not None:
             names[old.module] = (old.summary, None)
-            if new is None or new.module != old.module:
-                self.graph.replace(old.module, None)
         if new is not None:
             previous = names.get(new.module, (None, None))[0]
             names[new.module] = (previous, new.summary)
+        # the users before the change (of a module going away) and after (of one arriving)
+        before = self.graph.affected(names)
+        if old is not None and (new is None or new.module != old.module):
+            self.graph.replace(old.module, None)
+        if new is not None:
             self.graph.replace(new.module, new.summary)
-        affected = self.graph.affected(names)
+        after = self.graph.affected(names)
+        affected = None if before is None or after is None else before | after
         return [
             open_path
             for open_path in self.buffers
