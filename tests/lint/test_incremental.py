@@ -8,7 +8,13 @@ from pathlib import Path
 from loopwise.lint import RULES
 from loopwise.lint._engine import Cache, summarize_files
 from loopwise.lint._files import SourceFile
-from loopwise.lint._incremental import Dependents, check_text, dependents, summarize_text
+from loopwise.lint._incremental import (
+    Dependents,
+    check_text,
+    dependents,
+    summarize_text,
+    updated_project,
+)
 from loopwise.lint._project import ModuleSummary, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
@@ -118,3 +124,17 @@ def test_the_dependency_graph_follows_one_summary_at_a_time() -> None:
     graph.replace("b", calling)
     graph.replace("a", None)
     assert "a" not in graph.summaries and graph.users.get("a", set()) == set()
+
+
+def test_an_updated_project_keeps_only_the_facts_the_change_cannot_touch() -> None:
+    runner = summary("r", "import asyncio\n\ndef start():\n    asyncio.run(main())\n")
+    plain = summary("p", "def helper():\n    return 1\n")
+    before = Project([runner, plain])
+    assert before.runs_loop("r.start")
+    more = summary("p", "def helper():\n    return 1\n\ndef other():\n    pass\n")
+    after = updated_project(before, [runner, more], plain, more)
+    assert after._loop_runners is before._loop_runners and after.runs_loop("r.start")
+    starting = summary("p", "from r import start\n\ndef helper():\n    start()\n")
+    changed = updated_project(after, [runner, starting], more, starting)
+    assert changed._loop_runners is None
+    assert changed.runs_loop("p.helper") and not after.runs_loop("p.helper")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from loopwise.lint._finding import Finding
 from loopwise.lint._noqa import apply_noqa
-from loopwise.lint._project import ModuleSummary, Project
+from loopwise.lint._project import FunctionInfo, ModuleSummary, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker, ParsedModule, parse_module, summarize_module
 
@@ -25,6 +25,7 @@ __all__ = [
     "check_text",
     "dependents",
     "summarize_text",
+    "updated_project",
 ]
 
 logger = logging.getLogger("loopwise.lint")
@@ -241,3 +242,77 @@ def dependents(
         if new is not None and name not in graph.summaries:
             graph.replace(name, new)
     return graph.affected(changed)
+
+
+def _sync_functions(summary: ModuleSummary) -> dict[str, FunctionInfo]:
+    return {name: info for name, info in summary.functions.items() if not info.is_async}
+
+
+def _keeps_loop_runners(before: Project, was: ModuleSummary, now: ModuleSummary) -> bool:
+    """Whether the set of loop-starting functions stays as ``before`` worked it out: no sync
+    function of the module starts a loop, before or after, nor calls one that does."""
+    running = before._loop_runners
+    if running is None or was.aliases != now.aliases or was.classes.keys() != now.classes.keys():
+        return False
+    for summary in (was, now):
+        for name, info in _sync_functions(summary).items():
+            if f"{summary.name}.{name}" in running or info.runs_loop:
+                return False
+            if any(before.canonical(callee) in running for callee in info.calls):
+                return False
+    return True
+
+
+def _returning_paths(summary: ModuleSummary) -> dict[str, tuple[tuple[str, ...], ...]]:
+    return {
+        name: info.loop_free_returns
+        for name, info in summary.functions.items()
+        if info.loop_free_returns
+    }
+
+
+def updated_project(
+    before: Project,
+    summaries: Iterable[ModuleSummary],
+    old: ModuleSummary | None,
+    new: ModuleSummary | None,
+) -> Project:
+    """The project of ``summaries`` after one module went from ``old`` to ``new``.
+
+    The project-wide facts ``before`` worked out (which functions start a loop, which run only
+    as tasks) are kept when that change cannot touch them, instead of being recomputed over
+    every module on the next query.
+    """
+    project = Project(list(summaries))
+    empty = ModuleSummary(name=(new or old or ModuleSummary(name="")).name)
+    was, now = old or empty, new or empty
+    if _keeps_loop_runners(before, was, now):
+        project._loop_runners = before._loop_runners
+        if _returning_paths(was) == _returning_paths(now):
+            project._loop_free_returners = before._loop_free_returners
+    if _shared_facts(was) == _shared_facts(now):
+        project._detached = before._detached
+    _keep_session_names(before, project, was, now)
+    return project
+
+
+def _session_functions(summary: ModuleSummary) -> set[str]:
+    found = {name for name, info in summary.functions.items() if info.session_per_call}
+    for cls in summary.classes.values():
+        found.update(name for name, info in cls.methods.items() if info.session_per_call)
+    return found
+
+
+def _keep_session_names(
+    before: Project, project: Project, was: ModuleSummary, now: ModuleSummary
+) -> None:
+    """LW008's project-wide table of per-call-session functions, kept when the change has no
+    such function and imports the same names (it is keyed by the project object)."""
+    from loopwise.lint.rules import lw008_client_session_misuse as lw008
+
+    known = lw008._PER_CALL_NAMES.get(before)
+    if known is None or was.aliases != now.aliases:
+        return
+    if _session_functions(was) or _session_functions(now):
+        return
+    lw008._PER_CALL_NAMES[project] = known

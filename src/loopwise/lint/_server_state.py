@@ -32,6 +32,7 @@ from loopwise.lint._incremental import (
     TextCheck,
     check_text,
     summarize_text,
+    updated_project,
 )
 from loopwise.lint._project import ModuleSummary, Project
 from loopwise.lint._rule import Rule
@@ -163,7 +164,12 @@ class ServerState:
             self.modules.pop(path, None)
         else:
             self.modules[path] = new
-        self._project = None
+        self._project = updated_project(
+            self.project,
+            (known.summary for known in self.modules.values()),
+            old.summary if old else None,
+            new.summary if new else None,
+        )
         names: dict[str, tuple[ModuleSummary | None, ModuleSummary | None]] = {}
         if old is not None:
             names[old.module] = (old.summary, None)
