@@ -6,12 +6,13 @@ import ast
 from pathlib import Path
 
 from loopwise.lint import RULES
-from loopwise.lint._engine import Cache, summarize_files
+from loopwise.lint._engine import Cache
 from loopwise.lint._files import SourceFile
 from loopwise.lint._incremental import (
     Dependents,
     check_text,
     dependents,
+    summarize_files,
     summarize_text,
     updated_project,
 )

@@ -33,7 +33,7 @@ from loopwise.lint._runner import (
     summarize_module,
 )
 
-__all__ = ["Cache", "check_files", "summarize_files"]
+__all__ = ["Cache", "check_files"]
 
 # Below this much work, worker processes cost more than they save.
 _PARALLEL_MIN_FILES = 64
@@ -343,54 +343,6 @@ def check_files(
                 cache.entries[job.file.path] = job.entry
         cache.save()
     return sorted(findings)
-
-
-def summarize_files(
-    files: Sequence[SourceFile],
-    *,
-    jobs: int = 1,
-    cache: Cache | None = None,
-    progress: Callable[[int], Progress | None] | None = None,
-    fork: bool = True,
-) -> list[tuple[SourceFile, str, bool, ModuleSummary]]:
-    """Each file's (file, module, is package, summary), in ``files``' order; nothing is checked.
-
-    The cache's summaries of unchanged files are reused, and new ones are saved to it. A file
-    that cannot be read or parsed gets an empty summary. ``fork=False`` starts worker
-    processes afresh instead of forking: a process whose other threads hold locks (a server
-    reading stdin) would hand them, held, to a forked child, which then hangs at start.
-    """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        job_list = [_make_job(file, cache) for file in files]
-        to_summarize = [job for job in job_list if job.entry is None]
-        total_bytes = sum(job.stat.st_size for job in to_summarize if job.stat)
-        parallel = (
-            jobs > 1
-            and len(to_summarize) >= _PARALLEL_MIN_FILES
-            and total_bytes >= _PARALLEL_MIN_BYTES
-        )
-        report = progress(len(to_summarize)) if progress and to_summarize else None
-        pool = _Pool(min(jobs, len(to_summarize)), [], fork=fork) if parallel else None
-        try:
-            _summarize(to_summarize, pool, _Worker([]), report)
-        finally:
-            if pool is not None:
-                pool.close()
-    finally:
-        if paused:
-            gc.enable()
-    if cache is not None and to_summarize:
-        for job in to_summarize:
-            if job.entry is not None and job.entry.digest:
-                cache.entries[job.file.path] = job.entry
-        cache.save()
-    return [
-        (job.file, job.module, job.is_package, job.entry.summary)
-        for job in job_list
-        if job.entry is not None
-    ]
 
 
 def _run(

@@ -8,10 +8,22 @@ A rule that raises while checking a file loses only its own findings for that fi
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from loopwise.lint._engine import (
+    _PARALLEL_MIN_BYTES,
+    _PARALLEL_MIN_FILES,
+    Cache,
+    Progress,
+    _make_job,
+    _Pool,
+    _summarize,
+    _Worker,
+)
+from loopwise.lint._files import SourceFile
 from loopwise.lint._finding import Finding
 from loopwise.lint._noqa import apply_noqa
 from loopwise.lint._project import FunctionInfo, ModuleSummary, Project
@@ -24,6 +36,7 @@ __all__ = [
     "TextCheck",
     "check_text",
     "dependents",
+    "summarize_files",
     "summarize_text",
     "updated_project",
 ]
@@ -56,6 +69,54 @@ class TextCheck:
     @property
     def error(self) -> Finding | None:
         return self.parsed.error
+
+
+def summarize_files(
+    files: Sequence[SourceFile],
+    *,
+    jobs: int = 1,
+    cache: Cache | None = None,
+    progress: Callable[[int], Progress | None] | None = None,
+    fork: bool = True,
+) -> list[tuple[SourceFile, str, bool, ModuleSummary]]:
+    """Each file's (file, module, is package, summary), in ``files``' order; nothing is checked.
+
+    The cache's summaries of unchanged files are reused, and new ones are saved to it. A file
+    that cannot be read or parsed gets an empty summary. ``fork=False`` starts worker
+    processes afresh instead of forking: a process whose other threads hold locks (a server
+    reading stdin) would hand them, held, to a forked child, which then hangs at start.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        job_list = [_make_job(file, cache) for file in files]
+        to_summarize = [job for job in job_list if job.entry is None]
+        total_bytes = sum(job.stat.st_size for job in to_summarize if job.stat)
+        parallel = (
+            jobs > 1
+            and len(to_summarize) >= _PARALLEL_MIN_FILES
+            and total_bytes >= _PARALLEL_MIN_BYTES
+        )
+        report = progress(len(to_summarize)) if progress and to_summarize else None
+        pool = _Pool(min(jobs, len(to_summarize)), [], fork=fork) if parallel else None
+        try:
+            _summarize(to_summarize, pool, _Worker([]), report)
+        finally:
+            if pool is not None:
+                pool.close()
+    finally:
+        if paused:
+            gc.enable()
+    if cache is not None and to_summarize:
+        for job in to_summarize:
+            if job.entry is not None and job.entry.digest:
+                cache.entries[job.file.path] = job.entry
+        cache.save()
+    return [
+        (job.file, job.module, job.is_package, job.entry.summary)
+        for job in job_list
+        if job.entry is not None
+    ]
 
 
 def summarize_text(path: str, source: bytes, module: str, is_package: bool) -> TextCheck:

@@ -24,9 +24,10 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from loopwise._version import __version__
-from loopwise.lint._engine import Cache, default_jobs, summarize_files
+from loopwise.lint._engine import Cache, default_jobs
 from loopwise.lint._files import SourceFile
 from loopwise.lint._finding import Finding
+from loopwise.lint._incremental import summarize_files
 from loopwise.lint._project import ModuleSummary
 from loopwise.lint._rule import Rule
 from loopwise.lint._server_actions import FIX_ALL_KIND, Lines, code_actions, diagnostic, hover_text
