@@ -221,6 +221,35 @@ async def test_config_is_honoured_and_reloaded_when_it_changes(session: Session)
     await session.wait_codes("bad.py", ["LW001"])
 
 
+@pytest.fixture
+def baselined(tmp_path: Path) -> Path:
+    """A project whose config names a baseline that records bad.py's finding."""
+    (tmp_path / "bad.py").write_text(UNAWAITED)
+    (tmp_path / "pyproject.toml").write_text('[tool.loopwise]\nbaseline = "baseline.json"\n')
+    recorded = subprocess.run(
+        [*SERVER, "check", "--no-cache", "--write-baseline", "baseline.json", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    return tmp_path
+
+
+async def test_a_configured_baseline_hides_the_findings_it_records(baselined: Path) -> None:
+    tmp_path = baselined
+    running = Session(tmp_path)
+    await running.start()
+    try:
+        running.open("bad.py")
+        await running.wait_codes("bad.py", [])
+        running.change("bad.py", UNAWAITED + "    asyncio.sleep(2)\n")
+        [found] = await running.wait_codes("bad.py", ["LW001"])
+        assert found.range.start.line == 5
+    finally:
+        await running.stop()
+
+
 async def test_excluded_files_and_files_outside_the_workspace(
     session: Session, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
