@@ -31,6 +31,7 @@ class _Parser(argparse.ArgumentParser):
 _COMMANDS = {
     "check": "loopwise.lint._cli",
     "rule": "loopwise.lint._cli",
+    "server": "loopwise.lint._cli",
     "run": "loopwise.doctor._cli",
     "demo": "loopwise.http.server._cli",
     "skill": "loopwise.skill._cli",

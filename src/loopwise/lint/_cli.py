@@ -131,6 +131,14 @@ def register(subparsers: Any) -> None:
     rule.add_argument("--write-docs", metavar="DIR", help="regenerate the rule pages in DIR")
     rule.set_defaults(handler=_run_rule)
 
+    server = subparsers.add_parser(
+        "server",
+        help="run the editor server (Language Server Protocol over stdio)",
+        description="Findings as you type: a language server over stdio, started by an editor."
+        " Needs the 'lsp' extra: pip install 'loopwise[lsp]'.",
+    )
+    server.set_defaults(handler=_run_server)
+
 
 def _positive(value: str) -> int:
     try:
@@ -189,6 +197,21 @@ class _progress_bar:
     def __exit__(self, *exc_info: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        print(
+            "loopwise server needs pygls: install it with pip install 'loopwise[lsp]'",
+            file=sys.stderr,
+        )
+        return 2
+    from loopwise.lint._server import serve
+
+    serve()
+    return 0
 
 
 def _run_rule(args: argparse.Namespace) -> int:

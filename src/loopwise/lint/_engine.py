@@ -227,8 +227,9 @@ def _worker_main(connection: Connection, rules: Sequence[Rule]) -> None:
 class _Pool:
     """Worker processes, each fed its own list of files in small chunks."""
 
-    def __init__(self, size: int, rules: Sequence[Rule]) -> None:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    def __init__(self, size: int, rules: Sequence[Rule], *, fork: bool = True) -> None:
+        forking = fork and "fork" in multiprocessing.get_all_start_methods()
+        method = "fork" if forking else "spawn"
         context = multiprocessing.get_context(method)
         self.connections: list[Connection] = []
         self.processes: list[multiprocessing.process.BaseProcess] = []
