@@ -32,6 +32,9 @@ _COMMANDS = {
     "check": "loopwise.lint._cli",
     "rule": "loopwise.lint._cli",
     "run": "loopwise.doctor._cli",
+    "ps": "loopwise.doctor._monitor_cli",
+    "pstree": "loopwise.doctor._monitor_cli",
+    "top": "loopwise.doctor._monitor_cli",
     "demo": "loopwise.http.server._cli",
     "skill": "loopwise.skill._cli",
 }

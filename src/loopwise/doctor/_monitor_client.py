@@ -1,4 +1,4 @@
-"""Asking a watched process's monitor for a snapshot (the client side of ``ps``/``pstree``/``top``)."""
+"""The client side of ``ps``, ``pstree`` and ``top``: ask a watched process's monitor."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from loopwise.doctor._monitor_paths import socket_path
 __all__ = ["ENABLE_HINT", "MonitorUnavailable", "request"]
 
 MAX_ANSWER = 64 * 1024 * 1024
-ENABLE_HINT = (
-    "start it with 'loopwise run --monitor ...' or loopwise.doctor.watch(monitor=True)"
-)
+ENABLE_HINT = "start it with 'loopwise run --monitor ...' or loopwise.doctor.watch(monitor=True)"
 
 
 class MonitorUnavailable(Exception):
