@@ -384,3 +384,39 @@ def test_watch_with_monitor_in_process_adds_no_task(
     path = asyncio.run(main())
     assert not os.path.exists(path)
     assert "loopwise-doctor-monitor" not in {t.name for t in threading.enumerate()}
+
+
+def test_top_refreshes_in_a_terminal_and_q_quits(
+    runtime_env: dict[str, str], tmp_path: Path
+) -> None:
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from .monitor_helpers import CLI
+
+    watched = start(SLEEPER.replace("sys.argv[1]", "3600"), runtime_env, tmp_path)
+    controller, terminal = pty.openpty()
+    try:
+        top = subprocess.Popen(
+            [sys.executable, "-c", CLI, "top", str(watched.pid)],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env={**runtime_env, "COLUMNS": "100", "LINES": "40"},
+        )
+        output = b""
+        deadline = time.monotonic() + 30
+        while output.count(b"Event loops") < 2 and time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                output += os.read(controller, 65536)
+        assert output.count(b"Event loops") >= 2, output  # refreshed at least once
+        assert b"main" in output  # the coroutine of the program's one running task
+        os.write(controller, b"q")
+        assert top.wait(timeout=10) == 0
+    finally:
+        os.close(controller)
+        os.close(terminal)
+        stop(watched)

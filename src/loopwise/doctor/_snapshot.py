@@ -268,7 +268,10 @@ def _describe(
     coro = task.get_coro()
     waiter = getattr(task, "_fut_waiter", None)
     frames = _chain(task)
-    if asyncio.current_task(loop) is task:
+    running = getattr(coro, "cr_running", None)
+    if running is None:  # not a coroutine object: ask the loop (the same thread only on 3.13)
+        running = asyncio.current_task(loop) is task
+    if running:
         state = "running"
     elif task.cancelling():
         state = "cancelling"
