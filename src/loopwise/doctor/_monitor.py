@@ -47,11 +47,11 @@ from loopwise.doctor._model import Event, EventKind
 from loopwise.doctor._monitor_paths import runtime_dir, socket_path
 from loopwise.doctor._snapshot import (
     Stepper,
+    Summary,
     SuspensionTracker,
     describe_tasks,
     live_tasks,
     python_version,
-    summarize,
 )
 
 if TYPE_CHECKING:
@@ -528,27 +528,27 @@ class Monitor:
         loops = [self._loop_info(i, w, now) for i, w in enumerate(watches)]
         index = {w.loop: i for i, w in enumerate(watches)}
         tasks = live_tasks(index, stepper)
-        records = describe_tasks(tasks, index, self._tracker, stepper, detail=op == "ps")
+        summary = Summary() if op == "top" else None
+        parts: list[bytes] = []
+        size = total = 0
+        for record in describe_tasks(tasks, index, self._tracker, stepper, detail=op == "ps"):
+            total += 1
+            if summary is not None:
+                summary.add(record)
+            elif len(parts) < limit and size < MAX_RESPONSE:
+                part = json.dumps(record, separators=(",", ":")).encode()
+                size += len(part) + 1
+                parts.append(part)
         del tasks
         head = self._head(op)
         head["loops"] = loops
         head["blocked"] = self._blocked_events()
-        head["tasks_total"] = len(records)
-        if op == "top":
-            head["summary"] = summarize(records, stepper)
-            records = []
-        parts: list[bytes] = []
-        size = 0
-        for record in records[:limit]:
-            stepper.tick()
-            part = json.dumps(record, separators=(",", ":")).encode()
-            size += len(part) + 1
-            if size > MAX_RESPONSE:
-                break
-            parts.append(part)
+        head["tasks_total"] = total
+        if summary is not None:
+            head["summary"] = summary.to_json()
         stepper.finish()
         self.longest_step = max(self.longest_step, stepper.longest)
-        head["truncated"] = len(parts) < len(records)
+        head["truncated"] = summary is None and len(parts) < total
         head["snapshot"] = {
             "took_ms": round((time.perf_counter() - began) * 1000, 1),
             "steps": stepper.steps,

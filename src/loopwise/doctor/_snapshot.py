@@ -23,7 +23,7 @@ import sys
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -31,7 +31,14 @@ from loopwise.doctor._frames import code_site_frame, is_user_file
 from loopwise.doctor._model import Frame
 from loopwise.doctor._tasks import creation_site, creation_time
 
-__all__ = ["MAX_TEXT", "Stepper", "SuspensionTracker", "describe_tasks", "live_tasks", "summarize"]
+__all__ = [
+    "MAX_TEXT",
+    "Stepper",
+    "Summary",
+    "SuspensionTracker",
+    "describe_tasks",
+    "live_tasks",
+]
 
 #: Longest text (a name, a coroutine, a description) a snapshot carries.
 MAX_TEXT = 200
@@ -69,8 +76,10 @@ class Stepper:
     """Cuts work into steps of at most ``budget`` seconds, sleeping ``pause`` between them.
 
     Call :meth:`tick` between two small pieces of work (a task read, a record encoded).
-    ``longest`` is the longest step seen, a bound on how long the loop was kept waiting for
-    the GIL by this work (plus the time the interpreter takes to hand it over).
+    ``longest`` is the most CPU time this thread used in one step: while it runs, it holds the
+    GIL, so that bounds how long one step kept the loop thread waiting (plus the time the
+    interpreter takes to hand the GIL over). Wall time would also count the time the loop
+    thread took the GIL back in the middle of a step.
     """
 
     def __init__(self, *, budget: float = 0.0002, pause: float = 0.0002) -> None:
@@ -79,18 +88,21 @@ class Stepper:
         self.steps = 1
         self.longest = 0.0
         self._start = _perf()
+        self._cpu = time.thread_time()
 
     def tick(self) -> None:
-        now = _perf()
-        spent = now - self._start
-        if spent >= self.budget:
-            self.longest = max(self.longest, spent)
+        if _perf() - self._start >= self.budget:
+            self._end_step()
             time.sleep(self.pause)
             self.steps += 1
             self._start = _perf()
+            self._cpu = time.thread_time()
+
+    def _end_step(self) -> None:
+        self.longest = max(self.longest, time.thread_time() - self._cpu)
 
     def finish(self) -> None:
-        self.longest = max(self.longest, _perf() - self._start)
+        self._end_step()
 
 
 def live_tasks(loops: Iterable[asyncio.AbstractEventLoop], stepper: Stepper) -> list[Any]:
@@ -228,9 +240,11 @@ class SuspensionTracker:
         self._since[key] = (signature, now)
         return now
 
-    def forget_others(self, seen: set[int]) -> None:
-        for key in [k for k in self._since if k not in seen]:
-            del self._since[key]
+    def forget_others(self, seen: set[int], stepper: Stepper) -> None:
+        for key in list(self._since):
+            stepper.tick()
+            if key not in seen:
+                del self._since[key]
 
 
 def describe_tasks(
@@ -240,19 +254,23 @@ def describe_tasks(
     stepper: Stepper,
     *,
     detail: bool,
-) -> list[dict[str, Any]]:
-    """One record per task (see the docs' JSON shape), read a step at a time."""
+) -> Iterator[dict[str, Any]]:
+    """One record per task (see the docs' JSON shape), read a step at a time.
+
+    Records are yielded one by one so that the caller can encode or count each and let it go:
+    keeping thousands alive would make the garbage collector run, in whichever thread, for
+    tens of milliseconds while holding the GIL.
+    """
     now = time.monotonic()
     seen: set[int] = set()
-    records = []
     for task in tasks:
         stepper.tick()
         try:
-            records.append(_describe(task, loop_index, tracker, now, seen, detail=detail))
+            record = _describe(task, loop_index, tracker, now, seen, detail=detail)
         except Exception:  # a task changed under us in a way we did not foresee: skip it
             continue
-    tracker.forget_others(seen)
-    return records
+        yield record
+    tracker.forget_others(seen, stepper)
 
 
 def _describe(
@@ -306,29 +324,40 @@ def _describe(
     return record
 
 
-def summarize(
-    records: list[dict[str, Any]], stepper: Stepper, *, longest: int = 10
-) -> dict[str, Any]:
-    """Counts by state and by coroutine, and the ``longest`` longest-waiting tasks."""
-    by_state: Counter[str] = Counter()
-    by_coroutine: Counter[str] = Counter()
-    heap: list[tuple[float, int]] = []
-    for index, record in enumerate(records):
-        stepper.tick()
-        by_state[record["state"]] += 1
-        by_coroutine[record["coroutine"]] += 1
+class Summary:
+    """Counts by state and by coroutine, and the ``longest`` longest-waiting tasks.
+
+    Fed one record at a time; keeps only the counts and ``longest`` records.
+    """
+
+    def __init__(self, longest: int = 10) -> None:
+        self._longest = longest
+        self._by_state: Counter[str] = Counter()
+        self._by_coroutine: Counter[str] = Counter()
+        self._heap: list[tuple[float, int, dict[str, Any]]] = []
+        self._count = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._count += 1
+        self._by_state[record["state"]] += 1
+        self._by_coroutine[record["coroutine"]] += 1
         waited = record["suspended_s"]
         if waited is not None:
-            if len(heap) < longest:
-                heapq.heappush(heap, (waited, -index))
-            elif (waited, -index) > heap[0]:
-                heapq.heapreplace(heap, (waited, -index))
-    return {
-        "tasks_total": len(records),
-        "by_state": dict(by_state.most_common()),
-        "by_coroutine": dict(by_coroutine.most_common(15)),
-        "longest_waiting": [records[-i] for _, i in sorted(heap, reverse=True)],
-    }
+            item = (waited, -self._count, record)
+            if len(self._heap) < self._longest:
+                heapq.heappush(self._heap, item)
+            elif item[:2] > self._heap[0][:2]:
+                heapq.heapreplace(self._heap, item)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tasks_total": self._count,
+            "by_state": dict(self._by_state.most_common()),
+            "by_coroutine": dict(self._by_coroutine.most_common(15)),
+            "longest_waiting": [
+                r for _, _, r in sorted(self._heap, key=lambda i: i[:2], reverse=True)
+            ],
+        }
 
 
 def python_version() -> str:
