@@ -6,9 +6,11 @@ Workloads (each in one process, on the default asyncio loop):
 - ``pingpong``: 256 task pairs passing a token through two queues.
 
 Modes: ``plain``; ``doctor`` (``loopwise.doctor`` with its defaults); ``doctor-coros``
-(``track_coroutines=True``); ``debug`` (``PYTHONASYNCIODEBUG=1``); ``blockbuster`` and ``pyleak``
-(installed from PyPI on first use). Every (round, mode, workload) runs in a fresh interpreter;
-rounds interleave the modes so machine noise hits them alike. Prints the median time of each and
+(``track_coroutines=True``); ``doctor-monitor`` (``monitor=True``, with a client process asking
+for a ``top`` frame every second, as ``loopwise top`` does); ``debug``
+(``PYTHONASYNCIODEBUG=1``); ``blockbuster`` and ``pyleak`` (installed from PyPI on first use).
+Every (round, mode, workload) runs in a fresh interpreter; rounds interleave the modes so
+machine noise hits them alike. Prints the median time of each and
 its throughput ratio to plain (1.00 = free, 0.50 = half the throughput).
 
 Run by hand, e.g.:  python benchmarks/doctor_overhead.py --rounds 5 --requests 20000
@@ -28,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-MODES = ("plain", "doctor", "doctor-coros", "debug", "blockbuster", "pyleak")
+MODES = ("plain", "doctor", "doctor-coros", "doctor-monitor", "debug", "blockbuster", "pyleak")
 WORKLOADS = ("http", "pingpong")
 PEERS = {"blockbuster": "blockbuster", "pyleak": "pyleak"}
 Sample = tuple[float, float]  # (wall seconds, CPU seconds of the whole process)
@@ -85,6 +87,26 @@ async def pingpong_workload(pairs: int = 256, messages: int = 400) -> None:
 
 # -- one measurement (in a fresh interpreter) ------------------------------------------------------
 
+TOP_CLIENT = """\
+import sys, time
+from loopwise.doctor._monitor_client import request
+request(int(sys.argv[1]), "top")
+print("attached", flush=True)
+while True:
+    time.sleep(1.0)
+    request(int(sys.argv[1]), "top")
+"""
+
+
+def _attach_top() -> subprocess.Popen[str]:
+    """A client asking this process's monitor for a ``top`` frame every second, started."""
+    top = subprocess.Popen(
+        [sys.executable, "-c", TOP_CLIENT, str(os.getpid())], stdout=subprocess.PIPE, text=True
+    )
+    assert top.stdout is not None
+    top.stdout.readline()  # its first frame is answered: it is attached
+    return top
+
 
 def _timed(make: Callable[[], Awaitable[None]], wrap: Callable[[Any], Any]) -> Sample:
     async def main() -> Sample:
@@ -109,8 +131,15 @@ def measure(mode: str, workload: str, requests: int, messages: int) -> Sample:
     if mode.startswith("doctor"):
         from loopwise import doctor
 
-        with doctor.watch(track_coroutines=mode == "doctor-coros") as doc:
-            elapsed = _timed(make, same)
+        monitor = mode == "doctor-monitor"
+        with doctor.watch(track_coroutines=mode == "doctor-coros", monitor=monitor) as doc:
+            top = _attach_top() if monitor else None
+            try:
+                elapsed = _timed(make, same)
+            finally:
+                if top is not None:
+                    top.kill()
+                    top.wait()
         if doc.events:
             print(f"note: doctor found {len(doc.events)} events", file=sys.stderr)
         return elapsed
