@@ -321,7 +321,7 @@ import sys
 
 async def work(name):
     task = asyncio.create_task(asyncio.sleep(3600), name=name)
-    print(f"{name} {os.getpid()}", flush=True)
+    os.write(1, f"{name} {os.getpid()}\\n".encode())  # one write: the two processes share stdout
     await asyncio.sleep(float(sys.argv[1]) if name == "in-child" else 3600)
     task.cancel()
 

@@ -308,7 +308,7 @@ class Doctor:
         self._patch_aiohttp_run_app()
         self._patch_unawaited()
         if self._monitor is not None:
-            from loopwise.doctor._monitor import lock_holder_patches
+            from loopwise.doctor._monitor_answers import lock_holder_patches
 
             for owner, name, value in lock_holder_patches():
                 self._patch(owner, name, value)
