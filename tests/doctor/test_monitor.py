@@ -204,6 +204,8 @@ def test_a_process_without_monitor_gets_one_clear_line(runtime_env: dict[str, st
         assert "no loopwise monitor" in done.stderr and "--monitor" in done.stderr
     gone = cli("ps", "4194304", env=runtime_env)  # above the kernel's highest pid
     assert gone.returncode == 1 and gone.stderr.strip() == "loopwise: no process 4194304"
+    web = cli("top", str(os.getpid()), "--web", "--port", "0", env=runtime_env)
+    assert web.returncode == 1 and "no loopwise monitor" in web.stderr
     bad = cli("ps", "abc", env=runtime_env)
     assert bad.returncode == 2 and "not a process id" in bad.stderr
 

@@ -72,7 +72,7 @@ def register(subparsers: Any) -> None:
     )
     top.add_argument("pid", type=_pid, metavar="PID")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
-    top.add_argument("--json", action="store_true", help="with --once: print it as JSON")
+    top.add_argument("--json", action="store_true", help="print one frame as JSON and exit")
     top.add_argument(
         "--web", action="store_true", help="serve the view as a live page on 127.0.0.1"
     )
@@ -125,7 +125,7 @@ def handle_top(args: argparse.Namespace) -> int:
     answer = _ask(args.pid, "top")
     if answer is None:
         return 1
-    if args.once:
+    if args.once or args.json:
         if args.json:
             print(json.dumps(answer))
         else:
