@@ -422,3 +422,41 @@ def test_top_refreshes_in_a_terminal_and_q_quits(
         os.close(controller)
         os.close(terminal)
         stop(watched)
+
+
+def test_an_unsafe_runtime_directory_is_refused_with_one_line(
+    runtime_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopwise import ConfigError
+
+    runtime = Path(runtime_env["XDG_RUNTIME_DIR"])
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    (runtime / "loopwise").mkdir(mode=0o755)
+    os.chmod(runtime / "loopwise", 0o755)  # whatever the umask: open to others
+    with pytest.raises(ConfigError, match="open to other users"):
+        doctor.install(monitor=True)
+    assert doctor.active() is None
+    (runtime / "loopwise").rmdir()
+    (runtime / "loopwise").symlink_to(tmp_path)
+    with pytest.raises(ConfigError, match="not a directory of yours"):
+        doctor.install(monitor=True)
+    assert doctor.active() is None
+
+    script = tmp_path / "prog.py"
+    script.write_text("print('ran')\n")
+    done = cli("run", "--monitor", str(script), env=runtime_env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "not a directory of yours" in done.stderr
+
+
+def test_a_runtime_directory_too_long_for_a_socket_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from loopwise import ConfigError
+
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    with pytest.raises(ConfigError, match="too long for a Unix socket"):
+        doctor.install(monitor=True)
+    assert doctor.active() is None
