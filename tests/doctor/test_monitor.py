@@ -460,3 +460,35 @@ def test_a_runtime_directory_too_long_for_a_socket_is_refused(
     with pytest.raises(ConfigError, match="too long for a Unix socket"):
         doctor.install(monitor=True)
     assert doctor.active() is None
+
+
+MANY = """\
+import asyncio
+
+
+async def main():
+    tasks = [asyncio.create_task(asyncio.sleep(3600), name=f"idle-{n}") for n in range(3000)]
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_client_that_never_reads_its_answer_does_not_hold_up_others(
+    runtime_env: dict[str, str], tmp_path: Path
+) -> None:
+    watched = start(MANY, runtime_env, tmp_path)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stuck:
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.connect(str(watched.socket))
+            stuck.sendall(b'{"op": "ps", "limit": 10000}\n')  # about 2 MB, never read
+            time.sleep(0.5)
+            answer = cli_json("ps", str(watched.pid), "--json", "--limit", "10", env=runtime_env)
+            assert answer["tasks_total"] == 3001 and answer["truncated"] is True
+            assert len(answer["tasks"]) == 10
+        assert watched.process.poll() is None
+    finally:
+        stop(watched)
