@@ -372,6 +372,7 @@ def test_watch_with_monitor_in_process_adds_no_task(
         with doctor.watch(monitor=True) as watching:
             path = watching.monitor_path
             assert path is not None
+            assert f"monitor={path!r}" in repr(watching)
             assert "loopwise-doctor-monitor" in {t.name for t in threading.enumerate()}
             task = asyncio.create_task(asyncio.sleep(10), name="in-process")
             before = asyncio.all_tasks()

@@ -125,9 +125,10 @@ class Doctor:
 
     def __repr__(self) -> str:
         state = "installed" if self._installed else "uninstalled"
+        monitor = f" monitor={self.monitor_path!r}" if self.monitor_path is not None else ""
         return (
             f"<Doctor {state} threshold={self.threshold_ms:g}ms loops={len(self._loops)}"
-            f" events={self._emitted}>"
+            f" events={self._emitted}{monitor}>"
         )
 
     @property
