@@ -183,16 +183,19 @@ class Answers:
         index = {w.loop: i for i, w in enumerate(watches)}
         tasks = live_tasks(index, stepper)
         summary = Summary() if op == "top" else None
-        parts: list[bytes] = []
-        size = total = 0
+        parts: list[bytes] = [b""]  # the head goes first, once known
+        size = total = shown = 0
         for record in describe_tasks(tasks, index, self._tracker, stepper, detail=op == "ps"):
             total += 1
             if summary is not None:
                 summary.add(record)
-            elif len(parts) < limit and size < MAX_RESPONSE:
+            elif shown < limit and size < MAX_RESPONSE:
                 part = json.dumps(record, separators=(",", ":")).encode()
                 size += len(part) + 1
+                if shown:
+                    parts.append(b",")
                 parts.append(part)
+                shown += 1
         del tasks
         head = self._head(op)
         head["loops"] = loops
@@ -202,14 +205,15 @@ class Answers:
             head["summary"] = summary.to_json()
         stepper.finish()
         self.longest_step = max(self.longest_step, stepper.longest)
-        head["truncated"] = summary is None and len(parts) < total
+        head["truncated"] = summary is None and shown < total
         head["snapshot"] = {
             "took_ms": round((time.perf_counter() - began) * 1000, 1),
             "steps": stepper.steps,
             "longest_step_ms": round(stepper.longest * 1000, 3),
         }
-        text = json.dumps(head, separators=(",", ":")).encode()
-        return text[:-1] + b',"tasks":[' + b",".join(parts) + b"]}\n"
+        parts[0] = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"tasks":['
+        parts.append(b"]}\n")
+        return b"".join(parts)  # one copy of what may be megabytes, made while holding the GIL
 
 
 def _line(data: dict[str, Any]) -> bytes:
