@@ -493,3 +493,21 @@ def test_a_client_that_never_reads_its_answer_does_not_hold_up_others(
         assert watched.process.poll() is None
     finally:
         stop(watched)
+
+
+def test_ps_finds_a_program_started_with_another_runtime_directory(
+    runtime_env: dict[str, str], tmp_path: Path
+) -> None:
+    import shutil
+    import tempfile
+
+    watched = start(SLEEPER.replace("sys.argv[1]", "3600"), runtime_env, tmp_path)
+    elsewhere = tempfile.mkdtemp(prefix="lw")
+    try:  # e.g. a service started without a login session, read from an SSH shell
+        answer = cli_json(
+            "ps", str(watched.pid), "--json", env={**runtime_env, "XDG_RUNTIME_DIR": elsewhere}
+        )
+        assert "sleeper" in _by_name(answer)
+    finally:
+        stop(watched)
+        shutil.rmtree(elsewhere)

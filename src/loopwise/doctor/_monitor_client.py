@@ -9,8 +9,7 @@ import socket
 import time
 from typing import Any
 
-from loopwise._exceptions import ConfigError
-from loopwise.doctor._monitor_paths import socket_path
+from loopwise.doctor._monitor_paths import candidate_paths
 
 __all__ = ["ENABLE_HINT", "MonitorUnavailable", "request"]
 
@@ -41,13 +40,10 @@ def request(pid: int, op: str, *, limit: int = 1000, timeout: float = 10.0) -> d
     """
     if pid <= 0:
         raise MonitorUnavailable(f"{pid} is not a process id")
-    try:
-        path = socket_path(pid)
-    except ConfigError as exc:
-        raise MonitorUnavailable(str(exc)) from None
     if not _process_exists(pid):
         raise MonitorUnavailable(f"no process {pid}")
-    if not os.path.exists(path):
+    path = next((p for p in candidate_paths(pid) if os.path.exists(p)), None)
+    if path is None:
         raise MonitorUnavailable(f"process {pid} has no loopwise monitor: {ENABLE_HINT}")
     deadline = time.monotonic() + timeout
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -14,16 +14,21 @@ import tempfile
 
 from loopwise._exceptions import ConfigError
 
-__all__ = ["MAX_PATH_BYTES", "runtime_dir", "socket_path"]
+__all__ = ["MAX_PATH_BYTES", "candidate_paths", "runtime_dir", "socket_path"]
 
 #: A Unix socket path longer than this cannot be bound (the kernel's ``sun_path`` limit).
 MAX_PATH_BYTES = 107
 
 
-def _base() -> str:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
+def _base(runtime: str | None = None) -> str:
+    if runtime is None:
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
         return os.path.join(runtime, "loopwise")
+    return _fallback()
+
+
+def _fallback() -> str:
     return os.path.join(tempfile.gettempdir(), f"loopwise-{os.getuid()}")
 
 
@@ -69,3 +74,27 @@ def socket_path(pid: int, *, create: bool = False) -> str:
             "XDG_RUNTIME_DIR (or TMPDIR) to a shorter directory"
         )
     return path
+
+
+def _their_runtime_dir(pid: int) -> str | None:
+    """``XDG_RUNTIME_DIR`` as process ``pid`` has it (Linux, same user), else None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            environ = handle.read(1 << 20)
+    except OSError:
+        return None
+    for entry in environ.split(b"\0"):
+        if entry.startswith(b"XDG_RUNTIME_DIR="):
+            return os.fsdecode(entry.partition(b"=")[2])
+    return ""
+
+
+def candidate_paths(pid: int) -> list[str]:
+    """Where the socket of process ``pid`` may be, most likely first.
+
+    The watched process may not share the client's ``XDG_RUNTIME_DIR`` (a service started
+    without a login session, a shell over SSH): its own environment is read when possible, and
+    both the runtime directory and the fallback in the temporary directory are tried.
+    """
+    bases = [_base(_their_runtime_dir(pid)), _base(), _fallback()]
+    return [os.path.join(base, f"{pid}.sock") for base in dict.fromkeys(bases)]
