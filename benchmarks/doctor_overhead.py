@@ -8,7 +8,8 @@ Workloads (each in one process, on the default asyncio loop):
 Modes: ``plain``; ``doctor`` (``loopwise.doctor`` with its defaults); ``doctor-coros``
 (``track_coroutines=True``); ``doctor-monitor`` (``monitor=True``, with a client process asking
 for a ``top`` frame every second, as ``loopwise top`` does); ``debug``
-(``PYTHONASYNCIODEBUG=1``); ``blockbuster`` and ``pyleak`` (installed from PyPI on first use).
+(``PYTHONASYNCIODEBUG=1``); ``aiomonitor`` (started before the timing, with its task-factory
+hook, no client attached); ``blockbuster`` and ``pyleak`` (peers installed on first use).
 Every (round, mode, workload) runs in a fresh interpreter; rounds interleave the modes so
 machine noise hits them alike. Prints the median time of each and
 its throughput ratio to plain (1.00 = free, 0.50 = half the throughput).
@@ -30,9 +31,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-MODES = ("plain", "doctor", "doctor-coros", "doctor-monitor", "debug", "blockbuster", "pyleak")
+MODES = (
+    "plain",
+    "doctor",
+    "doctor-coros",
+    "doctor-monitor",
+    "aiomonitor",
+    "debug",
+    "blockbuster",
+    "pyleak",
+)
 WORKLOADS = ("http", "pingpong")
-PEERS = {"blockbuster": "blockbuster", "pyleak": "pyleak"}
+PEERS = {"blockbuster": "blockbuster", "pyleak": "pyleak", "aiomonitor": "aiomonitor"}
 Sample = tuple[float, float]  # (wall seconds, CPU seconds of the whole process)
 
 
@@ -98,6 +108,35 @@ while True:
 """
 
 
+def _with_aiomonitor(make: Callable[[], Awaitable[None]]) -> Sample:
+    import socket
+
+    import aiomonitor
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+
+    async def main() -> Sample:
+        monitor = aiomonitor.start_monitor(
+            asyncio.get_running_loop(),
+            port=free_port(),
+            console_port=free_port(),
+            webui_port=free_port(),
+            hook_task_factory=True,
+        )
+        try:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            await make()
+            return time.perf_counter() - start, time.process_time() - start_cpu
+        finally:
+            monitor.close()
+
+    return asyncio.run(main())
+
+
 def _attach_top() -> subprocess.Popen[str]:
     """A client asking this process's monitor for a ``top`` frame every second, started."""
     top = subprocess.Popen(
@@ -143,6 +182,8 @@ def measure(mode: str, workload: str, requests: int, messages: int) -> Sample:
         if doc.events:
             print(f"note: doctor found {len(doc.events)} events", file=sys.stderr)
         return elapsed
+    if mode == "aiomonitor":
+        return _with_aiomonitor(make)
     if mode == "blockbuster":
         from blockbuster import blockbuster_ctx
 
