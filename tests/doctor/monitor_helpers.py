@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,7 @@ def runtime_env() -> Iterator[dict[str, str]]:
     os.chmod(runtime, 0o700)
     env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
     yield env
-    subprocess.run(["rm", "-rf", runtime], check=False)
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def start(
