@@ -6,10 +6,13 @@ Workloads (each in one process, on the default asyncio loop):
 - ``pingpong``: 256 task pairs passing a token through two queues.
 
 Modes: ``plain``; ``doctor`` (``loopwise.doctor`` with its defaults); ``doctor-coros``
-(``track_coroutines=True``); ``debug`` (``PYTHONASYNCIODEBUG=1``); ``blockbuster`` and ``pyleak``
-(pinned, installed on first use into a throwaway environment, never the active one). Every
-(round, mode, workload) runs in a fresh interpreter; rounds interleave the modes, the order
-rotating each round, so machine noise hits them alike. Prints the median time of each and
+(``track_coroutines=True``); ``doctor-monitor`` (``monitor=True``, with a client process asking
+for a ``top`` frame every second, as ``loopwise top`` does); ``debug``
+(``PYTHONASYNCIODEBUG=1``); ``aiomonitor`` (started before the timing, with its task-factory
+hook, no client attached); ``blockbuster`` and ``pyleak`` (peers pinned, installed on first use
+into a throwaway environment, never the active one). Every (round, mode, workload) runs in a
+fresh interpreter; rounds interleave the modes, the order rotating each round, so machine noise
+hits them alike. Prints the median time of each and
 its throughput ratio to plain (1.00 = free, 0.50 = half the throughput).
 
 Run by hand, e.g.:  python benchmarks/doctor_overhead.py --rounds 5 --requests 20000
@@ -20,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,9 +32,22 @@ from typing import Any
 
 import _harness
 
-MODES = ("plain", "doctor", "doctor-coros", "debug", "blockbuster", "pyleak")
+MODES = (
+    "plain",
+    "doctor",
+    "doctor-coros",
+    "doctor-monitor",
+    "aiomonitor",
+    "debug",
+    "blockbuster",
+    "pyleak",
+)
 WORKLOADS = ("http", "pingpong")
-PEERS = {"blockbuster": "blockbuster==1.5.29", "pyleak": "pyleak==0.2.0"}
+PEERS = {
+    "blockbuster": "blockbuster==1.5.29",
+    "pyleak": "pyleak==0.2.0",
+    "aiomonitor": "aiomonitor==0.7.1",
+}
 Sample = tuple[float, float]  # (wall seconds, CPU seconds of the whole process)
 
 
@@ -84,6 +102,55 @@ async def pingpong_workload(pairs: int = 256, messages: int = 400) -> None:
 
 # -- one measurement (in a fresh interpreter) ------------------------------------------------------
 
+TOP_CLIENT = """\
+import sys, time
+from loopwise.doctor._monitor_client import request
+request(int(sys.argv[1]), "top")
+print("attached", flush=True)
+while True:
+    time.sleep(1.0)
+    request(int(sys.argv[1]), "top")
+"""
+
+
+def _with_aiomonitor(make: Callable[[], Awaitable[None]]) -> Sample:
+    import socket
+
+    import aiomonitor
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+
+    async def main() -> Sample:
+        monitor = aiomonitor.start_monitor(
+            asyncio.get_running_loop(),
+            port=free_port(),
+            console_port=free_port(),
+            webui_port=free_port(),
+            hook_task_factory=True,
+        )
+        try:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            await make()
+            return time.perf_counter() - start, time.process_time() - start_cpu
+        finally:
+            monitor.close()
+
+    return asyncio.run(main())
+
+
+def _attach_top() -> subprocess.Popen[str]:
+    """A client asking this process's monitor for a ``top`` frame every second, started."""
+    top = subprocess.Popen(
+        [sys.executable, "-c", TOP_CLIENT, str(os.getpid())], stdout=subprocess.PIPE, text=True
+    )
+    assert top.stdout is not None
+    top.stdout.readline()  # its first frame is answered: it is attached
+    return top
+
 
 def _timed(make: Callable[[], Awaitable[None]], wrap: Callable[[Any], Any]) -> Sample:
     async def main() -> Sample:
@@ -108,11 +175,20 @@ def measure(mode: str, workload: str, requests: int, messages: int) -> Sample:
     if mode.startswith("doctor"):
         from loopwise import doctor
 
-        with doctor.watch(track_coroutines=mode == "doctor-coros") as doc:
-            elapsed = _timed(make, same)
+        monitor = mode == "doctor-monitor"
+        with doctor.watch(track_coroutines=mode == "doctor-coros", monitor=monitor) as doc:
+            top = _attach_top() if monitor else None
+            try:
+                elapsed = _timed(make, same)
+            finally:
+                if top is not None:
+                    top.kill()
+                    top.wait()
         if doc.events:
             print(f"note: doctor found {len(doc.events)} events", file=sys.stderr)
         return elapsed
+    if mode == "aiomonitor":
+        return _with_aiomonitor(make)
     if mode == "blockbuster":
         from blockbuster import blockbuster_ctx
 

@@ -33,6 +33,9 @@ _COMMANDS = {
     "rule": "loopwise.lint._cli",
     "server": "loopwise.lint._cli",
     "run": "loopwise.doctor._cli",
+    "ps": "loopwise.doctor._monitor_cli",
+    "pstree": "loopwise.doctor._monitor_cli",
+    "top": "loopwise.doctor._monitor_cli",
     "demo": "loopwise.http.server._cli",
     "skill": "loopwise.skill._cli",
 }

@@ -165,3 +165,43 @@ def test_clock_reader_follows_a_busy_thread_and_lets_go_of_one_that_ended() -> N
     finally:
         reader.close()
     assert reader._files == {}
+
+
+def test_await_tree_shows_a_task_reached_twice_once_and_stops_at_a_cycle() -> None:
+    from loopwise.doctor._monitor_views import await_tree
+
+    def task(name: str, *awaits: str, parent: str | None = None) -> dict[str, object]:
+        return {
+            "id": name,
+            "name": name,
+            "coroutine": "c",
+            "state": "waiting",
+            "loop": 0,
+            "at": None,
+            "awaits": {"kind": "task", "what": "", "tasks": list(awaits)} if awaits else None,
+            "group_parent": parent,
+        }
+
+    # a and b both await shared; x -> y -> z -> x is a three-task cycle nobody else awaits.
+    tasks = [
+        task("a", "shared"),
+        task("b", "shared"),
+        task("shared"),
+        task("x", "y"),
+        task("y", "z"),
+        task("z", "x"),
+        task("kid", parent="a"),
+    ]
+    forest = await_tree(tasks)  # type: ignore[arg-type]
+    roots = [node["task"]["name"] for node in forest]
+    assert roots == ["a", "b", "x"]
+    a, b, x = forest
+    assert [(c["task"]["name"], c["repeat"]) for c in a["children"]] == [
+        ("shared", None),
+        ("kid", None),
+    ]
+    assert [(c["task"]["name"], c["repeat"]) for c in b["children"]] == [("shared", "shown")]
+    y = x["children"][0]
+    z = y["children"][0]
+    assert (y["task"]["name"], z["task"]["name"]) == ("y", "z")
+    assert [(c["task"]["name"], c["repeat"]) for c in z["children"]] == [("x", "cycle")]

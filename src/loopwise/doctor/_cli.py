@@ -64,6 +64,12 @@ def register(subparsers: Any) -> None:
         help="show every frame of each finding (library frames are folded by default)",
     )
     parser.add_argument(
+        "--monitor",
+        action="store_true",
+        help="let 'loopwise ps/pstree/top PID' look inside the program while it runs (a Unix "
+        "socket readable only by you, in your runtime directory)",
+    )
+    parser.add_argument(
         "--no-task-sites",
         dest="task_sites",
         action="store_false",
@@ -111,6 +117,7 @@ def handle_run(args: argparse.Namespace) -> int:
         task_sites=args.task_sites,
         full_stacks=args.full_stacks,
         gil_fallback=args.gil_fallback,
+        monitor=args.monitor,
     )
     try:
         return run_program(options)

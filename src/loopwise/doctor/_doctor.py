@@ -15,7 +15,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopwise._exceptions import ConfigError, UsageError
 from loopwise.doctor._loopwatch import LoopWatch
@@ -29,6 +29,9 @@ from loopwise.doctor._tasks import (
     unawaited_warning_text,
 )
 from loopwise.doctor._watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from loopwise.doctor._monitor import Monitor
 
 __all__ = ["Doctor", "DoctorStatistics", "active", "install", "uninstall", "watch"]
 
@@ -83,6 +86,7 @@ class Doctor:
         track_coroutines: bool = False,
         gil_fallback: bool = False,
         max_events: int = 10_000,
+        monitor: bool = False,
     ) -> None:
         if not threshold_ms > 0:
             raise ConfigError(f"threshold_ms must be a positive number of ms, not {threshold_ms!r}")
@@ -109,6 +113,11 @@ class Doctor:
         )
         self._watchdog = Watchdog(threshold_ms / 1000, self._emit, fallback=gil_fallback)
         self._resources = ResourcePatches(self._emit)
+        self._monitor: Monitor | None = None
+        if monitor:
+            from loopwise.doctor._monitor import Monitor
+
+            self._monitor = Monitor(self._watchdog, lambda: self._threshold_ms / 1000)
         self._undo: list[tuple[Any, str, Any]] = []
         self._replacements: dict[tuple[int, str], tuple[Any, Any]] = {}
         self._origin_depth: int | None = None
@@ -116,9 +125,10 @@ class Doctor:
 
     def __repr__(self) -> str:
         state = "installed" if self._installed else "uninstalled"
+        monitor = f" monitor={self.monitor_path!r}" if self.monitor_path is not None else ""
         return (
             f"<Doctor {state} threshold={self.threshold_ms:g}ms loops={len(self._loops)}"
-            f" events={self._emitted}>"
+            f" events={self._emitted}{monitor}>"
         )
 
     @property
@@ -141,6 +151,12 @@ class Doctor:
     def events(self) -> list[Event]:
         """The events found so far, in the order they were found (at most ``max_events``)."""
         return list(self._events)
+
+    @property
+    def monitor_path(self) -> str | None:
+        """The monitor's socket while it serves (``watch(monitor=True)``), else ``None``."""
+        monitor = self._monitor
+        return monitor.path if monitor is not None and monitor.serving else None
 
     @property
     def installed(self) -> bool:
@@ -171,6 +187,8 @@ class Doctor:
         self._events.append(event)
         self._emitted += 1
         self._counts[event.kind.value] += 1
+        if self._monitor is not None:
+            self._monitor.note(event)
         if self._logger is not None:
             with contextlib.suppress(Exception):
                 self._logger.warning("loopwise doctor: %s: %s", event.kind.value, event.message)
@@ -207,6 +225,9 @@ class Doctor:
             loop.set_exception_handler(state.handler)
         with contextlib.suppress(Exception):
             state.watch = self._watchdog.watch(loop)
+        if self._monitor is not None and not self._monitor.serving:
+            with contextlib.suppress(Exception):  # a forked child opens its own socket
+                self._monitor.start()
 
     def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
         state = self._loops.get(loop)
@@ -287,6 +308,12 @@ class Doctor:
         self._patch(asyncio, "new_event_loop", new_event_loop)
         self._patch_aiohttp_run_app()
         self._patch_unawaited()
+        if self._monitor is not None:
+            from loopwise.doctor._monitor_answers import lock_holder_patches
+
+            for owner, name, value in lock_holder_patches():
+                self._patch(owner, name, value)
+            self._monitor.start()
         if self.track_coroutines:
             self._origin_depth = sys.get_coroutine_origin_tracking_depth()
             sys.set_coroutine_origin_tracking_depth(max(self._origin_depth, 16))
@@ -337,6 +364,8 @@ class Doctor:
             if not loop.is_closed():
                 self._parked[loop] = state
         self._loops = weakref.WeakKeyDictionary()  # a later install watches them afresh
+        if self._monitor is not None:
+            self._monitor.close()
         self._watchdog.stop()
 
     def _after_fork_in_child(self) -> None:
@@ -344,6 +373,8 @@ class Doctor:
         self._loops = weakref.WeakKeyDictionary()
         self._parked = weakref.WeakKeyDictionary()
         self._watchdog.after_fork(child=True)
+        if self._monitor is not None:
+            self._monitor.after_fork_in_child()
 
     def _detach(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
         if state.watch is not None:
@@ -367,6 +398,7 @@ def install(
     track_coroutines: bool = False,
     gil_fallback: bool = False,
     max_events: int = 10_000,
+    monitor: bool = False,
 ) -> Doctor:
     """Start the doctor for the whole process and return it.
 
@@ -385,8 +417,12 @@ def install(
       default: faulthandler reads the other threads' frames without the GIL, and when it fires
       because the whole process was merely starved or stopped, that can crash the process.
     - ``max_events``: how many events :attr:`Doctor.events` keeps.
+    - ``monitor``: open a Unix socket (mode 0600, in the user's runtime directory, named by the
+      PID) that ``loopwise ps``, ``pstree`` and ``top`` read the process's tasks and loop lag
+      from (see :attr:`Doctor.monitor_path`). Off by default.
 
-    Raises :class:`~loopwise.UsageError` if a doctor is already installed.
+    Raises :class:`~loopwise.UsageError` if a doctor is already installed, and
+    :class:`~loopwise.ConfigError` if the monitor's socket cannot be opened.
     """
     global _active
     doctor = Doctor(
@@ -397,6 +433,7 @@ def install(
         track_coroutines=track_coroutines,
         gil_fallback=gil_fallback,
         max_events=max_events,
+        monitor=monitor,
     )
     with _active_lock:
         if _active is not None:
@@ -476,6 +513,7 @@ def watch(
     track_coroutines: bool = False,
     gil_fallback: bool = False,
     max_events: int = 10_000,
+    monitor: bool = False,
 ) -> Iterator[Doctor]:
     """:func:`install` on entry and :func:`uninstall` on exit, even if the body raises."""
     doctor = install(
@@ -486,6 +524,7 @@ def watch(
         track_coroutines=track_coroutines,
         gil_fallback=gil_fallback,
         max_events=max_events,
+        monitor=monitor,
     )
     try:
         yield doctor

@@ -20,6 +20,7 @@ thread judges them. ``clock`` is the loop thread's own CPU and run-queue time at
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import os
@@ -30,6 +31,7 @@ from typing import Any
 from loopwise.doctor._model import Frame
 
 __all__ = [
+    "LAG_EDGES",
     "Clock",
     "ClockReader",
     "HeartbeatWatch",
@@ -45,6 +47,14 @@ _INF = float("inf")
 
 #: (monotonic time, thread CPU seconds, seconds spent runnable but waiting for a CPU)
 Clock = tuple[float, float, float]
+
+#: Upper edges (seconds) of the loop-lag histogram kept while the monitor is on; the last
+#: bucket holds everything longer.
+LAG_EDGES = (
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+    0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+_bucket = bisect.bisect_left
 
 
 def thread_clock(native_id: int | None) -> Clock | None:
@@ -136,6 +146,9 @@ class LoopWatch:
         self.clocks: collections.deque[Clock] = collections.deque(maxlen=64)
         self.last_not_running = float("-inf")
         self.active = True
+        # While the monitor is on: how many loop iterations took how long (see LAG_EDGES),
+        # counted by the loop thread; the monitor swaps in a fresh list every second.
+        self.lag_counts: list[int] | None = None
 
     def __repr__(self) -> str:
         away = max(0.0, _monotonic() - self.away_since)
@@ -204,6 +217,9 @@ class SelectorWatch(LoopWatch):
                 if end - start > watch.threshold:
                     watch._record(start, end)  # before away_since changes: see Watchdog._drain
                 watch.away_since = _INF
+                counts = watch.lag_counts
+                if counts is not None and start != _INF:
+                    counts[_bucket(LAG_EDGES, end - start)] += 1
 
         if loop.is_running() and asyncio.events._get_running_loop() is loop:
             self._note_thread()
@@ -246,6 +262,9 @@ class HeartbeatWatch(LoopWatch):
             return
         now = _monotonic()
         self._record(self.away_since, now)
+        counts = self.lag_counts
+        if counts is not None:
+            counts[_bucket(LAG_EDGES, max(0.0, now - self.away_since))] += 1
         self.thread_id = _get_ident()
         self.away_since = now + self.interval
         try:

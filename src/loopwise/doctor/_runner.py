@@ -50,6 +50,7 @@ class RunOptions:
     task_sites: bool = True
     full_stacks: bool = False
     gil_fallback: bool = False
+    monitor: bool = False
 
 
 class _CannotRun(Exception):
@@ -297,7 +298,11 @@ def run_program(options: RunOptions) -> int:
         track_coroutines=options.track_coroutines,
         task_sites=options.task_sites,
         gil_fallback=options.gil_fallback,
+        monitor=options.monitor,
     )
+    if options.monitor:
+        pid = os.getpid()
+        _write_stderr(f"loopwise: monitor on: 'loopwise ps {pid}', 'loopwise top {pid}'\n")
     try:
         outcome = _execute(options, code)
         gc.collect()  # let finalizers report what the program dropped

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 import sys
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Coroutine, Generator
@@ -26,6 +27,7 @@ from loopwise.doctor._model import Event, EventKind, Frame
 __all__ = [
     "Task",
     "creation_site",
+    "creation_time",
     "event_from_context",
     "is_housekeeping",
     "leak_event",
@@ -36,15 +38,18 @@ __all__ = [
 ]
 
 _getframe = sys._getframe
+_monotonic = time.monotonic
 _TaskFactory = Callable[..., "asyncio.Future[Any]"]
-# Creation sites of tasks made by a task factory the doctor wraps (those are not our Task).
-_side_table: weakref.WeakKeyDictionary[Any, CodeSite | None] = weakref.WeakKeyDictionary()
+# Creation sites and times of tasks made by a task factory the doctor wraps (not our Task).
+_side_table: weakref.WeakKeyDictionary[Any, tuple[CodeSite | None, float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class Task(asyncio.Task):  # type: ignore[type-arg]
-    """An ``asyncio.Task`` that remembers the line that created it; otherwise identical."""
+    """An ``asyncio.Task`` that remembers the line and time that created it; otherwise identical."""
 
-    __slots__ = ("_loopwise_site",)
+    __slots__ = ("_loopwise_born", "_loopwise_site")
 
 
 def make_task_factory(
@@ -75,6 +80,7 @@ def make_task_factory(
         ) -> asyncio.Future[Any]:
             task = Task(coro, loop=loop, **kwargs)
             task._loopwise_site = first_outside(_getframe(1))  # type: ignore[attr-defined]
+            task._loopwise_born = _monotonic()  # type: ignore[attr-defined]
             return task
 
     else:
@@ -85,7 +91,7 @@ def make_task_factory(
         ) -> asyncio.Future[Any]:
             task = inner(loop, coro, **kwargs)
             with contextlib.suppress(TypeError):  # not weak-referenceable
-                sites[task] = first_outside(_getframe(1))
+                sites[task] = (first_outside(_getframe(1)), _monotonic())
             return task
 
     factory.__loopwise__ = True  # type: ignore[attr-defined]
@@ -115,9 +121,22 @@ def creation_site(task: object) -> CodeSite | None:
     if site is not None:
         return site  # type: ignore[no-any-return]
     try:
-        return _side_table.get(task)
+        entry = _side_table.get(task)
     except TypeError:
         return None
+    return entry[0] if entry is not None else None
+
+
+def creation_time(task: object) -> float | None:
+    """When (``time.monotonic()``) ``task`` was created, if the doctor watched its loop then."""
+    born = getattr(task, "_loopwise_born", None)
+    if born is not None:
+        return born  # type: ignore[no-any-return]
+    try:
+        entry = _side_table.get(task)
+    except TypeError:
+        return None
+    return entry[1] if entry is not None else None
 
 
 def _suspended_at(task: asyncio.Future[Any]) -> Frame | None:
