@@ -387,6 +387,23 @@ class Monitor:
         if not client.outbox:
             with contextlib.suppress(OSError):
                 client.sock.shutdown(socket.SHUT_WR)
+                _discard_unread(client.sock)
             self._drop(client, selector, clients, None)
 
     # -- answers --------------------------------------------------------------------------------
+
+
+def _discard_unread(sock: socket.socket, limit: int = 1 << 20) -> None:
+    """Read and drop what the client sent beyond its request (at most ``limit`` bytes).
+
+    Closing a socket with unread input resets the connection, and the client may then lose the
+    answer it has not read yet (a request that was too long is answered before it is all read).
+    """
+    while limit > 0:
+        try:
+            data = sock.recv(min(limit, 65536), socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:
+            return
+        limit -= len(data)
