@@ -1,0 +1,110 @@
+"""LW013: a coroutine assigned to a name that is never awaited or used."""
+
+from __future__ import annotations
+
+import ast
+
+from loopwise.lint._rule import Rule
+from loopwise.lint._runner import Checker
+from loopwise.lint.rules._local_names import INERT_PARENTS, name_uses
+from loopwise.lint.rules._shared import call_name, coroutine_callee
+
+
+class CoroutineNeverAwaitedName(Rule):
+    """## What it does
+    Checks for the coroutine of a call to a coroutine function assigned to a local name
+    (`coro = fetch()`, `coro: Coroutine = fetch()`) when no path of the function does anything
+    with that name: it is never awaited, passed to a call, returned, yielded, stored, put in a
+    container, used in `async with`/`async for`, nor is any of its attributes read
+    (`coro.close()`). Reading it only in a comparison, under `not`, in an f-string or as the
+    bare test of an `if` is not using it.
+
+    Coroutine functions are known as LW001 knows them: asyncio's own coroutine functions, the
+    coroutine methods of asyncio's queues, locks and events, and every `async def` of the
+    checked project, across modules, including methods called on `self`, `cls` or `super()`.
+
+    ## What it does not flag
+    - A name used on at least one path: `coro = fetch()` then `if ready: await coro` is not
+      flagged even though the other path drops the coroutine. Only a coroutine that no path
+      can run is reported, so every finding is certain.
+    - A name assigned more than once in the function (`coro = fetch(); coro = other()`), a
+      name declared `global`/`nonlocal`, a name read by a nested function or lambda, and
+      tuple targets (`a, b = fetch(), other()`): known misses, kept out to stay precise.
+    - A name removed with `del`: dropping the coroutine is then written out on purpose (a
+      test of the "never awaited" warning).
+    - A call on a receiver of unknown type, or to a function behind a decorator the checker
+      does not know.
+
+    ## Why is this bad?
+    Calling a coroutine function does not run it: it only creates a coroutine object. A
+    coroutine kept in a name that nobody awaits never runs its body, and Python only warns
+    "coroutine ... was never awaited" when the object is garbage-collected, far from the
+    mistake. It is usually a missing `await`, or an `await` lost in a refactoring.
+
+    ## Example
+    ```python
+    async def refresh(cache):
+        fresh = load_all()
+        cache.clear()
+    ```
+
+    ## Use instead
+    ```python
+    async def refresh(cache):
+        fresh = await load_all()
+        cache.clear()
+        cache.update(fresh)
+    ```
+
+    ## Fix safety
+    No fix: whether the coroutine should be awaited there, handed to a task, or not created
+    at all depends on what the code meant.
+    """
+
+    code = "LW013"
+    name = "coroutine-never-awaited-name"
+    summary = "coroutine assigned to a name that is never awaited"
+    nodes = (ast.Assign, ast.AnnAssign)
+
+    def visit(self, node: ast.AST, checker: Checker) -> None:
+        assert isinstance(node, ast.Assign | ast.AnnAssign)
+        call = node.value
+        if not isinstance(call, ast.Call):
+            return
+        if isinstance(node, ast.Assign):
+            if len(node.targets) != 1:
+                return
+            target: ast.expr = node.targets[0]
+        else:
+            target = node.target
+        function = checker.function
+        if (
+            not isinstance(target, ast.Name)
+            or function is None
+            or not isinstance(function.node, ast.FunctionDef | ast.AsyncFunctionDef)
+            or target.id in function.declared_outer
+        ):
+            return
+        if not coroutine_callee(checker, call) or not _never_used(function.node, target.id):
+            return
+        checker.report(
+            call,
+            f"coroutine `{call_name(call)}()` is assigned to `{target.id}` and never awaited:"
+            " it never runs",
+        )
+
+
+def _never_used(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
+    """Whether no path of ``function`` does anything with the value it assigns to ``name``."""
+    stores = 0
+    for use, parent, nested in name_uses(function, name):
+        if isinstance(use.ctx, ast.Del):
+            return False
+        if isinstance(use.ctx, ast.Store):
+            stores += 1
+            if stores > 1:
+                return False
+            continue
+        if nested or not isinstance(parent, INERT_PARENTS):
+            return False
+    return True
