@@ -9,6 +9,7 @@ from loopwise.lint._runner import Checker
 from loopwise.lint.rules._local_names import INERT_PARENTS, name_uses
 from loopwise.lint.rules._shared import call_name, coroutine_callee
 
+_GATHER = "asyncio.gather"
 # `pytest.raises`, `self.assertRaises`, `self.assertRaisesRegex`.
 _RAISES = frozenset({"raises", "assertRaises", "assertRaisesRegex"})
 
@@ -25,6 +26,8 @@ class CoroutineNeverAwaitedName(Rule):
     Coroutine functions are known as LW001 knows them: asyncio's own coroutine functions, the
     coroutine methods of asyncio's queues, locks and events, and every `async def` of the
     checked project, across modules, including methods called on `self`, `cls` or `super()`.
+    `asyncio.gather()` is one too; its children already run as tasks, so the finding says
+    that their failures are lost rather than that nothing runs.
 
     ## What it does not flag
     - A name used on at least one path: `coro = fetch()` then `if ready: await coro` is not
@@ -98,10 +101,14 @@ class CoroutineNeverAwaitedName(Rule):
             return
         if _expects_failure(checker):
             return
+        if checker.ctx.resolve_call(call) == _GATHER:  # its children already run as tasks
+            consequence = "its children's failures are lost"
+        else:
+            consequence = "it never runs"
         checker.report(
             call,
-            f"coroutine `{call_name(call)}()` is assigned to `{target.id}` and never awaited:"
-            " it never runs",
+            f"coroutine `{call_name(call)}()` is assigned to `{target.id}` and never awaited: "
+            + consequence,
         )
 
 

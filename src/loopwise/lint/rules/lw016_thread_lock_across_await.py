@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._binder import walk_shallow
+from loopwise.lint._binder import _SCOPE_NODES, walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
 
@@ -38,7 +38,8 @@ class ThreadLockAcrossAwait(Rule):
       usual way to share state with threads.
     - `acquire(blocking=False)`, `acquire(False)` and `acquire(timeout=0)`, which never wait.
     - asyncio's own locks, and a lock of unknown type.
-    - Code in a nested sync `def` or `lambda` (it may run in a thread).
+    - Code in a nested sync `def` or `lambda` (it may run in a thread), and an `await` in a
+      function defined inside the `with` block (it runs later, if ever).
 
     On the 21 projects of the ecosystem check it reports nothing: their coroutines use
     asyncio's locks, and their threading locks guard short sections without awaits. It is a
@@ -112,7 +113,7 @@ def _check_with(node: ast.With, checker: Checker) -> None:
     for item in node.items:
         if checker.ctx.origin(item.context_expr) not in _THREAD_LOCKS:
             continue
-        if any(isinstance(n, _SUSPENDS) for s in node.body for n in (s, *walk_shallow(s))):
+        if _suspends(node.body):
             lock = ast.unparse(item.context_expr)
             checker.report(
                 item.context_expr,
@@ -120,6 +121,16 @@ def _check_with(node: ast.With, checker: Checker) -> None:
                 "meanwhile blocks the loop and deadlocks; use `asyncio.Lock`, or await "
                 "outside the `with` block",
             )
+
+
+def _suspends(body: list[ast.stmt]) -> bool:
+    """Whether running ``body`` may suspend the coroutine (nested defs run later, if ever)."""
+    return any(
+        isinstance(node, _SUSPENDS)
+        for statement in body
+        if not isinstance(statement, _SCOPE_NODES)
+        for node in (statement, *walk_shallow(statement))
+    )
 
 
 def _never_waits(call: ast.Call) -> bool:
