@@ -6,7 +6,7 @@ import ast
 
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
-from loopwise.lint.rules._local_names import INERT_PARENTS, name_uses
+from loopwise.lint.rules._local_names import INERT_PARENTS, all_name_uses
 from loopwise.lint.rules._shared import call_name, coroutine_callee
 
 _GATHER = "asyncio.gather"
@@ -97,7 +97,9 @@ class CoroutineNeverAwaitedName(Rule):
             or target.id in function.declared_outer
         ):
             return
-        if not coroutine_callee(checker, call) or not _never_used(function.node, target.id):
+        if not coroutine_callee(checker, call):
+            return
+        if target.id in _used_names(checker, function.node):
             return
         if _expects_failure(checker):
             return
@@ -127,17 +129,33 @@ def _expects_failure(checker: Checker) -> bool:
     return False
 
 
-def _never_used(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> bool:
-    """Whether no path of ``function`` does anything with the value it assigns to ``name``."""
-    stores = 0
-    for use, parent, nested in name_uses(function, name):
-        if isinstance(use.ctx, ast.Del):
-            return False
+def _used_names(
+    checker: Checker, function: ast.FunctionDef | ast.AsyncFunctionDef
+) -> frozenset[str]:
+    """The names ``function`` does something with (see :func:`_uses`), computed once."""
+    cache = checker.per_module(_new_cache)
+    found = cache.get(function)
+    if found is None:
+        found = cache[function] = _uses(function)
+    return found
+
+
+def _new_cache(tree: ast.Module) -> dict[ast.AST, frozenset[str]]:
+    return {}
+
+
+def _uses(function: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
+    """Names that some path of ``function`` uses: read anywhere but in a comparison, `not`,
+    an f-string or a bare test, read by a nested scope, deleted, or assigned more than once
+    (which value a read sees is then path-dependent, and the rule stays quiet)."""
+    used: set[str] = set()
+    stored: set[str] = set()
+    for use, parent, nested in all_name_uses(function):
+        name = use.id
         if isinstance(use.ctx, ast.Store):
-            stores += 1
-            if stores > 1:
-                return False
-            continue
-        if nested or not isinstance(parent, INERT_PARENTS):
-            return False
-    return True
+            if name in stored:
+                used.add(name)
+            stored.add(name)
+        elif isinstance(use.ctx, ast.Del) or nested or not isinstance(parent, INERT_PARENTS):
+            used.add(name)
+    return frozenset(used)

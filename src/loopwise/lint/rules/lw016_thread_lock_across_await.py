@@ -86,14 +86,15 @@ class ThreadLockAcrossAwait(Rule):
     nodes = (ast.With, ast.Call)
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
-        if not checker.in_async_function:
-            return
         if isinstance(node, ast.With):
-            _check_with(node, checker)
+            if checker.in_async_function:
+                _check_with(node, checker)
             return
         assert isinstance(node, ast.Call)
         func = node.func
-        if not isinstance(func, ast.Attribute) or func.attr != "acquire" or _never_waits(node):
+        if not isinstance(func, ast.Attribute) or func.attr != "acquire":
+            return
+        if not checker.in_async_function or _never_waits(node):
             return
         if checker.ctx.origin(func.value) not in _THREAD_LOCKS:
             return
