@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from loopwise.cli import main
 from loopwise.lint import RULES, check, check_source
 from loopwise.lint._docs import precision_block, rule_page, rules_index
 
@@ -111,3 +112,11 @@ def test_our_own_source_is_clean(monkeypatch: pytest.MonkeyPatch) -> None:
     result = check([ROOT / "src"], select=sorted(CODES))  # opt-in rules too
     assert result.findings == []
     assert len(result.files) > 20
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.code)
+def test_loopwise_rule_prints_the_page(rule: type, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rule", rule.code]) == 0  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
+    assert out.startswith(f"# {rule.code}: {rule.name}")  # type: ignore[attr-defined]
+    assert "### Why is this bad?" in out

@@ -63,6 +63,11 @@ KNOWN_CLASSES = frozenset(
         "requests.Session",
         "socket.socket",
         "subprocess.Popen",
+        "threading.BoundedSemaphore",
+        "threading.Condition",
+        "threading.Lock",
+        "threading.RLock",
+        "threading.Semaphore",
     }
 )
 
