@@ -55,6 +55,8 @@ class CoroutineNeverAwaitedName(Rule):
 
     ## Example
     ```python
+    async def load_all(): ...
+
     async def refresh(cache):
         fresh = load_all()
         cache.clear()

@@ -55,6 +55,8 @@ class PollingOwnState(Rule):
 
     ## Example
     ```python
+    import asyncio
+
     class Connection:
         def __init__(self):
             self.ready = False

@@ -98,6 +98,8 @@ class ResponseNeverReleased(Rule):
 
     ## Example
     ```python
+    import aiohttp
+
     async def is_up(session: aiohttp.ClientSession, url: str) -> bool:
         resp = await session.get(url)
         return resp.status == 200

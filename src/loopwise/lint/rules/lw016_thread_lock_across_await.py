@@ -54,6 +54,8 @@ class ThreadLockAcrossAwait(Rule):
 
     ## Example
     ```python
+    import threading
+
     class Cache:
         def __init__(self):
             self._lock = threading.Lock()
