@@ -65,18 +65,20 @@ async def test_prefetch_bounds_what_one_worker_holds(client: redis.asyncio.Redis
     queue: WorkQueue[int] = WorkQueue(client, "jobs")
     await queue.add_many(range(10))
     gate = asyncio.Event()
+    three = asyncio.Event()
     started: list[int] = []
 
     async def wait(x: int) -> int:
         started.append(x)
+        if len(started) == 3:
+            three.set()
         await gate.wait()
         return x
 
     async with asyncio.timeout(20), queue.consume(prefetch=3, stop_when_empty=True) as worker:
         pipe = Pipeline(worker).stage(worker.step(wait), workers=8).stage(worker.ack)
         task = asyncio.create_task(pipe.run())
-        while len(started) < 3:
-            await asyncio.sleep(0.01)
+        await three.wait()
         await asyncio.sleep(0.3)  # time for a read that prefetch should forbid
         assert len(started) == 3
         assert worker.statistics().in_flight == 3
@@ -128,7 +130,10 @@ async def test_a_malformed_entry_is_dead_lettered_and_the_worker_goes_on(
         await Pipeline(worker).stage(worker.step(keep)).stage(worker.ack).run()
     assert seen == [7]
     letters = await queue.dead_letters()
-    assert [letter.error.split(":")[0] for letter in letters] == ["cannot decode", "malformed entry"]
+    assert [letter.error.split(":")[0] for letter in letters] == [
+        "cannot decode",
+        "malformed entry",
+    ]
     assert letters[0].data == b"{not json"
 
 
