@@ -1,5 +1,5 @@
-"""loopwise past one process: work queues on Redis Streams (and, later, a shared rate limit and a
-server backplane), on redis-py's asyncio client.
+"""loopwise past one process: work queues on Redis Streams and a shared rate limit, on redis-py's
+asyncio client.
 
 Needs the ``redis`` extra: ``pip install 'loopwise[redis]'``. Importing ``loopwise`` never imports
 redis; importing this package without it raises one ``ImportError`` that says what to install.
@@ -8,6 +8,8 @@ redis; importing this package without it raises one ``ImportError`` that says wh
   :class:`StreamWorker`, the source that ``Pipeline`` and ``amap`` read from, acknowledging each
   item only after its last stage (at-least-once), reclaiming items of dead workers and moving
   failed ones to a dead-letter stream.
+* :class:`SharedRateLimiter`: one rate limit for every process (GCRA in one Lua script on Redis'
+  clock), with the interface of :class:`~loopwise.patterns.RateLimiter`.
 
 See docs/redis.md for every guarantee.
 """
@@ -28,6 +30,9 @@ from loopwise.redis._delivery import DeadLetter as DeadLetter
 from loopwise.redis._delivery import Delivery as Delivery
 from loopwise.redis._delivery import WorkerStatistics as WorkerStatistics
 from loopwise.redis._delivery import idempotency_key as idempotency_key
+from loopwise.redis._limiter import RedisUnavailableError as RedisUnavailableError
+from loopwise.redis._limiter import SharedRateLimiter as SharedRateLimiter
+from loopwise.redis._limiter import SharedRateLimiterStatistics as SharedRateLimiterStatistics
 from loopwise.redis._queue import WorkQueue as WorkQueue
 from loopwise.redis._worker import StreamWorker as StreamWorker
 
@@ -38,6 +43,9 @@ __all__ = [
     "Codec",
     "DeadLetter",
     "Delivery",
+    "RedisUnavailableError",
+    "SharedRateLimiter",
+    "SharedRateLimiterStatistics",
     "StreamWorker",
     "WorkQueue",
     "WorkerStatistics",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ACK", "CLAIM", "DEAD_LETTER", "PENDING", "RELEASE"]
+__all__ = ["ACK", "CLAIM", "DEAD_LETTER", "GCRA", "PENDING", "RELEASE"]
 
 # KEYS: stream, errors hash. ARGV: group, consumer, min idle ms, count.
 # Takes over entries idle longer than min idle (from any consumer, this one too) and returns,
@@ -51,4 +51,26 @@ for i = 4, #ARGV do
   redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
 end
 return #ARGV - 3
+"""
+
+# GCRA on Redis' own clock. KEYS: the limiter's key. ARGV: interval (microseconds per
+# acquisition), burst, amount. Returns {1, now} when granted (now: Redis' time in microseconds),
+# {0, wait} when not (microseconds until ``amount`` would fit). The key holds the theoretical
+# arrival time and expires once it is in the past (an idle limiter is a fresh one).
+GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
+local ready = tat - (burst - amount) * interval
+if now < ready then
+  return {0, math.max(1, math.ceil(ready - now))}
+end
+if tat < now then tat = now end
+tat = tat + amount * interval
+local ttl = math.ceil((tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%.0f', math.ceil(tat)), 'PX', ttl)
+return {1, now}
 """
