@@ -1,5 +1,5 @@
-"""loopwise past one process: work queues on Redis Streams and a shared rate limit, on redis-py's
-asyncio client.
+"""loopwise past one process: work queues on Redis Streams, a shared rate limit and a backplane for
+the server kit, on redis-py's asyncio client.
 
 Needs the ``redis`` extra: ``pip install 'loopwise[redis]'``. Importing ``loopwise`` never imports
 redis; importing this package without it raises one ``ImportError`` that says what to install.
@@ -10,6 +10,8 @@ redis; importing this package without it raises one ``ImportError`` that says wh
   failed ones to a dead-letter stream.
 * :class:`SharedRateLimiter`: one rate limit for every process (GCRA in one Lua script on Redis'
   clock), with the interface of :class:`~loopwise.patterns.RateLimiter`.
+* :class:`Backplane`: a ``WebSocketHub`` broadcast and an ``EventChannel`` event reach the
+  clients of every server process; SSE ids and history are shared and survive restarts.
 
 See docs/redis.md for every guarantee.
 """
@@ -22,6 +24,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
         "install the extra with `pip install 'loopwise[redis]'`"
     ) from _exc
 
+from loopwise.redis._backplane import Backplane as Backplane
+from loopwise.redis._backplane import BackplaneStatistics as BackplaneStatistics
 from loopwise.redis._codec import BYTES as BYTES
 from loopwise.redis._codec import JSON as JSON
 from loopwise.redis._codec import TEXT as TEXT
@@ -40,6 +44,8 @@ __all__ = [
     "BYTES",
     "JSON",
     "TEXT",
+    "Backplane",
+    "BackplaneStatistics",
     "Codec",
     "DeadLetter",
     "Delivery",

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from loopwise._exceptions import UsageError
 
-__all__ = ["CONNECTION_ERRORS", "Reconnect", "check_client", "command", "text"]
+__all__ = ["CONNECTION_ERRORS", "Reconnect", "check_client", "command", "stream_entries", "text"]
 
 T = TypeVar("T")
 
@@ -89,3 +89,20 @@ class Reconnect:
 async def command(client: Redis, *args: Any) -> Any:
     """One Redis command (redis-py's ``execute_command`` is untyped)."""
     return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def stream_entries(raw: Any) -> dict[str, list[tuple[Any, Any]]]:
+    """The entries of an XREAD/XREADGROUP reply, by stream name, as parsed by redis-py (RESP2
+    gives ``[[stream, entries]]``, RESP3 ``{stream: [entries]}``)."""
+    if not raw:
+        return {}
+    pairs = list(raw.items()) if isinstance(raw, dict) else [(p[0], p[1]) for p in raw]
+    out: dict[str, list[tuple[Any, Any]]] = {}
+    for name, group in pairs:
+        entries = out.setdefault(text(name), [])
+        if group and isinstance(group[0], list):  # RESP3 nests the entries once more
+            for inner in group:
+                entries.extend(inner)
+        else:
+            entries.extend(group)
+    return out

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import redis.exceptions
 
 from loopwise.redis import _scripts
-from loopwise.redis._connection import Reconnect, command, text
+from loopwise.redis._connection import Reconnect, command, stream_entries, text
 from loopwise.redis._delivery import Delivery, WorkerStatistics
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 ">",
             ),
         )
-        entries = _stream_entries(raw)
+        entries = [e for group in stream_entries(raw).values() for e in group]
         for entry_id, fields in entries:
             await self._admit(text(entry_id), fields, 1)
         return len(entries)
@@ -399,19 +399,3 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
 
 
 _RELEASE_ERRORS = (TimeoutError, redis.exceptions.RedisError, ConnectionError)
-
-
-def _stream_entries(raw: Any) -> list[tuple[Any, Any]]:
-    """The entries of an XREADGROUP reply on one stream, as parsed by redis-py (RESP2 gives
-    ``[[stream, entries]]``, RESP3 ``{stream: [entries]}``)."""
-    if not raw:
-        return []
-    groups = list(raw.values()) if isinstance(raw, dict) else [pair[1] for pair in raw]
-    entries: list[tuple[Any, Any]] = []
-    for group in groups:
-        if group and isinstance(group[0], list):  # RESP3 nests the entries once more
-            for inner in group:
-                entries.extend(inner)
-        else:
-            entries.extend(group)
-    return entries
