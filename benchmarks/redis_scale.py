@@ -74,7 +74,7 @@ async def loopwise_worker(url: str, stream: str) -> None:
 
     async with queue.consume(prefetch=BATCH, stop_when_empty=True) as worker:
         pipe = Pipeline(worker).stage(worker.step(trivial), workers=16)
-        await pipe.stage(worker.ack, workers=16).run()
+        await pipe.stage(worker.ack).run()
     await client.aclose()
 
 

@@ -22,10 +22,10 @@ end
 return out
 """
 
-# KEYS: stream, errors hash. ARGV: group, id.
+# KEYS: stream, errors hash. ARGV: group, then the ids.
 ACK = """
-local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
+local n = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
 return n
 """
 

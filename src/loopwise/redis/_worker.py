@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
 import secrets
 import socket
@@ -28,6 +30,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _LONGEST_BLOCK = 0.5  # seconds a read waits for new entries before it looks at claims and stop()
+_ACK_BATCH = 1000  # ids in one XACK at most
+_FLUSH_TIMEOUT = 5.0  # seconds the exit waits for queued acknowledgements
+
+logger = logging.getLogger("loopwise.redis")
 
 
 class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
@@ -128,6 +134,8 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._acked = 0
         self._failed = 0
         self._dead_lettered = 0
+        self._to_ack: list[str] = []  # acknowledged by ack(), not sent yet
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -189,10 +197,19 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         await self.release()
 
     async def release(self) -> None:
-        """Hand every item this worker holds back to the group, for any worker to claim at once
-        (they stay pending, with their delivery counts). Best effort: when Redis cannot be
-        reached within 2 s the items stay pending and are reclaimed after ``claim_idle``."""
-        ids = list(self._held)
+        """Send the acknowledgements still queued, then hand every other item this worker holds
+        back to the group, for any worker to claim at once (they stay pending, with their
+        delivery counts). Best effort, 5 s at most for the acknowledgements and 2 s for the
+        rest: what Redis did not take in time stays pending and is delivered again after
+        ``claim_idle``."""
+        flusher = self._flusher
+        if flusher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(flusher), _FLUSH_TIMEOUT)
+            except TimeoutError:
+                flusher.cancel()
+        ids = [entry_id for entry_id in self._held if entry_id not in self._to_ack]
+        self._to_ack.clear()
         self._held.clear()
         self._ready.clear()
         self._room.set()
@@ -239,7 +256,13 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
     async def ack(self, delivery: Delivery[R]) -> Delivery[R]:
         """The last stage: acknowledge the item, or (when a step failed) record its error and
         leave it pending to be retried, or dead-letter it after ``max_deliveries``. Returns the
-        delivery. Retried while Redis is unreachable; cancelled, the item stays pending."""
+        delivery.
+
+        An acknowledgement is queued and returns at once; the worker sends the queued ones
+        together (one ``XACK`` for every item acknowledged in the same turn of the loop), retries
+        while Redis is unreachable, and frees the item's ``prefetch`` slot when Redis confirmed
+        it. Leaving the worker's ``async with`` waits for them (5 s at most). A failure is
+        recorded in one round trip before this returns; cancelled, the item stays pending."""
         q = self._queue
         if delivery.error is not None:
             error = delivery.error
@@ -253,16 +276,34 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 )
             self._failed += 1
         else:
-            await self._reconnect.call(
-                "XACK",
-                lambda: self._ack_script(
-                    keys=[q.stream, q.errors_key], args=[q.group, delivery.id]
-                ),
-            )
-            self._acked += 1
+            self._to_ack.append(delivery.id)
+            if self._flusher is None:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            return delivery
         if self._held.pop(delivery.id, None) is not None:
             self._room.set()
         return delivery
+
+    async def _flush(self) -> None:
+        """Send the queued acknowledgements, all those of one turn of the loop in one XACK."""
+        q = self._queue
+        try:
+            while self._to_ack:
+                ids, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
+                try:
+                    send = functools.partial(
+                        self._ack_script, keys=[q.stream, q.errors_key], args=[q.group, *ids]
+                    )
+                    await self._reconnect.call("XACK", send)
+                except Exception:  # not a connection error: the items stay pending in Redis
+                    logger.exception("StreamWorker %r: acknowledging failed", q.stream)
+                else:
+                    self._acked += len(ids)
+                for entry_id in ids:
+                    self._held.pop(entry_id, None)
+                self._room.set()
+        finally:
+            self._flusher = None
 
     # -- Redis ----------------------------------------------------------------------------------
 
