@@ -30,6 +30,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _LONGEST_BLOCK = 0.5  # seconds a read waits for new entries before it looks at claims and stop()
+_TOP_UP_WAIT = 0.005  # seconds a read waits for half of prefetch to be free
+_ACK_GATHER = 0.002  # seconds an acknowledgement waits for others to share its XACK
 _ACK_BATCH = 1000  # ids in one XACK at most
 _FLUSH_TIMEOUT = 5.0  # seconds the exit waits for queued acknowledgements
 
@@ -143,6 +145,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         return self
 
     async def __anext__(self) -> Delivery[T]:
+        topped_up = False
         while True:
             if self._stopping:
                 raise StopAsyncIteration
@@ -156,6 +159,17 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 self._room.clear()
                 await self._room.wait()
                 continue
+            if room < self.prefetch // 2 and not topped_up:
+                # Many items in progress: wait a moment for more room, to read (and so
+                # acknowledge) in larger batches; then read whatever room there is.
+                topped_up = True
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_TOP_UP_WAIT):
+                        while self.prefetch - len(self._held) < self.prefetch // 2:
+                            self._room.clear()
+                            await self._room.wait()
+                continue
+            topped_up = False
             try:
                 now = time.monotonic()
                 if now >= self._next_claim:
@@ -259,7 +273,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         delivery.
 
         An acknowledgement is queued and returns at once; the worker sends the queued ones
-        together (one ``XACK`` for every item acknowledged in the same turn of the loop), retries
+        together (one ``XACK`` for the items acknowledged within 2 ms), retries
         while Redis is unreachable, and frees the item's ``prefetch`` slot when Redis confirmed
         it. Leaving the worker's ``async with`` waits for them (5 s at most). A failure is
         recorded in one round trip before this returns; cancelled, the item stays pending."""
@@ -285,9 +299,11 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         return delivery
 
     async def _flush(self) -> None:
-        """Send the queued acknowledgements, all those of one turn of the loop in one XACK."""
+        """Send the queued acknowledgements together: those queued within 2 ms in one XACK."""
         q = self._queue
         try:
+            if len(self._to_ack) < self.prefetch // 2:
+                await asyncio.sleep(_ACK_GATHER)  # let more items finish: fewer round trips
             while self._to_ack:
                 ids, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
                 try:
