@@ -214,3 +214,61 @@ async def test_a_base_exception_from_a_stage_fails_the_pipeline_and_keeps_the_it
     assert set(done) | set(rest) == set(range(5))
     assert 3 in rest
     assert await queue.dead_letters() == []
+
+
+async def test_an_item_slower_than_claim_idle_is_done_twice_and_lost_never(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The documented duplicate: a slow item is taken over by a second worker."""
+    queue: WorkQueue[int] = WorkQueue(client, "jobs")
+    await queue.add_many(range(4))
+    done: list[tuple[str, int]] = []
+    slow_started = asyncio.Event()
+
+    def work(name: str) -> Any:
+        async def run(x: int) -> int:
+            if x == 0 and name == "slow":
+                slow_started.set()
+                await asyncio.sleep(0.8)  # well past claim_idle
+            done.append((name, x))
+            return x
+
+        return run
+
+    async def consume(name: str, *, wait_for: asyncio.Event | None = None) -> None:
+        if wait_for is not None:
+            await wait_for.wait()
+        options = {"prefetch": 1, "claim_idle": 0.2, "stop_when_empty": True}
+        async with queue.consume(consumer=name, **options) as worker:  # type: ignore[arg-type]
+            await Pipeline(worker).stage(worker.step(work(name))).stage(worker.ack).run()
+
+    async with asyncio.timeout(30), asyncio.TaskGroup() as group:
+        group.create_task(consume("slow"))
+        group.create_task(consume("fast", wait_for=slow_started))
+    assert sorted(x for _, x in done) == [0, 0, 1, 2, 3]
+    assert ("slow", 0) in done and ("fast", 0) in done
+    assert await queue.dead_letters() == []
+
+
+async def test_the_backplane_follows_a_restarted_redis_and_keeps_its_ids(tmp_path: Path) -> None:
+    from loopwise.http.server import EventChannel
+    from loopwise.redis import Backplane
+
+    server = RedisServer(tmp_path, durable=True)
+    server.start()
+    connection = redis.asyncio.Redis.from_url(server.url)
+    channel = EventChannel(history=10)
+    try:
+        async with asyncio.timeout(60), Backplane(connection, "feed", channel=channel) as bp:
+            assert [await bp.publish("one"), await bp.publish("two")] == [1, 2]
+            server.kill()
+            restart = asyncio.get_running_loop().call_later(0.5, server.start)
+            assert await bp.publish("three") == 3  # retried until Redis is back
+            while channel.statistics().last_event_id < 3:  # noqa: ASYNC110 (no event to wait on)
+                await asyncio.sleep(0.02)
+            restart.cancel()
+            stats = bp.statistics()
+            assert stats.events == 3 and stats.reconnects >= 1
+    finally:
+        await connection.aclose()
+        server.stop()
