@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 
 from loopwise.http.server import EventChannel, WebSocketHub
 from loopwise.redis import Backplane
@@ -137,3 +137,36 @@ def test_options_are_checked() -> None:
         Backplane(c, "x")
     with pytest.raises(ValueError, match="name"):
         Backplane(c, "", hub=WebSocketHub())
+
+
+async def test_a_hole_in_the_ids_ends_the_streams_and_resuming_clients_get_a_gap(
+    client: redis.asyncio.Redis, session: aiohttp.ClientSession
+) -> None:
+    channel = EventChannel(history=10)
+    app = web.Application()
+    app.router.add_get("/events", channel.handler)
+    app.on_shutdown.append(channel.on_shutdown)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}/events"
+    try:
+        async with asyncio.timeout(30), Backplane(client, "hole", channel=channel) as backplane:
+            live = await session.get(url)
+            reader = SSEReader(live)
+            await backplane.publish("one")
+            assert [e.id for e in await reader.take(1)] == ["1"]
+            # events 2 and 3 never reached this process (the stream was trimmed past them
+            # while it could not reach Redis): the next one its follower hands over is 4
+            channel._deliver(4, "four", None)
+            assert await reader.next() is None  # the stream ended instead of skipping 2 and 3
+            live.release()
+            resumed = await session.get(url, headers={"Last-Event-ID": "1"})
+            gap = await SSEReader(resumed).next()
+            assert gap is not None and gap.event == "gap"
+            assert json.loads(gap.data)["first_available_id"] == 4
+            resumed.release()
+    finally:
+        await runner.cleanup()
