@@ -14,6 +14,7 @@ PACKAGES = [
     "loopwise.http.server",
     "loopwise.lint",
     "loopwise.patterns",
+    "loopwise.redis",
     "loopwise.skill",
 ]
 

@@ -180,18 +180,26 @@ class EventChannel:
         it for every stream (dropping the streams that are too far behind) and yields to the
         event loop once.
         """
-        if not isinstance(data, str):
-            raise TypeError(
-                f"event data is str, got {type(data).__name__}: encode it first "
-                "(json.dumps for objects)"
-            )
-        if not data:
-            raise ValueError("event data cannot be empty: browsers drop events with no data")
-        if event is not None and (not event or "\n" in event or "\r" in event):
-            raise ValueError(
-                f"invalid event name {event!r}: use a non-empty name without line breaks"
-            )
+        _check_event(data, event)
         event_id = next(self._ids)
+        self._deliver(event_id, data, event)
+        await asyncio.sleep(0)
+        return event_id
+
+    def _deliver(self, event_id: int, data: str, event: str | None) -> None:
+        """Send and keep an event whose id was chosen elsewhere (``publish()``, or a backplane
+        that numbers events for every process; ``data`` and ``event`` already checked).
+
+        An id at or below the last one is ignored (already delivered). An id that skips some
+        (this process missed events) empties the history and ends every stream, so clients
+        resume and are told about the gap rather than silently missing events.
+        """
+        if event_id <= self._last_id:
+            return
+        if event_id != self._last_id + 1 and self._last_id:
+            self._history.clear()
+            self.disconnect_all()
+        self._ids = itertools.count(event_id + 1)
         frame = _format_event(event_id, data, event)
         self._last_id = event_id
         self._published += 1
@@ -199,8 +207,6 @@ class EventChannel:
             self._history.append((event_id, frame))
         for subscriber in tuple(self._subscribers):
             self._enqueue(subscriber, frame)
-        await asyncio.sleep(0)
-        return event_id
 
     def disconnect_all(self) -> int:
         """End every open stream now (cleanly) without closing the channel; returns how many.
@@ -439,6 +445,19 @@ class EventChannel:
                 elif subscriber.last_write <= idle_since and not subscriber.queue:
                     subscriber.ping = True
                     subscriber.wakeup.set()
+
+
+def _check_event(data: str, event: str | None) -> None:
+    """Raise for what ``publish()`` refuses (see there)."""
+    if not isinstance(data, str):
+        raise TypeError(
+            f"event data is str, got {type(data).__name__}: encode it first "
+            "(json.dumps for objects)"
+        )
+    if not data:
+        raise ValueError("event data cannot be empty: browsers drop events with no data")
+    if event is not None and (not event or "\n" in event or "\r" in event):
+        raise ValueError(f"invalid event name {event!r}: use a non-empty name without line breaks")
 
 
 def _parse_last_event_id(request: web.Request) -> int | None:

@@ -1,0 +1,273 @@
+"""Backplane: a WebSocketHub and an EventChannel shared by every server process, through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from loopwise._exceptions import UsageError
+from loopwise.http.server import EventChannel, WebSocketHub
+from loopwise.http.server._sse import _check_event
+from loopwise.redis._connection import Reconnect, check_client, command, stream_entries, text
+
+__all__ = ["Backplane", "BackplaneStatistics"]
+
+logger = logging.getLogger("loopwise.redis")
+
+_BLOCK_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BackplaneStatistics:
+    """A snapshot of a :class:`Backplane` (this process's side)."""
+
+    running: bool
+    broadcasts: int
+    """``broadcast()`` calls from this process."""
+    published: int
+    """``publish()`` calls from this process."""
+    messages: int
+    """Hub messages (from any process) handed to this process's hub."""
+    events: int
+    """Events (from any process) handed to this process's channel."""
+    last_event_id: int
+    """The newest event id seen (ids are shared by every process)."""
+    reconnects: int
+    """Calls to Redis retried because it was unreachable."""
+    last_error: str | None
+
+
+class Backplane:
+    """Connects this process's :class:`~loopwise.http.server.WebSocketHub` and
+    :class:`~loopwise.http.server.EventChannel` to the same ones in every other server process::
+
+        hub, feed = WebSocketHub(), EventChannel(history=1000)
+        backplane = Backplane(client, "chat", hub=hub, channel=feed)
+        app.cleanup_ctx.append(backplane.cleanup_ctx)
+        ...
+        await backplane.broadcast("hello")     # every client of every process's hub
+        await backplane.publish("tick")        # every subscriber of every process's channel
+
+    Messages and events go through two Redis streams (``<name>:hub``, ``<name>:events``), which
+    every process tails; each process then hands them to its own hub or channel, which keeps
+    its per-client bounded queues and evicts slow clients as before.
+
+    Guarantees:
+
+    * **Order.** Every process delivers broadcasts in one order (the stream's), and events in
+      id order. ``exclude=`` of ``WebSocketHub.broadcast`` has no cross-process equivalent.
+    * **Event ids are shared**: ``publish()`` numbers events 1, 2, 3, ... across all processes
+      (the stream's own ids, ``0-N``; Redis ≥ 7), so a browser's ``Last-Event-ID`` resumes on
+      any process. On start each process loads the last ``history`` events (the channel's own
+      ``history``) from the stream, which Redis trims to about that length: a resume works
+      after a restart of any process, and a ``gap`` event tells a client whose id is older than
+      what is kept, as without a backplane. Publish through the backplane only (the channel's
+      own ``publish()`` would number events locally).
+    * **Lost connection to Redis**: ``broadcast()``/``publish()`` are retried with backoff until
+      Redis answers (a retried call whose reply was lost may deliver twice); the tail resumes
+      from the last entry it saw, so messages published meanwhile are delivered late, not lost,
+      unless the stream was trimmed past them: then the channel empties its history and ends its
+      streams, and resuming clients get a ``gap`` event.
+    * Event ids survive a restart of Redis only if Redis persists its data (``appendonly``).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        name: str,
+        *,
+        hub: WebSocketHub | None = None,
+        channel: EventChannel | None = None,
+        hub_maxlen: int = 1000,
+    ) -> None:
+        self._client = check_client(client)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if hub is None and channel is None:
+            raise ValueError("give a hub=, a channel= or both: there is nothing to connect")
+        if isinstance(hub_maxlen, bool) or not isinstance(hub_maxlen, int) or hub_maxlen < 1:
+            raise ValueError(f"hub_maxlen must be an int >= 1, got {hub_maxlen!r}")
+        self.name = name
+        self.hub = hub
+        self.channel = channel
+        self.hub_key = f"{name}:hub"
+        self.events_key = f"{name}:events"
+        self._hub_maxlen = hub_maxlen
+        self._history = max(1, channel._history.maxlen or 1) if channel is not None else 1
+        self._reconnect = Reconnect(f"Backplane {name!r}")
+        self._tail: asyncio.Task[None] | None = None
+        self._last_hub = "$"
+        self._last_event = "0-0"
+        self._broadcasts = 0
+        self._published = 0
+        self._messages = 0
+        self._events = 0
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def broadcast(self, data: str | bytes, *, room: str | None = None) -> None:
+        """Queue ``data`` for every client (or those in ``room``) of every process's hub."""
+        if self.hub is None:
+            raise UsageError("this backplane has no hub: create it with hub=")
+        if isinstance(data, str):
+            kind, payload = b"t", data.encode("utf-8")
+        elif isinstance(data, bytes | bytearray | memoryview):
+            kind, payload = b"b", bytes(data)
+        else:
+            raise TypeError(
+                f"a WebSocket message is str or bytes, got {type(data).__name__}: "
+                "encode it first (json.dumps for objects)"
+            )
+        fields: list[Any] = ["k", kind, "d", payload]
+        if room is not None:
+            fields += ["r", room]
+        args = ["XADD", self.hub_key, "MAXLEN", "~", self._hub_maxlen, "*", *fields]
+        await self._reconnect.call("XADD", lambda: command(self._client, *args))
+        self._broadcasts += 1
+
+    async def publish(self, data: str, *, event: str | None = None) -> int:
+        """Publish an event to every process's channel; returns its id (shared by all)."""
+        if self.channel is None:
+            raise UsageError("this backplane has no channel: create it with channel=")
+        _check_event(data, event)
+        fields: list[Any] = ["d", data.encode("utf-8")]
+        if event is not None:
+            fields += ["e", event]
+        args = ["XADD", self.events_key, "MAXLEN", "~", self._history, "0-*", *fields]
+        entry_id = await self._reconnect.call("XADD", lambda: command(self._client, *args))
+        self._published += 1
+        return _event_id(entry_id)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the channel's history from Redis and start following both streams."""
+        if self._tail is not None:
+            return
+        if self.channel is not None:
+            raw = await self._reconnect.call(
+                "XREVRANGE",
+                lambda: command(
+                    self._client, "XREVRANGE", self.events_key, "+", "-", "COUNT", self._history
+                ),
+            )
+            for entry_id, fields in reversed(raw or []):
+                self._deliver_event(entry_id, fields)
+        if self.hub is not None:
+            raw = await self._reconnect.call(
+                "XREVRANGE",
+                lambda: command(self._client, "XREVRANGE", self.hub_key, "+", "-", "COUNT", 1),
+            )
+            self._last_hub = text(raw[0][0]) if raw else "0-0"
+        self._tail = asyncio.get_running_loop().create_task(self._follow())
+
+    async def close(self) -> None:
+        """Stop following the streams (the hub and channel are closed by their own app)."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            tail.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tail
+
+    async def __aenter__(self) -> Backplane:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def cleanup_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        """For ``app.cleanup_ctx``: started with the app, stopped at its cleanup."""
+        await self.start()
+        yield
+        await self.close()
+
+    # -- following ----------------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        while True:
+            keys: list[str] = []
+            ids: list[str] = []
+            if self.hub is not None:
+                keys.append(self.hub_key)
+                ids.append(self._last_hub)
+            if self.channel is not None:
+                keys.append(self.events_key)
+                ids.append(self._last_event)
+            args = ["XREAD", "COUNT", 500, "BLOCK", _BLOCK_MS, "STREAMS", *keys, *ids]
+            try:
+                raw = await self._reconnect.call(
+                    "XREAD", functools.partial(command, self._client, *args)
+                )
+            except Exception:  # a bug or a misconfigured server must not end the tail
+                logger.exception("Backplane %r: reading the streams failed", self.name)
+                await asyncio.sleep(1.0)
+                continue
+            entries = stream_entries(raw)
+            for entry_id, fields in entries.get(self.events_key, ()):
+                self._deliver_event(entry_id, fields)
+            for entry_id, fields in entries.get(self.hub_key, ()):
+                self._last_hub = text(entry_id)
+                await self._deliver_message(fields)
+
+    def _deliver_event(self, entry_id: Any, fields: Any) -> None:
+        assert self.channel is not None
+        self._last_event = text(entry_id)
+        f = {text(k): v for k, v in (fields or {}).items()}
+        data = f.get("d")
+        if not data:
+            return
+        event = text(f["e"]) if "e" in f else None
+        self.channel._deliver(_event_id(entry_id), text(data), event)
+        self._events += 1
+
+    async def _deliver_message(self, fields: Any) -> None:
+        assert self.hub is not None
+        f = {text(k): v for k, v in (fields or {}).items()}
+        payload = f.get("d")
+        if payload is None:
+            return
+        data: str | bytes = bytes(payload).decode("utf-8") if f.get("k") == b"t" else payload
+        room = text(f["r"]) if "r" in f else None
+        await self.hub.broadcast(data, room=room)
+        self._messages += 1
+
+    # -- statistics ---------------------------------------------------------------------------
+
+    def statistics(self) -> BackplaneStatistics:
+        return BackplaneStatistics(
+            running=self._tail is not None and not self._tail.done(),
+            broadcasts=self._broadcasts,
+            published=self._published,
+            messages=self._messages,
+            events=self._events,
+            last_event_id=_event_id(self._last_event),
+            reconnects=self._reconnect.failures,
+            last_error=self._reconnect.last_error,
+        )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        state = "running" if s.running else "stopped"
+        return (
+            f"<Backplane {self.name!r} {state} messages={s.messages} events={s.events} "
+            f"last_event_id={s.last_event_id} reconnects={s.reconnects}>"
+        )
+
+
+def _event_id(entry_id: Any) -> int:
+    return int(text(entry_id).partition("-")[2] or 0)

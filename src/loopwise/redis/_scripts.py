@@ -1,0 +1,76 @@
+"""The Lua scripts of the work queue: each runs atomically, in one round trip."""
+
+from __future__ import annotations
+
+__all__ = ["ACK", "CLAIM", "DEAD_LETTER", "GCRA", "PENDING", "RELEASE"]
+
+# KEYS: stream, errors hash. ARGV: group, consumer, min idle ms, count.
+# Takes over entries idle longer than min idle (from any consumer, this one too) and returns,
+# for each, {id, fields, delivery count, last recorded error or false}.
+CLAIM = """
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
+                           'COUNT', ARGV[4])
+local out = {}
+for _, entry in ipairs(claimed[2]) do
+  local id = entry[1]
+  local info = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  local count = 1
+  if info[1] then count = info[1][4] end
+  local err = redis.call('HGET', KEYS[2], id)
+  table.insert(out, {id, entry[2], count, err})
+end
+return out
+"""
+
+# KEYS: stream, errors hash. ARGV: group, then the ids.
+ACK = """
+local n = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
+return n
+"""
+
+# KEYS: stream, errors hash, dead-letter stream. ARGV: group, id, then field/value pairs.
+DEAD_LETTER = """
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local dead = redis.call('XADD', KEYS[3], '*', unpack(fields))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+return dead
+"""
+
+# KEYS: stream. ARGV: group. The number of entries delivered and not acknowledged.
+PENDING = """
+return redis.call('XPENDING', KEYS[1], ARGV[1])[1]
+"""
+
+# KEYS: stream. ARGV: group, consumer, idle ms, then ids. Hands entries back: they stay pending
+# (their delivery count unchanged) but look idle for ``idle ms``, so any worker claims them now.
+RELEASE = """
+for i = 4, #ARGV do
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+end
+return #ARGV - 3
+"""
+
+# GCRA on Redis' own clock. KEYS: the limiter's key. ARGV: interval (microseconds per
+# acquisition), burst, amount. Returns {1, now} when granted (now: Redis' time in microseconds),
+# {0, wait} when not (microseconds until ``amount`` would fit). The key holds the theoretical
+# arrival time and expires once it is in the past (an idle limiter is a fresh one).
+GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0) or 0
+local ready = tat - (burst - amount) * interval
+if now < ready then
+  return {0, math.max(1, math.ceil(ready - now))}
+end
+if tat < now then tat = now end
+tat = tat + amount * interval
+local ttl = math.ceil((tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%.0f', math.ceil(tat)), 'PX', ttl)
+return {1, now}
+"""

@@ -1,0 +1,458 @@
+"""StreamWorker: one consumer of a work queue's group, as a source for Pipeline and amap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import redis.exceptions
+
+from loopwise.redis import _scripts
+from loopwise.redis._connection import Reconnect, command, stream_entries, text
+from loopwise.redis._delivery import Delivery, WorkerStatistics
+
+if TYPE_CHECKING:
+    from loopwise.redis._queue import WorkQueue
+
+__all__ = ["StreamWorker"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_LONGEST_BLOCK = 0.5  # seconds a read waits for new entries before it looks at claims and stop()
+_TOP_UP_WAIT = 0.005  # seconds a read waits for half of prefetch to be free
+_ACK_GATHER = 0.002  # seconds an acknowledgement waits for others to share its XACK
+_ACK_BATCH = 1000  # ids in one XACK at most
+_FLUSH_TIMEOUT = 5.0  # seconds the exit waits for queued acknowledgements
+
+logger = logging.getLogger("loopwise.redis")
+
+
+class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
+    """A consumer of a :class:`WorkQueue`'s group: an async iterator of :class:`Delivery`, the
+    source that ``Pipeline`` and ``amap`` read from::
+
+        async with queue.consume(prefetch=16) as worker:
+            pipe = Pipeline(worker).stage(worker.step(fetch), workers=8)
+            await pipe.stage(worker.step(save), workers=2).stage(worker.ack).run()
+
+            # or with amap: the handler runs fn, then acknowledges
+            async for done in amap(worker.handler(fetch), worker, concurrency=8): ...
+
+    Each :meth:`step` runs your function on the item's value; :meth:`ack` (the last stage) then
+    acknowledges it (``XACK``) or records its failure.
+
+    Guarantees:
+
+    * **Backpressure.** At most ``prefetch`` items are held by this worker at once (handed out,
+      or read and waiting to be); it reads more only as items are acknowledged or failed.
+    * **At-least-once.** An item is acknowledged only by :meth:`ack`, after every stage before it
+      finished. Whatever else happens to it (a crash, ``SIGKILL``, a cancelled or failed
+      pipeline, a lost connection) it stays pending in Redis and is delivered again, so an item
+      can be processed more than once: when the worker dies after a side effect but before the
+      acknowledgement, when an acknowledgement's reply is lost, when an item is slower than
+      ``claim_idle`` (another worker takes it over while the first still works on it). Use
+      :attr:`Delivery.idempotency_key` to make side effects effectively-once.
+    * **Reclaim.** Items held by any consumer (this one too) and not acknowledged for
+      ``claim_idle`` seconds are taken over (``XAUTOCLAIM``) and delivered again, with
+      ``Delivery.deliveries`` counting every delivery across workers.
+    * **Failures.** An ``Exception`` raised by a step is kept on the delivery (later steps skip
+      it); :meth:`ack` then records it and leaves the item pending, to be retried after
+      ``claim_idle``. An item delivered ``max_deliveries`` times goes to the dead-letter stream
+      with the last error (or, when its workers died or hung, with that reason) and is
+      acknowledged: it is never dropped silently. An entry the codec cannot decode goes there
+      at once, with the decoding error. A ``BaseException`` that is not an ``Exception``
+      (``KeyboardInterrupt``, ``SystemExit``, cancellation) is not caught: it fails the pipeline
+      as usual and the item stays pending.
+    * **Shutdown.** :meth:`stop` (or a graceful ``Pipeline.close()``) ends the iteration; what
+      the pipeline accepted is finished and acknowledged. Leaving ``async with`` hands every item
+      still held back to the group: it stays pending with its delivery count, and any worker may
+      claim it at once.
+    * **Lost connection.** Every call to Redis is retried with exponential backoff (up to 2 s)
+      until it succeeds or the task is cancelled, counted in ``statistics().reconnects`` and
+      logged on the ``loopwise.redis`` logger; no item is lost by it. A group that vanished (a
+      server restarted without persistence) is created again.
+    * **Cancellation** at any await leaves every item either acknowledged or pending: a read
+      cancelled after Redis delivered its entries leaves them pending for ``claim_idle``.
+
+    ``stop_when_empty=True`` ends the iteration once the stream has no new entry and nothing is
+    pending in the group (for batch jobs and tests). Not thread-safe; one event loop.
+    """
+
+    def __init__(
+        self,
+        queue: WorkQueue[T],
+        *,
+        consumer: str | None,
+        prefetch: int,
+        claim_idle: float,
+        max_deliveries: int,
+        stop_when_empty: bool,
+    ) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        if isinstance(claim_idle, bool) or not isinstance(claim_idle, int | float):
+            raise TypeError(f"claim_idle must be seconds (a number), got {claim_idle!r}")
+        if not claim_idle >= 0.01:
+            raise ValueError(f"claim_idle must be >= 0.01 seconds, got {claim_idle!r}")
+        if (
+            isinstance(max_deliveries, bool)
+            or not isinstance(max_deliveries, int)
+            or max_deliveries < 1
+        ):
+            raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+        self._queue = queue
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.prefetch = prefetch
+        self.claim_idle = float(claim_idle)
+        self.max_deliveries = max_deliveries
+        self.stop_when_empty = stop_when_empty
+        client = queue.client
+        self._claim_script = client.register_script(_scripts.CLAIM)
+        self._ack_script = client.register_script(_scripts.ACK)
+        self._dead_script = client.register_script(_scripts.DEAD_LETTER)
+        self._pending_script = client.register_script(_scripts.PENDING)
+        self._release_script = client.register_script(_scripts.RELEASE)
+        self._reconnect = Reconnect(f"StreamWorker {queue.stream!r}/{self.consumer}")
+        self._held: dict[str, Delivery[T]] = {}  # read or handed out, not settled
+        self._ready: deque[Delivery[T]] = deque()  # read, not handed out yet
+        self._room = asyncio.Event()
+        self._group_ready = False
+        self._claim_every = max(self.claim_idle / 2, 0.01)
+        self._next_claim = 0.0
+        self._stopping = False
+        self._delivered = 0
+        self._reclaimed = 0
+        self._acked = 0
+        self._failed = 0
+        self._dead_lettered = 0
+        self._to_ack: list[str] = []  # acknowledged by ack(), not sent yet
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- the source ----------------------------------------------------------------------------
+
+    def __aiter__(self) -> StreamWorker[T]:
+        return self
+
+    async def __anext__(self) -> Delivery[T]:
+        topped_up = False
+        while True:
+            if self._stopping:
+                raise StopAsyncIteration
+            if self._ready:
+                self._delivered += 1
+                return self._ready.popleft()
+            if not self._group_ready:
+                await self._ensure_group()
+            room = self.prefetch - len(self._held)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            if room < self.prefetch // 2 and not topped_up:
+                # Many items in progress: wait a moment for more room, to read (and so
+                # acknowledge) in larger batches; then read whatever room there is.
+                topped_up = True
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_TOP_UP_WAIT):
+                        while self.prefetch - len(self._held) < self.prefetch // 2:
+                            self._room.clear()
+                            await self._room.wait()
+                continue
+            topped_up = False
+            try:
+                now = time.monotonic()
+                if now >= self._next_claim:
+                    self._next_claim = now + self._claim_every
+                    await self._claim(room)
+                    if self._ready:
+                        continue
+                read = await self._read(room)
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._group_ready = False  # the stream or group vanished: create it again
+                continue
+            if (
+                not read
+                and self.stop_when_empty
+                and not self._held
+                and await self._pending_count() == 0
+            ):
+                self._stopping = True
+
+    def stop(self) -> None:
+        """Stop handing out items: the iteration ends at its next step (within half a second
+        when it waits for new entries). Items already handed out can still be acknowledged."""
+        self._stopping = True
+        self._room.set()
+
+    async def __aenter__(self) -> StreamWorker[T]:
+        await self._ensure_group()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        await self.release()
+
+    async def release(self) -> None:
+        """Send the acknowledgements still queued, then hand every other item this worker holds
+        back to the group, for any worker to claim at once (they stay pending, with their
+        delivery counts). Best effort, 5 s at most for the acknowledgements and 2 s for the
+        rest: what Redis did not take in time stays pending and is delivered again after
+        ``claim_idle``."""
+        flusher = self._flusher
+        if flusher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(flusher), _FLUSH_TIMEOUT)
+            except TimeoutError:
+                flusher.cancel()
+        ids = [entry_id for entry_id in self._held if entry_id not in self._to_ack]
+        self._to_ack.clear()
+        self._held.clear()
+        self._ready.clear()
+        self._room.set()
+        if not ids:
+            return
+        idle = int(self.claim_idle * 1000) + 1
+        q = self._queue
+        with contextlib.suppress(*_RELEASE_ERRORS):
+            async with asyncio.timeout(2.0):
+                await self._release_script(
+                    keys=[q.stream], args=[q.group, self.consumer, idle, *ids]
+                )
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def step(self, fn: Callable[[Any], Awaitable[R]]) -> Callable[[Delivery[T]], Awaitable[Any]]:
+        """A Pipeline stage (or amap function) running ``await fn(delivery.value)`` and putting
+        its result in ``delivery.value``. An ``Exception`` from ``fn`` is kept in
+        ``delivery.error`` and the following steps skip the delivery; anything else propagates."""
+
+        async def run_step(delivery: Delivery[Any]) -> Delivery[Any]:
+            if delivery.error is None:
+                try:
+                    delivery.value = await fn(delivery.value)
+                except Exception as exc:
+                    delivery.error = exc
+            return delivery
+
+        run_step.__qualname__ = getattr(fn, "__qualname__", "step")
+        return run_step
+
+    def handler(
+        self, fn: Callable[[Any], Awaitable[R]]
+    ) -> Callable[[Delivery[T]], Awaitable[Delivery[R]]]:
+        """For ``amap``: :meth:`step` then :meth:`ack` in one function."""
+        step = self.step(fn)
+
+        async def handle(delivery: Delivery[T]) -> Delivery[R]:
+            return cast("Delivery[R]", await self.ack(await step(delivery)))
+
+        handle.__qualname__ = getattr(fn, "__qualname__", "handler")
+        return handle
+
+    async def ack(self, delivery: Delivery[R]) -> Delivery[R]:
+        """The last stage: acknowledge the item, or (when a step failed) record its error and
+        leave it pending to be retried, or dead-letter it after ``max_deliveries``. Returns the
+        delivery.
+
+        An acknowledgement is queued and returns at once; the worker sends the queued ones
+        together (one ``XACK`` for the items acknowledged within 2 ms), retries
+        while Redis is unreachable, and frees the item's ``prefetch`` slot when Redis confirmed
+        it. Leaving the worker's ``async with`` waits for them (5 s at most). A failure is
+        recorded in one round trip before this returns; cancelled, the item stays pending."""
+        q = self._queue
+        if delivery.error is not None:
+            error = delivery.error
+            reason = f"{type(error).__name__}: {error}"
+            if delivery.deliveries >= self.max_deliveries:
+                await self._dead_letter(delivery.id, delivery._data, reason, delivery.deliveries)
+            else:
+                await self._reconnect.call(
+                    "HSET",
+                    lambda: command(q.client, "HSET", q.errors_key, delivery.id, reason),
+                )
+            self._failed += 1
+        else:
+            self._to_ack.append(delivery.id)
+            if self._flusher is None:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            return delivery
+        if self._held.pop(delivery.id, None) is not None:
+            self._room.set()
+        return delivery
+
+    async def _flush(self) -> None:
+        """Send the queued acknowledgements together: those queued within 2 ms in one XACK."""
+        q = self._queue
+        try:
+            if len(self._to_ack) < self.prefetch // 2:
+                await asyncio.sleep(_ACK_GATHER)  # let more items finish: fewer round trips
+            while self._to_ack:
+                ids, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
+                try:
+                    send = functools.partial(
+                        self._ack_script, keys=[q.stream, q.errors_key], args=[q.group, *ids]
+                    )
+                    await self._reconnect.call("XACK", send)
+                except Exception:  # not a connection error: the items stay pending in Redis
+                    logger.exception("StreamWorker %r: acknowledging failed", q.stream)
+                else:
+                    self._acked += len(ids)
+                for entry_id in ids:
+                    self._held.pop(entry_id, None)
+                self._room.set()
+        finally:
+            self._flusher = None
+
+    # -- Redis ----------------------------------------------------------------------------------
+
+    async def _ensure_group(self) -> None:
+        q = self._queue
+
+        async def create() -> None:
+            try:
+                await command(q.client, "XGROUP", "CREATE", q.stream, q.group, "0", "MKSTREAM")
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+        await self._reconnect.call("XGROUP CREATE", create)
+        self._group_ready = True
+
+    async def _read(self, count: int) -> int:
+        q = self._queue
+        block = max(1, int(min(self._claim_every, _LONGEST_BLOCK) * 1000))
+        raw = await self._reconnect.call(
+            "XREADGROUP",
+            lambda: command(
+                q.client,
+                "XREADGROUP",
+                "GROUP",
+                q.group,
+                self.consumer,
+                "COUNT",
+                count,
+                "BLOCK",
+                block,
+                "STREAMS",
+                q.stream,
+                ">",
+            ),
+        )
+        entries = [e for group in stream_entries(raw).values() for e in group]
+        for entry_id, fields in entries:
+            await self._admit(text(entry_id), fields, 1)
+        return len(entries)
+
+    async def _claim(self, count: int) -> None:
+        q = self._queue
+        claimed = await self._reconnect.call(
+            "XAUTOCLAIM",
+            lambda: self._claim_script(
+                keys=[q.stream, q.errors_key],
+                args=[q.group, self.consumer, int(self.claim_idle * 1000), count],
+            ),
+        )
+        for entry_id, flat, count_raw, error in claimed or []:
+            deliveries = int(count_raw)
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            if deliveries > self.max_deliveries:
+                reason = (
+                    text(error)
+                    if error
+                    else "not acknowledged: the workers holding it died, hung or stopped"
+                )
+                data = fields.get(b"d", b"")
+                await self._dead_letter(text(entry_id), data, reason, deliveries - 1)
+                continue
+            self._reclaimed += 1
+            await self._admit(text(entry_id), fields, deliveries)
+
+    async def _admit(self, entry_id: str, fields: Any, deliveries: int) -> None:
+        data = (fields or {}).get(b"d")
+        if data is None:
+            await self._dead_letter(entry_id, b"", "malformed entry: no 'd' field", deliveries)
+            return
+        try:
+            value = self._queue.codec.decode(data)
+        except Exception as exc:
+            reason = f"cannot decode: {type(exc).__name__}: {exc}"
+            await self._dead_letter(entry_id, data, reason, deliveries)
+            return
+        delivery: Delivery[T] = Delivery(self._queue.stream, entry_id, value, deliveries, data)
+        self._held[entry_id] = delivery
+        self._ready.append(delivery)
+
+    async def _dead_letter(self, entry_id: str, data: bytes, reason: str, deliveries: int) -> None:
+        q = self._queue
+        fields: list[Any] = [
+            "id",
+            entry_id,
+            "data",
+            data,
+            "error",
+            reason,
+            "deliveries",
+            deliveries,
+        ]
+        fields += ["group", q.group, "consumer", self.consumer]
+        await self._reconnect.call(
+            "dead letter",
+            lambda: self._dead_script(
+                keys=[q.stream, q.errors_key, q.dead_letter], args=[q.group, entry_id, *fields]
+            ),
+        )
+        self._dead_lettered += 1
+
+    async def _pending_count(self) -> int:
+        q = self._queue
+        n = await self._reconnect.call(
+            "XPENDING", lambda: self._pending_script(keys=[q.stream], args=[q.group])
+        )
+        return int(n)
+
+    # -- statistics -----------------------------------------------------------------------------
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(
+            consumer=self.consumer,
+            prefetch=self.prefetch,
+            in_flight=len(self._held),
+            delivered=self._delivered,
+            reclaimed=self._reclaimed,
+            acked=self._acked,
+            failed=self._failed,
+            dead_lettered=self._dead_lettered,
+            reconnects=self._reconnect.failures,
+            last_error=self._reconnect.last_error,
+            stopping=self._stopping,
+        )
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        state = "stopping" if s.stopping else "running"
+        return (
+            f"<StreamWorker {self._queue.stream!r}/{self._queue.group}/{s.consumer} {state} "
+            f"in_flight={s.in_flight}/{s.prefetch} delivered={s.delivered} acked={s.acked} "
+            f"failed={s.failed} dead={s.dead_lettered} reconnects={s.reconnects}>"
+        )
+
+
+_RELEASE_ERRORS = (TimeoutError, redis.exceptions.RedisError, ConnectionError)
