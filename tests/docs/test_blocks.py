@@ -37,7 +37,7 @@ RULE_PAGES = sorted((ROOT / "docs" / "rules").glob("LW*.md"))
 
 def test_ids_are_unique_and_every_kind_is_used() -> None:
     assert len({block.id for block in BLOCKS}) == len(BLOCKS)
-    assert {block.directive for block in BLOCKS} == {None, "fragment", "client", "server"}
+    assert {block.directive for block in BLOCKS} == {None, "fragment", "client", "server", "redis"}
 
 
 def _codes(block: Block) -> set[str]:

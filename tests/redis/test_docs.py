@@ -1,8 +1,8 @@
 """The complete programs in docs/redis.md run against the test redis-server, cleanly.
 
-A block that starts with an import and compiles as a module is a program: it runs in a fresh
-interpreter with ``REDIS_URL`` pointing at the session's redis-server and must exit with status
-0, with none of asyncio's symptoms on stderr. Other blocks are fragments, only compiled.
+A block marked ``<!-- redis -->`` is a program: it runs in a fresh interpreter with
+``REDIS_URL`` pointing at the session's redis-server and must exit with status 0, with none of
+asyncio's symptoms on stderr. Other blocks are fragments, only compiled.
 """
 
 from __future__ import annotations
@@ -21,17 +21,7 @@ PAGE = ROOT / "docs" / "redis.md"
 BLOCKS = parse(PAGE.read_text(), PAGE)
 
 
-def _is_program(code: str) -> bool:
-    if not code.startswith(("import ", "from ")):
-        return False
-    try:
-        compile(code, str(PAGE), "exec")
-    except SyntaxError:
-        return False
-    return True
-
-
-PROGRAMS = [b for b in BLOCKS if _is_program(b.code)]
+PROGRAMS = [b for b in BLOCKS if b.directive == "redis"]
 
 
 def test_the_page_has_programs() -> None:

@@ -28,6 +28,8 @@ rendered page) says how a block that is not a plain program is tested:
   replaced by a local aiohttp server's (tests/docs/_api.py says what it answers).
 - ``<!-- server -->``: a server program; it runs with its port 8080 replaced by 0, is asked for
   ``/`` at the address it prints, then stopped with SIGTERM, and must exit 0.
+- ``<!-- redis -->``: a program that needs a Redis server; tests/redis runs it against the
+  session's redis-server (``REDIS_URL``), the docs tests only compile and check it.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ DOCTOR_KINDS = (
 )
 
 
-_DIRECTIVE = re.compile(r"^<!--\s*(fragment|client|server)(?::\s*(\S+))?\s*-->\s*$")
+_DIRECTIVE = re.compile(r"^<!--\s*(fragment|client|server|redis)(?::\s*(\S+))?\s*-->\s*$")
 
 
 class BlockSyntaxError(ValueError):
@@ -72,7 +74,7 @@ class Block:
     fence_line: int
     code: str
     markers: dict[str, list[str]] = field(default_factory=dict)
-    directive: str | None = None  # fragment, client or server (README.md and docs/*.md)
+    directive: str | None = None  # fragment, client, server or redis (README.md and docs/*.md)
     directive_value: str | None = None
 
     @property
