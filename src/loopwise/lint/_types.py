@@ -42,7 +42,43 @@ _FACTORY_RESULTS: dict[str, str] = {
     "pathlib.Path.cwd": "pathlib.Path",
     "pathlib.PosixPath": "pathlib.Path",
     "pathlib.WindowsPath": "pathlib.Path",
+    "httpx2.Client": "httpx.Client",
+    # File objects on disk: whatever opens one, and the annotations that name one.
+    **dict.fromkeys(
+        (
+            "builtins.open",
+            "io.open",
+            "io.open_code",
+            "os.fdopen",
+            "pathlib.Path.open",
+            "tempfile.TemporaryFile",
+            "tempfile.NamedTemporaryFile",
+            "io.TextIOWrapper",
+            "io.BufferedReader",
+            "io.BufferedWriter",
+            "io.BufferedRandom",
+            "io.FileIO",
+        ),
+        "io.IOBase",
+    ),
+    # urllib3's pools, by whichever module path they are named.
+    "urllib3.poolmanager.PoolManager": "urllib3.PoolManager",
+    "urllib3.poolmanager.ProxyManager": "urllib3.ProxyManager",
+    "urllib3.proxy_from_url": "urllib3.ProxyManager",
+    "urllib3.request.RequestMethods": "urllib3.PoolManager",
+    "urllib3._request_methods.RequestMethods": "urllib3.PoolManager",
+    "urllib3.connectionpool.ConnectionPool": "urllib3.HTTPConnectionPool",
+    "urllib3.connectionpool.HTTPConnectionPool": "urllib3.HTTPConnectionPool",
+    "urllib3.connectionpool.HTTPSConnectionPool": "urllib3.HTTPSConnectionPool",
+    "urllib3.connection_from_url": "urllib3.HTTPConnectionPool",
+    "urllib3.connectionpool.connection_from_url": "urllib3.HTTPConnectionPool",
 }
+
+# A file object on disk: from `open()`, `os.fdopen()`..., or annotated with a concrete class
+# (`io.TextIOWrapper`, `io.BufferedReader`...). `typing.IO`, `TextIO` and `BinaryIO` name any
+# file-like object, as often an in-memory `io.BytesIO` as a file: on the ecosystem check the one
+# method call on such a parameter was a write into a caller's buffer.
+FILE_TYPE = "io.IOBase"
 
 KNOWN_CLASSES = frozenset(
     {
@@ -59,10 +95,15 @@ KNOWN_CLASSES = frozenset(
         "asyncio.Semaphore",
         "asyncio.TaskGroup",
         "httpx.Client",
+        "io.IOBase",
         "pathlib.Path",
         "requests.Session",
         "socket.socket",
         "subprocess.Popen",
+        "urllib3.HTTPConnectionPool",
+        "urllib3.HTTPSConnectionPool",
+        "urllib3.PoolManager",
+        "urllib3.ProxyManager",
     }
 )
 
