@@ -110,6 +110,7 @@ class Checker:
         self.ctx = FileContext(
             parsed.tree, parsed.module, parsed.is_package, parsed.bindings, project
         )
+        self.ctx.extra_classes = frozenset().union(*(r.classes_for(self.path) for r in rules))
         self.parents: list[ast.AST] = []
         self.findings: list[Finding] = []
         self._rule: Rule | None = None

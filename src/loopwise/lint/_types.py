@@ -127,6 +127,10 @@ _PATH_ATTRIBUTES = frozenset({"parent"})
 class _ValueTypes:
     """The type inference of :class:`~loopwise.lint._context.FileContext`, which subclasses it."""
 
+    # Classes of other libraries the configuration names (`extend-blocking-calls`): known like
+    # KNOWN_CLASSES in this file. Set before any type is asked for.
+    extra_classes: frozenset[str] = frozenset()
+
     # Provided by FileContext.
     scopes: list[Scope]
     module: ModuleScope
@@ -191,7 +195,7 @@ class _ValueTypes:
     def _constructed_type(self, callee: str) -> str | None:
         if callee in _FACTORY_RESULTS:
             return _FACTORY_RESULTS[callee]
-        if callee in KNOWN_CLASSES:
+        if callee in KNOWN_CLASSES or callee in self.extra_classes:
             return callee
         owner, _, method = callee.rpartition(".")
         if owner == _PATH and method in _PATH_METHODS:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import functools
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
@@ -143,6 +147,10 @@ class BlockingCallInCoroutine(Rule):
     `Optional[urllib3.PoolManager]`), or held in an attribute of a project class
     (`self.http.get(url)`).
 
+    The configuration can name more: `extend-blocking-calls = ["mylib.sync_fetch",
+    "db.Session.query"]` adds a module function and a method of the class `db.Session`
+    (called on a value built as `db.Session()` or annotated `db.Session`).
+
     ## What it does not flag
     - Local file I/O (`open()`, `Path.read_text()`, methods of file objects and the like):
       that is LW012 (blocking-file-io-in-coroutine), opt-in; `os.path.exists()` and other
@@ -207,5 +215,43 @@ class BlockingCallInCoroutine(Rule):
     nodes = (ast.Call,)
     in_tests = False
 
+    # Set for a run from the configurations' `extend-blocking-calls`: config root (absolute;
+    # "" for one that governs every file) -> the calls it adds.
+    extend_blocking_calls: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+
     def visit(self, node: ast.AST, checker: Checker) -> None:
         _BLOCKING.visit(node, checker)
+        if self.extend_blocking_calls:
+            extra = _extra_calls(self._entries_for(checker.path))
+            if extra is not None:
+                extra.visit(node, checker)
+
+    def settings_key(self) -> str:
+        return repr(sorted(self.extend_blocking_calls.items()))
+
+    def classes_for(self, path: str) -> frozenset[str]:
+        # `db.Session.query` names the class `db.Session`; `mylib.sync_fetch` names a module,
+        # which is never constructed, so taking it for a class changes nothing.
+        return frozenset(entry.rpartition(".")[0] for entry in self._entries_for(path))
+
+    def _entries_for(self, path: str) -> tuple[str, ...]:
+        """The entries of the configuration that governs ``path``: the nearest root above it."""
+        absolute = os.path.abspath(path)
+        best: tuple[str, ...] = self.extend_blocking_calls.get("", ())
+        depth = -1
+        for root, entries in self.extend_blocking_calls.items():
+            inside = absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep)
+            if root and inside and len(root) > depth:
+                best, depth = entries, len(root)
+        return best
+
+
+@functools.lru_cache(maxsize=16)
+def _extra_calls(entries: tuple[str, ...]) -> BlockingCalls | None:
+    """The configured calls LW005 does not know already, as a table of their own."""
+    added = {
+        entry: f"the configuration names it blocking (`extend-blocking-calls`): use {THREAD}"
+        for entry in entries
+        if entry not in _BLOCKING.table
+    }
+    return BlockingCalls(added) if added else None
