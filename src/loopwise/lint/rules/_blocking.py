@@ -13,7 +13,14 @@ from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name
 
-__all__ = ["FILE_WHAT", "SPAWNS", "THREAD", "BlockingCalls", "BlockingType"]
+__all__ = [
+    "FILE_WHAT",
+    "SPAWNS",
+    "THREAD",
+    "BlockingCalls",
+    "BlockingType",
+    "returns_at_once_anywhere",
+]
 
 THREAD = "`await asyncio.to_thread(...)`"
 
@@ -143,6 +150,14 @@ def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
         return True
     if callee in _OPENERS:
         return _opens_a_stream(call, checker) or _opens_a_bundled_file(call, checker)
+    if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
+        return ast.dump(call.func.value) in checker.per_module(_non_blocking_receivers)
+    return returns_at_once_anywhere(call, callee)
+
+
+def returns_at_once_anywhere(call: ast.Call, callee: str) -> bool:
+    """What the call itself shows: `sqlite3.connect(":memory:")`, a `WNOHANG` wait, a spawn
+    that does not wait."""
     if callee == "sqlite3.connect":
         return _first_argument_is(call, ":memory:")
     if callee in _WAIT_WITH_OPTIONS:
@@ -153,8 +168,6 @@ def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
         )
     if callee in SPAWNS:
         return not _spawn_waits(call)
-    if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
-        return ast.dump(call.func.value) in checker.per_module(_non_blocking_receivers)
     return False
 
 

@@ -10,7 +10,13 @@ from types import MappingProxyType
 
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
-from loopwise.lint.rules._blocking import SPAWNS, THREAD, BlockingCalls, BlockingType
+from loopwise.lint.rules._blocking import (
+    SPAWNS,
+    THREAD,
+    BlockingCalls,
+    BlockingType,
+    returns_at_once_anywhere,
+)
 
 _HTTP = f"use aiohttp or `loopwise.http.Client`, or {THREAD}"
 _SUBPROCESS = "use `await asyncio.create_subprocess_exec(...)`"
@@ -255,3 +261,13 @@ def _extra_calls(entries: tuple[str, ...]) -> BlockingCalls | None:
         if entry not in _BLOCKING.table
     }
     return BlockingCalls(added) if added else None
+
+
+def blocks_in_any_context(call: ast.Call, callee: str) -> bool:
+    """Whether LW005 flags a call of ``callee`` wherever it is: for the calls a sync function
+    makes (LW017 follows them from a coroutine). Socket methods are left out (whether the socket
+    was made non-blocking is not visible from there), and so are the calls that return at once
+    (`sqlite3.connect(":memory:")`, `waitpid(..., WNOHANG)`, `spawn*(P_NOWAIT, ...)`)."""
+    if callee not in _BLOCKING.table or callee.startswith("socket.socket."):
+        return False
+    return not returns_at_once_anywhere(call, callee)
