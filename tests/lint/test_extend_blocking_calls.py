@@ -114,3 +114,21 @@ def test_show_settings_lists_them(project: Path, capsys: pytest.CaptureFixture[s
     assert main(["check", "--show-settings", "app.py"]) == 0
     out, _ = capsys.readouterr()
     assert "extend-blocking-calls: mylib.sync_fetch, db.Session.query\n" in out
+
+
+def test_lw017_follows_helpers_to_configured_calls(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "helpers.py").write_text(
+        "import mylib\n\n\ndef load():\n    return mylib.sync_fetch('x')\n"
+    )
+    (project / "use.py").write_text(
+        "from helpers import load\n\n\nasync def handler():\n    return load()\n"
+    )
+    assert main(["check", "--no-cache", "--select", "LW017", "use.py", "helpers.py"]) == 0
+    capsys.readouterr()
+    (project / "pyproject.toml").write_text(CONFIG)
+    assert main(["check", "--no-cache", "--select", "LW017", "use.py", "helpers.py"]) == 1
+    out, _ = capsys.readouterr()
+    assert out.startswith("use.py:5:12: LW017 `load()` blocks the event loop: it calls ")
+    assert "`mylib.sync_fetch()` at helpers.py:5" in out

@@ -24,7 +24,7 @@ from loopwise.lint._project import Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import check_module, parse_module, summarize_module
 from loopwise.lint.rules import ALL_RULES
-from loopwise.lint.rules.lw005_blocking_call import BlockingCallInCoroutine
+from loopwise.lint.rules._blocking import ConfiguredBlockingCalls
 
 __all__ = ["CheckResult", "Selector", "check", "check_source"]
 
@@ -198,7 +198,7 @@ def _configured_rules(finder: ConfigFinder, *, stdin_path: str | None = None) ->
         blocking = {"": governing.extend_blocking_calls}
     if blocking:
         for rule in rules:
-            if isinstance(rule, BlockingCallInCoroutine):
+            if isinstance(rule, ConfiguredBlockingCalls):
                 rule.extend_blocking_calls = MappingProxyType(blocking)
     return rules
 

@@ -6,8 +6,10 @@ main coroutine before its first await) are the same for both."""
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._runner import Checker
@@ -19,6 +21,7 @@ __all__ = [
     "THREAD",
     "BlockingCalls",
     "BlockingType",
+    "ConfiguredBlockingCalls",
     "returns_at_once_anywhere",
 ]
 
@@ -35,6 +38,33 @@ class BlockingType:
     what: str  # how the message names a value of the type: "a file object"
     advice: str
     harmless: frozenset[str] = frozenset()
+
+
+class ConfiguredBlockingCalls:
+    """The configurations' `extend-blocking-calls`, for the rules that read them (LW005,
+    LW017): set for a run as config root (absolute; "" for one that governs every file) -> the
+    calls it adds."""
+
+    extend_blocking_calls: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+
+    def entries_for(self, path: str) -> tuple[str, ...]:
+        """The entries of the configuration that governs ``path``: the nearest root above it."""
+        absolute = os.path.abspath(path)
+        best: tuple[str, ...] = self.extend_blocking_calls.get("", ())
+        depth = -1
+        for root, entries in self.extend_blocking_calls.items():
+            inside = absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep)
+            if root and inside and len(root) > depth:
+                best, depth = entries, len(root)
+        return best
+
+    def settings_key(self) -> str:
+        return repr(sorted(self.extend_blocking_calls.items()))
+
+    def classes_for(self, path: str) -> frozenset[str]:
+        # `db.Session.query` names the class `db.Session`; `mylib.sync_fetch` names a module,
+        # which is never constructed, so taking it for a class changes nothing.
+        return frozenset(entry.rpartition(".")[0] for entry in self.entries_for(path))
 
 
 class BlockingCalls:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import os
-from collections.abc import Mapping
-from types import MappingProxyType
 
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
@@ -15,6 +12,7 @@ from loopwise.lint.rules._blocking import (
     THREAD,
     BlockingCalls,
     BlockingType,
+    ConfiguredBlockingCalls,
     returns_at_once_anywhere,
 )
 
@@ -121,7 +119,7 @@ _BLOCKING = BlockingCalls(
 )
 
 
-class BlockingCallInCoroutine(Rule):
+class BlockingCallInCoroutine(ConfiguredBlockingCalls, Rule):
     """## What it does
     Checks for calls that block the thread for as long as something outside the program takes,
     made directly in the body of an `async def`:
@@ -221,35 +219,12 @@ class BlockingCallInCoroutine(Rule):
     nodes = (ast.Call,)
     in_tests = False
 
-    # Set for a run from the configurations' `extend-blocking-calls`: config root (absolute;
-    # "" for one that governs every file) -> the calls it adds.
-    extend_blocking_calls: Mapping[str, tuple[str, ...]] = MappingProxyType({})
-
     def visit(self, node: ast.AST, checker: Checker) -> None:
         _BLOCKING.visit(node, checker)
         if self.extend_blocking_calls:
-            extra = _extra_calls(self._entries_for(checker.path))
+            extra = _extra_calls(self.entries_for(checker.path))
             if extra is not None:
                 extra.visit(node, checker)
-
-    def settings_key(self) -> str:
-        return repr(sorted(self.extend_blocking_calls.items()))
-
-    def classes_for(self, path: str) -> frozenset[str]:
-        # `db.Session.query` names the class `db.Session`; `mylib.sync_fetch` names a module,
-        # which is never constructed, so taking it for a class changes nothing.
-        return frozenset(entry.rpartition(".")[0] for entry in self._entries_for(path))
-
-    def _entries_for(self, path: str) -> tuple[str, ...]:
-        """The entries of the configuration that governs ``path``: the nearest root above it."""
-        absolute = os.path.abspath(path)
-        best: tuple[str, ...] = self.extend_blocking_calls.get("", ())
-        depth = -1
-        for root, entries in self.extend_blocking_calls.items():
-            inside = absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep)
-            if root and inside and len(root) > depth:
-                best, depth = entries, len(root)
-        return best
 
 
 @functools.lru_cache(maxsize=16)

@@ -7,13 +7,14 @@ import ast
 from loopwise.lint._project import FunctionInfo, Project
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
+from loopwise.lint.rules._blocking import ConfiguredBlockingCalls
 from loopwise.lint.rules._shared import call_name
 
 # The helper the coroutine calls, then up to three further sync functions of the project.
 _DEPTH = 4
 
 
-class BlockingCallInHelper(Rule):
+class BlockingCallInHelper(ConfiguredBlockingCalls, Rule):
     """## What it does
     Checks, in the body of an `async def`, for calls of a sync function of the project (in any
     module) that makes a call LW005 (blocking-call-in-coroutine) flags, directly or through up
@@ -26,6 +27,8 @@ class BlockingCallInHelper(Rule):
     receiver is known to be (`self.load()`). The blocking calls are LW005's, but not socket
     methods (whether that socket was made non-blocking is not visible from the helper) nor
     calls that return at once (`sqlite3.connect(":memory:")`, `os.waitpid(pid, os.WNOHANG)`).
+    The functions the configuration's `extend-blocking-calls` names count too (the methods it
+    names only where the receiver's type is known, at the first call).
 
     ## What it does not flag
     - The helper handed to a thread: `await asyncio.to_thread(load_rates)`,
@@ -87,12 +90,14 @@ class BlockingCallInHelper(Rule):
         written = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if written is None or checker.project is None:
             return
-        if written not in _blocking_names(checker.project) or not checker.in_async_function:
+        extra = frozenset(self.entries_for(checker.path)) if self.extend_blocking_calls else None
+        names = _blocking_names(checker.project, extra or frozenset())
+        if written not in names or not checker.in_async_function:
             return
         info = _helper(node, checker)
         if info is None:
             return
-        chain = _chain(info, checker, depth=1)
+        chain = _chain(info, checker, extra or frozenset())
         if chain is None:
             return
         cached = ""
@@ -123,13 +128,15 @@ def _helper(call: ast.Call, checker: Checker) -> FunctionInfo | None:
     return info
 
 
-def _chain(info: FunctionInfo, checker: Checker, *, depth: int) -> list[tuple[str, str]] | None:
+def _chain(
+    info: FunctionInfo, checker: Checker, extra: frozenset[str]
+) -> list[tuple[str, str]] | None:
     """The calls from ``info`` to its first blocking call (name, where), through at most
-    ``_DEPTH - depth`` further sync project functions."""
+    ``_DEPTH - 1`` further sync project functions."""
     project = checker.project
     if project is None:
         return None
-    path = _path(info, project, depth)
+    path = _path(info, project, 1, extra)
     if path is None:
         return None
     steps = []
@@ -139,42 +146,44 @@ def _chain(info: FunctionInfo, checker: Checker, *, depth: int) -> list[tuple[st
 
 
 def _path(
-    info: FunctionInfo, project: Project, depth: int
+    info: FunctionInfo, project: Project, depth: int, extra: frozenset[str]
 ) -> list[tuple[FunctionInfo, tuple[str, int]]] | None:
-    """Each function on the way to the first blocking call, with the call it makes."""
-    if info.blocking:
-        return [(info, info.blocking[0])]
+    """Each function on the way to the first blocking call (LW005's, or one ``extra`` names),
+    with the call it makes."""
+    blocking = [*info.blocking, *(call for call in info.call_lines if call[0] in extra)]
+    if blocking:
+        return [(info, min(blocking, key=lambda call: call[1]))]
     if depth >= _DEPTH:
         return None
     for callee, line in info.call_lines:
         further = project.function(callee)
         if further is None or further.is_async or further is info:
             continue
-        rest = _path(further, project, depth + 1)
+        rest = _path(further, project, depth + 1, extra)
         if rest is not None:
             return [(info, (callee, line)), *rest]
     return None
 
 
-_last_project: tuple[Project, frozenset[str]] | None = None
+_last_project: tuple[Project, frozenset[str], frozenset[str]] | None = None
 
 
-def _blocking_names(project: Project) -> frozenset[str]:
+def _blocking_names(project: Project, extra: frozenset[str]) -> frozenset[str]:
     """The names of the project's sync functions and methods that block within reach: a cheap
-    filter before a call is resolved (computed once per project)."""
+    filter before a call is resolved (computed once per project and configuration)."""
     global _last_project
-    if _last_project is not None and _last_project[0] is project:
-        return _last_project[1]
+    if _last_project is not None and _last_project[0] is project and _last_project[1] == extra:
+        return _last_project[2]
     names = set()
     for module in project.modules.values():
         candidates = [*module.functions.items()]
         for info_of_class in module.classes.values():
             candidates.extend(info_of_class.methods.items())
         for name, info in candidates:
-            if name not in names and not info.is_async and _path(info, project, 1) is not None:
+            if name not in names and not info.is_async and _path(info, project, 1, extra):
                 names.add(name)
     found = frozenset(names)
-    _last_project = (project, found)
+    _last_project = (project, extra, found)
     return found
 
 
