@@ -88,14 +88,16 @@ def test_file_io_is_lw012_only_and_lw012_is_opt_in() -> None:
     assert [f.code for f in check_source(textwrap.dedent(source))] == ["LW005"]
 
 
-def test_lw012_points_at_the_call_inside_with() -> None:
+def test_lw012_points_at_the_call_inside_with_and_at_the_read() -> None:
     source = """
         async def read(path):
             with open(path) as file:
                 return file.read()
     """
-    [finding] = _check(source, "LW012")
-    assert (finding.line, finding.column, finding.end_column) == (3, 10, 20)
+    opening, reading = _check(source, "LW012")
+    assert (opening.line, opening.column, opening.end_column) == (3, 10, 20)
+    assert reading.line == 4
+    assert "`file.read()` on a file object" in reading.message
 
 
 def test_lw005_method_on_known_type_names_the_type() -> None:

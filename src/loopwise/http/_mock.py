@@ -196,7 +196,8 @@ class MockTransport:
             raise UsageError("MockTransport needs Unix sockets: it runs on Linux and macOS")
         async with self._lock_in_this_loop():
             if self._runner is None:
-                directory = tempfile.mkdtemp(prefix="loopwise-mock-")
+                # One mkdir in the temp dir, once per transport.
+                directory = tempfile.mkdtemp(prefix="loopwise-mock-")  # noqa: LW018
                 app = web.Application(client_max_size=64 * 1024 * 1024)
                 app.router.add_route("*", "/{tail:.*}", self._dispatch)
                 runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)

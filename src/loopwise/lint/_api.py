@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from loopwise._exceptions import ConfigError
 from loopwise.lint._config import Config, ConfigFinder, resolve_codes
@@ -20,8 +21,10 @@ from loopwise.lint._files import (
 )
 from loopwise.lint._finding import Finding
 from loopwise.lint._project import Project
+from loopwise.lint._rule import Rule
 from loopwise.lint._runner import check_module, parse_module, summarize_module
 from loopwise.lint.rules import ALL_RULES
+from loopwise.lint.rules._blocking import ConfiguredBlockingCalls
 
 __all__ = ["CheckResult", "Selector", "check", "check_source"]
 
@@ -165,7 +168,7 @@ def check(
     )
     root = selector.finder.for_directory(cwd).root
     store = Cache.load(root / ".loopwise_cache") if cache else None
-    rules = [rule() for rule in ALL_RULES]
+    rules = _configured_rules(selector.finder)
     projects: list[Project] = []
     findings = check_files(
         files,
@@ -179,6 +182,25 @@ def check(
     kept = [f for f in findings if selector.wanted(f, cwd)]
     project = projects[0] if projects else None
     return CheckResult(kept, files, selector=selector, project=project)
+
+
+def _configured_rules(finder: ConfigFinder, *, stdin_path: str | None = None) -> list[Rule]:
+    """Every rule, with the settings of the configurations met (``extend-blocking-calls``)."""
+    rules: list[Rule] = [rule() for rule in ALL_RULES]
+    blocking: dict[str, tuple[str, ...]] = {}
+    for config in finder.all():
+        if config.extend_blocking_calls:
+            governs_all = config is finder.override
+            blocking["" if governs_all else str(config.root)] = config.extend_blocking_calls
+    if stdin_path is not None and blocking:
+        # The file checked from stdin is named relative to the cwd, like every other.
+        governing = finder.for_directory(os.path.dirname(stdin_path))
+        blocking = {"": governing.extend_blocking_calls}
+    if blocking:
+        for rule in rules:
+            if isinstance(rule, ConfiguredBlockingCalls):
+                rule.extend_blocking_calls = MappingProxyType(blocking)
+    return rules
 
 
 def _selector(
@@ -228,7 +250,9 @@ def check_stdin(
     module, is_package = module_for(str(absolute))
     parsed = parse_module(filename, source, module, is_package)
     project = Project([summarize_module(parsed)])
-    findings = check_module(parsed, project, [rule() for rule in ALL_RULES], fixes=fixes)
+    selector.finder.for_directory(str(absolute.parent))
+    rules = _configured_rules(selector.finder, stdin_path=str(absolute))
+    findings = check_module(parsed, project, rules, fixes=fixes)
     kept = [f for f in findings if selector.wanted(f, cwd)]
     file = SourceFile(filename, str(absolute))
     return CheckResult(kept, [file], selector=selector, project=project)

@@ -403,6 +403,7 @@ def _show_settings(args: argparse.Namespace, options: dict[str, object]) -> int:
     for pattern, codes in config.per_file_ignores.items():
         out.write(f"per-file-ignores: {pattern} = {', '.join(codes)}\n")
     out.write(f"baseline: {args.baseline or config.baseline or '(none)'}\n")
+    out.write(f"extend-blocking-calls: {', '.join(config.extend_blocking_calls) or '(none)'}\n")
     sys.stdout.write(out.getvalue())
     return 0
 

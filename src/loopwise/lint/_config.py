@@ -8,6 +8,7 @@ a ``loopwise.toml`` (keys at the top level), or a ``pyproject.toml`` that has a
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ __all__ = [
 KNOWN_KEYS = (
     "baseline",
     "exclude",
+    "extend-blocking-calls",
     "extend-exclude",
     "extend-ignore",
     "extend-select",
@@ -38,6 +40,8 @@ KNOWN_KEYS = (
 )
 _PATH_KEYS = frozenset({"exclude", "extend-exclude", "test-paths"})
 CONFIG_NAMES = ("loopwise.toml", "pyproject.toml")
+# A module function or a method: at least two dotted identifiers.
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 # Test code, gitignore-style: rules whose findings there are noise (a blocking call or a
 # `sleep(0)` in a test stalls nothing that matters) stay quiet in these files.
 DEFAULT_TEST_PATHS = (
@@ -63,6 +67,9 @@ class Config:
     per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
     test_paths: tuple[str, ...] = DEFAULT_TEST_PATHS
     baseline: Path | None = None
+    # Qualified names LW005 reports as blocking, besides its own: `mylib.sync_fetch`,
+    # `db.Session.query` (a method of the class `db.Session`).
+    extend_blocking_calls: tuple[str, ...] = ()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -143,6 +150,13 @@ def _parse(path: Path, table: dict[str, Any], codes: Sequence[str]) -> Config:
     test_paths = (
         _strings(table, "test-paths", where) if "test-paths" in table else DEFAULT_TEST_PATHS
     )
+    blocking = _strings(table, "extend-blocking-calls", where)
+    for call in blocking:
+        if not _DOTTED.fullmatch(call):
+            raise ConfigError(
+                f"{where} extend-blocking-calls: '{call}' is not the dotted name of a function "
+                'or method, like "mylib.sync_fetch" or "db.Session.query"'
+            )
     baseline = table.get("baseline")
     if baseline is not None and not isinstance(baseline, str):
         raise ConfigError(f'{where} baseline must be a string, like "loopwise-baseline.json"')
@@ -156,6 +170,7 @@ def _parse(path: Path, table: dict[str, Any], codes: Sequence[str]) -> Config:
         per_file_ignores=per_file,
         test_paths=test_paths,
         baseline=path.parent / baseline if baseline else None,
+        extend_blocking_calls=blocking,
     )
 
 
@@ -163,6 +178,8 @@ def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         example = '["tests/fixtures", "legacy/**"]' if key in _PATH_KEYS else '["LW001"]'
+        if key == "extend-blocking-calls":
+            example = '["mylib.sync_fetch", "db.Session.query"]'
         raise ConfigError(f"{where} {key} must be a list of strings, like {example}")
     return tuple(value)
 

@@ -210,7 +210,7 @@ class FileContext(_ValueTypes):
         declared ``-> Path``) but never returned.
         """
         found = self._type_of(expr)
-        return found if _is_known(found) else None
+        return found if _is_known(found) or found in self.extra_classes else None
 
     def self_class(self, expr: ast.AST) -> str | None:
         """The class qualname when ``expr`` is the ``self``/``cls`` parameter of a method."""

@@ -364,7 +364,7 @@ def _run(
     local = _Worker(rules)
     try:
         _summarize(to_summarize, pool, local, report)
-        project_digest = _project_digest(job_list)
+        project_digest = _project_digest(job_list, [rule.settings_key() for rule in rules])
         to_check = [
             job
             for job in job_list
@@ -385,9 +385,11 @@ def _run(
     return bool(to_summarize or to_check)
 
 
-def _project_digest(job_list: list[_Job]) -> str:
-    """Changes whenever any module's summary changes (findings may then change anywhere)."""
+def _project_digest(job_list: list[_Job], settings: list[str]) -> str:
+    """Changes whenever any module's summary changes (findings may then change anywhere), or
+    the rules' settings do."""
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(settings).encode())
     for module, summary_digest in sorted(
         (job.entry.module, job.entry.summary_digest) for job in job_list if job.entry is not None
     ):

@@ -64,6 +64,12 @@ class FunctionInfo:
     session_per_call: bool = False
     returns: str | None = None
     loop_free_returns: tuple[tuple[str, ...], ...] = ()
+    # Of a sync function: each call LW005 would flag (qualified name, line), in order, and the
+    # line of the first call of each other callee (for chains through helpers); and whether a
+    # cache decorator (`functools.cache`, `lru_cache`) makes repeated calls skip its body.
+    blocking: tuple[tuple[str, int], ...] = ()
+    call_lines: tuple[tuple[str, int], ...] = ()
+    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,8 @@ class ModuleSummary:
     # and of those it awaits in line (`await self.close()`: "close"; `await mod.f()`: "pkg.mod.f").
     detached: frozenset[str] = frozenset()
     awaited: frozenset[str] = frozenset()
+    # The module's file as a message names it: `pkg/config.py`, `pkg/__init__.py`.
+    file: str = ""
     # `with_retries(fetch_page, url)`: ("with_retries", "fetch_page"), an own `async def` handed
     # uncalled to something that is not a task starter; and the functions defined here that
     # await a call of one of their parameters (`return await fn(*args)`).
@@ -161,9 +169,14 @@ def _function_info(
         for d in node.decorator_list
     )
     returns = ctx.declared_return(node)
+    # Imported here: the rules import this module (through the runner) when they load.
+    from loopwise.lint.rules.lw005_blocking_call import blocks_in_any_context
+
     ctx.enter(node)
     try:
         calls: list[str] = []
+        call_lines: dict[str, int] = {}
+        blocking: list[tuple[str, int]] = []
         runs_loop = False
         sessions: list[ast.Call] = []
         loop_free_returns = () if is_async else tuple(_loop_free_returns(node.body, _Ran(ctx)))
@@ -179,6 +192,10 @@ def _function_info(
                     runs_loop = True
                 continue
             calls.append(callee)
+            if not is_async:
+                call_lines.setdefault(callee, child.lineno)
+                if blocks_in_any_context(child, callee):
+                    blocking.append((callee, child.lineno))
             runs_loop = runs_loop or callee in _LOOP_RUNNERS
             if callee in _SESSION_CLASSES:
                 sessions.append(child)
@@ -194,6 +211,19 @@ def _function_info(
         session_per_call=takes_url and _session_per_call(node, params, sessions),
         returns=returns,
         loop_free_returns=loop_free_returns,
+        blocking=tuple(sorted(blocking, key=lambda item: item[1])),
+        call_lines=tuple(sorted(call_lines.items(), key=lambda item: item[1])),
+        cached=not is_async and _is_cached(ctx, node),
+    )
+
+
+_CACHES = frozenset({"functools.cache", "functools.lru_cache"})
+
+
+def _is_cached(ctx: FileContext, node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(
+        ctx.resolve(d.func if isinstance(d, ast.Call) else d) in _CACHES
+        for d in node.decorator_list
     )
 
 

@@ -45,6 +45,16 @@ class Rule:
     def visit(self, node: ast.AST, checker: Checker) -> None:
         raise NotImplementedError
 
+    def settings_key(self) -> str:
+        """What the rule's settings for this run are, as text (empty: none): findings cached
+        under other settings are checked again."""
+        return ""
+
+    def classes_for(self, path: str) -> frozenset[str]:
+        """Classes of other libraries that the rule's settings name for the file ``path`` (none
+        by default): the checker then knows values built from them or annotated with them."""
+        return frozenset()
+
     def visit_scope(self, node: ast.AST, checker: Checker) -> None:
         raise NotImplementedError
 

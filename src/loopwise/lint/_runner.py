@@ -76,7 +76,11 @@ def summarize_module(parsed: ParsedModule) -> ModuleSummary:
     try:
         context = FileContext(parsed.tree, parsed.module, parsed.is_package)
         parsed.bindings = context.bindings
-        return summarize(context)
+        summary = summarize(context)
+        summary.file = parsed.module.replace(".", "/") + (
+            "/__init__.py" if parsed.is_package else ".py"
+        )
+        return summary
     except RecursionError:
         return ModuleSummary(name=parsed.module)
 
@@ -110,6 +114,7 @@ class Checker:
         self.ctx = FileContext(
             parsed.tree, parsed.module, parsed.is_package, parsed.bindings, project
         )
+        self.ctx.extra_classes = frozenset().union(*(r.classes_for(self.path) for r in rules))
         self.parents: list[ast.AST] = []
         self.findings: list[Finding] = []
         self._rule: Rule | None = None

@@ -42,7 +42,43 @@ _FACTORY_RESULTS: dict[str, str] = {
     "pathlib.Path.cwd": "pathlib.Path",
     "pathlib.PosixPath": "pathlib.Path",
     "pathlib.WindowsPath": "pathlib.Path",
+    "httpx2.Client": "httpx.Client",
+    # File objects on disk: whatever opens one, and the annotations that name one.
+    **dict.fromkeys(
+        (
+            "builtins.open",
+            "io.open",
+            "io.open_code",
+            "os.fdopen",
+            "pathlib.Path.open",
+            "tempfile.TemporaryFile",
+            "tempfile.NamedTemporaryFile",
+            "io.TextIOWrapper",
+            "io.BufferedReader",
+            "io.BufferedWriter",
+            "io.BufferedRandom",
+            "io.FileIO",
+        ),
+        "io.IOBase",
+    ),
+    # urllib3's pools, by whichever module path they are named.
+    "urllib3.poolmanager.PoolManager": "urllib3.PoolManager",
+    "urllib3.poolmanager.ProxyManager": "urllib3.ProxyManager",
+    "urllib3.proxy_from_url": "urllib3.ProxyManager",
+    "urllib3.request.RequestMethods": "urllib3.PoolManager",
+    "urllib3._request_methods.RequestMethods": "urllib3.PoolManager",
+    "urllib3.connectionpool.ConnectionPool": "urllib3.HTTPConnectionPool",
+    "urllib3.connectionpool.HTTPConnectionPool": "urllib3.HTTPConnectionPool",
+    "urllib3.connectionpool.HTTPSConnectionPool": "urllib3.HTTPSConnectionPool",
+    "urllib3.connection_from_url": "urllib3.HTTPConnectionPool",
+    "urllib3.connectionpool.connection_from_url": "urllib3.HTTPConnectionPool",
 }
+
+# A file object on disk: from `open()`, `os.fdopen()`..., or annotated with a concrete class
+# (`io.TextIOWrapper`, `io.BufferedReader`...). `typing.IO`, `TextIO` and `BinaryIO` name any
+# file-like object, as often an in-memory `io.BytesIO` as a file: on the ecosystem check the one
+# method call on such a parameter was a write into a caller's buffer.
+FILE_TYPE = "io.IOBase"
 
 KNOWN_CLASSES = frozenset(
     {
@@ -59,6 +95,7 @@ KNOWN_CLASSES = frozenset(
         "asyncio.Semaphore",
         "asyncio.TaskGroup",
         "httpx.Client",
+        "io.IOBase",
         "pathlib.Path",
         "requests.Session",
         "socket.socket",
@@ -68,6 +105,10 @@ KNOWN_CLASSES = frozenset(
         "threading.Lock",
         "threading.RLock",
         "threading.Semaphore",
+        "urllib3.HTTPConnectionPool",
+        "urllib3.HTTPSConnectionPool",
+        "urllib3.PoolManager",
+        "urllib3.ProxyManager",
     }
 )
 
@@ -90,6 +131,10 @@ _PATH_ATTRIBUTES = frozenset({"parent"})
 
 class _ValueTypes:
     """The type inference of :class:`~loopwise.lint._context.FileContext`, which subclasses it."""
+
+    # Classes of other libraries the configuration names (`extend-blocking-calls`): known like
+    # KNOWN_CLASSES in this file. Set before any type is asked for.
+    extra_classes: frozenset[str] = frozenset()
 
     # Provided by FileContext.
     scopes: list[Scope]
@@ -155,7 +200,7 @@ class _ValueTypes:
     def _constructed_type(self, callee: str) -> str | None:
         if callee in _FACTORY_RESULTS:
             return _FACTORY_RESULTS[callee]
-        if callee in KNOWN_CLASSES:
+        if callee in KNOWN_CLASSES or callee in self.extra_classes:
             return callee
         owner, _, method = callee.rpartition(".")
         if owner == _PATH and method in _PATH_METHODS:

@@ -6,13 +6,24 @@ main coroutine before its first await) are the same for both."""
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name
 
-__all__ = ["THREAD", "BlockingCalls"]
+__all__ = [
+    "FILE_WHAT",
+    "SPAWNS",
+    "THREAD",
+    "BlockingCalls",
+    "BlockingType",
+    "ConfiguredBlockingCalls",
+    "returns_at_once_anywhere",
+]
 
 THREAD = "`await asyncio.to_thread(...)`"
 
@@ -20,12 +31,52 @@ _SOCKET_METHOD = "socket.socket."
 _WAIT_WITH_OPTIONS = frozenset({"os.waitpid", "os.wait3", "os.wait4", "os.waitid"})
 
 
+@dataclass(frozen=True)
+class BlockingType:
+    """A type every method of which blocks, but for ``harmless`` ones (no I/O)."""
+
+    what: str  # how the message names a value of the type: "a file object"
+    advice: str
+    harmless: frozenset[str] = frozenset()
+
+
+class ConfiguredBlockingCalls:
+    """The configurations' `extend-blocking-calls`, for the rules that read them (LW005,
+    LW017): set for a run as config root (absolute; "" for one that governs every file) -> the
+    calls it adds."""
+
+    extend_blocking_calls: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+
+    def entries_for(self, path: str) -> tuple[str, ...]:
+        """The entries of the configuration that governs ``path``: the nearest root above it."""
+        absolute = os.path.abspath(path)
+        best: tuple[str, ...] = self.extend_blocking_calls.get("", ())
+        depth = -1
+        for root, entries in self.extend_blocking_calls.items():
+            inside = absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep)
+            if root and inside and len(root) > depth:
+                best, depth = entries, len(root)
+        return best
+
+    def settings_key(self) -> str:
+        return repr(sorted(self.extend_blocking_calls.items()))
+
+    def classes_for(self, path: str) -> frozenset[str]:
+        # `db.Session.query` names the class `db.Session`; `mylib.sync_fetch` names a module,
+        # which is never constructed, so taking it for a class changes nothing.
+        return frozenset(entry.rpartition(".")[0] for entry in self.entries_for(path))
+
+
 class BlockingCalls:
     """Reports a call in a coroutine to one of ``table``'s callables (qualified name -> what to
-    use instead), unless that particular call cannot block for long."""
+    use instead), or to a method of one of ``types`` (qualified type name -> what it blocks
+    on), unless that particular call cannot block for long."""
 
-    def __init__(self, table: Mapping[str, str]) -> None:
+    def __init__(
+        self, table: Mapping[str, str], types: Mapping[str, BlockingType] | None = None
+    ) -> None:
         self.table = dict(table)
+        self.types = dict(types or {})
         # The attribute names a blocking call can end with: a cheap filter before resolving.
         self.attributes = frozenset(name.rpartition(".")[2] for name in table)
 
@@ -33,7 +84,7 @@ class BlockingCalls:
         assert isinstance(node, ast.Call)
         func = node.func
         if isinstance(func, ast.Attribute):
-            if func.attr not in self.attributes:
+            if func.attr not in self.attributes and not self.types:
                 return
         elif not isinstance(func, ast.Name):
             return
@@ -43,12 +94,82 @@ class BlockingCalls:
         if callee is None:
             return
         advice = self.table.get(callee)
-        if advice is None or _returns_at_once(node, callee, checker):
+        if advice is None:
+            self._visit_method(node, callee, checker)
+            return
+        if _returns_at_once(node, callee, checker):
             return
         written = call_name(node)
         same = callee in (written, f"builtins.{written}")
         culprit = f"`{written}()`" if same else f"`{written}()` (`{callee}`)"
         checker.report(node, f"blocking call {culprit} stalls the event loop: {advice}")
+
+    def _visit_method(self, node: ast.Call, callee: str, checker: Checker) -> None:
+        owner, _, method = callee.rpartition(".")
+        kind = self.types.get(owner)
+        if kind is None or method in kind.harmless or method.startswith("__"):
+            return
+        assert isinstance(node.func, ast.Attribute)
+        if kind.what == FILE_WHAT and _file_at_once(node.func.value, checker):
+            return
+        if _before_anything_else_runs(checker):
+            return
+        written = call_name(node)
+        checker.report(
+            node,
+            f"blocking call `{written}()` on {kind.what} stalls the event loop: {kind.advice}",
+        )
+
+
+FILE_WHAT = "a file object"
+
+
+def _file_at_once(receiver: ast.expr, checker: Checker) -> bool:
+    """Whether a method call on a file is not to be reported: a file kept on an object (a
+    stream written a piece at a time), one used in a loop that awaits between chunks, one
+    shipped beside the module, or one just opened in the same expression (`open(p).read()`,
+    where the opening call is reported)."""
+    if isinstance(receiver, ast.Attribute):
+        return True
+    if isinstance(receiver, ast.Call):
+        return True  # `open(p).read()`: the opening call is the one reported
+    function = checker.enclosing_function_node()
+    if function is None:
+        return False
+    for parent in reversed(checker.parents):
+        if parent is function:
+            break
+        if isinstance(parent, _LOOPS) and _can_suspend_in(parent):
+            return True
+    if isinstance(receiver, ast.Name):
+        for node in walk_shallow(function):
+            opened = _opened_into(node, receiver.id)
+            if opened is not None and _opens_a_bundled_file(opened, checker):
+                return True
+            if isinstance(node, _LOOPS) and _can_suspend_in(node) and _uses(node, receiver.id):
+                return True  # a stream: its last write or close() blocks for one chunk
+    return False
+
+
+def _uses(loop: ast.AST, name: str) -> bool:
+    return any(isinstance(node, ast.Name) and node.id == name for node in walk_shallow(loop))
+
+
+def _opened_into(node: ast.AST, name: str) -> ast.Call | None:
+    """The call whose result ``node`` binds to ``name`` (`name = open(p)`, `with open(p) as
+    name`)."""
+    if (
+        isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    ):
+        return node.value
+    if isinstance(node, ast.With | ast.AsyncWith):
+        for item in node.items:
+            target, opened = item.optional_vars, item.context_expr
+            if isinstance(target, ast.Name) and target.id == name and isinstance(opened, ast.Call):
+                return opened
+    return None
 
 
 def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
@@ -59,6 +180,14 @@ def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
         return True
     if callee in _OPENERS:
         return _opens_a_stream(call, checker) or _opens_a_bundled_file(call, checker)
+    if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
+        return ast.dump(call.func.value) in checker.per_module(_non_blocking_receivers)
+    return returns_at_once_anywhere(call, callee)
+
+
+def returns_at_once_anywhere(call: ast.Call, callee: str) -> bool:
+    """What the call itself shows: `sqlite3.connect(":memory:")`, a `WNOHANG` wait, a spawn
+    that does not wait."""
     if callee == "sqlite3.connect":
         return _first_argument_is(call, ":memory:")
     if callee in _WAIT_WITH_OPTIONS:
@@ -67,12 +196,27 @@ def _returns_at_once(call: ast.Call, callee: str, checker: Checker) -> bool:
             for argument in [*call.args, *(keyword.value for keyword in call.keywords)]
             for node in ast.walk(argument)
         )
-    if callee.startswith(_SOCKET_METHOD) and isinstance(call.func, ast.Attribute):
-        return ast.dump(call.func.value) in checker.per_module(_non_blocking_receivers)
+    if callee in SPAWNS:
+        return not _spawn_waits(call)
     return False
 
 
 _OPENERS = frozenset({"builtins.open", "io.open"})
+SPAWNS = frozenset(
+    f"os.spawn{suffix}" for suffix in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
+)
+
+
+def _spawn_waits(call: ast.Call) -> bool:
+    """Whether `os.spawn*()` waits for the child: its mode is `P_WAIT` (or not given)."""
+    mode = next((k.value for k in call.keywords if k.arg == "mode"), None)
+    if mode is None and call.args:
+        mode = call.args[0]
+    if mode is None:
+        return True
+    return isinstance(mode, ast.Name | ast.Attribute) and _name_of(mode) == "P_WAIT"
+
+
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 

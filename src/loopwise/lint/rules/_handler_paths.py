@@ -92,11 +92,81 @@ def _statement_exits(statement: ast.stmt) -> set[_Exit]:
     if isinstance(statement, ast.Try | ast.TryStar):
         return _try_exits(statement)
     if isinstance(statement, _LOOPS):
-        # break/continue inside belong to that loop; it may also end, or never run.
-        return (_exits(statement.body) & {_Exit.RAISE, _Exit.RETURN}) | {_Exit.FALL}
+        return _loop_exits(statement)
     if isinstance(statement, ast.Match):
-        return {_Exit.FALL}.union(*(_exits(case.body) for case in statement.cases))
+        cases = {_Exit.FALL}.union(*(_exits(case.body) for case in statement.cases))
+        last = statement.cases[-1] if statement.cases else None
+        exhaustive = (
+            last is not None
+            and last.guard is None
+            and isinstance(last.pattern, ast.MatchAs)
+            and last.pattern.pattern is None
+        )
+        if exhaustive:  # `case _:` (or `case name:`) catches whatever the others did not
+            cases = set().union(*(_exits(case.body) for case in statement.cases))
+        return cases
     return {_Exit.FALL}
+
+
+def _loop_exits(loop: ast.For | ast.AsyncFor | ast.While) -> set[_Exit]:
+    """break/continue inside belong to the loop. It may end (running its `else:` unless it
+    broke out), or never run, except `while True:` and a `for` over a non-empty literal, whose
+    body runs at least once: a body that always raises or returns then leaves that way."""
+    body = _exits(loop.body)
+    leaving = body & {_Exit.RAISE, _Exit.RETURN}
+    breaks = any(isinstance(node, ast.Break) for node in _walk_loop_body(loop.body))
+    if _runs_at_least_once(loop) and not breaks and not body & {_Exit.FALL, _Exit.CONTINUE}:
+        return leaving
+    if isinstance(loop, ast.While) and _always_true(loop.test) and not breaks:
+        return leaving  # runs until it raises or returns
+    if loop.orelse and not breaks:
+        return leaving | _exits(loop.orelse)
+    return leaving | {_Exit.FALL}
+
+
+def _walk_loop_body(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """The nodes of a loop body, not those of loops nested in it (their `break` is theirs)."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (*_LOOPS, *_SCOPE_NODES)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _runs_at_least_once(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
+    if isinstance(loop, ast.While):
+        return _always_true(loop.test)
+    if isinstance(loop, ast.AsyncFor):
+        return False
+    iterated = loop.iter
+    if isinstance(iterated, ast.List | ast.Tuple | ast.Set):
+        return bool(iterated.elts) and not any(isinstance(e, ast.Starred) for e in iterated.elts)
+    if isinstance(iterated, ast.Dict):
+        return bool(iterated.keys) and None not in iterated.keys
+    if (  # range(3), range(1, 5)
+        isinstance(iterated, ast.Call)
+        and isinstance(iterated.func, ast.Name)
+        and iterated.func.id == "range"
+        and 1 <= len(iterated.args) <= 2
+        and not iterated.keywords
+        and all(isinstance(a, ast.Constant) and type(a.value) is int for a in iterated.args)
+    ):
+        bounds = [
+            a.value for a in iterated.args if isinstance(a, ast.Constant) and type(a.value) is int
+        ]
+        start, stop = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
+        return stop > start
+    return (
+        isinstance(iterated, ast.Constant)
+        and isinstance(iterated.value, str | bytes)
+        and bool(iterated.value)
+    )
+
+
+def _always_true(test: ast.expr) -> bool:
+    return isinstance(test, ast.Constant) and bool(test.value) and test.value is not ...
 
 
 def _try_exits(statement: ast.Try | ast.TryStar) -> set[_Exit]:

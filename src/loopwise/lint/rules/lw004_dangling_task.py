@@ -39,7 +39,11 @@ class DanglingTask(Rule):
     Checks for tasks whose only reference is dropped as soon as they are created: the result of
     `asyncio.create_task()`, `asyncio.ensure_future()` or `loop.create_task()` used as a
     statement on its own (also with `.add_done_callback(...)` chained on it), assigned to `_`,
-    or assigned to a local variable that the function never reads.
+    or assigned to a local variable that the function never reads; put in a list, tuple, set
+    or list/set comprehension that is itself a statement (`[create_task(c) for c in coros]`);
+    only tested for truth (`x if create_task(c) else y`, `if create_task(c):`, the `if` of a
+    comprehension); or entered as a context manager (`with create_task(c) as t:`, which fails
+    at once: a task is none).
 
     `loop` must be known to be an event loop: a value from `asyncio.get_running_loop()`,
     `get_event_loop()` or `new_event_loop()`; a parameter or variable annotated
@@ -127,12 +131,21 @@ class DanglingTask(Rule):
     default = False
     name = "dangling-task"
     summary = "task created and its reference dropped"
-    nodes = (ast.Expr, ast.Assign, ast.AnnAssign)
+    nodes = (
+        *(ast.Expr, ast.Assign, ast.AnnAssign),  # a statement drops the task
+        *(ast.IfExp, ast.If, ast.While, ast.comprehension, ast.withitem),  # tested, entered
+    )
     in_tests = False
     fix_safety = "unsafe"
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
+        if not isinstance(node, ast.Expr | ast.Assign | ast.AnnAssign):
+            _visit_other_drops(node, checker)
+            return
         value = getattr(node, "value", None)
+        if isinstance(node, ast.Expr) and isinstance(value, _DISPLAYS):
+            _visit_display(value, checker)
+            return
         if not isinstance(value, ast.Call):
             return
         call = _task_call(value, checker, chained=isinstance(node, ast.Expr))
@@ -151,6 +164,49 @@ class DanglingTask(Rule):
             checker.report(
                 call, f"task `{discard.name}` from `{name}()` is never used again: {_FIX}"
             )
+
+
+_DISPLAYS = (ast.List, ast.Tuple, ast.Set, ast.ListComp, ast.SetComp)
+
+
+def _visit_display(display: ast.expr, checker: Checker) -> None:
+    """`[create_task(a), create_task(b)]` or `[create_task(x) for x in xs]` as a statement: the
+    list is built and thrown away, and the tasks with it."""
+    if isinstance(display, ast.ListComp | ast.SetComp):
+        elements = [display.elt]
+    else:
+        assert isinstance(display, ast.List | ast.Tuple | ast.Set)
+        elements = display.elts
+    for element in elements:
+        call = (
+            _task_call(element, checker, chained=False) if isinstance(element, ast.Call) else None
+        )
+        if call is not None and not _runs_error_logging_coroutine(call, checker):
+            name = call_name(call)
+            checker.report(call, f"task from `{name}()` is put in a list that is dropped: {_FIX}")
+
+
+def _visit_other_drops(node: ast.AST, checker: Checker) -> None:
+    """A task only tested for truth (`x if create_task(c) else y`, `if create_task(c):`, a
+    comprehension's `if`), or entered as a context manager (a task is none: it fails at once)."""
+    if isinstance(node, ast.IfExp | ast.If | ast.While):
+        tested = [node.test]
+        how = "only tested for truth"
+    elif isinstance(node, ast.comprehension):
+        tested = list(node.ifs)
+        how = "only tested for truth"
+    else:
+        assert isinstance(node, ast.withitem)
+        tested = [node.context_expr]
+        how = "entered as a context manager, which a task is not,"
+    for expr in tested:
+        if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
+            expr = expr.operand
+        if not isinstance(expr, ast.Call):
+            continue
+        call = _task_call(expr, checker, chained=False)
+        if call is not None:
+            checker.report(call, f"task from `{call_name(call)}()` is {how} and dropped: {_FIX}")
 
 
 def _task_call(call: ast.Call, checker: Checker, *, chained: bool) -> ast.Call | None:

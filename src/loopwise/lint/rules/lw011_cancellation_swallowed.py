@@ -70,6 +70,22 @@ class CancellationSwallowed(Rule):
       as if it had not been cancelled (a `reconnect()` that swallows the cancellation of the
       task whose `while` loop awaits it lets that loop go on).
 
+    Whether a handler re-raises on every path follows `if`/`else`, `match` (a final `case _:`
+    covers the rest), nested `try`, and loops: `while True:` and a `for` over a non-empty
+    literal or `range(3)` run their body at least once, and a loop's `else:` runs unless it
+    breaks.
+
+    Also flagged, wherever the handler's coroutine is awaited from:
+
+    - a handler that raises another exception in the cancellation's place, as a statement of
+      its body (`raise ValueError() from exc`, `raise TimeoutError`, or `raise err` where `err`
+      is what an enclosing `except ValueError as err` caught): whoever awaits the task sees an
+      error, not a cancellation; an `except Exception` there swallows it, and
+      `asyncio.timeout()` and `TaskGroup` misread it. A fresh `CancelledError`, and a `raise`
+      under an `if` (`if isinstance(exc, OSError): raise Retry() from exc`), are not;
+    - a handler of an async generator that yields: the consumer's `async for` receives a
+      value instead of the cancellation and goes on.
+
     ## What it does not flag
     - `except Exception` (which does not catch `CancelledError` since Python 3.8);
     - a `try` whose body has no `await`, `async for` or `async with`: cancellation is delivered
@@ -226,6 +242,25 @@ def _check_handler(
 ) -> None:
     if _decides(handler, checker):
         return
+    star = "*" if isinstance(node, ast.TryStar) else ""
+    what = f"`except{star} {text}`" if handler.type is not None else "bare `except:`"
+    caught = "the task's cancellation" if catch is _Catch.CANCELLATION else "a cancellation"
+    replaced = _converting_raise(handler, checker)
+    if replaced is not None and not _awaits_settled_first(node, checker):
+        checker.report(
+            handler,
+            f"{what} turns {caught} into `{ast.unparse(replaced)}`: whoever awaits the task "
+            "sees an error, not a cancellation (an `except Exception` there swallows it, "
+            f"`asyncio.timeout()` and `TaskGroup` misread it): {_FIX}",
+        )
+        return
+    if _yields_in(handler, checker) and not _awaits_settled_first(node, checker):
+        checker.report(
+            handler,
+            f"{what} catches {caught} and yields from the handler: the consumer's "
+            f"`async for` gets a value instead of the cancellation and goes on: {_FIX}",
+        )
+        return
     exits = _exits(handler.body)
     if exits == {_Exit.RAISE} or _awaits_settled_first(node, checker):
         return
@@ -233,8 +268,6 @@ def _check_handler(
     if consequence is None:
         return
     partly = _Exit.RAISE in exits
-    star = "*" if isinstance(node, ast.TryStar) else ""
-    what = f"`except{star} {text}`" if handler.type is not None else "bare `except:`"
     if catch is _Catch.CANCELLATION:
         head = f"{what} swallows the task's cancellation"
         head += " on a path that does not re-raise it" if partly else ""
@@ -387,6 +420,48 @@ def _runs_on_asyncio(checker: Checker) -> bool:
 
 
 # -- what the handler does with the exception ----------------------------------------------------
+
+
+def _converting_raise(handler: ast.ExceptHandler, checker: Checker) -> ast.expr | None:
+    """The exception a handler raises in place of the one it caught (`raise ValueError() from
+    exc`, `raise err` where `err` is what an enclosing handler caught), as a statement of its
+    own body: a `raise` under an `if` may be on a path a cancellation never takes (`if
+    isinstance(exc, OSError):`, an invariant check). A fresh `CancelledError`, the caught
+    object, and a value of unknown origin (`raise self._error`, a local variable) are not taken
+    as replacing it."""
+    outer = {  # what enclosing handlers caught that cannot be a cancellation
+        p.name
+        for p in checker.parents
+        if isinstance(p, ast.ExceptHandler)
+        and p.name
+        and _classify(p.type, checker)[0] is _Catch.OTHER
+    }
+    for node in handler.body:
+        if not isinstance(node, ast.Raise) or node.exc is None:
+            continue
+        exc = node.exc
+        if isinstance(exc, ast.Name):
+            if exc.id == handler.name:
+                continue
+            resolved = checker.ctx.resolve(exc)
+            if resolved is None:
+                if exc.id in outer:
+                    return exc
+                continue
+        elif isinstance(exc, ast.Call):
+            resolved = checker.ctx.resolve_call(exc)
+        else:
+            continue
+        if resolved not in (_CANCELLED_ERROR, "asyncio.exceptions.CancelledError"):
+            return exc
+    return None
+
+
+def _yields_in(handler: ast.ExceptHandler, checker: Checker) -> bool:
+    """Whether the handler of an async generator yields a value."""
+    if not isinstance(checker.enclosing_function_node(), ast.AsyncFunctionDef):
+        return False
+    return any(isinstance(node, ast.Yield) for node in walk_shallow(handler))
 
 
 def _reraises(handler: ast.ExceptHandler) -> bool:

@@ -6,29 +6,48 @@ import ast
 
 from loopwise.lint._rule import Rule
 from loopwise.lint._runner import Checker
-from loopwise.lint.rules._blocking import THREAD, BlockingCalls
+from loopwise.lint._types import FILE_TYPE
+from loopwise.lint.rules._blocking import FILE_WHAT, THREAD, BlockingCalls, BlockingType
 
 _FILE = f"use {THREAD} (or aiofiles)"
+
+# File-object methods that do no I/O.
+_FILE_HARMLESS = frozenset({"fileno", "isatty", "readable", "writable", "seekable", "detach"})
 
 # Qualified name of a callable doing local file I/O -> what to use instead.
 _BLOCKING = BlockingCalls(
     {
         "builtins.open": _FILE,
         "io.open": _FILE,
+        "io.open_code": _FILE,
+        "os.fdopen": _FILE,
+        "tempfile.TemporaryFile": _FILE,
+        "tempfile.NamedTemporaryFile": _FILE,
         **{
             f"pathlib.Path.{method}": f"use {THREAD}"
             for method in ("read_text", "read_bytes", "write_text", "write_bytes", "open")
         },
-    }
+    },
+    {FILE_TYPE: BlockingType(FILE_WHAT, _FILE, _FILE_HARMLESS)},
 )
 
 
 class BlockingFileIoInCoroutine(Rule):
     """## What it does
     Checks for local file I/O made directly in the body of an `async def`: `open()`,
-    `builtins.open()`, `io.open()` (also as `with open(...)`), and
+    `builtins.open()`, `io.open()`, `io.open_code()`, `os.fdopen()`,
+    `tempfile.TemporaryFile()`, `tempfile.NamedTemporaryFile()` (also as `with open(...)`),
     `read_text/read_bytes/write_text/write_bytes/open` on a value known to be a
-    `pathlib.Path`.
+    `pathlib.Path`, and any method (`read`, `write`, `readlines`, `close`...) of a value known
+    to be a file object, but `fileno`, `isatty`, `readable`, `writable`, `seekable` and
+    `detach`, which do no I/O.
+
+    A file object is known as the result of one of those calls (`f = open(p)`,
+    `with path.open() as f`, `g = f`) or by a concrete annotation: `io.TextIOWrapper`,
+    `io.BufferedReader`, `io.BufferedWriter`, `io.BufferedRandom`, `io.FileIO`, also in a
+    union or `Optional`. `typing.IO`, `TextIO` and `BinaryIO` are not taken as files: they
+    name any file-like object, as often an in-memory `io.BytesIO` (on the ecosystem check the
+    one such call was a write into a caller's buffer).
 
     A `Path` is known through the types of values built from it (`Path(p)`,
     `Path.home() / "x"`, `typed.parent / "out.txt"`), annotations (`path: Path`,
@@ -42,6 +61,11 @@ class BlockingFileIoInCoroutine(Rule):
       `async for chunk in response: f.write(chunk)`, or a file kept on `self` to be read
       later): each step blocks for one chunk only, a common and deliberate design. Reading or
       writing the whole file with no await in between is flagged.
+    - A method call on a file kept on an object (`self.log.write(line)`), in a loop that
+      awaits between chunks, or on a file the function streams in such a loop (its final
+      `close()`).
+    - `os.path.exists()`, `tempfile.mkdtemp()` and other file-system metadata calls: LW018
+      (file-metadata-in-coroutine), opt-in.
     - A file shipped beside the module (a path built from `__file__`, directly or through a
       module constant): small and fixed, it is read in microseconds.
     - The program's main coroutine (the one this module hands to `asyncio.run()`) before its
