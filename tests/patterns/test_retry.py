@@ -143,7 +143,7 @@ async def test_an_error_raised_while_being_cancelled_is_not_retried() -> None:
         started.set()
         try:
             await asyncio.sleep(10)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # noqa: LW011 - the conversion this test is about
             raise OSError("cleanup failed") from None
 
     task = asyncio.create_task(retry(attempts=5).call(converts_cancellation))
