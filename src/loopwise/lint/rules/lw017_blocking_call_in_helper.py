@@ -56,6 +56,8 @@ class BlockingCallInHelper(ConfiguredBlockingCalls, Rule):
     ## Example
     ```python
     # rates.py
+    import requests
+
     def load_rates():
         return requests.get(RATES_URL, timeout=10).json()
 

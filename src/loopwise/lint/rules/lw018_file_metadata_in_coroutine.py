@@ -67,6 +67,8 @@ class FileMetadataInCoroutine(Rule):
 
     ## Example
     ```python
+    import os.path
+
     async def newest(paths):
         return max(paths, key=os.path.getmtime)  # passed, not called: not flagged
 
