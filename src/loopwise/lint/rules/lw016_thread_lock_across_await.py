@@ -43,6 +43,9 @@ class ThreadLockAcrossAwait(Rule):
     - asyncio's own locks, and a lock of unknown type.
     - Code in a nested sync `def` or `lambda` (it may run in a thread), and an `await` in a
       function defined inside the `with` block (it runs later, if ever).
+    - Test code (the files `test-paths` matches): found on public code, the tests that do this
+      reproduce the deadlock on purpose, or run one event loop per thread to show that the
+      threading lock serialises them.
 
     On the 21 projects of the ecosystem check it reports nothing: their coroutines use
     asyncio's locks, and their threading locks guard short sections without awaits. It is a
@@ -89,6 +92,7 @@ class ThreadLockAcrossAwait(Rule):
     name = "thread-lock-across-await"
     summary = "threading lock held across an await"
     nodes = (ast.With, ast.Call)
+    in_tests = False
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         if isinstance(node, ast.With):
