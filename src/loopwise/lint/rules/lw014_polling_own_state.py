@@ -44,7 +44,12 @@ class PollingOwnState(Rule):
 
     On the 21 projects of the ecosystem check it reports nothing: their sleep loops poll
     another object's state, a call's result or a mutated collection, which it leaves alone
-    by design, or sit in tests, where it is quiet.
+    by design, or sit in tests, where it is quiet. On public code found by searching for the
+    shape (`benchmarks/ecosystem/wild.jsonl`), 9 of its 10 findings were true (waits for a
+    connection, a start-up or a callback's flag, four of them spinning with `sleep(0)`); the
+    other polls a flag that a library sets from its own thread, where an `Event` needs
+    `loop.call_soon_threadsafe`. The writer it names is the first one in the class, which
+    may be the one that clears the flag rather than the one that ends the wait.
 
     ## Why is this bad?
     The program sets the flag itself, so it knows the moment things are ready; polling throws
