@@ -44,8 +44,12 @@ class CoroutineNeverAwaitedName(Rule):
       does not know.
 
     On the 21 projects of the ecosystem check it reported nothing, like LW001: released code
-    rarely keeps a coroutine that never runs, because its tests would fail. It matters most
-    while writing, and stays on because it is certain when it fires.
+    rarely keeps a coroutine that never runs, because its tests would fail. Searched for on
+    public code (`benchmarks/ecosystem/wild.jsonl`) it found one, true: a sensor driver's
+    `result = asyncio.wait_for(task, None)` that never waits; the usual shapes that keep a
+    coroutine in a name (`coro = asyncio.wait(...)` handed to `run_until_complete`, a
+    coroutine passed to `create_task` or `run_coroutine_threadsafe`, closed in a test) stayed
+    quiet. It matters most while writing, and stays on because it is certain when it fires.
 
     ## Why is this bad?
     Calling a coroutine function does not run it: it only creates a coroutine object. A

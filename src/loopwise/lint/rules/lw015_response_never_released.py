@@ -10,6 +10,14 @@ from loopwise.lint._runner import Checker
 from loopwise.lint.rules._local_names import INERT_PARENTS, name_uses
 from loopwise.lint.rules._shared import call_name
 
+_LOOPS_AND_SCOPES = (
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+)
 _SESSIONS = frozenset({"aiohttp.ClientSession", "aiohttp.client.ClientSession"})
 # Requests whose response may carry a body. A `head()` response has none: aiohttp hands its
 # connection back as soon as the headers are in.
@@ -68,9 +76,11 @@ class ResponseNeverReleased(Rule):
       behave this way.
     - A name assigned again before it is used (`resp = await ...; resp = await ...`): a known
       miss, kept out to stay precise.
-    - A request, not in a loop, on a session the same function opens with
-      `async with ClientSession() as session:`: closing the session at the end of the block
-      closes the connection, so nothing is held for long (a one-shot script, a health check).
+    - A request on a session the same function opens with
+      `async with ClientSession() as session:`, when the request is not in a loop or the
+      `async with` is inside the loop too: closing the session at the end of the block closes
+      the connection, so nothing is held for long (a one-shot script, a health check, a retry
+      loop that opens a session per attempt).
     - Test code (the files `test-paths` matches): a test's session lives for one test.
 
     ## Why it is opt-in
@@ -84,7 +94,10 @@ class ResponseNeverReleased(Rule):
     requests in tests on a session closed right after, hence the exemption above). On Home
     Assistant 2024.3 (6725 files) it reports one: the analytics upload looks only at the
     status of a `post()` to a server that answers with a small body, so nothing is held:
-    correct to the letter, harmless in fact. Run it with `--select LW015` on code that talks
+    correct to the letter, harmless in fact. Searched for on public code
+    (`benchmarks/ecosystem/wild.jsonl`), it found the same in a border-router client library
+    (eight status-only reads of small answers) and one retry loop that opens a session per
+    attempt (no longer reported). Run it with `--select LW015` on code that talks
     to servers whose answers may be large or streamed (downloads, exports, event streams).
 
     ## Why is this bad?
@@ -153,7 +166,9 @@ class ResponseNeverReleased(Rule):
         session = call.func.value
         if checker.ctx.origin(session) not in _SESSIONS:
             return
-        if _scoped_here(function.node, session) and checker.enclosing_loop(node) is None:
+        if _scoped_here(function.node, session) and (
+            checker.enclosing_loop(node) is None or _session_closed_each_round(checker, session)
+        ):
             return
         if _only_metadata_read(function.node, target.id):
             checker.report(
@@ -176,6 +191,21 @@ def _scoped_here(function: ast.AsyncFunctionDef, session: ast.expr) -> bool:
         )
         for node in walk_shallow(function)
     )
+
+
+def _session_closed_each_round(checker: Checker, session: ast.expr) -> bool:
+    """Whether the request sits in an ``async with ... as session`` opened inside its innermost
+    loop: the session, and with it the connection, is closed on every round."""
+    assert isinstance(session, ast.Name)
+    for parent in reversed(checker.parents):
+        if isinstance(parent, ast.AsyncWith) and any(
+            isinstance(item.optional_vars, ast.Name) and item.optional_vars.id == session.id
+            for item in parent.items
+        ):
+            return True
+        if isinstance(parent, _LOOPS_AND_SCOPES):
+            return False
+    return False
 
 
 def _only_metadata_read(function: ast.AsyncFunctionDef, name: str) -> bool:

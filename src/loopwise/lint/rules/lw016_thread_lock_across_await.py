@@ -37,13 +37,27 @@ class ThreadLockAcrossAwait(Rule):
       thread holds the lock, but it cannot deadlock on the loop's own tasks, and it is the
       usual way to share state with threads.
     - `acquire(blocking=False)`, `acquire(False)` and `acquire(timeout=0)`, which never wait.
+    - A `with` block whose only awaits are of coroutines of the same module that never
+      suspend themselves (`await self._connect()` where `_connect` is an `async def` of the
+      class with no `await` in it): no other task runs while the lock is held.
     - asyncio's own locks, and a lock of unknown type.
     - Code in a nested sync `def` or `lambda` (it may run in a thread), and an `await` in a
       function defined inside the `with` block (it runs later, if ever).
+    - Test code (the files `test-paths` matches): found on public code, the tests that do this
+      reproduce the deadlock on purpose, or run one event loop per thread to show that the
+      threading lock serialises them.
 
-    On the 21 projects of the ecosystem check it reports nothing: their coroutines use
-    asyncio's locks, and their threading locks guard short sections without awaits. It is a
-    rule for code being written or ported from threads, and certain when it fires.
+    ## Why it is opt-in
+    Whether the lock can deadlock depends on who else takes it, which the code around the
+    `with` does not show. On the 21 projects of the ecosystem check it reports nothing. On
+    public code found by searching for the shape (`benchmarks/ecosystem/wild.jsonl`), 14 of
+    its 19 findings were true (four, in one library, fixed upstream by the switch to
+    `asyncio.Lock` it suggests), below the 0.90 a default rule needs: the others hold the
+    lock in a loop that runs a single task in its own thread, where only another thread
+    ever waits, behind an `asyncio.Lock` that already serialises every caller, or around an
+    `await` that never suspends (`put()` on an unbounded queue). Run it with
+    `--select LW016` on code that shares state between threads and coroutines, or that is
+    being ported from threads.
 
     ## Why is this bad?
     A threading lock blocks the whole thread that waits for it, and every task of the event
@@ -83,9 +97,11 @@ class ThreadLockAcrossAwait(Rule):
     """
 
     code = "LW016"
+    default = False
     name = "thread-lock-across-await"
     summary = "threading lock held across an await"
     nodes = (ast.With, ast.Call)
+    in_tests = False
 
     def visit(self, node: ast.AST, checker: Checker) -> None:
         if isinstance(node, ast.With):
@@ -116,7 +132,7 @@ def _check_with(node: ast.With, checker: Checker) -> None:
     for item in node.items:
         if checker.ctx.origin(item.context_expr) not in _THREAD_LOCKS:
             continue
-        if _suspends(node.body):
+        if _suspends(node.body, checker):
             lock = ast.unparse(item.context_expr)
             checker.report(
                 item.context_expr,
@@ -126,13 +142,52 @@ def _check_with(node: ast.With, checker: Checker) -> None:
             )
 
 
-def _suspends(body: list[ast.stmt]) -> bool:
-    """Whether running ``body`` may suspend the coroutine (nested defs run later, if ever)."""
+def _suspends(body: list[ast.stmt], checker: Checker | None = None) -> bool:
+    """Whether running ``body`` may suspend the coroutine (nested defs run later, if ever).
+
+    With a ``checker``, awaiting a coroutine of this module (``await self._open()``,
+    ``await prepare()``) whose own body never suspends does not count: it runs to its end
+    without giving the loop to another task."""
     return any(
         isinstance(node, _SUSPENDS)
+        and not (checker is not None and _never_suspending_await(node, checker))
         for statement in body
         if not isinstance(statement, _SCOPE_NODES)
         for node in (statement, *walk_shallow(statement))
+    )
+
+
+def _never_suspending_await(node: ast.AST, checker: Checker) -> bool:
+    """``await f()`` where ``f`` is an ``async def`` of this module (a method of the enclosing
+    class called on ``self``, or a module function) with no ``await``/``async for``/``async with``
+    of its own."""
+    if not isinstance(node, ast.Await) or not isinstance(node.value, ast.Call):
+        return False
+    func = node.value.func
+    candidates: list[ast.stmt] = []
+    function = checker.function
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        if function is None or func.value.id != function.self_name or not checker.ctx.classes:
+            return False
+        candidates = checker.ctx.classes[-1].body
+        name = func.attr
+    elif isinstance(func, ast.Name):
+        candidates = checker.tree.body
+        name = func.id
+    else:
+        return False
+    definitions = [
+        statement
+        for statement in candidates
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and statement.name == name
+    ]
+    if len(definitions) != 1:
+        return False
+    callee = definitions[0]
+    return (
+        isinstance(callee, ast.AsyncFunctionDef)
+        and not callee.decorator_list
+        and not _suspends(callee.body)
     )
 
 
