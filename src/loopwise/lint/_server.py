@@ -121,6 +121,16 @@ class LoopwiseServer(LanguageServer):
             waiting.cancel()
         self.pending[uri] = asyncio.get_running_loop().create_task(self._later(uri, delay))
 
+    def flush(self, uri: str) -> None:
+        """Take in an edit still waiting for its debounce, so a request sees the buffer as it is.
+
+        (A code action computed on the text before the edit would undo the edit.)
+        """
+        waiting = self.pending.pop(uri, None)
+        if waiting is not None:
+            waiting.cancel()
+            self.guarded(self.refresh, uri)
+
     async def _later(self, uri: str, delay: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
@@ -400,6 +410,7 @@ def build_server() -> LoopwiseServer:
         path = _path(uri)
         if path is None or path not in ls.state.buffers:
             return None
+        ls.flush(uri)
         document = ls.workspace.get_text_document(uri)
         lines = Lines(document.source, ls.workspace.position_codec)
         checked = ls.state.fixable(path)
@@ -415,6 +426,7 @@ def build_server() -> LoopwiseServer:
         path = _path(uri)
         if path is None or path not in ls.state.buffers:
             return None
+        ls.flush(uri)
         document = ls.workspace.get_text_document(uri)
         lines = Lines(document.source, ls.workspace.position_codec)
         report: FileReport = ls.state.check(path)

@@ -1,0 +1,147 @@
+"""``loopwise server`` against a hostile or sloppy editor, over the real stdio protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+from tests.lint.server_client import Session, apply_edit
+
+UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
+
+
+@pytest.fixture
+async def session(tmp_path: Path) -> AsyncIterator[Session]:
+    (tmp_path / "bad.py").write_text(UNAWAITED)
+    running = Session(tmp_path)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def _incremental(session: Session, name: str, change: types.TextDocumentContentChangeEvent) -> None:
+    session.versions[name] += 1
+    session.client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(
+                uri=session.uri(name), version=session.versions[name]
+            ),
+            content_changes=[change],
+        )
+    )
+
+
+async def test_ranges_count_utf16_units_after_astral_characters(session: Session) -> None:
+    # "😀" is 4 UTF-8 bytes, 1 code point, 2 UTF-16 units; "é" is 2 bytes, 1 unit
+    text = 'import asyncio\n\n\nasync def main():\n    x = "😀é"; asyncio.sleep(1)\n'
+    session.open("bad.py", text)
+    [found] = await session.wait_codes("bad.py", ["LW001"])
+    start = len('    x = "') + 2 + 1 + len('"; ')
+    assert found.range == types.Range(
+        start=types.Position(line=4, character=start),
+        end=types.Position(line=4, character=start + len("asyncio.sleep(1)")),
+    )
+
+
+async def test_a_change_with_a_range_past_the_end_appends(session: Session) -> None:
+    session.open("bad.py", "import asyncio\n\n\nasync def main():\n    pass\n")
+    await session.wait_codes("bad.py", [])
+    end = types.Position(line=500, character=80)
+    _incremental(
+        session,
+        "bad.py",
+        types.TextDocumentContentChangePartial(
+            range=types.Range(start=end, end=end), text="    asyncio.sleep(1)\n"
+        ),
+    )
+    await session.wait_codes("bad.py", ["LW001"])
+
+
+async def test_a_burst_of_edits_publishes_the_last_version_last(session: Session) -> None:
+    session.open("bad.py")
+    await session.wait_codes("bad.py", ["LW001"])
+    for number in range(100):
+        session.change("bad.py", UNAWAITED + f"    asyncio.sleep({number})\n" * (number % 2))
+    session.change("bad.py", "async def main():\n    pass\n")
+    await session.wait_codes("bad.py", [])
+    await asyncio.sleep(0.5)
+    assert session.codes("bad.py") == []
+    versions = [version for uri, version in session.history if uri == session.uri("bad.py")]
+    assert versions == sorted(versions) and versions[-1] == session.versions["bad.py"]
+
+
+async def test_a_module_that_imports_itself_and_an_import_cycle(session: Session) -> None:
+    (session.root / "a.py").write_text("import a\nfrom b import g\n\n\nasync def f():\n    g()\n")
+    (session.root / "b.py").write_text("from a import f\n\n\nasync def g():\n    f()\n")
+    session.open("a.py")
+    session.open("b.py")
+    await session.wait_codes("a.py", ["LW001"])
+    await session.wait_codes("b.py", ["LW001"])
+    session.change("b.py", "from a import f\n\n\ndef g():\n    f()\n")
+    await session.wait_codes("a.py", [])
+
+
+async def test_deleting_the_config_file_restores_the_defaults(session: Session) -> None:
+    pyproject = session.root / "pyproject.toml"
+    pyproject.write_text('[tool.loopwise]\nignore = ["LW001"]\n')
+    session.files_changed(("pyproject.toml", types.FileChangeType.Created))
+    session.open("bad.py")
+    await session.wait_codes("bad.py", [])
+    pyproject.unlink()
+    session.files_changed(("pyproject.toml", types.FileChangeType.Deleted))
+    await session.wait_codes("bad.py", ["LW001"])
+
+
+async def test_a_workspace_folder_that_does_not_exist(tmp_path: Path) -> None:
+    running = Session(tmp_path)
+    await running.start(folder=tmp_path / "gone")
+    try:
+        running.open("bad.py", UNAWAITED)
+        await running.wait_codes("bad.py", ["LW001"])
+    finally:
+        await running.stop()
+
+
+async def test_a_code_action_right_after_an_edit_sees_the_edit(tmp_path: Path) -> None:
+    # a long debounce: the edit is still waiting to be checked when the action is asked for
+    (tmp_path / "bad.py").write_text(UNAWAITED)
+    running = Session(tmp_path)
+    await running.start(options={"debounce": 10_000})
+    try:
+        running.open("bad.py")
+        await running.wait_codes("bad.py", ["LW001"])
+        edited = "# edited\n" + UNAWAITED + "    asyncio.sleep(2)\n"
+        running.change("bad.py", edited)
+        actions = await running.request(
+            running.client.text_document_code_action_async(
+                types.CodeActionParams(
+                    text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
+                    range=types.Range(
+                        start=types.Position(line=0, character=0),
+                        end=types.Position(line=0, character=0),
+                    ),
+                    context=types.CodeActionContext(diagnostics=[], only=["source.fixAll"]),
+                )
+            )
+        )
+        [fix_all] = actions
+        [edit] = fix_all.edit.changes[running.uri("bad.py")]
+        fixed = apply_edit(edited, edit)
+        assert fixed == edited.replace("    asyncio", "    await asyncio")
+        hover = await running.request(
+            running.client.text_document_hover_async(
+                types.HoverParams(
+                    text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
+                    position=types.Position(line=6, character=8),
+                )
+            )
+        )
+        assert hover is not None and hover.contents.value.startswith("# LW001")
+    finally:
+        await running.stop()
