@@ -49,6 +49,17 @@ async def test_ranges_count_utf16_units_after_astral_characters(session: Session
     )
 
 
+async def test_a_lone_surrogate_in_the_buffer_still_gets_diagnostics(session: Session) -> None:
+    text = 'import asyncio\n\n\nasync def main():\n    asyncio.sleep(1); x = "\ud800"\n'
+    session.open("bad.py", text)
+    await session.wait_for(
+        lambda: session.uri("bad.py") in session.diagnostics, "diagnostics for bad.py"
+    )
+    [broken] = session.diagnostics[session.uri("bad.py")]
+    assert broken.code == "syntax-error" and broken.range.start.line == 4, broken
+    assert not any("UnicodeEncodeError" in message for message in session.logs)
+
+
 async def test_a_change_with_a_range_past_the_end_appends(session: Session) -> None:
     session.open("bad.py", "import asyncio\n\n\nasync def main():\n    pass\n")
     await session.wait_codes("bad.py", [])
