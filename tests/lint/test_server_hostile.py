@@ -156,3 +156,22 @@ async def test_a_code_action_right_after_an_edit_sees_the_edit(tmp_path: Path) -
         assert hover is not None and hover.contents.value.startswith("# LW001")
     finally:
         await running.stop()
+
+
+async def test_malformed_frames_and_a_change_to_a_never_opened_document_are_logged(
+    session: Session,
+) -> None:
+    server = session.client._server
+    assert server is not None and server.stdin is not None
+    for body in (b"{bad}", b"[]", b"null"):
+        server.stdin.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    session.versions["ghost.py"] = 1
+    session.change("ghost.py", UNAWAITED)
+    session.open("bad.py")
+    await session.wait_codes("bad.py", ["LW001"])
+    await session.wait_for(
+        lambda: any("ghost.py" in message for message in session.logs), "the ghost's log line"
+    )
+    assert session.uri("ghost.py") not in session.diagnostics
+    assert session.shown == []  # bad input is a log line, not a pop-up in the editor
+    assert sum("could not handle" in message for message in session.logs) == 4

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
@@ -144,6 +145,17 @@ class LoopwiseServer(LanguageServer):
         except Exception as exc:  # the session outlives any one file
             logger.exception("loopwise server: error while handling %s", uri)
             self.log(types.MessageType.Error, f"loopwise: error on {uri}: {exc!r}")
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Bad input from the editor (a malformed frame, a change to a document it never
+        opened) is one line in the editor's log, not a pop-up; the session goes on."""
+        if source is FeatureRequestError:  # the request's error response carries it
+            return
+        self.log(
+            types.MessageType.Warning,
+            f"loopwise: could not handle a message from the editor, ignored it"
+            f" ({type(error).__name__}: {error})",
+        )
 
     def log(self, kind: types.MessageType, message: str) -> None:
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
