@@ -175,3 +175,33 @@ async def test_malformed_frames_and_a_change_to_a_never_opened_document_are_logg
     assert session.uri("ghost.py") not in session.diagnostics
     assert session.shown == []  # bad input is a log line, not a pop-up in the editor
     assert sum("could not handle" in message for message in session.logs) == 4
+
+
+async def test_a_config_broken_at_start_up_then_mended_brings_the_index_back(
+    tmp_path: Path,
+) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.loopwise]\nignore = ["LW001"\n')
+    (tmp_path / "a.py").write_text("async def fetch():\n    return 1\n")
+    (tmp_path / "b.py").write_text("from a import fetch\n\n\nasync def main():\n    fetch()\n")
+    running = Session(tmp_path)
+    await running.start()
+    try:
+        await running.wait_for(
+            lambda: any("invalid TOML" in message for message in running.shown), "the error"
+        )
+        await running.wait_for(
+            lambda: any(_kind(value) == "end" for value in running.progress), "the index's end"
+        )
+        running.open("b.py")
+        await running.wait_codes("b.py", ["config-error"])
+        pyproject.write_text("[tool.loopwise]\n")
+        running.files_changed(("pyproject.toml", types.FileChangeType.Changed))
+        # a.py is closed: only the workspace index knows that fetch is async
+        await running.wait_codes("b.py", ["LW001"])
+    finally:
+        await running.stop()
+
+
+def _kind(progress: object) -> str:
+    return str(progress["kind"] if isinstance(progress, dict) else getattr(progress, "kind", ""))

@@ -24,6 +24,7 @@ from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
+from loopwise._exceptions import ConfigError
 from loopwise._version import __version__
 from loopwise.lint._engine import Cache, default_jobs
 from loopwise.lint._files import SourceFile
@@ -173,6 +174,9 @@ class LoopwiseServer(LanguageServer):
             self.show_error(f"loopwise: {error} (the previous settings stay)")
             return
         self.shown_errors.clear()
+        if not self.state.indexed and self.index_task is not None and self.index_task.done():
+            # the index failed under the broken settings: these may let it through
+            self.index_task = asyncio.get_running_loop().create_task(self.index())
         self.publish_paths(list(self.state.buffers))
 
     # -- indexing ------------------------------------------------------------------------
@@ -258,6 +262,9 @@ class LoopwiseServer(LanguageServer):
                 files, jobs=default_jobs(), cache=cache, progress=started, fork=False
             )
         except _Stopped:
+            outcome = None
+        except ConfigError as exc:  # indexed again once the configuration is mended
+            logger.error("indexing waits for a valid configuration: %s", exc)
             outcome = None
         except Exception:
             logger.exception("loopwise server: indexing failed; checking files one by one")
