@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.lint.server_client import Session, apply_edit
+from tests.lint.server_client import SERVER, TIMEOUT, Session, apply_edit
 
 UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
 
@@ -205,3 +205,30 @@ async def test_a_config_broken_at_start_up_then_mended_brings_the_index_back(
 
 def _kind(progress: object) -> str:
     return str(progress["kind"] if isinstance(progress, dict) else getattr(progress, "kind", ""))
+
+
+async def test_a_malformed_frame_and_one_claiming_a_terabyte_are_one_line_each(
+    tmp_path: Path,
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *SERVER,
+        "server",
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    process.stdin.write(b"Content-Length: 5\r\n\r\n{bad}")  # one line, not a traceback
+    process.stdin.write(b"Content-Length: 1000000000000\r\n\r\n{}")
+    await process.stdin.drain()
+    process.stdin.close()
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    lines = stderr.decode().splitlines()
+    assert len(lines) == 2 and "over the limit" in lines[1], lines
