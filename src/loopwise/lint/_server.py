@@ -533,4 +533,5 @@ def serve(*, stdin: Any = None, stdout: Any = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="loopwise server: %(message)s")
     for name in ("pygls.server", "pygls.io_"):  # where pygls reports a message it cannot read
         logging.getLogger(name).addFilter(_one_line)
-    build_server().start_io(_BoundedInput(stdin or sys.stdin.buffer), stdout)
+    bounded: Any = _BoundedInput(stdin or sys.stdin.buffer)  # pygls only reads lines and sizes
+    build_server().start_io(bounded, stdout)
