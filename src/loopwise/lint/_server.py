@@ -34,6 +34,7 @@ from loopwise.lint._incremental import summarize_files
 from loopwise.lint._project import ModuleSummary
 from loopwise.lint._rule import Rule
 from loopwise.lint._server_actions import FIX_ALL_KIND, Lines, code_actions, diagnostic, hover_text
+from loopwise.lint._server_io import BoundedInput, one_line
 from loopwise.lint._server_state import FileReport, ServerState
 from loopwise.lint.rules import ALL_RULES
 
@@ -478,60 +479,10 @@ def _fix_all(ls: LoopwiseServer, path: str) -> str | None:
     return outcome.after.decode("utf-8", errors="surrogateescape")
 
 
-# One message may hold a whole buffer (files over 8 MiB are not checked) with room for JSON's
-# escapes; a larger length is a broken or hostile client, not a file.
-MAX_MESSAGE_BYTES = 128 * 1024 * 1024
-_MAX_HEADER_BYTES = 64 * 1024
-_DISCARD_CHUNK = 1024 * 1024
-
-
-class _BoundedInput:
-    """The editor's stream as pygls reads it, with a bound on the memory one message takes.
-
-    A message longer than ``MAX_MESSAGE_BYTES`` is read and thrown away in chunks (one log
-    line; the session goes on), and a header line is cut at ``_MAX_HEADER_BYTES``.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def readline(self) -> bytes:
-        line: bytes = self.stream.readline(_MAX_HEADER_BYTES)
-        return line
-
-    def read(self, size: int) -> bytes:
-        if size <= MAX_MESSAGE_BYTES:
-            data: bytes = self.stream.read(size)
-            return data
-        logger.error(
-            "a message of %d bytes from the editor is over the limit of %d bytes; skipping it",
-            size,
-            MAX_MESSAGE_BYTES,
-        )
-        left = size
-        while left > 0:
-            chunk = self.stream.read(min(left, _DISCARD_CHUNK))
-            if not chunk:
-                return b""  # the editor went away: the session ends
-            left -= len(chunk)
-        return b"{}"  # what pygls gets instead: an invalid message, logged to the editor
-
-
-def _one_line(record: logging.LogRecord) -> bool:
-    """A message pygls could not read is the editor's fault: its error, not a traceback."""
-    if record.exc_info and record.exc_info[1] is not None:
-        error = record.exc_info[1]
-        record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
-        record.args = None
-        record.exc_info = None
-        record.exc_text = None
-    return True
-
-
 def serve(*, stdin: Any = None, stdout: Any = None) -> None:
     """Run the server on stdio until the client exits or goes away."""
     logging.basicConfig(level=logging.WARNING, format="loopwise server: %(message)s")
     for name in ("pygls.server", "pygls.io_"):  # where pygls reports a message it cannot read
-        logging.getLogger(name).addFilter(_one_line)
-    bounded: Any = _BoundedInput(stdin or sys.stdin.buffer)  # pygls only reads lines and sizes
+        logging.getLogger(name).addFilter(one_line)
+    bounded: Any = BoundedInput(stdin or sys.stdin.buffer)  # pygls only reads lines and sizes
     build_server().start_io(bounded, stdout)
