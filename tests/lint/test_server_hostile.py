@@ -11,6 +11,7 @@ from lsprotocol import types
 
 from tests.lint.server_client import SERVER, TIMEOUT, Session, apply_edit
 
+HERE = str(Path(__file__).resolve().parent)  # where the test-only rule module lives
 UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
 
 
@@ -232,3 +233,56 @@ async def test_a_malformed_frame_and_one_claiming_a_terabyte_are_one_line_each(
     assert process.returncode == 0, stderr.decode()
     lines = stderr.decode().splitlines()
     assert len(lines) == 2 and "over the limit" in lines[1], lines
+
+
+async def test_hover_and_code_actions_on_an_unchanged_buffer_do_not_check_it_again(
+    tmp_path: Path,
+) -> None:
+    # on a 50,000-line buffer one check takes most of a second and fixing all several:
+    # editors ask on every cursor move, so each answer re-checking queued them up for minutes
+    (tmp_path / "bad.py").write_text(UNAWAITED)
+    running = Session(tmp_path)
+    await running.start(options={"extraRules": ["server_rules:Counting"]}, env={"PYTHONPATH": HERE})
+    try:
+        running.open("bad.py")
+        found = await running.wait_codes("bad.py", ["LW001", "LW001"])
+        [counted] = [d for d in found if d.message.startswith("check #")]
+        everything = types.Range(
+            start=types.Position(line=0, character=0), end=types.Position(line=5, character=0)
+        )
+        messages = set()
+        for _ in range(3):
+            await running.request(
+                running.client.text_document_hover_async(
+                    types.HoverParams(
+                        text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
+                        position=types.Position(line=4, character=8),
+                    )
+                )
+            )
+            actions = await running.request(
+                running.client.text_document_code_action_async(
+                    types.CodeActionParams(
+                        text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
+                        range=everything,
+                        context=types.CodeActionContext(diagnostics=[]),
+                    )
+                )
+            )
+            messages |= {
+                d.message
+                for a in actions
+                for d in a.diagnostics or []
+                if d.message.startswith("check #")
+            }
+        assert len(messages) == 1, messages
+        running.change("bad.py", UNAWAITED + "\n")
+        await running.wait_for(
+            lambda: any(
+                d.message.startswith("check #") and d.message != counted.message
+                for d in running.diagnostics.get(running.uri("bad.py"), [])
+            ),
+            "a new check of the changed buffer",
+        )
+    finally:
+        await running.stop()

@@ -438,7 +438,7 @@ def build_server() -> LoopwiseServer:
         if checked.error is not None:
             return None
         findings = [f for f in checked.findings if ls.state.selector.wanted(f, Path.cwd())]
-        fix_all = _fix_all(ls, path)
+        fix_all = ls.state.remembered(path, "fix-all", lambda: _fix_all(ls, path))
         return code_actions(uri, lines, findings, fix_all, params.range, params.context.only)
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
