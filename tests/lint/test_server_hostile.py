@@ -286,3 +286,33 @@ async def test_hover_and_code_actions_on_an_unchanged_buffer_do_not_check_it_aga
         )
     finally:
         await running.stop()
+
+
+async def test_fix_all_on_a_50000_line_buffer_with_many_fixes_answers(session: Session) -> None:
+    # fixes were applied one by one, the whole file parsed again after each: minutes here
+    body = "".join(
+        f"async def f{n}():\n    asyncio.sleep({n})\n\n"
+        if n % 100 == 0
+        else f"def g{n}():\n    pass\n\n"
+        for n in range(16_666)
+    )
+    text = "import asyncio\n\n" + body
+    session.open("bad.py", text)
+    await session.wait_for(
+        lambda: len(session.diagnostics.get(session.uri("bad.py"), [])) == 167, "167 findings"
+    )
+    actions = await session.request(
+        session.client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=session.uri("bad.py")),
+                range=types.Range(
+                    start=types.Position(line=0, character=0),
+                    end=types.Position(line=0, character=0),
+                ),
+                context=types.CodeActionContext(diagnostics=[], only=["source.fixAll"]),
+            )
+        )
+    )
+    [fix_all] = actions
+    [edit] = fix_all.edit.changes[session.uri("bad.py")]
+    assert apply_edit(text, edit) == text.replace("    asyncio.sleep", "    await asyncio.sleep")
