@@ -146,7 +146,7 @@ class LoopwiseServer(LanguageServer):
         try:
             action(uri)
         except Exception as exc:  # the session outlives any one file
-            logger.exception("loopwise server: error while handling %s", uri)
+            logger.exception("error while handling %s", uri)
             self.log(types.MessageType.Error, f"loopwise: error on {uri}: {exc!r}")
 
     def report_server_error(self, error: Exception, source: Any) -> None:
@@ -222,7 +222,10 @@ class LoopwiseServer(LanguageServer):
             def advance(step: int) -> None:
                 if self.stopping.is_set():
                     raise _Stopped
-                loop.call_soon_threadsafe(report, step)
+                try:
+                    loop.call_soon_threadsafe(report, step)
+                except RuntimeError:  # the loop is closed: the client went away mid-index
+                    raise _Stopped from None
 
             return advance
 
@@ -269,7 +272,7 @@ class LoopwiseServer(LanguageServer):
             logger.error("indexing waits for a valid configuration: %s", exc)
             outcome = None
         except Exception:
-            logger.exception("loopwise server: indexing failed; checking files one by one")
+            logger.exception("indexing failed; checking files one by one")
             outcome = None
 
         def deliver() -> None:
@@ -358,7 +361,7 @@ def build_server() -> LoopwiseServer:
                     timeout=5,
                 )
             except Exception:
-                logger.warning("loopwise server: the client did not accept file watching")
+                logger.warning("the client did not accept file watching")
         ls.index_task = asyncio.get_running_loop().create_task(ls.index())
 
     @server.feature(types.SHUTDOWN)
