@@ -13,6 +13,7 @@ from tests.lint.server_client import SERVER, TIMEOUT, Session, apply_edit
 
 HERE = str(Path(__file__).resolve().parent)  # where the test-only rule module lives
 UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
+CLEAN = "import asyncio\n\n\nasync def main():\n    await asyncio.sleep(1)\n"
 
 
 @pytest.fixture
@@ -316,3 +317,23 @@ async def test_fix_all_on_a_50000_line_buffer_with_many_fixes_answers(session: S
     [fix_all] = actions
     [edit] = fix_all.edit.changes[session.uri("bad.py")]
     assert apply_edit(text, edit) == text.replace("    asyncio.sleep", "    await asyncio.sleep")
+
+
+async def test_findings_of_an_older_text_are_never_published_under_a_newer_version(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "bad.py").write_text(UNAWAITED)
+    running = Session(tmp_path)
+    await running.start(options={"debounce": 10_000})  # the edit waits while settings reload
+    try:
+        running.open("bad.py")
+        await running.wait_codes("bad.py", ["LW001"])
+        running.change("bad.py", CLEAN)  # version 2, not checked yet
+        (tmp_path / "pyproject.toml").write_text("[tool.loopwise]\n")
+        running.files_changed(("pyproject.toml", types.FileChangeType.Created))
+        running.files_changed(("bad.py", types.FileChangeType.Changed))
+        await asyncio.sleep(1)
+        uri = running.uri("bad.py")
+        assert all(version == 1 for published, version in running.history if published == uri)
+    finally:
+        await running.stop()

@@ -67,6 +67,10 @@ class LoopwiseServer(LanguageServer):
         path = _path(uri)
         if path is None or path not in self.state.buffers:
             return
+        if uri in self.pending:
+            # the document is newer than the buffer: its own refresh publishes soon, whereas
+            # publishing now would label the older text's findings with the newer version
+            return
         document = self.workspace.get_text_document(uri)
         report = self.state.check(path)
         lines = Lines(document.source, self.workspace.position_codec)
