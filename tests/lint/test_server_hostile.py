@@ -337,3 +337,43 @@ async def test_findings_of_an_older_text_are_never_published_under_a_newer_versi
         assert all(version == 1 for published, version in running.history if published == uri)
     finally:
         await running.stop()
+
+
+async def test_documents_that_are_not_python_get_no_diagnostics(session: Session) -> None:
+    # a client that sends every open document: TOML or text is not Python with syntax errors
+    for name, language, text in (
+        ("pyproject.toml", "toml", "[tool.loopwise\n"),
+        ("notes.txt", "plaintext", "hello ( world\n"),
+    ):
+        session.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=session.uri(name), language_id=language, version=1, text=text
+                )
+            )
+        )
+    session.versions["notes.txt"] = 1
+    session.change("notes.txt", "still ( not python\n")
+    session.open("bad.py")  # after them: its findings mean they were handled
+    await session.wait_codes("bad.py", ["LW001"])
+    await asyncio.sleep(0.3)
+    assert session.codes("pyproject.toml") == [] and session.codes("notes.txt") == []
+
+
+async def test_a_deleted_folder_takes_its_modules_out_of_the_index(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("async def fetch():\n    return 1\n")
+    (tmp_path / "b.py").write_text("from pkg.a import fetch\n\n\nasync def main():\n    fetch()\n")
+    running = Session(tmp_path)
+    await running.start()
+    try:
+        running.open("b.py")
+        await running.wait_codes("b.py", ["LW001"])  # pkg/a.py is closed: known from the index
+        for module in ("a.py", "__init__.py"):
+            (tmp_path / "pkg" / module).unlink()
+        (tmp_path / "pkg").rmdir()
+        running.files_changed(("pkg", types.FileChangeType.Deleted))  # one event for the folder
+        await running.wait_codes("b.py", [])
+    finally:
+        await running.stop()

@@ -104,6 +104,8 @@ class LoopwiseServer(LanguageServer):
         if path is None:
             return
         document = self.workspace.get_text_document(uri)
+        if document.language_id != "python" and not path.endswith(".py"):
+            return  # a client that sends every open document: TOML or text is not checked
         others = self.state.set_text(path, document.source.encode("utf-8", "surrogatepass"))
         self.publish(uri)
         self.publish_paths(others)
