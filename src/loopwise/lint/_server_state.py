@@ -228,9 +228,18 @@ class ServerState:
         return self._replace(path, _Module(module, is_package, summary))
 
     def deleted(self, path: str) -> list[str]:
-        """A file was deleted (an open buffer of it stays as it is)."""
-        if path in self.buffers or path not in self.modules:
+        """A file or a folder was deleted (an open buffer of it stays as it is).
+
+        Editors send one event for a deleted folder: its modules leave the index with it.
+        """
+        if path in self.buffers:
             return []
+        if path not in self.modules:
+            inside = [known for known in self.modules if Path(known).is_relative_to(path)]
+            affected: dict[str, None] = {}
+            for known in inside:
+                affected.update(dict.fromkeys(self.deleted(known)))
+            return list(affected)
         return self._replace(path, None)
 
     # -- checking ------------------------------------------------------------------------
