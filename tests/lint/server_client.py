@@ -31,12 +31,14 @@ class Session:
         self.logs: list[str] = []
         self.shown: list[str] = []
         self.versions: dict[str, int] = {}
+        self.history: list[tuple[str, int | None]] = []  # (uri, version) of each publication
         self.changed = asyncio.Event()
         client = self.client
 
         @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
         def on_diagnostics(params: types.PublishDiagnosticsParams) -> None:
             self.diagnostics[params.uri] = list(params.diagnostics)
+            self.history.append((params.uri, params.version))
             self.published += 1
             self.changed.set()
 
@@ -64,8 +66,14 @@ class Session:
             self.changed.set()
 
     async def start(
-        self, *, options: dict[str, Any] | None = None, env: dict[str, str] | None = None
+        self,
+        *,
+        options: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        folder: Path | None = None,
     ) -> types.InitializeResult:
+        """Start the server in ``root`` with ``folder`` (default: ``root``) as the workspace."""
+        folder_uri = (folder or self.root).as_uri()
         await self.client.start_io(
             *SERVER, "server", cwd=self.root, env={**os.environ, **(env or {})}
         )
@@ -81,8 +89,8 @@ class Session:
             self.client.initialize_async(
                 types.InitializeParams(
                     capabilities=capabilities,
-                    root_uri=self.root.as_uri(),
-                    workspace_folders=[types.WorkspaceFolder(uri=self.root.as_uri(), name="w")],
+                    root_uri=folder_uri,
+                    workspace_folders=[types.WorkspaceFolder(uri=folder_uri, name="w")],
                     initialization_options={"cache": False, **(options or {})},
                 )
             ),

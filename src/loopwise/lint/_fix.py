@@ -82,6 +82,14 @@ def apply_fixes(source: bytes, fixes: Iterable[Fix]) -> tuple[bytes, list[Fix]]:
     as touching, so their order is never a guess. A fix that would leave the file unparsable
     is dropped; the result always parses when ``source`` did.
     """
+    fixes = list(fixes)
+    together = _apply(source, fixes, check_each=False)
+    if _parses(together[0]):
+        return together  # one parse of the file, not one per fix (fix-all on a big file)
+    return _apply(source, fixes, check_each=True)
+
+
+def _apply(source: bytes, fixes: list[Fix], *, check_each: bool) -> tuple[bytes, list[Fix]]:
     starts = line_starts(source)
     size = len(source)
     newline = _newline(source)
@@ -101,8 +109,7 @@ def apply_fixes(source: bytes, fixes: Iterable[Fix]) -> tuple[bytes, list[Fix]]:
             continue
         if _touches_each_other(spans):
             continue
-        candidate = _splice(source, [*chosen, *spans])
-        if not _parses(candidate):
+        if check_each and not _parses(_splice(source, [*chosen, *spans])):
             continue
         taken += [(start, end) for start, end, _ in spans]
         chosen += spans

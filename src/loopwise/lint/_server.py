@@ -14,15 +14,18 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
+from loopwise._exceptions import ConfigError
 from loopwise._version import __version__
 from loopwise.lint._engine import Cache, default_jobs
 from loopwise.lint._files import SourceFile
@@ -31,6 +34,7 @@ from loopwise.lint._incremental import summarize_files
 from loopwise.lint._project import ModuleSummary
 from loopwise.lint._rule import Rule
 from loopwise.lint._server_actions import FIX_ALL_KIND, Lines, code_actions, diagnostic, hover_text
+from loopwise.lint._server_io import BoundedInput, one_line
 from loopwise.lint._server_state import FileReport, ServerState
 from loopwise.lint.rules import ALL_RULES
 
@@ -62,6 +66,10 @@ class LoopwiseServer(LanguageServer):
         """Check an open document's current text and publish its diagnostics."""
         path = _path(uri)
         if path is None or path not in self.state.buffers:
+            return
+        if uri in self.pending:
+            # the document is newer than the buffer: its own refresh publishes soon, whereas
+            # publishing now would label the older text's findings with the newer version
             return
         document = self.workspace.get_text_document(uri)
         report = self.state.check(path)
@@ -96,6 +104,8 @@ class LoopwiseServer(LanguageServer):
         if path is None:
             return
         document = self.workspace.get_text_document(uri)
+        if document.language_id != "python" and not path.endswith(".py"):
+            return  # a client that sends every open document: TOML or text is not checked
         others = self.state.set_text(path, document.source.encode("utf-8", "surrogatepass"))
         self.publish(uri)
         self.publish_paths(others)
@@ -121,6 +131,16 @@ class LoopwiseServer(LanguageServer):
             waiting.cancel()
         self.pending[uri] = asyncio.get_running_loop().create_task(self._later(uri, delay))
 
+    def flush(self, uri: str) -> None:
+        """Take in an edit still waiting for its debounce, so a request sees the buffer as it is.
+
+        (A code action computed on the text before the edit would undo the edit.)
+        """
+        waiting = self.pending.pop(uri, None)
+        if waiting is not None:
+            waiting.cancel()
+            self.guarded(self.refresh, uri)
+
     async def _later(self, uri: str, delay: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
@@ -132,8 +152,19 @@ class LoopwiseServer(LanguageServer):
         try:
             action(uri)
         except Exception as exc:  # the session outlives any one file
-            logger.exception("loopwise server: error while handling %s", uri)
+            logger.exception("error while handling %s", uri)
             self.log(types.MessageType.Error, f"loopwise: error on {uri}: {exc!r}")
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Bad input from the editor (a malformed frame, a change to a document it never
+        opened) is one line in the editor's log, not a pop-up; the session goes on."""
+        if source is FeatureRequestError:  # the request's error response carries it
+            return
+        self.log(
+            types.MessageType.Warning,
+            f"loopwise: could not handle a message from the editor, ignored it"
+            f" ({type(error).__name__}: {error})",
+        )
 
     def log(self, kind: types.MessageType, message: str) -> None:
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
@@ -151,6 +182,9 @@ class LoopwiseServer(LanguageServer):
             self.show_error(f"loopwise: {error} (the previous settings stay)")
             return
         self.shown_errors.clear()
+        if not self.state.indexed and self.index_task is not None and self.index_task.done():
+            # the index failed under the broken settings: these may let it through
+            self.index_task = asyncio.get_running_loop().create_task(self.index())
         self.publish_paths(list(self.state.buffers))
 
     # -- indexing ------------------------------------------------------------------------
@@ -194,7 +228,10 @@ class LoopwiseServer(LanguageServer):
             def advance(step: int) -> None:
                 if self.stopping.is_set():
                     raise _Stopped
-                loop.call_soon_threadsafe(report, step)
+                try:
+                    loop.call_soon_threadsafe(report, step)
+                except RuntimeError:  # the loop is closed: the client went away mid-index
+                    raise _Stopped from None
 
             return advance
 
@@ -237,8 +274,11 @@ class LoopwiseServer(LanguageServer):
             )
         except _Stopped:
             outcome = None
+        except ConfigError as exc:  # indexed again once the configuration is mended
+            logger.error("indexing waits for a valid configuration: %s", exc)
+            outcome = None
         except Exception:
-            logger.exception("loopwise server: indexing failed; checking files one by one")
+            logger.exception("indexing failed; checking files one by one")
             outcome = None
 
         def deliver() -> None:
@@ -327,7 +367,7 @@ def build_server() -> LoopwiseServer:
                     timeout=5,
                 )
             except Exception:
-                logger.warning("loopwise server: the client did not accept file watching")
+                logger.warning("the client did not accept file watching")
         ls.index_task = asyncio.get_running_loop().create_task(ls.index())
 
     @server.feature(types.SHUTDOWN)
@@ -400,13 +440,14 @@ def build_server() -> LoopwiseServer:
         path = _path(uri)
         if path is None or path not in ls.state.buffers:
             return None
+        ls.flush(uri)
         document = ls.workspace.get_text_document(uri)
         lines = Lines(document.source, ls.workspace.position_codec)
         checked = ls.state.fixable(path)
         if checked.error is not None:
             return None
         findings = [f for f in checked.findings if ls.state.selector.wanted(f, Path.cwd())]
-        fix_all = _fix_all(ls, path)
+        fix_all = ls.state.remembered(path, "fix-all", lambda: _fix_all(ls, path))
         return code_actions(uri, lines, findings, fix_all, params.range, params.context.only)
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
@@ -415,6 +456,7 @@ def build_server() -> LoopwiseServer:
         path = _path(uri)
         if path is None or path not in ls.state.buffers:
             return None
+        ls.flush(uri)
         document = ls.workspace.get_text_document(uri)
         lines = Lines(document.source, ls.workspace.position_codec)
         report: FileReport = ls.state.check(path)
@@ -449,4 +491,7 @@ def _fix_all(ls: LoopwiseServer, path: str) -> str | None:
 def serve(*, stdin: Any = None, stdout: Any = None) -> None:
     """Run the server on stdio until the client exits or goes away."""
     logging.basicConfig(level=logging.WARNING, format="loopwise server: %(message)s")
-    build_server().start_io(stdin, stdout)
+    for name in ("pygls.server", "pygls.io_"):  # where pygls reports a message it cannot read
+        logging.getLogger(name).addFilter(one_line)
+    bounded: Any = BoundedInput(stdin or sys.stdin.buffer)  # pygls only reads lines and sizes
+    build_server().start_io(bounded, stdout)

@@ -58,8 +58,7 @@ class Lines:
     def position(self, line: int, byte_column: int) -> types.Position:
         """The client position of a 1-based line and a 0-based UTF-8 byte column."""
         index = max(min(line - 1, len(self.starts) - 1), 0)
-        raw = self.line(index).encode("utf-8")
-        prefix = raw[: max(byte_column, 0)].decode("utf-8", errors="ignore")
+        prefix = _prefix_of_bytes(self.line(index), byte_column)
         return types.Position(line=index, character=self.codec.client_num_units(prefix))
 
     def offset_position(self, offset: int) -> types.Position:
@@ -97,6 +96,22 @@ class Lines:
             range=types.Range(start=start, end=end),
             new_text=new_text[prefix : len(new_text) - suffix],
         )
+
+
+def _prefix_of_bytes(line: str, byte_column: int) -> str:
+    """The characters of ``line`` within its first ``byte_column`` UTF-8 bytes.
+
+    The buffer went to the parser encoded with ``surrogatepass`` (an editor may send lone
+    surrogates), so its characters are counted the same way here.
+    """
+    if line.isascii():
+        return line[: max(byte_column, 0)]
+    count = 0
+    for index, char in enumerate(line):
+        count += len(char.encode("utf-8", "surrogatepass"))
+        if count > byte_column:
+            return line[:index]
+    return line
 
 
 @functools.cache
@@ -172,7 +187,7 @@ def code_actions(
     (None when nothing would change). ``only`` is the client's filter of action kinds.
     """
     text = lines.text
-    source = text.encode("utf-8")
+    source = text.encode("utf-8", "surrogatepass")
     actions: list[types.CodeAction] = []
 
     def wants(kind: str) -> bool:

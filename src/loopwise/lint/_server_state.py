@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
 
 from loopwise._exceptions import ConfigError
 from loopwise.lint._api import CODES, Selector
@@ -40,6 +41,7 @@ from loopwise.lint._rule import Rule
 __all__ = ["FileReport", "ServerState"]
 
 logger = logging.getLogger("loopwise.server")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -58,6 +60,8 @@ class _Buffer:
     syntax_error: Finding | None = None
     checked: bool = False
     fresh: TextCheck | None = None  # the text's parse and summary, not yet checked
+    # answers computed for this text under one project and one set of settings, by kind
+    memo: dict[str, tuple[tuple[object, ...], object]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -224,9 +228,18 @@ class ServerState:
         return self._replace(path, _Module(module, is_package, summary))
 
     def deleted(self, path: str) -> list[str]:
-        """A file was deleted (an open buffer of it stays as it is)."""
-        if path in self.buffers or path not in self.modules:
+        """A file or a folder was deleted (an open buffer of it stays as it is).
+
+        Editors send one event for a deleted folder: its modules leave the index with it.
+        """
+        if path in self.buffers:
             return []
+        if path not in self.modules:
+            inside = [known for known in self.modules if Path(known).is_relative_to(path)]
+            affected: dict[str, None] = {}
+            for known in inside:
+                affected.update(dict.fromkeys(self.deleted(known)))
+            return list(affected)
         return self._replace(path, None)
 
     # -- checking ------------------------------------------------------------------------
@@ -235,8 +248,25 @@ class ServerState:
         absolute = Path(path)
         return force_excluded(absolute, [self.selector.excludes_for(str(absolute.parent))])
 
+    def remembered(self, path: str, kind: str, compute: Callable[[], T]) -> T:
+        """``compute()`` for an open buffer, computed again only once its text, the project or
+        the settings changed (editors ask for hovers and code actions on every cursor move)."""
+        buffer = self.buffers[path]
+        key = (buffer.text, self.project, self.selector)
+        known = buffer.memo.get(kind)
+        if known is not None and all(a is b for a, b in zip(known[0], key, strict=True)):
+            return cast(T, known[1])
+        value = compute()
+        buffer.memo[kind] = (key, value)
+        return value
+
     def check(self, path: str, *, fixes: bool = False) -> FileReport:
         """The findings to publish for an open buffer, under the settings that govern it."""
+        if not fixes:
+            return self.remembered(path, "report", lambda: self._check(path, fixes=False))
+        return self._check(path, fixes=True)
+
+    def _check(self, path: str, *, fixes: bool) -> FileReport:
         buffer = self.buffers[path]
         try:
             if self._excluded(path):
@@ -263,9 +293,13 @@ class ServerState:
 
     def fixable(self, path: str) -> TextCheck:
         """The buffer's text checked with fixes, unfiltered (for code actions)."""
-        module, is_package = module_for(path)
-        summarized = summarize_text(path, self.buffers[path].text, module, is_package)
-        return check_text(summarized, self.project, self.rules, fixes=True)
+
+        def compute() -> TextCheck:
+            module, is_package = module_for(path)
+            summarized = summarize_text(path, self.buffers[path].text, module, is_package)
+            return check_text(summarized, self.project, self.rules, fixes=True)
+
+        return self.remembered(path, "fixable", compute)
 
     def _without_baseline(self, path: str, text: bytes, findings: list[Finding]) -> list[Finding]:
         configured = self.selector.finder.for_directory(str(Path(path).parent)).baseline
