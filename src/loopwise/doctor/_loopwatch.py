@@ -23,6 +23,7 @@ import asyncio
 import bisect
 import collections
 import contextlib
+import ctypes
 import os
 import threading
 import time
@@ -57,6 +58,22 @@ LAG_EDGES = (
 _bucket = bisect.bisect_left
 
 
+def _gil_holding_pread() -> Any:
+    """libc's ``pread`` called with the GIL held, or None where it cannot be loaded.
+
+    ``os.pread`` releases the GIL around the system call, and taking it back makes the loop
+    thread hand it over once more; a read of a ``schedstat`` file takes a microsecond or two and
+    never waits, so holding the GIL through it is cheaper for the loop than two hand-overs.
+    """
+    try:
+        pread = ctypes.PyDLL(None, use_errno=True).pread
+    except (OSError, AttributeError):
+        return None
+    pread.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long)
+    pread.restype = ctypes.c_ssize_t
+    return pread
+
+
 def thread_clock(native_id: int | None) -> Clock | None:
     """The CPU and run-queue time of thread ``native_id`` so far (Linux ``schedstat``), or None."""
     if native_id is None:
@@ -86,6 +103,8 @@ class ClockReader:
         self._files: dict[int, int] = {}
         self._reopen_every = reopen_every
         self._reads = 0
+        self._pread = _gil_holding_pread()
+        self._buffer = ctypes.create_string_buffer(128)
 
     def read(self, native_id: int | None) -> Clock | None:
         if native_id is None:
@@ -104,7 +123,7 @@ class ClockReader:
                     return None
                 self._files[native_id] = fd
             try:
-                on_cpu, waiting, _ = os.pread(fd, 128, 0).split()
+                on_cpu, waiting, _ = self._read(fd).split()
                 return (_monotonic(), int(on_cpu) / 1e9, int(waiting) / 1e9)
             except (OSError, ValueError):
                 self._forget(native_id)
@@ -112,6 +131,14 @@ class ClockReader:
                 if attempt:
                     return None
         return None
+
+    def _read(self, fd: int) -> bytes:
+        if self._pread is None:
+            return os.pread(fd, 128, 0)
+        size = self._pread(fd, self._buffer, 128, 0)
+        if size < 0:
+            raise OSError(ctypes.get_errno(), "pread failed")
+        return self._buffer.raw[:size]
 
     def _forget(self, native_id: int) -> None:
         fd = self._files.pop(native_id, None)
