@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -143,11 +144,32 @@ def bridge(options: dict[str, str]) -> web.Application:
     return app
 
 
+def slow_start(options: dict[str, str]) -> web.Application:
+    """Two ``cleanup_ctx`` entries: the first starts at once (and says so when it exits), the
+    second takes a minute to start; for the signals that arrive during startup."""
+
+    async def first(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            print("first context exited", flush=True)
+
+    async def second(app: web.Application) -> AsyncIterator[None]:
+        print("second context starting", flush=True)
+        await asyncio.sleep(60)
+        yield
+
+    app = create_app()
+    app.cleanup_ctx.extend([first, second])
+    return app
+
+
 SCENARIOS = {
     "bridge": bridge,
     "broadcast": broadcast,
     "hello": hello,
     "replay": replay,
+    "slow_start": slow_start,
     "stubborn": stubborn,
 }
 

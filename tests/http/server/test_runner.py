@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib.util
+import os
+import signal
 import sys
+import threading
 import warnings
 
 import aiohttp
@@ -17,7 +20,7 @@ import loopwise
 from loopwise import ConfigError, UsageError
 from loopwise.http.server import run as serve_app
 
-from .conftest import scenario_server
+from .conftest import SCENARIO_SERVER, SRC, scenario_server
 
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 LOOPS = [
@@ -88,3 +91,57 @@ async def test_both_runners_called_inside_a_running_loop_raise_usage_error() -> 
     assert asyncio.get_running_loop() is running
     assert not running.is_closed()
     await asyncio.sleep(0)  # the test's own loop still works
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_during_the_startup_hooks_cleans_up_what_started(
+    sig: signal.Signals,
+) -> None:
+    """A signal while a ``cleanup_ctx`` entry is still starting stops the startup: the entries
+    that did start are exited and the process ends normally, as after a signal while serving."""
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, environ.get("PYTHONPATH")]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        SCENARIO_SERVER,
+        "slow_start",
+        "shutdown_timeout=1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line == b"second context starting\n", line
+        process.send_signal(sig)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), 10)
+        except TimeoutError:
+            raise AssertionError(f"still running 10 s after {sig.name} during startup") from None
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+    assert b"first context exited" in out, (out, err)
+    assert b"serving on" not in out
+    assert process.returncode == 0, err.decode()
+
+
+def test_run_from_a_thread_other_than_the_main_one_is_refused() -> None:
+    """Signal handlers can only be installed in the main thread: without them nothing could
+    ever stop the server, so run() refuses before it binds and points to serve()."""
+    raised: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            serve_app(web.Application(), "127.0.0.1", 0, ready=None)
+        except BaseException as error:  # handed to the test thread
+            raised.append(error)
+
+    worker = threading.Thread(target=start, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "run() serves from a non-main thread with no way to stop it"
+    assert len(raised) == 1 and isinstance(raised[0], UsageError), raised
+    assert "main thread" in str(raised[0]) and "serve(" in str(raised[0])

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from loopwise._exceptions import UsageError
 from loopwise.http.server._connections import GuardedSite, effective_max_connections
 from loopwise.http.server._middlewares import standard_middlewares
 from loopwise.http.server._origins import origin_middleware
@@ -102,7 +104,8 @@ async def serve(
     handlers and callbacks do (an ``on_shutdown`` receiver still running at the deadline is
     cancelled; a handler that ignores its cancellation is left behind with a warning). A second
     SIGTERM/SIGINT during the shutdown stops it at once, cleanup included. If startup fails,
-    what started is cleaned up and the error propagates.
+    what started is cleaned up and the error propagates; a signal (or ``stop``) during the
+    startup hooks cancels them, cleans up what started and returns without serving.
     """
     runner = web.AppRunner(
         app,
@@ -111,12 +114,21 @@ async def serve(
         keepalive_timeout=keepalive_timeout,
         access_log=None,
     )
-    await runner.setup()
     stop = asyncio.Event() if stop is None else stop
     forced = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
     try:
+        # Installed before the startup hooks run, so that a signal during them cancels the
+        # startup and the cleanup_ctx entries already started are exited (not skipped).
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, _on_signal, stop, forced, sig)
+                    signals.append(sig)
+        if not await _unless_stopped(runner.setup(), stop, forced):
+            log.info("stopped during startup: cleaning up what started")
+            return
         site = GuardedSite(
             runner,
             host,
@@ -125,11 +137,6 @@ async def serve(
             header_timeout=header_timeout,
         )
         await site.start()
-        if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, _on_signal, stop, forced, sig)
-                    signals.append(sig)
         if ready is not None:
             address = runner.addresses[0]
             ready(_url(str(address[0]), int(address[1])))
@@ -141,6 +148,30 @@ async def serve(
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+
+
+async def _unless_stopped(
+    step: Coroutine[Any, Any, None], stop: asyncio.Event, forced: asyncio.Event
+) -> bool:
+    """Run ``step``; True once it is done, False when ``stop`` is set first (``step`` is then
+    cancelled and waited for until it ends or ``forced`` is set). Its errors propagate."""
+    task = asyncio.ensure_future(step)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            given_up = asyncio.ensure_future(forced.wait())
+            try:
+                await asyncio.wait({task, given_up}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                given_up.cancel()
+    if task.cancelled():
+        return False
+    task.result()
+    return True
 
 
 def _on_signal(stop: asyncio.Event, forced: asyncio.Event, sig: signal.Signals) -> None:
@@ -227,7 +258,8 @@ def run(
     ``ready``. The loop is chosen as :func:`loopwise.run` chooses it: ``uvloop=None`` uses
     uvloop when it is installed, ``True`` requires it (:class:`~loopwise.ConfigError` when
     missing), ``False`` never uses it; called inside a running loop it raises
-    :class:`~loopwise.UsageError`. :func:`loopwise.run_sync` from worker threads
+    :class:`~loopwise.UsageError`, and so it does outside the main thread, where no signal could
+    stop it (use :func:`serve` with ``stop=`` there). :func:`loopwise.run_sync` from worker threads
     (``asyncio.to_thread``) runs its coroutine on this loop. Returns
     normally after a signal, within ``shutdown_timeout`` + 1 s plus the ``cleanup_ctx`` exits:
     tasks still running then are cancelled and given a moment, never waited for. Startup errors
@@ -237,6 +269,13 @@ def run(
         "loopwise.http.server.run()",
         "`await serve(app, ...)` there instead (the same server, without owning the loop)",
     )
+    if threading.current_thread() is not threading.main_thread():
+        raise UsageError(
+            "loopwise.http.server.run() was called outside the main thread, where no signal "
+            "handler can be installed and nothing could stop it: call it from the main thread, "
+            "or run `await serve(app, ..., stop=event, handle_signals=False)` in that thread's "
+            "loop and set `event` to stop it"
+        )
     factory = loop_factory(uvloop)
     loop = factory() if factory is not None else asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
