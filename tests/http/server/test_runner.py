@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 import threading
+import time
+import urllib.request
 import warnings
 
 import aiohttp
@@ -145,3 +147,38 @@ def test_run_from_a_thread_other_than_the_main_one_is_refused() -> None:
     assert not worker.is_alive(), "run() serves from a non-main thread with no way to stop it"
     assert len(raised) == 1 and isinstance(raised[0], UsageError), raised
     assert "main thread" in str(raised[0]) and "serve(" in str(raised[0])
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_run_joins_its_worker_threads_before_returning_each_time(loop: str) -> None:
+    """The loop's default executor (``asyncio.to_thread``) is shut down and its idle threads
+    joined before run() returns, as asyncio.run() does: none is left over, run after run."""
+
+    async def in_a_thread(request: web.Request) -> web.Response:
+        await asyncio.to_thread(time.sleep, 0.01)
+        return web.Response(text="done")
+
+    clients: list[threading.Thread] = []
+
+    def visit_then_stop(url: str) -> None:
+        def visit() -> None:
+            try:
+                with urllib.request.urlopen(f"{url}/thread", timeout=10) as response:
+                    assert response.read() == b"done"
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # run()'s handler: a graceful stop
+
+        clients.append(threading.Thread(target=visit))
+        clients[-1].start()
+
+    before = set(threading.enumerate())
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_get("/thread", in_a_thread)
+        serve_app(
+            app, "127.0.0.1", 0, shutdown_timeout=1, uvloop=loop == "uvloop", ready=visit_then_stop
+        )
+        for client in clients:
+            client.join(10)
+        left = [thread.name for thread in set(threading.enumerate()) - before]
+        assert left == [], f"threads left running after run() returned: {left}"

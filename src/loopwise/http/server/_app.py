@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -262,7 +264,9 @@ def run(
     stop it (use :func:`serve` with ``stop=`` there). :func:`loopwise.run_sync` from worker threads
     (``asyncio.to_thread``) runs its coroutine on this loop. Returns
     normally after a signal, within ``shutdown_timeout`` + 1 s plus the ``cleanup_ctx`` exits:
-    tasks still running then are cancelled and given a moment, never waited for. Startup errors
+    tasks still running then are cancelled and given a moment, never waited for, and so are the
+    loop's worker threads (``asyncio.to_thread``): idle ones are joined, one still in a blocking
+    call is named in a warning (Python waits for it before the process exits). Startup errors
     (port in use, a failing ``cleanup_ctx``) propagate.
     """
     refuse_running_loop(
@@ -278,6 +282,8 @@ def run(
         )
     factory = loop_factory(uvloop)
     loop = factory() if factory is not None else asyncio.new_event_loop()
+    workers = _WorkerThreads()
+    loop.set_default_executor(workers.executor)
     asyncio.set_event_loop(loop)
     try:
         main = serve(
@@ -297,6 +303,7 @@ def run(
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+            workers.join(_LEFTOVER_GRACE)
 
 
 # asyncio.Runner would wait without limit for tasks that ignore their cancellation.
@@ -314,6 +321,32 @@ def _drop_leftovers(loop: asyncio.AbstractEventLoop) -> None:
         if stuck:
             log.warning("%d task(s) ignored their cancellation at exit: abandoned", stuck)
     loop.run_until_complete(_within(loop.shutdown_asyncgens(), _LEFTOVER_GRACE))
+
+
+class _WorkerThreads:
+    """The loop's default executor (``asyncio.to_thread``, ``run_in_executor(None, ...)``),
+    whose threads run() joins before it returns, as :func:`asyncio.run` does, but for a bounded
+    time: a thread still in a blocking call is named in a warning, never waited for (Python
+    itself waits for it before the process exits)."""
+
+    def __init__(self) -> None:
+        self.prefix = f"loopwise-server-{id(self):x}"
+        self.executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=self.prefix)
+
+    def join(self, seconds: float) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + seconds
+        mine = [t for t in threading.enumerate() if t.name.startswith(f"{self.prefix}_")]
+        for thread in mine:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        busy = [thread.name for thread in mine if thread.is_alive()]
+        if busy:
+            log.warning(
+                "%d worker thread(s) still in a blocking call (asyncio.to_thread or "
+                "run_in_executor) after the shutdown: %s; the process exits only once they end",
+                len(busy),
+                ", ".join(busy),
+            )
 
 
 async def _within(step: Coroutine[Any, Any, None], seconds: float) -> None:
