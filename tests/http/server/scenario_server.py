@@ -164,10 +164,34 @@ def slow_start(options: dict[str, str]) -> web.Application:
     return app
 
 
+def overtime(options: dict[str, str]) -> web.Application:
+    """``/long``: a well-behaved handler that would take a minute, and a ``cleanup_ctx`` entry;
+    each says on stdout when it starts and when it is cancelled or exited."""
+
+    async def long(request: web.Request) -> web.Response:
+        print("long request started", flush=True)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            print("long request cancelled", flush=True)
+            raise
+        return web.Response(text="too late")
+
+    async def resource(app: web.Application) -> AsyncIterator[None]:
+        yield
+        print("cleanup_ctx exited", flush=True)
+
+    app = create_app()
+    app.router.add_get("/long", long)
+    app.cleanup_ctx.append(resource)
+    return app
+
+
 SCENARIOS = {
     "bridge": bridge,
     "broadcast": broadcast,
     "hello": hello,
+    "overtime": overtime,
     "replay": replay,
     "slow_start": slow_start,
     "stubborn": stubborn,

@@ -230,17 +230,33 @@ async def _bounded_cleanup(runner: web.AppRunner, budget: float) -> None:
                 await runner.shutdown()  # the on_shutdown signal
         except TimeoutError:
             log.warning("on_shutdown still running after %gs: cancelled it", budget)
-        # aiohttp waits this long for the handlers, cancels them and waits as long again; it
-        # also rounds a wait over 5 s up to a whole second of the loop's clock.
+        # aiohttp waits this long for the handlers, then waits as long again before it cancels
+        # them (it also rounds a wait over 5 s up to a whole second of the loop's clock): so the
+        # handlers still running at the deadline are cancelled here, before the cleanup.
         graceful = max(deadline - loop.time(), 0.001)
         closing = loop.create_task(server.shutdown(graceful - 1.0 if graceful > 5 else graceful))
-        done, _ = await asyncio.wait({closing}, timeout=graceful + _CANCEL_GRACE)
+        done, _ = await asyncio.wait({closing}, timeout=graceful)
+        if not done:
+            _cancel_handlers(server)
+            done, _ = await asyncio.wait({closing}, timeout=_CANCEL_GRACE)
         if not done:
             log.warning(
                 "request handlers still running %gs after their cancellation: left behind",
                 _CANCEL_GRACE,
             )
     await runner.app.cleanup()
+
+
+def _cancel_handlers(server: web.Server) -> None:
+    """Cancel the request handlers still running on ``server``'s connections.
+
+    Reads aiohttp's private ``_task_handler`` (what its own shutdown cancels, too late);
+    without it, the handlers are left to aiohttp's second wait.
+    """
+    for connection in server.connections:
+        handler = getattr(connection, "_task_handler", None)
+        if isinstance(handler, asyncio.Future) and not handler.done():
+            handler.cancel()
 
 
 def run(
