@@ -4,6 +4,7 @@ the same errors for the same mistakes, and both are the home loop of run_sync().
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import importlib.util
 import os
@@ -95,9 +96,10 @@ async def test_both_runners_called_inside_a_running_loop_raise_usage_error() -> 
     await asyncio.sleep(0)  # the test's own loop still works
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_a_signal_during_the_startup_hooks_cleans_up_what_started(
-    sig: signal.Signals,
+    sig: signal.Signals, loop: str
 ) -> None:
     """A signal while a ``cleanup_ctx`` entry is still starting stops the startup: the entries
     that did start are exited and the process ends normally, as after a signal while serving."""
@@ -108,6 +110,7 @@ async def test_a_signal_during_the_startup_hooks_cleans_up_what_started(
         SCENARIO_SERVER,
         "slow_start",
         "shutdown_timeout=1",
+        f"loop={loop}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environ,
@@ -182,3 +185,39 @@ def test_run_joins_its_worker_threads_before_returning_each_time(loop: str) -> N
             client.join(10)
         left = [thread.name for thread in set(threading.enumerate()) - before]
         assert left == [], f"threads left running after run() returned: {left}"
+
+
+SET_AT_STARTUP: contextvars.ContextVar[str] = contextvars.ContextVar("set_at_startup")
+
+
+def test_context_variables_set_by_a_startup_hook_reach_the_handlers() -> None:
+    """The startup hooks run in the server task's own context (a signal during them cancels
+    that task), so what they set is seen by the handlers, as with aiohttp's own runner."""
+
+    async def remember(app: web.Application) -> None:
+        SET_AT_STARTUP.set("from on_startup")
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text=SET_AT_STARTUP.get("unset"))
+
+    seen: list[str] = []
+    clients: list[threading.Thread] = []
+
+    def visit_then_stop(url: str) -> None:
+        def visit() -> None:
+            try:
+                with urllib.request.urlopen(f"{url}/", timeout=10) as response:
+                    seen.append(response.read().decode())
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # run()'s handler: a graceful stop
+
+        clients.append(threading.Thread(target=visit))
+        clients[-1].start()
+
+    app = web.Application()
+    app.on_startup.append(remember)
+    app.router.add_get("/", answer)
+    serve_app(app, "127.0.0.1", 0, shutdown_timeout=1, uvloop=False, ready=visit_then_stop)
+    for client in clients:
+        client.join(10)
+    assert seen == ["from on_startup"]

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -128,7 +128,7 @@ async def serve(
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, _on_signal, stop, forced, sig)
                     signals.append(sig)
-        if not await _unless_stopped(runner.setup(), stop, forced):
+        if not await _unless_stopped(runner.setup(), stop):
             log.info("stopped during startup: cleaning up what started")
             return
         site = GuardedSite(
@@ -152,27 +152,30 @@ async def serve(
                 loop.remove_signal_handler(sig)
 
 
-async def _unless_stopped(
-    step: Coroutine[Any, Any, None], stop: asyncio.Event, forced: asyncio.Event
-) -> bool:
-    """Run ``step``; True once it is done, False when ``stop`` is set first (``step`` is then
-    cancelled and waited for until it ends or ``forced`` is set). Its errors propagate."""
-    task = asyncio.ensure_future(step)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        if not task.done():
+async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Await ``step`` in the current task (so the context variables it sets stay visible, as
+    aiohttp's startup hooks' are to the handlers); True once it is done, False when ``stop`` is
+    set first: ``step`` is then cancelled. Its errors and other cancellations propagate."""
+    task = asyncio.current_task()
+    assert task is not None
+    starting = True
+
+    def cancel_step(stopped: asyncio.Task[Literal[True]]) -> None:
+        if starting and not stopped.cancelled():
             task.cancel()
-            given_up = asyncio.ensure_future(forced.wait())
-            try:
-                await asyncio.wait({task, given_up}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                given_up.cancel()
-    if task.cancelled():
-        return False
-    task.result()
+
+    stopped = asyncio.ensure_future(stop.wait())
+    stopped.add_done_callback(cancel_step)
+    try:
+        await step
+    except asyncio.CancelledError:
+        # Ours (the stop) and no other: stopped during startup.
+        if stopped.done() and not stopped.cancelled() and task.uncancel() == 0:
+            return False
+        raise
+    finally:
+        starting = False
+        stopped.cancel()
     return True
 
 
