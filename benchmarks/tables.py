@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,18 @@ DOCTOR_MODES = {
 }
 
 
+def require_rows(part: str, key: str, present: Iterable[object], expected: Iterable[str]) -> None:
+    """Raise :class:`TableError` when some ``expected`` row of the table was not measured."""
+    missing = sorted(set(expected) - {str(value) for value in present})
+    if missing:
+        raise TableError(
+            f"results summary {part!r} has no row for {key} {', '.join(missing)}: "
+            "rerun the benchmark (a table is never drawn without one of its rows)"
+        )
+
+
 def doctor_table(document: Document) -> str:
+    require_rows("modes", "mode", (r["mode"] for r in rows_of(document, "modes")), DOCTOR_MODES)
     rows: list[list[str]] = []
     for row in rows_of(document, "modes"):
         mode = str(row["mode"])
@@ -167,7 +178,11 @@ def items(n: int) -> str:
 
 def patterns_table(document: Document) -> str:
     map_rows = [r for r in rows_of(document, "map") if r["workload"] == "trivial"]
+    require_rows("map", "contender", (r["contender"] for r in map_rows), CONTENDERS)
     sizes = sorted({int(r["n"]) for r in map_rows})
+    # every ratio is to the queue pool, measured at each size
+    queue_pool_sizes = {int(r["n"]) for r in map_rows if r["contender"] == "queue pool"}
+    require_rows("map", "queue pool at n", map(str, queue_pool_sizes), map(str, sizes))
     largest = sizes[-1]
     rows = []
     for contender, label in CONTENDERS.items():

@@ -68,3 +68,28 @@ def test_a_missing_results_file_is_one_clear_error(
     error = capsys.readouterr().err
     assert "patterns.json" in error and "--json" in error
     assert "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("source", "part", "key", "value"),
+    [
+        ("doctor_overhead", "modes", "mode", "doctor"),
+        ("patterns", "map", "contender", "aiometer.amap"),
+        ("patterns", "map", "contender", "queue pool"),
+    ],
+)
+def test_a_results_file_missing_a_row_of_its_table_is_an_error_not_a_shorter_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, part: str, key: str, value: str
+) -> None:
+    """A run whose results lack one of the table's rows (a peer that failed to install, a mode
+    that crashed) must not redraw the table without it, and so pass --check afterwards."""
+    root = copy_of_the_repository(tmp_path)
+    path = root / "benchmarks" / "results" / f"{source}.json"
+    document = json.loads(path.read_text())
+    rows = document["summary"][part]
+    document["summary"][part] = [row for row in rows if row.get(key) != value]
+    assert len(document["summary"][part]) < len(rows)
+    path.write_text(json.dumps(document))
+    assert tables.main(["--write", "--root", str(root)]) == 2
+    error = capsys.readouterr().err
+    assert value in error and "Traceback" not in error

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -143,11 +144,56 @@ def bridge(options: dict[str, str]) -> web.Application:
     return app
 
 
+def slow_start(options: dict[str, str]) -> web.Application:
+    """Two ``cleanup_ctx`` entries: the first starts at once (and says so when it exits), the
+    second takes a minute to start; for the signals that arrive during startup."""
+
+    async def first(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            print("first context exited", flush=True)
+
+    async def second(app: web.Application) -> AsyncIterator[None]:
+        print("second context starting", flush=True)
+        await asyncio.sleep(60)
+        yield
+
+    app = create_app()
+    app.cleanup_ctx.extend([first, second])
+    return app
+
+
+def overtime(options: dict[str, str]) -> web.Application:
+    """``/long``: a well-behaved handler that would take a minute, and a ``cleanup_ctx`` entry;
+    each says on stdout when it starts and when it is cancelled or exited."""
+
+    async def long(request: web.Request) -> web.Response:
+        print("long request started", flush=True)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            print("long request cancelled", flush=True)
+            raise
+        return web.Response(text="too late")
+
+    async def resource(app: web.Application) -> AsyncIterator[None]:
+        yield
+        print("cleanup_ctx exited", flush=True)
+
+    app = create_app()
+    app.router.add_get("/long", long)
+    app.cleanup_ctx.append(resource)
+    return app
+
+
 SCENARIOS = {
     "bridge": bridge,
     "broadcast": broadcast,
     "hello": hello,
+    "overtime": overtime,
     "replay": replay,
+    "slow_start": slow_start,
     "stubborn": stubborn,
 }
 

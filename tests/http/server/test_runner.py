@@ -4,9 +4,15 @@ the same errors for the same mistakes, and both are the home loop of run_sync().
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import importlib.util
+import os
+import signal
 import sys
+import threading
+import time
+import urllib.request
 import warnings
 
 import aiohttp
@@ -17,7 +23,7 @@ import loopwise
 from loopwise import ConfigError, UsageError
 from loopwise.http.server import run as serve_app
 
-from .conftest import scenario_server
+from .conftest import SCENARIO_SERVER, SRC, scenario_server
 
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 LOOPS = [
@@ -88,3 +94,130 @@ async def test_both_runners_called_inside_a_running_loop_raise_usage_error() -> 
     assert asyncio.get_running_loop() is running
     assert not running.is_closed()
     await asyncio.sleep(0)  # the test's own loop still works
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_during_the_startup_hooks_cleans_up_what_started(
+    sig: signal.Signals, loop: str
+) -> None:
+    """A signal while a ``cleanup_ctx`` entry is still starting stops the startup: the entries
+    that did start are exited and the process ends normally, as after a signal while serving."""
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, environ.get("PYTHONPATH")]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        SCENARIO_SERVER,
+        "slow_start",
+        "shutdown_timeout=1",
+        f"loop={loop}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line == b"second context starting\n", line
+        process.send_signal(sig)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), 10)
+        except TimeoutError:
+            raise AssertionError(f"still running 10 s after {sig.name} during startup") from None
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+    assert b"first context exited" in out, (out, err)
+    assert b"serving on" not in out
+    assert process.returncode == 0, err.decode()
+
+
+def test_run_from_a_thread_other_than_the_main_one_is_refused() -> None:
+    """Signal handlers can only be installed in the main thread: without them nothing could
+    ever stop the server, so run() refuses before it binds and points to serve()."""
+    raised: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            serve_app(web.Application(), "127.0.0.1", 0, ready=None)
+        except BaseException as error:  # handed to the test thread
+            raised.append(error)
+
+    worker = threading.Thread(target=start, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "run() serves from a non-main thread with no way to stop it"
+    assert len(raised) == 1 and isinstance(raised[0], UsageError), raised
+    assert "main thread" in str(raised[0]) and "serve(" in str(raised[0])
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_run_joins_its_worker_threads_before_returning_each_time(loop: str) -> None:
+    """The loop's default executor (``asyncio.to_thread``) is shut down and its idle threads
+    joined before run() returns, as asyncio.run() does: none is left over, run after run."""
+
+    async def in_a_thread(request: web.Request) -> web.Response:
+        await asyncio.to_thread(time.sleep, 0.01)
+        return web.Response(text="done")
+
+    clients: list[threading.Thread] = []
+
+    def visit_then_stop(url: str) -> None:
+        def visit() -> None:
+            try:
+                with urllib.request.urlopen(f"{url}/thread", timeout=10) as response:
+                    assert response.read() == b"done"
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # run()'s handler: a graceful stop
+
+        clients.append(threading.Thread(target=visit))
+        clients[-1].start()
+
+    before = set(threading.enumerate())
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_get("/thread", in_a_thread)
+        serve_app(
+            app, "127.0.0.1", 0, shutdown_timeout=1, uvloop=loop == "uvloop", ready=visit_then_stop
+        )
+        for client in clients:
+            client.join(10)
+        left = [thread.name for thread in set(threading.enumerate()) - before]
+        assert left == [], f"threads left running after run() returned: {left}"
+
+
+SET_AT_STARTUP: contextvars.ContextVar[str] = contextvars.ContextVar("set_at_startup")
+
+
+def test_context_variables_set_by_a_startup_hook_reach_the_handlers() -> None:
+    """The startup hooks run in the server task's own context (a signal during them cancels
+    that task), so what they set is seen by the handlers, as with aiohttp's own runner."""
+
+    async def remember(app: web.Application) -> None:
+        SET_AT_STARTUP.set("from on_startup")
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text=SET_AT_STARTUP.get("unset"))
+
+    seen: list[str] = []
+    clients: list[threading.Thread] = []
+
+    def visit_then_stop(url: str) -> None:
+        def visit() -> None:
+            try:
+                with urllib.request.urlopen(f"{url}/", timeout=10) as response:
+                    seen.append(response.read().decode())
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # run()'s handler: a graceful stop
+
+        clients.append(threading.Thread(target=visit))
+        clients[-1].start()
+
+    app = web.Application()
+    app.on_startup.append(remember)
+    app.router.add_get("/", answer)
+    serve_app(app, "127.0.0.1", 0, shutdown_timeout=1, uvloop=False, ready=visit_then_stop)
+    for client in clients:
+        client.join(10)
+    assert seen == ["from on_startup"]

@@ -135,3 +135,32 @@ async def test_sys_exit_in_a_handler_ends_the_process_with_its_status() -> None:
         errors = (await server.process.stderr.read()).decode()
     assert server.process.returncode == 3, errors
     assert "GET /exit (request id" in errors and "raised SystemExit" in errors, errors
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_request_still_running_at_the_deadline_is_cancelled_before_the_cleanup(
+    loop: str,
+) -> None:
+    """At ``shutdown_timeout`` an in-flight handler is cancelled, and it has ended before the
+    ``cleanup_ctx`` exits run (they may close what it uses)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    async with (
+        scenario_server("overtime", "shutdown_timeout=1", f"loop={loop}") as server,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+    ):
+        assert server.process.stdout is not None
+        request = asyncio.ensure_future(session.get(f"{server.url}/long"))
+        try:
+            line = await asyncio.wait_for(server.process.stdout.readline(), 10)
+            assert line == b"long request started\n"
+            server.process.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(server.process.communicate(), 10)
+        finally:
+            request.cancel()
+            await asyncio.wait({request})
+    lines = out.decode().splitlines()
+    assert "long request cancelled" in lines, (lines, err)
+    assert lines.index("long request cancelled") < lines.index("cleanup_ctx exited"), lines
+    assert b"left behind" not in err
+    assert server.process.returncode == 0

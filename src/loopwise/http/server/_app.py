@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import signal
+import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from loopwise._exceptions import UsageError
 from loopwise.http.server._connections import GuardedSite, effective_max_connections
 from loopwise.http.server._middlewares import standard_middlewares
 from loopwise.http.server._origins import origin_middleware
@@ -102,7 +106,8 @@ async def serve(
     handlers and callbacks do (an ``on_shutdown`` receiver still running at the deadline is
     cancelled; a handler that ignores its cancellation is left behind with a warning). A second
     SIGTERM/SIGINT during the shutdown stops it at once, cleanup included. If startup fails,
-    what started is cleaned up and the error propagates.
+    what started is cleaned up and the error propagates; a signal (or ``stop``) during the
+    startup hooks cancels them, cleans up what started and returns without serving.
     """
     runner = web.AppRunner(
         app,
@@ -111,12 +116,21 @@ async def serve(
         keepalive_timeout=keepalive_timeout,
         access_log=None,
     )
-    await runner.setup()
     stop = asyncio.Event() if stop is None else stop
     forced = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals: list[signal.Signals] = []
     try:
+        # Installed before the startup hooks run, so that a signal during them cancels the
+        # startup and the cleanup_ctx entries already started are exited (not skipped).
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, _on_signal, stop, forced, sig)
+                    signals.append(sig)
+        if not await _unless_stopped(runner.setup(), stop):
+            log.info("stopped during startup: cleaning up what started")
+            return
         site = GuardedSite(
             runner,
             host,
@@ -125,11 +139,6 @@ async def serve(
             header_timeout=header_timeout,
         )
         await site.start()
-        if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, _on_signal, stop, forced, sig)
-                    signals.append(sig)
         if ready is not None:
             address = runner.addresses[0]
             ready(_url(str(address[0]), int(address[1])))
@@ -141,6 +150,33 @@ async def serve(
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+
+
+async def _unless_stopped(step: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Await ``step`` in the current task (so the context variables it sets stay visible, as
+    aiohttp's startup hooks' are to the handlers); True once it is done, False when ``stop`` is
+    set first: ``step`` is then cancelled. Its errors and other cancellations propagate."""
+    task = asyncio.current_task()
+    assert task is not None
+    starting = True
+
+    def cancel_step(stopped: asyncio.Task[Literal[True]]) -> None:
+        if starting and not stopped.cancelled():
+            task.cancel()
+
+    stopped = asyncio.ensure_future(stop.wait())
+    stopped.add_done_callback(cancel_step)
+    try:
+        await step
+    except asyncio.CancelledError:
+        # Ours (the stop) and no other: stopped during startup.
+        if stopped.done() and not stopped.cancelled() and task.uncancel() == 0:
+            return False
+        raise
+    finally:
+        starting = False
+        stopped.cancel()
+    return True
 
 
 def _on_signal(stop: asyncio.Event, forced: asyncio.Event, sig: signal.Signals) -> None:
@@ -197,17 +233,33 @@ async def _bounded_cleanup(runner: web.AppRunner, budget: float) -> None:
                 await runner.shutdown()  # the on_shutdown signal
         except TimeoutError:
             log.warning("on_shutdown still running after %gs: cancelled it", budget)
-        # aiohttp waits this long for the handlers, cancels them and waits as long again; it
-        # also rounds a wait over 5 s up to a whole second of the loop's clock.
+        # aiohttp waits this long for the handlers, then waits as long again before it cancels
+        # them (it also rounds a wait over 5 s up to a whole second of the loop's clock): so the
+        # handlers still running at the deadline are cancelled here, before the cleanup.
         graceful = max(deadline - loop.time(), 0.001)
         closing = loop.create_task(server.shutdown(graceful - 1.0 if graceful > 5 else graceful))
-        done, _ = await asyncio.wait({closing}, timeout=graceful + _CANCEL_GRACE)
+        done, _ = await asyncio.wait({closing}, timeout=graceful)
+        if not done:
+            _cancel_handlers(server)
+            done, _ = await asyncio.wait({closing}, timeout=_CANCEL_GRACE)
         if not done:
             log.warning(
                 "request handlers still running %gs after their cancellation: left behind",
                 _CANCEL_GRACE,
             )
     await runner.app.cleanup()
+
+
+def _cancel_handlers(server: web.Server) -> None:
+    """Cancel the request handlers still running on ``server``'s connections.
+
+    Reads aiohttp's private ``_task_handler`` (what its own shutdown cancels, too late);
+    without it, the handlers are left to aiohttp's second wait.
+    """
+    for connection in server.connections:
+        handler = getattr(connection, "_task_handler", None)
+        if isinstance(handler, asyncio.Future) and not handler.done():
+            handler.cancel()
 
 
 def run(
@@ -227,18 +279,30 @@ def run(
     ``ready``. The loop is chosen as :func:`loopwise.run` chooses it: ``uvloop=None`` uses
     uvloop when it is installed, ``True`` requires it (:class:`~loopwise.ConfigError` when
     missing), ``False`` never uses it; called inside a running loop it raises
-    :class:`~loopwise.UsageError`. :func:`loopwise.run_sync` from worker threads
+    :class:`~loopwise.UsageError`, and so it does outside the main thread, where no signal could
+    stop it (use :func:`serve` with ``stop=`` there). :func:`loopwise.run_sync` from worker threads
     (``asyncio.to_thread``) runs its coroutine on this loop. Returns
     normally after a signal, within ``shutdown_timeout`` + 1 s plus the ``cleanup_ctx`` exits:
-    tasks still running then are cancelled and given a moment, never waited for. Startup errors
+    tasks still running then are cancelled and given a moment, never waited for, and so are the
+    loop's worker threads (``asyncio.to_thread``): idle ones are joined, one still in a blocking
+    call is named in a warning (Python waits for it before the process exits). Startup errors
     (port in use, a failing ``cleanup_ctx``) propagate.
     """
     refuse_running_loop(
         "loopwise.http.server.run()",
         "`await serve(app, ...)` there instead (the same server, without owning the loop)",
     )
+    if threading.current_thread() is not threading.main_thread():
+        raise UsageError(
+            "loopwise.http.server.run() was called outside the main thread, where no signal "
+            "handler can be installed and nothing could stop it: call it from the main thread, "
+            "or run `await serve(app, ..., stop=event, handle_signals=False)` in that thread's "
+            "loop and set `event` to stop it"
+        )
     factory = loop_factory(uvloop)
     loop = factory() if factory is not None else asyncio.new_event_loop()
+    workers = _WorkerThreads()
+    loop.set_default_executor(workers.executor)
     asyncio.set_event_loop(loop)
     try:
         main = serve(
@@ -258,6 +322,7 @@ def run(
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+            workers.join(_LEFTOVER_GRACE)
 
 
 # asyncio.Runner would wait without limit for tasks that ignore their cancellation.
@@ -275,6 +340,32 @@ def _drop_leftovers(loop: asyncio.AbstractEventLoop) -> None:
         if stuck:
             log.warning("%d task(s) ignored their cancellation at exit: abandoned", stuck)
     loop.run_until_complete(_within(loop.shutdown_asyncgens(), _LEFTOVER_GRACE))
+
+
+class _WorkerThreads:
+    """The loop's default executor (``asyncio.to_thread``, ``run_in_executor(None, ...)``),
+    whose threads run() joins before it returns, as :func:`asyncio.run` does, but for a bounded
+    time: a thread still in a blocking call is named in a warning, never waited for (Python
+    itself waits for it before the process exits)."""
+
+    def __init__(self) -> None:
+        self.prefix = f"loopwise-server-{id(self):x}"
+        self.executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=self.prefix)
+
+    def join(self, seconds: float) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + seconds
+        mine = [t for t in threading.enumerate() if t.name.startswith(f"{self.prefix}_")]
+        for thread in mine:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        busy = [thread.name for thread in mine if thread.is_alive()]
+        if busy:
+            log.warning(
+                "%d worker thread(s) still in a blocking call (asyncio.to_thread or "
+                "run_in_executor) after the shutdown: %s; the process exits only once they end",
+                len(busy),
+                ", ".join(busy),
+            )
 
 
 async def _within(step: Coroutine[Any, Any, None], seconds: float) -> None:
