@@ -133,6 +133,8 @@ DOCTOR_MODES = {
     "plain": "plain",
     "doctor": "**loopwise doctor (defaults)**",
     "doctor-coros": "doctor with `track_coroutines=True`",
+    "doctor-monitor": "doctor with `monitor=True`, a `loopwise top` client attached",
+    "aiomonitor": "aiomonitor (its task-factory hook)",
     "debug": "`PYTHONASYNCIODEBUG=1`",
     "blockbuster": "blockbuster",
     "pyleak": "pyleak",
