@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 from loopwise.lint import RULES
+from loopwise.lint._checker import Checker
 from loopwise.lint._engine import Cache
 from loopwise.lint._files import SourceFile
 from loopwise.lint._incremental import (
@@ -18,7 +19,6 @@ from loopwise.lint._incremental import (
 )
 from loopwise.lint._project import ModuleSummary, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 
 def summary(module: str, text: str) -> ModuleSummary:

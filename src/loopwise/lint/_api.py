@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from loopwise._exceptions import ConfigError
+from loopwise.lint._checker import check_module, parse_module, summarize_module
 from loopwise.lint._config import Config, ConfigFinder, resolve_codes
 from loopwise.lint._engine import Cache, Progress, check_files
 from loopwise.lint._files import (
@@ -22,7 +23,6 @@ from loopwise.lint._files import (
 from loopwise.lint._finding import Finding
 from loopwise.lint._project import Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import check_module, parse_module, summarize_module
 from loopwise.lint.rules import ALL_RULES
 from loopwise.lint.rules._blocking import ConfiguredBlockingCalls
 

@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from loopwise._version import __version__
-from loopwise.lint._files import SourceFile, module_for
-from loopwise.lint._finding import Finding
-from loopwise.lint._fix import Fix
-from loopwise.lint._project import ModuleSummary, Project
-from loopwise.lint._rule import Rule
-from loopwise.lint._runner import (
+from loopwise.lint._checker import (
     ParsedModule,
     check_module,
     parse_module,
     summarize_module,
 )
+from loopwise.lint._files import SourceFile, module_for
+from loopwise.lint._finding import Finding
+from loopwise.lint._fix import Fix
+from loopwise.lint._project import ModuleSummary, Project
+from loopwise.lint._rule import Rule
 
 __all__ = ["Cache", "check_files"]
 

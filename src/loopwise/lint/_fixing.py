@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopwise.lint._api import Selector
+from loopwise.lint._checker import check_module, parse_module
 from loopwise.lint._files import module_for
 from loopwise.lint._finding import Finding
 from loopwise.lint._fix import apply_fixes
 from loopwise.lint._project import Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import check_module, parse_module
 
 __all__ = ["MAX_ROUNDS", "FileFix", "fix_source"]
 

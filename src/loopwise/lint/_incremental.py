@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from loopwise.lint._checker import Checker, ParsedModule, parse_module, summarize_module
 from loopwise.lint._engine import (
     _PARALLEL_MIN_BYTES,
     _PARALLEL_MIN_FILES,
@@ -28,7 +29,6 @@ from loopwise.lint._finding import Finding
 from loopwise.lint._noqa import apply_noqa
 from loopwise.lint._project import FunctionInfo, ModuleSummary, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker, ParsedModule, parse_module, summarize_module
 
 __all__ = [
     "Dependents",

@@ -1,4 +1,5 @@
-"""The shape of a rule and the registry of all of them."""
+"""The shape of a rule: what it declares and what the checker calls (the registry of all rules
+is ``loopwise.lint.rules.ALL_RULES``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import inspect
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from loopwise.lint._runner import Checker
+    from loopwise.lint._checker import Checker
 
 __all__ = ["Rule"]
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._context import walk_all, walk_shallow
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name
 
 __all__ = [

@@ -17,8 +17,8 @@ from enum import Enum
 
 from loopwise.lint._awaits import calls_awaited_in_line
 from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._checker import Checker, _in_list
 from loopwise.lint._context import walk_all, walk_shallow
-from loopwise.lint._runner import Checker, _in_list
 from loopwise.lint.rules._shared import in_test_file
 
 _AWAIT_POINTS = (ast.Await, ast.AsyncFor, ast.AsyncWith)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 from dataclasses import replace
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name, coroutine_callee
 
 

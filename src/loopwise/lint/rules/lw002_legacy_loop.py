@@ -6,10 +6,10 @@ import ast
 
 from loopwise.lint._awaits import _last_name
 from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._checker import Checker
 from loopwise.lint._context import walk_shallow
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._fixes import segment
 
 _RUNS = frozenset({"run_until_complete", "run_forever"})

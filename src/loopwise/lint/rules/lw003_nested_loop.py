@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name
 
 _RUNNERS = frozenset({"asyncio.run", "asyncio.Runner.run"})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._discard import discarded_value
 from loopwise.lint.rules._fixes import (
     indentation,

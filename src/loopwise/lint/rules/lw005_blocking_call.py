@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import functools
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._blocking import (
     SPAWNS,
     THREAD,

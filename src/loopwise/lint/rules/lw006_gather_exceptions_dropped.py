@@ -7,9 +7,9 @@ import re
 
 from loopwise.lint._awaits import _last_name
 from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._checker import Checker
 from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._discard import discarded_value
 
 # Awaiting these gives back what their first argument gives back.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, replace
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 _LOCK_TYPES = frozenset(
     {"asyncio.Lock", "asyncio.Semaphore", "asyncio.BoundedSemaphore", "asyncio.Condition"}

@@ -7,9 +7,9 @@ import weakref
 from collections.abc import Iterator
 
 from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._checker import Checker
 from loopwise.lint._project import FunctionInfo, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._definitions import _scope_nodes
 from loopwise.lint.rules._shared import call_name, in_test_file
 

@@ -6,9 +6,9 @@ import ast
 from collections.abc import Iterator
 
 from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._definitions import _Module
 from loopwise.lint.rules._escape import _Escape, _Tracker
 from loopwise.lint.rules._fixes import indentation, segment

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint._types import FILE_TYPE
 from loopwise.lint.rules._blocking import FILE_WHAT, THREAD, BlockingCalls, BlockingType
 

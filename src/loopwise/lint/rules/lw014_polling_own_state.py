@@ -6,8 +6,8 @@ import ast
 from collections.abc import Iterator
 
 from loopwise.lint._binder import walk_all
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 _SLEEP = "asyncio.sleep"
 _CONDITION_NODES = (ast.BoolOp, ast.UnaryOp, ast.Compare, ast.Constant, ast.Name, ast.Attribute)

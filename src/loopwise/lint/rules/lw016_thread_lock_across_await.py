@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 
 from loopwise.lint._binder import _SCOPE_NODES, walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 _THREAD_LOCKS = frozenset(
     {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._project import FunctionInfo, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._blocking import ConfiguredBlockingCalls
 from loopwise.lint.rules._shared import call_name
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._blocking import THREAD, BlockingCalls
 
 # os.path functions that ask the file system (the others compute on the string).
