@@ -4,8 +4,8 @@ Names resolve to *qualified names* such as ``asyncio.sleep``, ``requests.Session
 ``pkg.mod.Client.fetch``. Anything that cannot be known for sure resolves to ``None``: the rules
 are written so that ``None`` means "say nothing" (precision first).
 
-The binder (what each scope binds, and the tree walkers) is in ``_binder``, the inference of
-value types in ``_types``; the names other modules import from here are re-exported.
+The binder (what each scope binds) is in ``_binder``, the inference of value types in
+``_types``, the AST helpers and walkers in ``_ast``.
 """
 
 from __future__ import annotations
@@ -17,27 +17,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
-from loopwise.lint._binder import (
-    _ASSIGNING,
-    _SCOPE_NODES,
-    Bindings,
-    ModuleScope,
-    Scope,
-    _assignment_targets,
-    _Binder,
-    _decorator_names,
-    _stored_names,
-    child_nodes,
-    import_bindings,
-    normalize,
+from loopwise.lint._ast import (
+    ASSIGNING,
+    SCOPE_NODES,
+    assignment_targets,
+    decorator_names,
     statement_blocks,
-    walk_all,
-    walk_shallow,
+    stored_names,
 )
+from loopwise.lint._binder import Bindings, ModuleScope, Scope, _Binder, normalize
 from loopwise.lint._types import (
     _NONE,
-    KNOWN_CLASSES,
-    LOOP_TYPE,
     _agreed,
     _is_known,
     _is_property,
@@ -47,19 +37,7 @@ from loopwise.lint._types import (
 if TYPE_CHECKING:
     from loopwise.lint._project import Project
 
-__all__ = [
-    "KNOWN_CLASSES",
-    "LOOP_TYPE",
-    "Bindings",
-    "FileContext",
-    "ModuleScope",
-    "Scope",
-    "child_nodes",
-    "import_bindings",
-    "normalize",
-    "walk_all",
-    "walk_shallow",
-]
+__all__ = ["FileContext"]
 
 _UNBOUND = object()  # in the attribute cache: the class itself does not bind that name
 _T = TypeVar("_T")
@@ -371,7 +349,7 @@ def _bound_value(result: str | object | None) -> str | None:
 
 def _self_parameter(method: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
     positional = [*method.args.posonlyargs, *method.args.args]
-    if not positional or "staticmethod" in _decorator_names(method):
+    if not positional or "staticmethod" in decorator_names(method):
         return None
     return positional[0].arg
 
@@ -415,7 +393,7 @@ def _collect_attribute_assignments(cls: ast.ClassDef) -> dict[str, list[_Assignm
         elif isinstance(statement, ast.Assign):
             direct = len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)
             for assigned in statement.targets:
-                for name in _stored_names(assigned):
+                for name in stored_names(assigned):
                     found[name].append((statement, None) if direct else None)
     for method in cls.body:
         if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -424,13 +402,13 @@ def _collect_attribute_assignments(cls: ast.ClassDef) -> dict[str, list[_Assignm
         if self_name is None:
             continue
         for child, nested in _statements(method.body, nested=False):
-            if not isinstance(child, _ASSIGNING):
+            if not isinstance(child, ASSIGNING):
                 continue
             direct = isinstance(child, ast.AnnAssign) or (
                 isinstance(child, ast.Assign) and len(child.targets) == 1
             )
             scope = None if nested else method
-            for target in _assignment_targets(child):
+            for target in assignment_targets(child):
                 for attribute in _self_attributes(target, self_name):
                     simple = direct and attribute is target
                     found[attribute.attr].append((child, scope) if simple else None)
@@ -442,7 +420,7 @@ def _statements(body: list[ast.stmt], *, nested: bool) -> Iterator[tuple[ast.stm
     def or class (only statements can assign an attribute, so expressions are not walked)."""
     for statement in body:
         yield statement, nested
-        inner = nested or isinstance(statement, _SCOPE_NODES)
+        inner = nested or isinstance(statement, SCOPE_NODES)
         for block in statement_blocks(statement):
             yield from _statements(block, nested=inner)
 

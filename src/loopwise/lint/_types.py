@@ -14,7 +14,8 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
-from loopwise.lint._binder import ModuleScope, Scope, _decorator_names, walk_all, walk_shallow
+from loopwise.lint._ast import decorator_names, walk_all, walk_shallow
+from loopwise.lint._binder import ModuleScope, Scope
 
 if TYPE_CHECKING:
     from loopwise.lint._project import Project
@@ -404,4 +405,4 @@ def _tests_missing(test: ast.expr, name: str) -> bool:
 
 
 def _is_property(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    return bool(_decorator_names(node) & _PROPERTY_DECORATORS)
+    return bool(decorator_names(node) & _PROPERTY_DECORATORS)

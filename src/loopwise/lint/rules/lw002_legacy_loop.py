@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._ast import SCOPE_NODES, walk_shallow
 from loopwise.lint._awaits import _last_name
-from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._checker import Checker
-from loopwise.lint._context import walk_shallow
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint.rules._fixes import segment
@@ -186,7 +185,7 @@ def _legacy_branch(call: ast.Call, checker: Checker) -> bool:
     for parent in reversed(checker.parents):
         if _guards(parent, child, checker) or _after_modern_return(parent, child, checker):
             return True
-        if isinstance(parent, _SCOPE_NODES):
+        if isinstance(parent, SCOPE_NODES):
             return False
         child = parent
     return False

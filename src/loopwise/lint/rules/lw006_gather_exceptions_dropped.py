@@ -5,10 +5,9 @@ from __future__ import annotations
 import ast
 import re
 
+from loopwise.lint._ast import LOOPS, SCOPE_NODES, walk_all, walk_shallow
 from loopwise.lint._awaits import _last_name
-from loopwise.lint._binder import _SCOPE_NODES
 from loopwise.lint._checker import Checker
-from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._rule import Rule
 from loopwise.lint.rules._discard import discarded_value
 
@@ -390,7 +389,7 @@ def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
     """
     child = statement
     for parent in reversed(checker.parents):
-        if isinstance(parent, _SCOPE_NODES):
+        if isinstance(parent, SCOPE_NODES):
             break
         if isinstance(parent, ast.Try | ast.TryStar) and any(
             child is final for final in parent.finalbody
@@ -425,7 +424,7 @@ def _leaves(node: ast.stmt, in_loop: bool) -> bool:
         return True
     if isinstance(node, ast.Break | ast.Continue):
         return not in_loop  # it leaves a loop around the handler
-    if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+    if isinstance(node, LOOPS):
         return _leaves_early(node.body, in_loop=True) or _leaves_early(node.orelse, in_loop)
     return False
 
@@ -433,7 +432,7 @@ def _leaves(node: ast.stmt, in_loop: bool) -> bool:
 def _shallow_statements(statement: ast.stmt) -> list[ast.stmt]:
     """``statement`` and the statements nested in it, down to (not into) loops and scopes."""
     found = [statement]
-    if isinstance(statement, (ast.For, ast.AsyncFor, ast.While, *_SCOPE_NODES)):
+    if isinstance(statement, (*LOOPS, *SCOPE_NODES)):
         return found
     for child in ast.iter_child_nodes(statement):
         if isinstance(child, ast.stmt):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, replace
 
+from loopwise.lint._ast import COMPREHENSIONS, NAMED_SCOPES
 from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
 
@@ -12,8 +13,6 @@ _LOCK_TYPES = frozenset(
     {"asyncio.Lock", "asyncio.Semaphore", "asyncio.BoundedSemaphore", "asyncio.Condition"}
 )
 _LOCK_WORDS = ("lock", "mutex", "sem", "cond")
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_NESTED_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +262,7 @@ class _Flow:
                 self.block(case.body)
         elif isinstance(node, ast.Global):
             self.globals.update(node.names)
-        elif isinstance(node, _NESTED_SCOPES):
+        elif isinstance(node, NAMED_SCOPES):
             self.locals.pop(node.name, None)  # its body is checked as its own function
         elif isinstance(node, ast.Raise | ast.Assert):
             for child in ast.iter_child_nodes(node):
@@ -406,7 +405,7 @@ class _Flow:
                     taint |= self.expr(key_node)
                 taint |= self.expr(value)
             return _combined(taint)
-        if isinstance(node, _COMPREHENSIONS):
+        if isinstance(node, COMPREHENSIONS):
             return self.comprehension(node)
         if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
             return frozenset().union(*(self.expr(value) for value in node.values))

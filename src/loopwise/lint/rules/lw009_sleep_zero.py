@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._ast import walk_shallow
 from loopwise.lint._checker import Checker
-from loopwise.lint._context import walk_shallow
 from loopwise.lint._rule import Rule
 
 # Calls that hand work to the loop to run later: a `sleep(0)` after one waits for that work.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._ast import SCOPE_NODES
 from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
@@ -244,7 +244,7 @@ def _class_body_nodes(cls: ast.ClassDef) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, _SCOPE_NODES):
+        if not isinstance(node, SCOPE_NODES):
             stack.extend(ast.iter_child_nodes(node))
 
 

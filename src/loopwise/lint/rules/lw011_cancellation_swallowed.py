@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from enum import Enum
 
+from loopwise.lint._ast import walk_all, walk_shallow
 from loopwise.lint._checker import Checker
-from loopwise.lint._context import walk_all, walk_shallow
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
 from loopwise.lint.rules._fixes import (

@@ -5,13 +5,12 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from loopwise.lint._binder import walk_all
+from loopwise.lint._ast import FUNCTIONS, walk_all
 from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
 
 _SLEEP = "asyncio.sleep"
 _CONDITION_NODES = (ast.BoolOp, ast.UnaryOp, ast.Compare, ast.Constant, ast.Name, ast.Attribute)
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 class PollingOwnState(Rule):
@@ -100,7 +99,7 @@ class PollingOwnState(Rule):
         if condition is None or not _only_state(condition):
             return
         function = checker.function
-        assert function is not None and isinstance(function.node, _FUNCTIONS)
+        assert function is not None and isinstance(function.node, FUNCTIONS)
         writer = _writer(condition, function.node, function.self_name, checker)
         if writer is None:
             return
@@ -168,7 +167,7 @@ def _writer(
                 continue
             for method in cls.body:
                 if (
-                    isinstance(method, _FUNCTIONS)
+                    isinstance(method, FUNCTIONS)
                     and method is not polling
                     and method.name != "__init__"
                     and _assigns_attribute(method, node.attr)
@@ -227,7 +226,7 @@ def _assigns_attribute(method: ast.FunctionDef | ast.AsyncFunctionDef, attr: str
 
 def _module_functions(tree: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
     for node in walk_all(tree):
-        if isinstance(node, _FUNCTIONS):
+        if isinstance(node, FUNCTIONS):
             yield node
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._binder import walk_shallow
+from loopwise.lint._ast import walk_shallow
 from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
 from loopwise.lint.rules._local_names import INERT_PARENTS, name_uses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._binder import _SCOPE_NODES, walk_shallow
+from loopwise.lint._ast import AWAIT_POINTS, SCOPE_NODES, walk_shallow
 from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
 
@@ -17,7 +17,6 @@ _THREAD_LOCKS = frozenset(
         "threading.Semaphore",
     }
 )
-_SUSPENDS = (ast.Await, ast.AsyncFor, ast.AsyncWith)
 
 
 class ThreadLockAcrossAwait(Rule):
@@ -129,9 +128,9 @@ def _check_with(node: ast.With, checker: Checker) -> None:
 def _suspends(body: list[ast.stmt]) -> bool:
     """Whether running ``body`` may suspend the coroutine (nested defs run later, if ever)."""
     return any(
-        isinstance(node, _SUSPENDS)
+        isinstance(node, AWAIT_POINTS)
         for statement in body
-        if not isinstance(statement, _SCOPE_NODES)
+        if not isinstance(statement, SCOPE_NODES)
         for node in (statement, *walk_shallow(statement))
     )
 
@@ -154,7 +153,7 @@ def _awaits_before_release(function: ast.AST, acquire: ast.Call, lock: str) -> b
         at = (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
         if at <= start:
             continue
-        if isinstance(node, _SUSPENDS):
+        if isinstance(node, AWAIT_POINTS):
             suspends.append(at)
         elif (
             isinstance(node, ast.Call)
