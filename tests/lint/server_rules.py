@@ -7,13 +7,13 @@ import ast
 from loopwise.lint import Rule
 
 
-class Exploding(Rule):
+class Exploding(Rule[ast.Call]):
     """Raises on every call, to check that one broken rule cannot take the others down."""
 
     code = "LW900"
     name = "exploding"
     summary = "raises on every call"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: object) -> None:
+    def visit(self, node: ast.Call, checker: object) -> None:
         raise RuntimeError("boom")

@@ -72,13 +72,13 @@ def test_a_change_to_what_modules_share_by_name_affects_every_module() -> None:
     assert dependents(Project([old, other]), {"a": (old, new)}) is None
 
 
-class _Raising(Rule):
+class _Raising(Rule[ast.Call]):
     code = "LW999"
     name = "raising"
     summary = "raises"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         raise ValueError("broken rule")
 
 

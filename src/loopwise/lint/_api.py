@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from loopwise._exceptions import ConfigError
 from loopwise.lint._checker import check_module, parse_module, summarize_module
@@ -184,9 +185,9 @@ def check(
     return CheckResult(kept, files, selector=selector, project=project)
 
 
-def _configured_rules(finder: ConfigFinder, *, stdin_path: str | None = None) -> list[Rule]:
+def _configured_rules(finder: ConfigFinder, *, stdin_path: str | None = None) -> list[Rule[Any]]:
     """Every rule, with the settings of the configurations met (``extend-blocking-calls``)."""
-    rules: list[Rule] = [rule() for rule in ALL_RULES]
+    rules: list[Rule[Any]] = [rule() for rule in ALL_RULES]
     blocking: dict[str, tuple[str, ...]] = {}
     for config in finder.all():
         if config.extend_blocking_calls:

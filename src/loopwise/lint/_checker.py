@@ -6,7 +6,7 @@ import ast
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from loopwise.lint._ast import COMPREHENSIONS, FUNCTIONS, LOOPS, SCOPE_NODES, child_nodes, in_list
 from loopwise.lint._binder import Bindings, Scope
@@ -97,7 +97,7 @@ class Checker:
         self,
         parsed: ParsedModule,
         project: Project,
-        rules: Sequence[Rule],
+        rules: Sequence[Rule[Any]],
         *,
         fixes: bool = False,
     ) -> None:
@@ -114,12 +114,12 @@ class Checker:
         self.ctx.extra_classes = frozenset().union(*(r.classes_for(self.path) for r in rules))
         self.parents: list[ast.AST] = []
         self.findings: list[Finding] = []
-        self._rule: Rule | None = None
+        self._rule: Rule[Any] | None = None
         self._per_module: dict[Callable[[ast.Module], object], object] = {}
-        self._dispatch: dict[type[ast.AST], list[Rule]] = {}
-        self._scope_dispatch: dict[type[ast.AST], list[Rule]] = {}
+        self._dispatch: dict[type[ast.AST], list[Rule[Any]]] = {}
+        self._scope_dispatch: dict[type[ast.AST], list[Rule[Any]]] = {}
         for rule in rules:
-            for node_type in rule.nodes:
+            for node_type in rule.node_types:
                 self._dispatch.setdefault(node_type, []).append(rule)
             for node_type in rule.scopes:
                 self._scope_dispatch.setdefault(node_type, []).append(rule)
@@ -266,7 +266,7 @@ class Checker:
 
 
 def check_module(
-    parsed: ParsedModule, project: Project, rules: Sequence[Rule], *, fixes: bool = False
+    parsed: ParsedModule, project: Project, rules: Sequence[Rule[Any]], *, fixes: bool = False
 ) -> list[Finding]:
     """All findings for one parsed module, ``# noqa`` applied, sorted by position.
 

@@ -15,6 +15,7 @@ import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loopwise.lint._api import Selector
 from loopwise.lint._checker import check_module, parse_module
@@ -55,7 +56,7 @@ def fix_source(
     source: bytes,
     *,
     project: Project,
-    rules: Sequence[Rule],
+    rules: Sequence[Rule[Any]],
     selector: Selector,
     unsafe: bool,
 ) -> FileFix:

@@ -12,6 +12,7 @@ import gc
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from loopwise.lint._checker import Checker, ParsedModule, parse_module, summarize_module
 from loopwise.lint._engine import (
@@ -127,7 +128,7 @@ def summarize_text(path: str, source: bytes, module: str, is_package: bool) -> T
 
 
 def check_text(
-    summarized: TextCheck, project: Project, rules: Sequence[Rule], *, fixes: bool = False
+    summarized: TextCheck, project: Project, rules: Sequence[Rule[Any]], *, fixes: bool = False
 ) -> TextCheck:
     """Fill in the findings of a summarized text against ``project``, ``# noqa`` applied.
 

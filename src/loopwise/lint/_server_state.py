@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loopwise._exceptions import ConfigError
 from loopwise.lint._api import CODES, Selector
@@ -78,7 +79,7 @@ class ServerState:
     have changed (to be checked and published again).
     """
 
-    def __init__(self, roots: Sequence[Path], rules: Sequence[Rule]) -> None:
+    def __init__(self, roots: Sequence[Path], rules: Sequence[Rule[Any]]) -> None:
         self.roots = [Path(os.path.normpath(root)) for root in roots]
         self.rules = list(rules)
         self.modules: dict[str, _Module] = {}

@@ -80,8 +80,7 @@ class BlockingCalls:
         # The attribute names a blocking call can end with: a cheap filter before resolving.
         self.attributes = frozenset(name.rpartition(".")[2] for name in table)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         func = node.func
         if isinstance(func, ast.Attribute):
             if func.attr not in self.attributes and not self.types:

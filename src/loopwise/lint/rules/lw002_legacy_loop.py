@@ -25,7 +25,7 @@ _LOOP_PROVIDERS = frozenset({"new_event_loop", "set_event_loop"})
 _EXITS = frozenset({"sys.exit", "os._exit", "builtins.exit", "builtins.quit"})
 
 
-class LegacyLoopEntryPoint(Rule):
+class LegacyLoopEntryPoint(Rule[ast.Call]):
     """## What it does
     Checks for `asyncio.get_event_loop()` used to start a program: at module level (including
     under `if __name__ == "__main__":`), or in a sync function that then runs the loop with
@@ -88,10 +88,9 @@ class LegacyLoopEntryPoint(Rule):
     name = "legacy-loop-entry-point"
     summary = "asyncio.get_event_loop() used as a program entry point"
     fix_safety = "unsafe"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         if checker.ctx.resolve_call(node) != "asyncio.get_event_loop":
             return
         function = checker.function

@@ -23,7 +23,7 @@ _COPYING_CALLS = frozenset({"list", "tuple", "set", "sorted", "reversed"})
 _FIX = "inspect the results (`isinstance(r, BaseException)`) or drop `return_exceptions=True`"
 
 
-class GatherExceptionsDropped(Rule):
+class GatherExceptionsDropped(Rule[ast.Expr | ast.Assign | ast.AnnAssign]):
     """## What it does
     Checks for `await asyncio.gather(..., return_exceptions=True)` whose result is thrown away:
     the `await` is a statement on its own, its result is assigned to `_`, or it is assigned to
@@ -107,9 +107,9 @@ class GatherExceptionsDropped(Rule):
     in_tests = False
     name = "gather-exceptions-dropped"
     summary = "result of gather(return_exceptions=True) is discarded"
-    nodes = (ast.Expr, ast.Assign, ast.AnnAssign)
+    node_types = (ast.Expr, ast.Assign, ast.AnnAssign)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Expr | ast.Assign | ast.AnnAssign, checker: Checker) -> None:
         value = getattr(node, "value", None)
         if not (isinstance(value, ast.Await) and isinstance(value.value, ast.Call)):
             return

@@ -41,7 +41,7 @@ def _combined(taint: _Taint) -> _Taint:
     return frozenset(replace(read, unchanged=False) for read in taint)
 
 
-class StateMutatedAcrossAwait(Rule):
+class StateMutatedAcrossAwait(Rule[ast.AsyncFunctionDef]):
     """## What it does
     Checks an `async def` for a lost read-modify-write: a value read from shared state — an
     attribute of `self` (the method's first parameter, so also `cls`) or a module global
@@ -149,9 +149,8 @@ class StateMutatedAcrossAwait(Rule):
     summary = "shared state written from a value read before an await"
     scopes = (ast.AsyncFunctionDef,)
 
-    def visit_scope(self, node: ast.AST, checker: Checker) -> None:
+    def visit_scope(self, node: ast.AsyncFunctionDef, checker: Checker) -> None:
         function = node
-        assert isinstance(function, ast.AsyncFunctionDef)
         scope = checker.function
         if scope is None or (scope.self_name is None and not scope.declared_outer):
             return

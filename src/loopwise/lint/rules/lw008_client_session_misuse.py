@@ -23,7 +23,7 @@ _PER_CALL_NAMES: weakref.WeakKeyDictionary[Project, frozenset[str]] = weakref.We
 # Where a use of the session's name neither closes it nor hands it to anything else.
 
 
-class ClientSessionMisuse(Rule):
+class ClientSessionMisuse(Rule[ast.Call]):
     """## What it does
     Checks for three ways of misusing `aiohttp.ClientSession` (however it is imported:
     `from aiohttp import ClientSession`, `import aiohttp as ah`, ...):
@@ -113,10 +113,9 @@ class ClientSessionMisuse(Rule):
     code = "LW008"
     name = "client-session-misuse"
     summary = "new aiohttp ClientSession per request, or one never closed"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         func = node.func
         if isinstance(func, ast.Attribute):
             # Cheap first: a method call can only matter under one of the names it could have.

@@ -20,7 +20,7 @@ _STARTS_WORK = frozenset(
 )
 
 
-class SleepZeroAsSynchronisation(Rule):
+class SleepZeroAsSynchronisation(Rule[ast.Await]):
     """## What it does
     Checks for `await asyncio.sleep(0)` (or `sleep(0.0)`, `sleep(delay=0)`, through any import
     alias) outside a loop body of the current function: code that yields to the event loop once,
@@ -92,11 +92,10 @@ class SleepZeroAsSynchronisation(Rule):
     default = False
     name = "sleep-zero-synchronisation"
     summary = "await asyncio.sleep(0) used to wait for another task"
-    nodes = (ast.Await,)
+    node_types = (ast.Await,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Await)
+    def visit(self, node: ast.Await, checker: Checker) -> None:
         call = node.value
         if not (isinstance(call, ast.Call) and _zero_delay(call)):
             return

@@ -40,7 +40,7 @@ _MUTABLE_FACTORIES = frozenset(
 )
 
 
-class MutableDefaultArgument(Rule):
+class MutableDefaultArgument(Rule[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda]):
     """## What it does
     Checks for parameter defaults that are mutable containers — `[]`, `{}`, set displays,
     list/dict/set comprehensions, and calls to `list()`, `dict()`, `set()`, `bytearray()`,
@@ -138,11 +138,12 @@ class MutableDefaultArgument(Rule):
     code = "LW010"
     name = "mutable-default-argument"
     summary = "mutable default argument that the function mutates, returns or stores"
-    nodes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    node_types = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
     fix_safety = "sometimes"
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+    def visit(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, checker: Checker
+    ) -> None:
         args = node.args
         if not args.defaults and not any(args.kw_defaults):
             return

@@ -14,7 +14,7 @@ _GATHER = "asyncio.gather"
 _RAISES = frozenset({"raises", "assertRaises", "assertRaisesRegex"})
 
 
-class CoroutineNeverAwaitedName(Rule):
+class CoroutineNeverAwaitedName(Rule[ast.Assign | ast.AnnAssign]):
     """## What it does
     Checks for the coroutine of a call to a coroutine function assigned to a local name
     (`coro = fetch()`, `coro: Coroutine = fetch()`) when no path of the function does anything
@@ -78,10 +78,9 @@ class CoroutineNeverAwaitedName(Rule):
     code = "LW013"
     name = "coroutine-never-awaited-name"
     summary = "coroutine assigned to a name that is never awaited"
-    nodes = (ast.Assign, ast.AnnAssign)
+    node_types = (ast.Assign, ast.AnnAssign)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Assign | ast.AnnAssign)
+    def visit(self, node: ast.Assign | ast.AnnAssign, checker: Checker) -> None:
         call = node.value
         if not isinstance(call, ast.Call):
             return

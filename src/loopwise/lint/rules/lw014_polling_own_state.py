@@ -13,7 +13,7 @@ _SLEEP = "asyncio.sleep"
 _CONDITION_NODES = (ast.BoolOp, ast.UnaryOp, ast.Compare, ast.Constant, ast.Name, ast.Attribute)
 
 
-class PollingOwnState(Rule):
+class PollingOwnState(Rule[ast.While]):
     """## What it does
     Checks for a coroutine that waits for a flag by polling it with `asyncio.sleep()`:
 
@@ -88,11 +88,10 @@ class PollingOwnState(Rule):
     code = "LW014"
     name = "polling-own-state"
     summary = "polling with sleeps for state the program sets itself"
-    nodes = (ast.While,)
+    node_types = (ast.While,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.While)
+    def visit(self, node: ast.While, checker: Checker) -> None:
         if not checker.in_async_function or node.orelse:
             return
         condition = _polled_condition(node, checker)

@@ -46,7 +46,7 @@ _METADATA = frozenset(
 )
 
 
-class ResponseNeverReleased(Rule):
+class ResponseNeverReleased(Rule[ast.Assign | ast.AnnAssign]):
     """## What it does
     Checks for a response of an aiohttp `ClientSession` request awaited into a local name
     (`resp = await session.get(url)`, also `.post`, `.put`, `.patch`, `.delete`, `.options`
@@ -121,11 +121,10 @@ class ResponseNeverReleased(Rule):
     default = False
     name = "response-never-released"
     summary = "response of an aiohttp request is never read, released or closed"
-    nodes = (ast.Assign, ast.AnnAssign)
+    node_types = (ast.Assign, ast.AnnAssign)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Assign | ast.AnnAssign)
+    def visit(self, node: ast.Assign | ast.AnnAssign, checker: Checker) -> None:
         awaited = node.value
         if not isinstance(awaited, ast.Await):
             return

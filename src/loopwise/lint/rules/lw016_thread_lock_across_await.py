@@ -19,7 +19,7 @@ _THREAD_LOCKS = frozenset(
 )
 
 
-class ThreadLockAcrossAwait(Rule):
+class ThreadLockAcrossAwait(Rule[ast.With | ast.Call]):
     """## What it does
     Checks for a `threading.Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` or `Condition`
     held across an `await` in a coroutine: `with lock:` whose body awaits (or uses
@@ -84,14 +84,13 @@ class ThreadLockAcrossAwait(Rule):
     code = "LW016"
     name = "thread-lock-across-await"
     summary = "threading lock held across an await"
-    nodes = (ast.With, ast.Call)
+    node_types = (ast.With, ast.Call)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.With | ast.Call, checker: Checker) -> None:
         if isinstance(node, ast.With):
             if checker.in_async_function:
                 _check_with(node, checker)
             return
-        assert isinstance(node, ast.Call)
         func = node.func
         if not isinstance(func, ast.Attribute) or func.attr != "acquire":
             return
