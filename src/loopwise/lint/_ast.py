@@ -25,7 +25,9 @@ __all__ = [
     "child_nodes",
     "decorator_names",
     "in_list",
+    "is_property",
     "parameters_of",
+    "self_parameter",
     "statement_blocks",
     "stored_names",
     "walk_all",
@@ -235,3 +237,19 @@ def decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
 def in_list(node: ast.AST, nodes: list[ast.stmt]) -> bool:
     """Whether ``node`` itself (not an equal node) is one of ``nodes``."""
     return any(item is node for item in nodes)
+
+
+_PROPERTY_DECORATORS = frozenset({"property", "cached_property"})
+
+
+def is_property(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether ``node`` is decorated as a property (``property``/``cached_property``)."""
+    return bool(decorator_names(node) & _PROPERTY_DECORATORS)
+
+
+def self_parameter(method: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    """The name of a method's ``self``/``cls`` parameter (None for a static method)."""
+    positional = [*method.args.posonlyargs, *method.args.args]
+    if not positional or "staticmethod" in decorator_names(method):
+        return None
+    return positional[0].arg

@@ -3,8 +3,10 @@
 What it decides: which names the module's top level binds (imports with their qualified
 targets, definitions, other assignments, names bound in more than one way), which names every
 function, lambda and comprehension binds (parameters, assignments, imports, ``global`` and
-``nonlocal`` declarations) and which nodes bind each of them; also how an import's private
-asyncio module path maps to the public name (``normalize``). The walkers are in ``_ast``.
+``nonlocal`` declarations) and which nodes bind each of them; which statements assign each
+attribute of a class (``self.x = ...`` in its methods, ``x = ...`` in its body) and which of
+its methods are properties; also how an import's private asyncio module path maps to the
+public name (``normalize``). The walkers are in ``_ast``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from loopwise.lint._ast import (
     SCOPE_NODES,
     assignment_targets,
     child_nodes,
+    is_property,
     parameters_of,
+    self_parameter,
+    statement_blocks,
     stored_names,
 )
 
@@ -281,3 +286,90 @@ class _Binder:
                     current.bound.add(declared)
             for child in child_nodes(node):
                 self._visit(child, current)
+
+
+# -- what a class binds to its attributes ------------------------------------------------
+
+
+def property_getters(cls: ast.ClassDef) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The getters of the class's properties, by name."""
+    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    for statement in cls.body:
+        if (
+            isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef)
+            and is_property(statement)
+            and statement.name not in found
+        ):
+            found[statement.name] = statement
+    return found
+
+
+def defines_method(cls: ast.ClassDef, name: str) -> bool:
+    return any(
+        isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and statement.name == name
+        for statement in cls.body
+    )
+
+
+# One `self.x = ...` statement and the method it is directly in (None: the class body, or a
+# function nested in a method, whose locals are not followed).
+AttributeAssignment = tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]
+# For each attribute of a class, its assignments (None: one whose type cannot be read off).
+AttributeAssignments = dict[str, list[AttributeAssignment | None]]
+
+
+def attribute_assignments(cls: ast.ClassDef) -> AttributeAssignments:
+    """For each attribute, the statements that assign it: `self.<attr> = ...` in the methods
+    (`cls.<attr>` in class methods) and `<attr> = ...` or `<attr>: T` in the class body.
+
+    An assignment whose type cannot be read off (tuple unpacking, ``+=``, ``for self.x in``)
+    is recorded as ``None``.
+    """
+    found: dict[str, list[AttributeAssignment | None]] = defaultdict(list)
+    for statement in cls.body:
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            found[statement.target.id].append((statement, None))
+        elif isinstance(statement, ast.Assign):
+            direct = len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)
+            for assigned in statement.targets:
+                for name in stored_names(assigned):
+                    found[name].append((statement, None) if direct else None)
+    for method in cls.body:
+        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        self_name = self_parameter(method)
+        if self_name is None:
+            continue
+        for child, nested in _statements(method.body, nested=False):
+            if not isinstance(child, ASSIGNING):
+                continue
+            direct = isinstance(child, ast.AnnAssign) or (
+                isinstance(child, ast.Assign) and len(child.targets) == 1
+            )
+            scope = None if nested else method
+            for target in assignment_targets(child):
+                for attribute in _self_attributes(target, self_name):
+                    simple = direct and attribute is target
+                    found[attribute.attr].append((child, scope) if simple else None)
+    return found
+
+
+def _statements(body: list[ast.stmt], *, nested: bool) -> Iterator[tuple[ast.stmt, bool]]:
+    """Every statement in ``body`` and the blocks under it, and whether it sits in a nested
+    def or class (only statements can assign an attribute, so expressions are not walked)."""
+    for statement in body:
+        yield statement, nested
+        inner = nested or isinstance(statement, SCOPE_NODES)
+        for block in statement_blocks(statement):
+            yield from _statements(block, nested=inner)
+
+
+def _self_attributes(target: ast.AST, self_name: str) -> Iterator[ast.Attribute]:
+    if isinstance(target, ast.Attribute):
+        if isinstance(target.value, ast.Name) and target.value.id == self_name:
+            yield target
+    elif isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            yield from _self_attributes(element, self_name)
+    elif isinstance(target, ast.Starred):
+        yield from _self_attributes(target.value, self_name)

@@ -12,8 +12,13 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from loopwise.lint._ast import FUNCTIONS, NAMED_SCOPES, decorator_names, parameters_of
-from loopwise.lint._context import _self_parameter
+from loopwise.lint._ast import (
+    FUNCTIONS,
+    NAMED_SCOPES,
+    decorator_names,
+    parameters_of,
+    self_parameter,
+)
 from loopwise.lint.rules._containers import (
     _AUGMENTED,
     _MUTATING_FUNCTIONS,
@@ -74,7 +79,7 @@ class _Tracker:
         self.outer = _declared_outer(self.function)
         self.locals = _local_names(self.function) - frozenset(self.outer)
         self.self_name = (
-            _self_parameter(self.function)
+            self_parameter(self.function)
             if self.cls is not None and isinstance(self.function, FUNCTIONS)
             else None
         )
