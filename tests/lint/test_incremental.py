@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 from loopwise.lint import RULES
+from loopwise.lint._checker import Checker
 from loopwise.lint._engine import Cache
 from loopwise.lint._files import SourceFile
 from loopwise.lint._incremental import (
@@ -18,7 +19,6 @@ from loopwise.lint._incremental import (
 )
 from loopwise.lint._project import ModuleSummary, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 
 def summary(module: str, text: str) -> ModuleSummary:
@@ -72,13 +72,13 @@ def test_a_change_to_what_modules_share_by_name_affects_every_module() -> None:
     assert dependents(Project([old, other]), {"a": (old, new)}) is None
 
 
-class _Raising(Rule):
+class _Raising(Rule[ast.Call]):
     code = "LW999"
     name = "raising"
     summary = "raises"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         raise ValueError("broken rule")
 
 

@@ -120,3 +120,32 @@ def test_loopwise_rule_prints_the_page(rule: type, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert out.startswith(f"# {rule.code}: {rule.name}")  # type: ignore[attr-defined]
     assert "### Why is this bad?" in out
+
+
+def test_every_rule_visit_is_typed_for_its_node_types() -> None:
+    """``Rule[NodeT]``: a rule is handed only the classes in ``node_types``, and its ``visit``
+    is annotated with exactly those (the type checker then needs no ``assert isinstance``)."""
+    import typing
+
+    for rule in RULES:
+        wanted = rule.node_types or rule.scopes
+        method = rule.visit if rule.node_types else rule.visit_scope
+        if not wanted:
+            continue
+        hints = typing.get_type_hints(method)
+        annotated = typing.get_args(hints["node"]) or (hints["node"],)
+        assert set(annotated) == set(wanted), rule.code
+
+
+def test_a_rule_written_for_the_old_nodes_attribute_is_refused_with_what_to_do() -> None:
+    import ast
+
+    from loopwise.lint import Rule
+
+    with pytest.raises(TypeError, match="node_types"):
+
+        class Old(Rule[ast.Call]):
+            code = "LW999"
+            name = "old"
+            summary = "sets the attribute the checker no longer reads"
+            nodes = (ast.Call,)

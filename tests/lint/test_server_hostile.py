@@ -245,6 +245,13 @@ async def test_hover_and_code_actions_on_an_unchanged_buffer_do_not_check_it_aga
     running = Session(tmp_path)
     await running.start(options={"extraRules": ["server_rules:Counting"]}, env={"PYTHONPATH": HERE})
     try:
+        # The index ending gives the buffer a new project to be checked against: wait for it.
+        await running.wait_for(
+            lambda: any(
+                (v["kind"] if isinstance(v, dict) else v.kind) == "end" for v in running.progress
+            ),
+            "the end of indexing",
+        )
         running.open("bad.py")
         found = await running.wait_codes("bad.py", ["LW001", "LW001"])
         [counted] = [d for d in found if d.message.startswith("check #")]

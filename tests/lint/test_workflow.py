@@ -261,10 +261,10 @@ def test_fixes_never_overlap_and_reach_a_fixed_point() -> None:
 
 def _fix(source: str, *, unsafe: bool) -> str:
     from loopwise.lint._api import CODES, Selector
+    from loopwise.lint._checker import parse_module, summarize_module
     from loopwise.lint._config import ConfigFinder
     from loopwise.lint._fixing import fix_source
     from loopwise.lint._project import Project
-    from loopwise.lint._runner import parse_module, summarize_module
 
     parsed = parse_module("m.py", source.encode(), "m", False)
     project = Project([summarize_module(parsed)])

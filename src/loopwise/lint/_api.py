@@ -7,8 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from loopwise._exceptions import ConfigError
+from loopwise.lint._checker import check_module, parse_module, summarize_module
 from loopwise.lint._config import Config, ConfigFinder, resolve_codes
 from loopwise.lint._engine import Cache, Progress, check_files
 from loopwise.lint._files import (
@@ -22,7 +24,6 @@ from loopwise.lint._files import (
 from loopwise.lint._finding import Finding
 from loopwise.lint._project import Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import check_module, parse_module, summarize_module
 from loopwise.lint.rules import ALL_RULES
 from loopwise.lint.rules._blocking import ConfiguredBlockingCalls
 
@@ -184,9 +185,9 @@ def check(
     return CheckResult(kept, files, selector=selector, project=project)
 
 
-def _configured_rules(finder: ConfigFinder, *, stdin_path: str | None = None) -> list[Rule]:
+def _configured_rules(finder: ConfigFinder, *, stdin_path: str | None = None) -> list[Rule[Any]]:
     """Every rule, with the settings of the configurations met (``extend-blocking-calls``)."""
-    rules: list[Rule] = [rule() for rule in ALL_RULES]
+    rules: list[Rule[Any]] = [rule() for rule in ALL_RULES]
     blocking: dict[str, tuple[str, ...]] = {}
     for config in finder.all():
         if config.extend_blocking_calls:

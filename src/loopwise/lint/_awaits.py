@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Iterator, Mapping
 
-from loopwise.lint._context import FileContext, walk_shallow
+from loopwise.lint._ast import walk_shallow
+from loopwise.lint._context import FileContext
 
 # Calls that run the coroutine handed to them in a task of its own (`gather` wraps each one).
 _TASK_STARTERS = frozenset(

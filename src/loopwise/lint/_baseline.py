@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopwise._exceptions import ConfigError
+from loopwise.lint._ast import NAMED_SCOPES
 from loopwise.lint._finding import Finding
 
 __all__ = ["Baseline", "fingerprints"]
 
 _VERSION = 1
 _Key = tuple[str, str, str, str]  # path (relative to the baseline), code, scope, statement
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _relative(path: str, base: Path) -> str:
@@ -94,7 +94,7 @@ def _locate(tree: ast.Module | None, lines: list[str], finding: Finding) -> tupl
         )
         if inner is None:
             break
-        if isinstance(inner, _SCOPES):
+        if isinstance(inner, NAMED_SCOPES):
             scope.append(inner.name)
         if isinstance(inner, ast.stmt):
             statement = inner

@@ -3,18 +3,31 @@
 What it decides: which names the module's top level binds (imports with their qualified
 targets, definitions, other assignments, names bound in more than one way), which names every
 function, lambda and comprehension binds (parameters, assignments, imports, ``global`` and
-``nonlocal`` declarations) and which nodes bind each of them; also how the walkers step through
-a tree (``child_nodes``, ``walk_shallow`` in one scope, ``walk_all``, ``walk_by_function``) and
-how an import's private asyncio module path maps to the public name (``normalize``).
+``nonlocal`` declarations) and which nodes bind each of them; which statements assign each
+attribute of a class (``self.x = ...`` in its methods, ``x = ...`` in its body) and which of
+its methods are properties; also how an import's private asyncio module path maps to the
+public name (``normalize``). The walkers are in ``_ast``.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from loopwise.lint._ast import (
+    ASSIGNING,
+    COMPREHENSIONS,
+    SCOPE_NODES,
+    assignment_targets,
+    child_nodes,
+    is_property,
+    parameters_of,
+    self_parameter,
+    statement_blocks,
+    stored_names,
+)
 
 _ASYNCIO_SUBMODULES = frozenset(
     {
@@ -35,9 +48,6 @@ _ASYNCIO_SUBMODULES = frozenset(
     }
 )
 
-_SCOPE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
 
 def normalize(qualname: str) -> str:
     """Map private module paths to public names: ``asyncio.tasks.sleep`` is ``asyncio.sleep``."""
@@ -45,138 +55,6 @@ def normalize(qualname: str) -> str:
     if len(parts) > 2 and parts[0] == "asyncio" and parts[1] in _ASYNCIO_SUBMODULES:
         return "asyncio." + ".".join(parts[2:])
     return qualname
-
-
-_NOT_CHILDREN = frozenset(
-    {
-        "arg", "asname", "attr", "conversion", "ctx", "id", "is_async", "kind", "level",
-        "module", "name", "names", "op", "ops", "simple", "type_comment",
-    }
-)  # fmt: skip
-_FIELD_SPEC = re.compile(r"(\w+)([*?]?) (\w+)")
-# Per node type: (field name, whether it holds a list) for each field that may hold child nodes.
-_CHILD_PLANS: dict[type[ast.AST], tuple[tuple[str, bool], ...] | None] = {}
-
-
-def _child_plan(node_type: type[ast.AST]) -> tuple[tuple[str, bool], ...] | None:
-    """Which fields of ``node_type`` hold child nodes, read from its grammar line (the class
-    docstring, ``For(expr target, expr iter, stmt* body, ...)``); None when that cannot be read.
-
-    A field holds nodes when its declared type is a node class; identifiers, strings, ints and
-    constants do not, and neither do the skipped ``ctx``/operator fields.
-    """
-    if not node_type._fields:  # `pass`, `break`, operators, contexts
-        return ()
-    head = (node_type.__doc__ or "").strip().partition("\n")[0]
-    if not head.startswith(f"{node_type.__name__}(") or not head.endswith(")"):
-        return None
-    specs = {name: (kind, suffix) for kind, suffix, name in _FIELD_SPEC.findall(head)}
-    if set(specs) != set(node_type._fields):
-        return None
-    plan = []
-    for name in node_type._fields:
-        kind, suffix = specs[name]
-        declared = getattr(ast, kind, None)
-        is_node = isinstance(declared, type) and issubclass(declared, ast.AST)
-        if is_node and name not in _NOT_CHILDREN:
-            plan.append((name, suffix == "*"))
-    return tuple(plan)
-
-
-def child_nodes(node: ast.AST) -> list[ast.AST]:
-    """The direct children of ``node`` worth visiting (no ``ctx``/operator nodes), in order."""
-    node_type = type(node)
-    try:
-        plan = _CHILD_PLANS[node_type]
-    except KeyError:
-        plan = _CHILD_PLANS[node_type] = _child_plan(node_type)
-    if plan is None:
-        return _generic_child_nodes(node)
-    children: list[ast.AST] = []
-    for name, is_list in plan:
-        value = getattr(node, name, None)
-        if value is None:
-            continue
-        if not is_list:
-            children.append(value)
-        elif None in value:  # `{**a}` keys, keyword-only parameters without a default
-            children.extend(item for item in value if item is not None)
-        else:
-            children.extend(value)
-    return children
-
-
-def _generic_child_nodes(node: ast.AST) -> list[ast.AST]:
-    """``child_nodes`` for a node type whose grammar line cannot be read: every field checked."""
-    children: list[ast.AST] = []
-    for name in node._fields:
-        if name in _NOT_CHILDREN:
-            continue
-        value = getattr(node, name, None)
-        if type(value) is list:
-            children.extend(item for item in value if isinstance(item, ast.AST))
-        elif isinstance(value, ast.AST):
-            children.append(value)
-    return children
-
-
-def walk_shallow(node: ast.AST) -> Iterator[ast.AST]:
-    """Yield the descendants of ``node`` in its own scope (not in nested defs, lambdas, classes)."""
-    stack = child_nodes(node)
-    while stack:
-        child = stack.pop()
-        yield child
-        if not isinstance(child, _SCOPE_NODES):
-            stack.extend(child_nodes(child))
-
-
-def walk_all(node: ast.AST) -> Iterator[ast.AST]:
-    """Every descendant of ``node`` (nested scopes included); faster than ``ast.walk``."""
-    stack = child_nodes(node)
-    while stack:
-        child = stack.pop()
-        yield child
-        stack.extend(child_nodes(child))
-
-
-def statement_blocks(statement: ast.stmt) -> Iterator[list[ast.stmt]]:
-    """The statement lists nested in ``statement``: bodies, ``else``/``finally`` blocks,
-    ``except`` handlers and ``match`` cases, in source order."""
-    for name in ("body", "orelse", "finalbody"):
-        block = getattr(statement, name, None)
-        if isinstance(block, list):
-            yield block
-    for handler in getattr(statement, "handlers", ()):
-        yield handler.body
-    for case in getattr(statement, "cases", ()):
-        yield case.body
-
-
-def walk_by_function(tree: ast.AST) -> tuple[list[ast.AST], dict[ast.AST, list[ast.AST]]]:
-    """``list(walk_all(tree))``, and for each ``def``/``async def`` in it ``list(walk_shallow(f))``.
-
-    One walk instead of one per function; both come in the order those walkers yield them (a
-    function's own nodes are a contiguous stretch of the whole walk, nested scopes left out).
-    """
-    everything: list[ast.AST] = []
-    by_function: dict[ast.AST, list[ast.AST]] = {}
-    stack = child_nodes(tree)
-    owners: list[list[ast.AST] | None] = [None] * len(stack)  # whose own node each one is
-    while stack:
-        node = stack.pop()
-        owner = owners.pop()
-        everything.append(node)
-        if owner is not None:
-            owner.append(node)
-        if isinstance(node, _SCOPE_NODES):  # a nested scope's nodes are not its owner's own
-            owner = None
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                owner = by_function[node] = []
-        children = child_nodes(node)
-        if children:
-            stack += children
-            owners += [owner] * len(children)
-    return everything, by_function
 
 
 def _import_target(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
@@ -210,14 +88,6 @@ def import_bindings(
             continue
         bound = alias.asname or alias.name
         yield bound, normalize(f"{target}.{alias.name}") if target else None
-
-
-def _stored_names(target: ast.AST) -> Iterator[str]:
-    for node in ast.walk(target):
-        if isinstance(node, ast.Name):
-            yield node.id
-        elif isinstance(node, ast.Starred) and isinstance(node.value, ast.Name):
-            yield node.value.id
 
 
 @dataclass
@@ -282,8 +152,8 @@ class ModuleScope:
             self.defs[node.name] = node
             yield node.name, "class" if isinstance(node, ast.ClassDef) else "def"
         else:
-            for assigned in _assignment_targets(node):
-                for bound in _stored_names(assigned):
+            for assigned in assignment_targets(node):
+                for bound in stored_names(assigned):
                     self.assigned.add(bound)
                     self.assignments.setdefault(bound, []).append(node)
                     yield bound, "assign"
@@ -304,22 +174,6 @@ def _top_level_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
             yield from _top_level_statements(node.finalbody)
 
 
-def _assignment_targets(node: ast.AST) -> list[ast.AST]:
-    if isinstance(node, ast.Assign):
-        return list(node.targets)
-    if isinstance(node, ast.AnnAssign | ast.AugAssign):
-        return [node.target]
-    if isinstance(node, ast.For | ast.AsyncFor):
-        return [node.target]
-    if isinstance(node, ast.With | ast.AsyncWith):
-        return [item.optional_vars for item in node.items if item.optional_vars is not None]
-    if isinstance(node, ast.NamedExpr):
-        return [node.target]
-    if isinstance(node, ast.Delete):
-        return list(node.targets)
-    return []
-
-
 def _declared_name(node: ast.AST) -> str | None:
     """The name a def, class, ``except ... as``, or match capture binds."""
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -329,29 +183,6 @@ def _declared_name(node: ast.AST) -> str | None:
     if isinstance(node, ast.MatchMapping):
         return node.rest
     return None
-
-
-def _param_names(args: ast.arguments) -> list[ast.arg]:
-    params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
-    if args.vararg:
-        params.append(args.vararg)
-    if args.kwarg:
-        params.append(args.kwarg)
-    return params
-
-
-_TRANSPARENT_DECORATORS = frozenset({"staticmethod", "classmethod"})
-
-
-def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> set[str]:
-    names = set()
-    for decorator in node.decorator_list:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if isinstance(target, ast.Name):
-            names.add(target.id)
-        elif isinstance(target, ast.Attribute):
-            names.add(target.attr)
-    return names
 
 
 @dataclass(slots=True)
@@ -364,27 +195,16 @@ class Bindings:
     nodes: defaultdict[str, list[ast.AST]] = field(default_factory=lambda: defaultdict(list))
 
 
-_ASSIGNING = (
-    ast.Assign,
-    ast.AnnAssign,
-    ast.AugAssign,
-    ast.For,
-    ast.AsyncFor,
-    ast.With,
-    ast.AsyncWith,
-    ast.NamedExpr,
-)
-
 # Every node type the binder does more with than visit the children: anything else binds nothing.
 _BINDING_NODES = (
     ast.Name,
-    *_SCOPE_NODES,
-    *_COMPREHENSIONS,
+    *SCOPE_NODES,
+    *COMPREHENSIONS,
     ast.Import,
     ast.ImportFrom,
     ast.Global,
     ast.Nonlocal,
-    *_ASSIGNING,
+    *ASSIGNING,
     ast.ExceptHandler,
     ast.MatchAs,
     ast.MatchStar,
@@ -410,7 +230,7 @@ class _Binder:
         for default in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
             self._visit(default, current)
         inner = Bindings()
-        for param in _param_names(args):
+        for param in parameters_of(args):
             if param.annotation is not None:
                 self._visit(param.annotation, current)
             inner.bound.add(param.arg)
@@ -443,10 +263,10 @@ class _Binder:
             class_body = Bindings()  # class-level names are not visible inside methods
             for statement in node.body:
                 self._visit(statement, class_body)
-        elif isinstance(node, _COMPREHENSIONS):
+        elif isinstance(node, COMPREHENSIONS):
             inner = Bindings()
             for generator in node.generators:
-                inner.bound.update(_stored_names(generator.target))
+                inner.bound.update(stored_names(generator.target))
             self.table[node] = inner
             for child in child_nodes(node):
                 self._visit(child, inner)
@@ -456,9 +276,9 @@ class _Binder:
         elif isinstance(node, ast.Global | ast.Nonlocal):
             current.declared_outer.update(node.names)
         else:
-            if isinstance(node, _ASSIGNING):
-                for assigned in _assignment_targets(node):
-                    for stored in _stored_names(assigned):
+            if isinstance(node, ASSIGNING):
+                for assigned in assignment_targets(node):
+                    for stored in stored_names(assigned):
                         current.nodes[stored].append(node)
             else:
                 declared = _declared_name(node)
@@ -466,3 +286,90 @@ class _Binder:
                     current.bound.add(declared)
             for child in child_nodes(node):
                 self._visit(child, current)
+
+
+# -- what a class binds to its attributes ------------------------------------------------
+
+
+def property_getters(cls: ast.ClassDef) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The getters of the class's properties, by name."""
+    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+    for statement in cls.body:
+        if (
+            isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef)
+            and is_property(statement)
+            and statement.name not in found
+        ):
+            found[statement.name] = statement
+    return found
+
+
+def defines_method(cls: ast.ClassDef, name: str) -> bool:
+    return any(
+        isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and statement.name == name
+        for statement in cls.body
+    )
+
+
+# One `self.x = ...` statement and the method it is directly in (None: the class body, or a
+# function nested in a method, whose locals are not followed).
+AttributeAssignment = tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]
+# For each attribute of a class, its assignments (None: one whose type cannot be read off).
+AttributeAssignments = dict[str, list[AttributeAssignment | None]]
+
+
+def attribute_assignments(cls: ast.ClassDef) -> AttributeAssignments:
+    """For each attribute, the statements that assign it: `self.<attr> = ...` in the methods
+    (`cls.<attr>` in class methods) and `<attr> = ...` or `<attr>: T` in the class body.
+
+    An assignment whose type cannot be read off (tuple unpacking, ``+=``, ``for self.x in``)
+    is recorded as ``None``.
+    """
+    found: dict[str, list[AttributeAssignment | None]] = defaultdict(list)
+    for statement in cls.body:
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            found[statement.target.id].append((statement, None))
+        elif isinstance(statement, ast.Assign):
+            direct = len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)
+            for assigned in statement.targets:
+                for name in stored_names(assigned):
+                    found[name].append((statement, None) if direct else None)
+    for method in cls.body:
+        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        self_name = self_parameter(method)
+        if self_name is None:
+            continue
+        for child, nested in _statements(method.body, nested=False):
+            if not isinstance(child, ASSIGNING):
+                continue
+            direct = isinstance(child, ast.AnnAssign) or (
+                isinstance(child, ast.Assign) and len(child.targets) == 1
+            )
+            scope = None if nested else method
+            for target in assignment_targets(child):
+                for attribute in _self_attributes(target, self_name):
+                    simple = direct and attribute is target
+                    found[attribute.attr].append((child, scope) if simple else None)
+    return found
+
+
+def _statements(body: list[ast.stmt], *, nested: bool) -> Iterator[tuple[ast.stmt, bool]]:
+    """Every statement in ``body`` and the blocks under it, and whether it sits in a nested
+    def or class (only statements can assign an attribute, so expressions are not walked)."""
+    for statement in body:
+        yield statement, nested
+        inner = nested or isinstance(statement, SCOPE_NODES)
+        for block in statement_blocks(statement):
+            yield from _statements(block, nested=inner)
+
+
+def _self_attributes(target: ast.AST, self_name: str) -> Iterator[ast.Attribute]:
+    if isinstance(target, ast.Attribute):
+        if isinstance(target.value, ast.Name) and target.value.id == self_name:
+            yield target
+    elif isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            yield from _self_attributes(element, self_name)
+    elif isinstance(target, ast.Starred):
+        yield from _self_attributes(target.value, self_name)

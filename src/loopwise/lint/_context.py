@@ -4,8 +4,9 @@ Names resolve to *qualified names* such as ``asyncio.sleep``, ``requests.Session
 ``pkg.mod.Client.fetch``. Anything that cannot be known for sure resolves to ``None``: the rules
 are written so that ``None`` means "say nothing" (precision first).
 
-The binder (what each scope binds, and the tree walkers) is in ``_binder``, the inference of
-value types in ``_types``; the names other modules import from here are re-exported.
+What each scope and class binds is in ``_binder``, the inference of value types in ``_types``,
+the AST helpers and walkers in ``_ast``; this module follows the walk through the scopes and
+answers the rules' questions.
 """
 
 from __future__ import annotations
@@ -13,53 +14,28 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from loopwise.lint._ast import self_parameter
 from loopwise.lint._binder import (
-    _ASSIGNING,
-    _SCOPE_NODES,
+    AttributeAssignment,
+    AttributeAssignments,
     Bindings,
     ModuleScope,
     Scope,
-    _assignment_targets,
     _Binder,
-    _decorator_names,
-    _stored_names,
-    child_nodes,
-    import_bindings,
+    attribute_assignments,
+    defines_method,
     normalize,
-    statement_blocks,
-    walk_all,
-    walk_shallow,
+    property_getters,
 )
-from loopwise.lint._types import (
-    _NONE,
-    KNOWN_CLASSES,
-    LOOP_TYPE,
-    _agreed,
-    _is_known,
-    _is_property,
-    _ValueTypes,
-)
+from loopwise.lint._types import _NONE, _agreed, _is_known, _ValueTypes
 
 if TYPE_CHECKING:
     from loopwise.lint._project import Project
 
-__all__ = [
-    "KNOWN_CLASSES",
-    "LOOP_TYPE",
-    "Bindings",
-    "FileContext",
-    "ModuleScope",
-    "Scope",
-    "child_nodes",
-    "import_bindings",
-    "normalize",
-    "walk_all",
-    "walk_shallow",
-]
+__all__ = ["FileContext"]
 
 _UNBOUND = object()  # in the attribute cache: the class itself does not bind that name
 _T = TypeVar("_T")
@@ -87,7 +63,7 @@ class FileContext(_ValueTypes):
         self.classes: list[ast.ClassDef] = []
         self._owners: list[ast.AST] = []  # classes and scopes, in the order they were entered
         self._class_attr_origins: dict[ast.ClassDef, dict[str, str | object | None]] = {}
-        self._class_attr_assignments: dict[ast.ClassDef, dict[str, list[_Assignment | None]]] = {}
+        self._class_attr_assignments: dict[ast.ClassDef, AttributeAssignments] = {}
         self._classes_by_name: dict[str, ast.ClassDef] | None = None
         self._method_scopes: dict[ast.AST, Scope] = {}
         self._module_origins: dict[str, str | None] = {}
@@ -126,7 +102,7 @@ class FileContext(_ValueTypes):
     def _mark_method(self, scope: Scope, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         if self._direct_class_of(node) is None:
             return
-        self_name = _self_parameter(node)
+        self_name = self_parameter(node)
         if self_name is not None:
             scope.class_qualname = self.class_qualname()
             scope.self_name = self_name
@@ -225,7 +201,7 @@ class FileContext(_ValueTypes):
 
     def class_attribute_types(self, node: ast.ClassDef, qualname: str) -> dict[str, str | None]:
         """The type of every attribute the class itself binds (for the project summary)."""
-        names = set(self._attribute_assignments(node)) | set(_property_names(node))
+        names = set(self._attribute_assignments(node)) | set(property_getters(node))
         return {name: self._own_attribute(node, qualname, name)[1] for name in sorted(names)}
 
     def declared_return(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
@@ -307,28 +283,28 @@ class FileContext(_ValueTypes):
         if attr in cache:
             return cache[attr] is not _UNBOUND, _bound_value(cache[attr])
         cache[attr] = None  # guards against `self.x = self.x.f()` cycles
-        properties = _property_names(node)
+        properties = property_getters(node)
         if attr in properties:
             found = self.declared_return(properties[attr])
             result: str | object | None = found
         else:
             assignments = self._attribute_assignments(node).get(attr)
             if assignments is None:
-                result = None if _defines_method(node, attr) else _UNBOUND
+                result = None if defines_method(node, attr) else _UNBOUND
             else:
                 values = [self._assigned_type(a, qualname) for a in assignments]
                 result = _agreed(values)
         cache[attr] = result
         return result is not _UNBOUND, _bound_value(result)
 
-    def _attribute_assignments(self, node: ast.ClassDef) -> dict[str, list[_Assignment | None]]:
+    def _attribute_assignments(self, node: ast.ClassDef) -> AttributeAssignments:
         found = self._class_attr_assignments.get(node)
         if found is None:
-            found = _collect_attribute_assignments(node)
+            found = attribute_assignments(node)
             self._class_attr_assignments[node] = found
         return found
 
-    def _assigned_type(self, assignment: _Assignment | None, qualname: str) -> str | None:
+    def _assigned_type(self, assignment: AttributeAssignment | None, qualname: str) -> str | None:
         """The type one `self.x = ...` (or class-level `x = ...`) gives the attribute."""
         if assignment is None:
             return None
@@ -349,7 +325,7 @@ class FileContext(_ValueTypes):
         scope = self._method_scopes.get(method)
         if scope is None:
             scope = self._new_scope(method)
-            self_name = _self_parameter(method)
+            self_name = self_parameter(method)
             if self_name is not None:
                 scope.class_qualname = qualname
                 scope.self_name = self_name
@@ -367,92 +343,3 @@ class FileContext(_ValueTypes):
 
 def _bound_value(result: str | object | None) -> str | None:
     return result if isinstance(result, str) else None
-
-
-def _self_parameter(method: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
-    positional = [*method.args.posonlyargs, *method.args.args]
-    if not positional or "staticmethod" in _decorator_names(method):
-        return None
-    return positional[0].arg
-
-
-def _property_names(cls: ast.ClassDef) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
-    """The getters of the class's properties, by name."""
-    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
-    for statement in cls.body:
-        if (
-            isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef)
-            and _is_property(statement)
-            and statement.name not in found
-        ):
-            found[statement.name] = statement
-    return found
-
-
-def _defines_method(cls: ast.ClassDef, name: str) -> bool:
-    return any(
-        isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and statement.name == name
-        for statement in cls.body
-    )
-
-
-# One `self.x = ...` statement and the method it is directly in (None: the class body, or a
-# function nested in a method, whose locals are not followed).
-_Assignment = tuple[ast.AST, ast.FunctionDef | ast.AsyncFunctionDef | None]
-
-
-def _collect_attribute_assignments(cls: ast.ClassDef) -> dict[str, list[_Assignment | None]]:
-    """For each attribute, the statements that assign it: `self.<attr> = ...` in the methods
-    (`cls.<attr>` in class methods) and `<attr> = ...` or `<attr>: T` in the class body.
-
-    An assignment whose type cannot be read off (tuple unpacking, ``+=``, ``for self.x in``)
-    is recorded as ``None``.
-    """
-    found: dict[str, list[_Assignment | None]] = defaultdict(list)
-    for statement in cls.body:
-        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-            found[statement.target.id].append((statement, None))
-        elif isinstance(statement, ast.Assign):
-            direct = len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)
-            for assigned in statement.targets:
-                for name in _stored_names(assigned):
-                    found[name].append((statement, None) if direct else None)
-    for method in cls.body:
-        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        self_name = _self_parameter(method)
-        if self_name is None:
-            continue
-        for child, nested in _statements(method.body, nested=False):
-            if not isinstance(child, _ASSIGNING):
-                continue
-            direct = isinstance(child, ast.AnnAssign) or (
-                isinstance(child, ast.Assign) and len(child.targets) == 1
-            )
-            scope = None if nested else method
-            for target in _assignment_targets(child):
-                for attribute in _self_attributes(target, self_name):
-                    simple = direct and attribute is target
-                    found[attribute.attr].append((child, scope) if simple else None)
-    return found
-
-
-def _statements(body: list[ast.stmt], *, nested: bool) -> Iterator[tuple[ast.stmt, bool]]:
-    """Every statement in ``body`` and the blocks under it, and whether it sits in a nested
-    def or class (only statements can assign an attribute, so expressions are not walked)."""
-    for statement in body:
-        yield statement, nested
-        inner = nested or isinstance(statement, _SCOPE_NODES)
-        for block in statement_blocks(statement):
-            yield from _statements(block, nested=inner)
-
-
-def _self_attributes(target: ast.AST, self_name: str) -> Iterator[ast.Attribute]:
-    if isinstance(target, ast.Attribute):
-        if isinstance(target.value, ast.Name) and target.value.id == self_name:
-            yield target
-    elif isinstance(target, ast.Tuple | ast.List):
-        for element in target.elts:
-            yield from _self_attributes(element, self_name)
-    elif isinstance(target, ast.Starred):
-        yield from _self_attributes(target.value, self_name)

@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from loopwise._version import __version__
-from loopwise.lint._files import SourceFile, module_for
-from loopwise.lint._finding import Finding
-from loopwise.lint._fix import Fix
-from loopwise.lint._project import ModuleSummary, Project
-from loopwise.lint._rule import Rule
-from loopwise.lint._runner import (
+from loopwise.lint._checker import (
     ParsedModule,
     check_module,
     parse_module,
     summarize_module,
 )
+from loopwise.lint._files import SourceFile, module_for
+from loopwise.lint._finding import Finding
+from loopwise.lint._fix import Fix
+from loopwise.lint._project import ModuleSummary, Project
+from loopwise.lint._rule import Rule
 
 __all__ = ["Cache", "check_files"]
 
@@ -180,7 +180,7 @@ def _from_raw(path: str, raw: list[_Raw]) -> list[Finding]:
 class _Worker:
     """Parses and checks the files it is given, keeping parsed trees between the two phases."""
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule[Any]]) -> None:
         self.rules = rules
         self.parsed: dict[str, ParsedModule] = {}
         self.project: Project | None = None
@@ -206,7 +206,7 @@ class _Worker:
         return results
 
 
-def _worker_main(connection: Connection, rules: Sequence[Rule]) -> None:
+def _worker_main(connection: Connection, rules: Sequence[Rule[Any]]) -> None:
     gc.disable()
     worker = _Worker(rules)
     try:
@@ -227,7 +227,7 @@ def _worker_main(connection: Connection, rules: Sequence[Rule]) -> None:
 class _Pool:
     """Worker processes, each fed its own list of files in small chunks."""
 
-    def __init__(self, size: int, rules: Sequence[Rule], *, fork: bool = True) -> None:
+    def __init__(self, size: int, rules: Sequence[Rule[Any]], *, fork: bool = True) -> None:
         forking = fork and "fork" in multiprocessing.get_all_start_methods()
         method = "fork" if forking else "spawn"
         context = multiprocessing.get_context(method)
@@ -308,7 +308,7 @@ def _items(jobs: list[_Job]) -> list[tuple[SourceFile, str, bool]]:
 
 def check_files(
     files: Sequence[SourceFile],
-    rules: Sequence[Rule],
+    rules: Sequence[Rule[Any]],
     *,
     jobs: int = 1,
     cache: Cache | None = None,
@@ -347,7 +347,7 @@ def check_files(
 
 def _run(
     job_list: list[_Job],
-    rules: Sequence[Rule],
+    rules: Sequence[Rule[Any]],
     jobs: int,
     progress: Callable[[int], Progress | None] | None,
     fixes: bool = False,

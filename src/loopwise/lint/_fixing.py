@@ -15,14 +15,15 @@ import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loopwise.lint._api import Selector
+from loopwise.lint._checker import check_module, parse_module
 from loopwise.lint._files import module_for
 from loopwise.lint._finding import Finding
 from loopwise.lint._fix import apply_fixes
 from loopwise.lint._project import Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import check_module, parse_module
 
 __all__ = ["MAX_ROUNDS", "FileFix", "fix_source"]
 
@@ -55,7 +56,7 @@ def fix_source(
     source: bytes,
     *,
     project: Project,
-    rules: Sequence[Rule],
+    rules: Sequence[Rule[Any]],
     selector: Selector,
     unsafe: bool,
 ) -> FileFix:

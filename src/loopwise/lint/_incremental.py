@@ -12,7 +12,9 @@ import gc
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from loopwise.lint._checker import Checker, ParsedModule, parse_module, summarize_module
 from loopwise.lint._engine import (
     _PARALLEL_MIN_BYTES,
     _PARALLEL_MIN_FILES,
@@ -28,7 +30,6 @@ from loopwise.lint._finding import Finding
 from loopwise.lint._noqa import apply_noqa
 from loopwise.lint._project import FunctionInfo, ModuleSummary, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker, ParsedModule, parse_module, summarize_module
 
 __all__ = [
     "Dependents",
@@ -127,7 +128,7 @@ def summarize_text(path: str, source: bytes, module: str, is_package: bool) -> T
 
 
 def check_text(
-    summarized: TextCheck, project: Project, rules: Sequence[Rule], *, fixes: bool = False
+    summarized: TextCheck, project: Project, rules: Sequence[Rule[Any]], *, fixes: bool = False
 ) -> TextCheck:
     """Fill in the findings of a summarized text against ``project``, ``# noqa`` applied.
 

@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from loopwise.lint._ast import statement_blocks, walk_by_function, walk_shallow
 from loopwise.lint._awaits import _awaited, _awaiting_helpers, _detached, _makes_a_task
-from loopwise.lint._binder import statement_blocks, walk_by_function
-from loopwise.lint._context import FileContext, walk_shallow
+from loopwise.lint._context import FileContext
 
 __all__ = ["ClassInfo", "FunctionInfo", "ModuleSummary", "Project", "summarize"]
 

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from loopwise._version import __version__
 from loopwise.lint._finding import Finding
@@ -24,7 +25,7 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]
 
 def render(
     findings: Sequence[Finding],
-    rules: Sequence[type[Rule]],
+    rules: Sequence[type[Rule[Any]]],
     fmt: str,
     *,
     color: bool = False,
@@ -65,7 +66,7 @@ _BOLD, _RED, _CYAN, _BLUE, _DIM, _RESET = (
 
 def _full(
     finding: Finding,
-    rules: dict[str, type[Rule]],
+    rules: dict[str, type[Rule[Any]]],
     color: bool,
     source_lines: SourceLines | None,
 ) -> str:
@@ -236,7 +237,7 @@ def _uri(path: str) -> str:
     return urllib.parse.quote(path.replace(os.sep, "/"))
 
 
-def _sarif(findings: Sequence[Finding], rules: Sequence[type[Rule]]) -> dict[str, object]:
+def _sarif(findings: Sequence[Finding], rules: Sequence[type[Rule[Any]]]) -> dict[str, object]:
     rule_index = {rule.code: index for index, rule in enumerate(rules)}
     results = []
     for finding in findings:

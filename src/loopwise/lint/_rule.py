@@ -1,36 +1,43 @@
-"""The shape of a rule and the registry of all of them."""
+"""The shape of a rule: what it declares and what the checker calls (the registry of all rules
+is ``loopwise.lint.rules.ALL_RULES``)."""
 
 from __future__ import annotations
 
 import ast
 import inspect
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from loopwise.lint._runner import Checker
+    from loopwise.lint._checker import Checker
 
 __all__ = ["Rule"]
 
+# The node classes a rule is handed (a union for a rule that wants several).
+NodeT = TypeVar("NodeT", bound=ast.AST)
 
-class Rule:
+
+class Rule(Generic[NodeT]):
     """A check run during the single walk over a module's tree.
 
     Subclasses set ``code`` (``LWnnn``, fixed forever), ``name`` (kebab-case), ``summary`` (one
-    line), ``nodes`` (the node types they want to see) and implement :meth:`visit`. The class
-    docstring is the rule's documentation, in ruff's sections: *What it does*, *Why is this bad?*,
+    line), ``node_types`` (the node classes they want to see) and implement :meth:`visit`, typed
+    for those classes: a ``Rule[ast.Call]`` is handed only ``ast.Call`` nodes, and a rule that
+    wants several classes is a ``Rule[ast.If | ast.While]`` listing both. The class docstring
+    is the rule's documentation, in ruff's sections: *What it does*, *Why is this bad?*,
     *Example*, *Use instead*, *Fix safety*. Rules keep no state between calls: the checker
     carries it.
     A rule that needs to look at a whole function from inside its scope lists the function
-    types in ``scopes`` and implements :meth:`visit_scope` instead.
+    types in ``scopes`` (typed like ``node_types``) and implements :meth:`visit_scope` instead.
     """
 
     code: ClassVar[str]
     name: ClassVar[str]
     summary: ClassVar[str]
-    nodes: ClassVar[tuple[type[ast.AST], ...]] = ()
+    # The checker hands a node to `visit` only when its exact class is listed here.
+    node_types: tuple[type[NodeT], ...] = ()
     # Scope nodes (functions, lambdas, classes) for which `visit_scope` is called once the
     # walker is inside them: `checker.function` is then that function's own scope.
-    scopes: ClassVar[tuple[type[ast.AST], ...]] = ()
+    scopes: tuple[type[NodeT], ...] = ()
     # False for a rule outside the default set: only `--select LWnnn` (its full code) turns it
     # on, because on real code it is right too rarely to run unasked.
     default: ClassVar[bool] = True
@@ -42,7 +49,15 @@ class Rule:
     # rule builds a fix only when `checker.fixes` is true, so plain checking pays nothing.
     fix_safety: ClassVar[str | None] = None
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "nodes" in vars(cls):  # the earlier name: such a rule would silently never run
+            raise TypeError(
+                f"rule {cls.__qualname__} sets `nodes`, which the checker no longer reads: "
+                "rename it `node_types` (and subclass `Rule[<node class>]`)"
+            )
+
+    def visit(self, node: NodeT, checker: Checker) -> None:
         raise NotImplementedError
 
     def settings_key(self) -> str:
@@ -55,7 +70,7 @@ class Rule:
         by default): the checker then knows values built from them or annotated with them."""
         return frozenset()
 
-    def visit_scope(self, node: ast.AST, checker: Checker) -> None:
+    def visit_scope(self, node: NodeT, checker: Checker) -> None:
         raise NotImplementedError
 
     @classmethod

@@ -310,7 +310,7 @@ def _roots(params: types.InitializeParams) -> list[Path]:
     return roots
 
 
-def _load_rules(names: Sequence[str]) -> list[Rule]:
+def _load_rules(names: Sequence[str]) -> list[Rule[Any]]:
     """Extra rule classes named ``module:Class`` (the ``extraRules`` initialization option)."""
     loaded = []
     for name in names:
@@ -334,7 +334,7 @@ def build_server() -> LoopwiseServer:
         if isinstance(debounce, (int, float)) and 0 <= debounce <= 10_000:
             ls.debounce = debounce / 1000
         ls.cache = options.get("cache", True) is not False
-        extra: list[Rule] = []
+        extra: list[Rule[Any]] = []
         names = options.get("extraRules")
         if isinstance(names, list):
             try:

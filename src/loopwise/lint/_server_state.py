@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from loopwise._exceptions import ConfigError
 from loopwise.lint._api import CODES, Selector
@@ -82,7 +82,7 @@ class ServerState:
     have changed (to be checked and published again).
     """
 
-    def __init__(self, roots: Sequence[Path], rules: Sequence[Rule]) -> None:
+    def __init__(self, roots: Sequence[Path], rules: Sequence[Rule[Any]]) -> None:
         self.roots = [Path(os.path.normpath(root)) for root in roots]
         self.rules = list(rules)
         self.modules: dict[str, _Module] = {}

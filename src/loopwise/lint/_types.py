@@ -14,7 +14,8 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
-from loopwise.lint._binder import ModuleScope, Scope, _decorator_names, walk_all, walk_shallow
+from loopwise.lint._ast import is_property, walk_all, walk_shallow
+from loopwise.lint._binder import ModuleScope, Scope
 
 if TYPE_CHECKING:
     from loopwise.lint._project import Project
@@ -120,8 +121,6 @@ _OPTIONAL = frozenset({"typing.Optional", "typing_extensions.Optional"})
 _UNION = frozenset({"typing.Union", "typing_extensions.Union"})
 # Annotations that are never a project class whose attributes could be followed.
 _NOT_CLASSES = ("builtins.", "typing.", "typing_extensions.", "collections.", "types.")
-_PROPERTY_DECORATORS = frozenset({"property", "cached_property"})
-
 # Methods of pathlib.Path that return another Path.
 _PATH_METHODS = frozenset(
     {"absolute", "expanduser", "joinpath", "resolve", "with_name", "with_stem", "with_suffix"}
@@ -211,7 +210,7 @@ class _ValueTypes:
         """The declared return type of a project function (of an ``async def`` when awaited)."""
         node = self.local_definition(qualname)
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            if isinstance(node, ast.AsyncFunctionDef) != awaited or _is_property(node):
+            if isinstance(node, ast.AsyncFunctionDef) != awaited or is_property(node):
                 return None
             return self.declared_return(node)
         if node is None and self.project is not None:
@@ -401,7 +400,3 @@ def _tests_missing(test: ast.expr, name: str) -> bool:
         and isinstance(test.comparators[0], ast.Constant)
         and test.comparators[0].value is None
     )
-
-
-def _is_property(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    return bool(_decorator_names(node) & _PROPERTY_DECORATORS)

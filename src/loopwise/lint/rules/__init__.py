@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+from typing import Any
 
 from loopwise.lint._rule import Rule
 
@@ -17,8 +18,8 @@ __all__ = ["ALL_RULES", "rule_by_code"]
 _RULE_MODULE = re.compile(r"lw\d{3}_\w+")
 
 
-def _discover() -> tuple[type[Rule], ...]:
-    found: list[type[Rule]] = []
+def _discover() -> tuple[type[Rule[Any]], ...]:
+    found: list[type[Rule[Any]]] = []
     for info in pkgutil.iter_modules(__path__):
         if not _RULE_MODULE.fullmatch(info.name):
             continue
@@ -34,10 +35,10 @@ def _discover() -> tuple[type[Rule], ...]:
     return tuple(sorted(found, key=lambda rule: rule.code))
 
 
-ALL_RULES: tuple[type[Rule], ...] = _discover()
+ALL_RULES: tuple[type[Rule[Any]], ...] = _discover()
 
 
-def rule_by_code(code: str) -> type[Rule] | None:
+def rule_by_code(code: str) -> type[Rule[Any]] | None:
     """The rule with this code or name (case-insensitive), or None."""
     wanted = code.strip()
     for rule in ALL_RULES:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from loopwise.lint._context import walk_all, walk_shallow
-from loopwise.lint._runner import Checker
+from loopwise.lint._ast import AWAIT_POINTS, LOOPS, walk_all, walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint.rules._shared import call_name
 
 __all__ = [
@@ -80,8 +80,7 @@ class BlockingCalls:
         # The attribute names a blocking call can end with: a cheap filter before resolving.
         self.attributes = frozenset(name.rpartition(".")[2] for name in table)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         func = node.func
         if isinstance(func, ast.Attribute):
             if func.attr not in self.attributes and not self.types:
@@ -139,14 +138,14 @@ def _file_at_once(receiver: ast.expr, checker: Checker) -> bool:
     for parent in reversed(checker.parents):
         if parent is function:
             break
-        if isinstance(parent, _LOOPS) and _can_suspend_in(parent):
+        if isinstance(parent, LOOPS) and _can_suspend_in(parent):
             return True
     if isinstance(receiver, ast.Name):
         for node in walk_shallow(function):
             opened = _opened_into(node, receiver.id)
             if opened is not None and _opens_a_bundled_file(opened, checker):
                 return True
-            if isinstance(node, _LOOPS) and _can_suspend_in(node) and _uses(node, receiver.id):
+            if isinstance(node, LOOPS) and _can_suspend_in(node) and _uses(node, receiver.id):
                 return True  # a stream: its last write or close() blocks for one chunk
     return False
 
@@ -217,9 +216,6 @@ def _spawn_waits(call: ast.Call) -> bool:
     return isinstance(mode, ast.Name | ast.Attribute) and _name_of(mode) == "P_WAIT"
 
 
-_LOOPS = (ast.For, ast.AsyncFor, ast.While)
-
-
 def _opens_a_stream(call: ast.Call, checker: Checker) -> bool:
     """Whether the opened file is kept for later (``self.stream = open(p)``) or read or written
     in a loop that awaits between chunks: each step then blocks only for one chunk."""
@@ -239,7 +235,7 @@ def _opens_a_stream(call: ast.Call, checker: Checker) -> bool:
 
 def _awaiting_loop_after(node: ast.AST, line: int) -> bool:
     return any(
-        isinstance(loop, _LOOPS) and loop.lineno > line and _can_suspend_in(loop)
+        isinstance(loop, LOOPS) and loop.lineno > line and _can_suspend_in(loop)
         for loop in [node, *walk_shallow(node)]
     )
 
@@ -247,9 +243,7 @@ def _awaiting_loop_after(node: ast.AST, line: int) -> bool:
 def _can_suspend_in(loop: ast.AST) -> bool:
     if isinstance(loop, ast.AsyncFor):
         return True
-    return any(
-        isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith) for node in walk_shallow(loop)
-    )
+    return any(isinstance(node, AWAIT_POINTS) for node in walk_shallow(loop))
 
 
 def _opens_a_bundled_file(call: ast.Call, checker: Checker) -> bool:

@@ -12,9 +12,8 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._ast import FUNCTIONS, SCOPE_NODES
 
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _Function = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
 
 
@@ -27,7 +26,7 @@ class _Module:
         stack: list[ast.stmt] = list(tree.body)
         while stack:
             node = stack.pop()
-            if isinstance(node, (*_FUNCTIONS, ast.ClassDef)):
+            if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
                 self.definitions.setdefault(node.name, []).insert(0, node)
             elif isinstance(node, ast.Import | ast.ImportFrom):
                 for name, target in _imported_names(node).items():
@@ -39,13 +38,13 @@ class _Module:
         return [d for d in self.definitions.get(name, ()) if isinstance(d, ast.ClassDef)]
 
     def functions(self, name: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-        return [d for d in self.definitions.get(name, ()) if isinstance(d, _FUNCTIONS)]
+        return [d for d in self.definitions.get(name, ()) if isinstance(d, FUNCTIONS)]
 
     def method(
         self, cls: ast.ClassDef, name: str, seen: frozenset[str] = frozenset()
     ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, ast.ClassDef] | None:
         """``name`` as defined by ``cls`` or, along its bases, by a class of this module."""
-        found = [n for n in cls.body if isinstance(n, _FUNCTIONS) and n.name == name]
+        found = [n for n in cls.body if isinstance(n, FUNCTIONS) and n.name == name]
         if found:
             return found[-1], cls
         return self.inherited(cls, name, seen | {cls.name})
@@ -125,7 +124,7 @@ def _scope_nodes(function: _Function) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, _SCOPE_NODES):
+        if not isinstance(node, SCOPE_NODES):
             stack.extend(ast.iter_child_nodes(node))
 
 
@@ -145,7 +144,7 @@ def _local_names(function: _Function) -> frozenset[str]:
     for node in _scope_nodes(function):
         if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             names.add(node.id)
-        elif isinstance(node, (*_FUNCTIONS, ast.ClassDef)):
+        elif isinstance(node, (*FUNCTIONS, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, ast.alias):
             names.add((node.asname or node.name).split(".")[0])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from loopwise.lint._runner import Checker
+from loopwise.lint._checker import Checker
 
 __all__ = ["Discard", "discarded_value"]
 

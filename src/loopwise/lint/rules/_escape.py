@@ -12,8 +12,13 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from loopwise.lint._binder import _decorator_names, _param_names
-from loopwise.lint._context import _self_parameter
+from loopwise.lint._ast import (
+    FUNCTIONS,
+    NAMED_SCOPES,
+    decorator_names,
+    parameters_of,
+    self_parameter,
+)
 from loopwise.lint.rules._containers import (
     _AUGMENTED,
     _MUTATING_FUNCTIONS,
@@ -24,7 +29,6 @@ from loopwise.lint.rules._containers import (
     _kept_by_method,
 )
 from loopwise.lint.rules._definitions import (
-    _FUNCTIONS,
     _Callee,
     _declared_outer,
     _Function,
@@ -71,12 +75,12 @@ class _Tracker:
     self_name: str | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parameters = frozenset(arg.arg for arg in _param_names(self.function.args))
+        self.parameters = frozenset(arg.arg for arg in parameters_of(self.function.args))
         self.outer = _declared_outer(self.function)
         self.locals = _local_names(self.function) - frozenset(self.outer)
         self.self_name = (
-            _self_parameter(self.function)
-            if self.cls is not None and isinstance(self.function, _FUNCTIONS)
+            self_parameter(self.function)
+            if self.cls is not None and isinstance(self.function, FUNCTIONS)
             else None
         )
 
@@ -153,7 +157,7 @@ class _Tracker:
             for target in stmt.targets:
                 live = self._unbind(target, live)
             return live
-        if isinstance(stmt, (*_FUNCTIONS, ast.ClassDef)):
+        if isinstance(stmt, NAMED_SCOPES):
             return self._definition(stmt, live)
         if isinstance(stmt, ast.Import | ast.ImportFrom):
             bound = {(alias.asname or alias.name).split(".")[0] for alias in stmt.names}
@@ -424,7 +428,7 @@ class _Tracker:
                 init = self.module.method(cls, "__init__")
                 if init is not None:
                     callees.append(_Callee(init[0], init[1], 1, label))
-                elif "dataclass" in _decorator_names(cls):
+                elif "dataclass" in decorator_names(cls):
                     callees.append(_Callee(None, cls, 0, label))
             return callees
         if not isinstance(func, ast.Attribute) or self.cls is None:
@@ -438,7 +442,7 @@ class _Tracker:
         if found is None:
             return []
         function, cls = found
-        skipped = 0 if "staticmethod" in _decorator_names(function) else 1
+        skipped = 0 if "staticmethod" in decorator_names(function) else 1
         return [_Callee(function, cls, skipped, label)]
 
     # -- values --------------------------------------------------------------------------

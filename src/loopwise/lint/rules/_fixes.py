@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import line_starts
-from loopwise.lint._runner import Checker
 
 __all__ = [
     "indentation",

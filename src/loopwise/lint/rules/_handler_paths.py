@@ -15,14 +15,11 @@ import ast
 from collections.abc import Iterable, Iterator
 from enum import Enum
 
+from loopwise.lint._ast import AWAIT_POINTS, LOOPS, SCOPE_NODES, in_list, walk_all, walk_shallow
 from loopwise.lint._awaits import calls_awaited_in_line
-from loopwise.lint._binder import _SCOPE_NODES
-from loopwise.lint._context import walk_all, walk_shallow
-from loopwise.lint._runner import Checker, _in_list
+from loopwise.lint._checker import Checker
 from loopwise.lint.rules._shared import in_test_file
 
-_AWAIT_POINTS = (ast.Await, ast.AsyncFor, ast.AsyncWith)
-_LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _TIMEOUTS = frozenset({"asyncio.timeout", "asyncio.timeout_at"})
 _PASS_THROUGH = frozenset({"asyncio.wait_for", "asyncio.shield"})
 # Settling a future before awaiting it: cancelling it, or setting its exception.
@@ -46,10 +43,10 @@ class _Exit(Enum):
 def _has_await_point(body: Iterable[ast.stmt]) -> bool:
     """Whether running ``body`` may suspend the coroutine (and so receive a cancellation)."""
     for statement in body:
-        if isinstance(statement, _AWAIT_POINTS):
+        if isinstance(statement, AWAIT_POINTS):
             return True
         for node in walk_shallow(statement):
-            if isinstance(node, _AWAIT_POINTS):
+            if isinstance(node, AWAIT_POINTS):
                 return True
             if isinstance(node, ast.comprehension) and node.is_async:
                 return True
@@ -91,7 +88,7 @@ def _statement_exits(statement: ast.stmt) -> set[_Exit]:
         return _exits(statement.body)
     if isinstance(statement, ast.Try | ast.TryStar):
         return _try_exits(statement)
-    if isinstance(statement, _LOOPS):
+    if isinstance(statement, LOOPS):
         return _loop_exits(statement)
     if isinstance(statement, ast.Match):
         cases = {_Exit.FALL}.union(*(_exits(case.body) for case in statement.cases))
@@ -130,7 +127,7 @@ def _walk_loop_body(body: list[ast.stmt]) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
-        if isinstance(node, (*_LOOPS, *_SCOPE_NODES)):
+        if isinstance(node, (*LOOPS, *SCOPE_NODES)):
             continue
         stack.extend(ast.iter_child_nodes(node))
 
@@ -205,7 +202,7 @@ def _ancestors(node: ast.stmt, checker: Checker) -> list[ast.AST]:
     chain: list[ast.AST] = [node]
     for parent in reversed(checker.parents):
         chain.append(parent)
-        if isinstance(parent, _SCOPE_NODES):
+        if isinstance(parent, SCOPE_NODES):
             break
     return chain
 
@@ -214,7 +211,7 @@ def _innermost_loop(ancestors: list[ast.AST]) -> int | None:
     """Index of the loop whose body holds the handler (what its ``break`` leaves)."""
     for index in range(1, len(ancestors)):
         parent = ancestors[index]
-        if isinstance(parent, _LOOPS) and _in_list(ancestors[index - 1], parent.body):
+        if isinstance(parent, LOOPS) and in_list(ancestors[index - 1], parent.body):
             return index
     return None
 
@@ -228,7 +225,7 @@ def _goes_on(ancestors: list[ast.AST], start: int, assigned: set[str]) -> bool:
         child, parent = ancestors[index - 1], ancestors[index]
         if _loop_follows(child, parent):
             return True
-        if isinstance(parent, _LOOPS) and _in_list(child, parent.body):
+        if isinstance(parent, LOOPS) and in_list(child, parent.body):
             ends = isinstance(parent, ast.While) and bool(assigned & _names_in(parent.test))
             if not ends:
                 return True
@@ -239,11 +236,11 @@ def _loop_follows(child: ast.AST, parent: ast.AST) -> bool:
     """Whether a loop that awaits comes after ``child`` in the block of ``parent`` holding it."""
     for field in ("body", "orelse", "finalbody"):
         block = getattr(parent, field, None)
-        if not isinstance(block, list) or not _in_list(child, block):
+        if not isinstance(block, list) or not in_list(child, block):
             continue
         index = next(i for i, item in enumerate(block) if item is child)
         return any(
-            isinstance(node, _LOOPS) and _has_await_point([node])
+            isinstance(node, LOOPS) and _has_await_point([node])
             for statement in block[index + 1 :]
             for node in (statement, *walk_shallow(statement))
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from loopwise.lint._binder import _SCOPE_NODES, child_nodes
+from loopwise.lint._ast import SCOPE_NODES, child_nodes
 
 __all__ = ["INERT_PARENTS", "all_name_uses", "name_uses"]
 
@@ -36,5 +36,5 @@ def all_name_uses(
         if isinstance(node, ast.Name):
             yield node, parent, nested
             continue
-        inner = nested or isinstance(node, _SCOPE_NODES)
+        inner = nested or isinstance(node, SCOPE_NODES)
         stack.extend((child, node, inner) for child in child_nodes(node))

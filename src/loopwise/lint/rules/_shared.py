@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._runner import Checker
+from loopwise.lint._checker import Checker
 
 __all__ = ["call_name", "coroutine_callee", "in_test_file"]
 

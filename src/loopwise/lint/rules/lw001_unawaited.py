@@ -5,13 +5,13 @@ from __future__ import annotations
 import ast
 from dataclasses import replace
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name, coroutine_callee
 
 
-class CoroutineNeverAwaited(Rule):
+class CoroutineNeverAwaited(Rule[ast.Expr | ast.If | ast.While | ast.IfExp | ast.Assert]):
     """## What it does
     Checks for calls to coroutine functions whose coroutine is thrown away: a call used as a
     statement on its own, or used as the condition of an `if`, `while`, `assert` or conditional
@@ -72,9 +72,11 @@ class CoroutineNeverAwaited(Rule):
     name = "coroutine-never-awaited"
     summary = "coroutine is never awaited"
     fix_safety = "sometimes"
-    nodes = (ast.Expr, ast.If, ast.While, ast.IfExp, ast.Assert)
+    node_types = (ast.Expr, ast.If, ast.While, ast.IfExp, ast.Assert)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(
+        self, node: ast.Expr | ast.If | ast.While | ast.IfExp | ast.Assert, checker: Checker
+    ) -> None:
         if isinstance(node, ast.Expr):
             call = node.value
             if isinstance(call, ast.Call) and coroutine_callee(checker, call):
@@ -89,7 +91,6 @@ class CoroutineNeverAwaited(Rule):
                     fix = replace(fix, safe=False)
                 checker.report(call, message, fix=fix)
             return
-        assert isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert)
         for call in _condition_calls(node.test):
             if coroutine_callee(checker, call):
                 name = call_name(call)

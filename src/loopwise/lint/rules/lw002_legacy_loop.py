@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._ast import SCOPE_NODES, walk_shallow
 from loopwise.lint._awaits import _last_name
-from loopwise.lint._binder import _SCOPE_NODES
-from loopwise.lint._context import walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._fixes import segment
 
 _RUNS = frozenset({"run_until_complete", "run_forever"})
@@ -26,7 +25,7 @@ _LOOP_PROVIDERS = frozenset({"new_event_loop", "set_event_loop"})
 _EXITS = frozenset({"sys.exit", "os._exit", "builtins.exit", "builtins.quit"})
 
 
-class LegacyLoopEntryPoint(Rule):
+class LegacyLoopEntryPoint(Rule[ast.Call]):
     """## What it does
     Checks for `asyncio.get_event_loop()` used to start a program: at module level (including
     under `if __name__ == "__main__":`), or in a sync function that then runs the loop with
@@ -89,10 +88,9 @@ class LegacyLoopEntryPoint(Rule):
     name = "legacy-loop-entry-point"
     summary = "asyncio.get_event_loop() used as a program entry point"
     fix_safety = "unsafe"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         if checker.ctx.resolve_call(node) != "asyncio.get_event_loop":
             return
         function = checker.function
@@ -186,7 +184,7 @@ def _legacy_branch(call: ast.Call, checker: Checker) -> bool:
     for parent in reversed(checker.parents):
         if _guards(parent, child, checker) or _after_modern_return(parent, child, checker):
             return True
-        if isinstance(parent, _SCOPE_NODES):
+        if isinstance(parent, SCOPE_NODES):
             return False
         child = parent
     return False

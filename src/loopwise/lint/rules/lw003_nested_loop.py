@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._shared import call_name
 
 _RUNNERS = frozenset({"asyncio.run", "asyncio.Runner.run"})
 
 
-class NestedEventLoop(Rule):
+class NestedEventLoop(Rule[ast.Call]):
     """## What it does
     Checks for code inside an `async def` that starts an event loop: `asyncio.run(...)`,
     `asyncio.Runner().run(...)`, `loop.run_until_complete(...)`, or a call to a sync function of
@@ -70,10 +70,9 @@ class NestedEventLoop(Rule):
     in_tests = False
     name = "nested-event-loop"
     summary = "event loop started inside a coroutine"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         if not checker.in_async_function:
             return
         callee = checker.ctx.resolve_call(node)

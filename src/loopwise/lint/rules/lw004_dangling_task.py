@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._discard import discarded_value
 from loopwise.lint.rules._fixes import (
     indentation,
@@ -34,7 +34,13 @@ _FIX = (
 )
 
 
-class DanglingTask(Rule):
+# A statement that drops a task, or a place that only tests it for truth or enters it.
+_Dropping = (
+    ast.Expr | ast.Assign | ast.AnnAssign | ast.IfExp | ast.If | ast.While | ast.comprehension
+) | ast.withitem
+
+
+class DanglingTask(Rule[_Dropping]):
     """## What it does
     Checks for tasks whose only reference is dropped as soon as they are created: the result of
     `asyncio.create_task()`, `asyncio.ensure_future()` or `loop.create_task()` used as a
@@ -131,14 +137,14 @@ class DanglingTask(Rule):
     default = False
     name = "dangling-task"
     summary = "task created and its reference dropped"
-    nodes = (
+    node_types = (
         *(ast.Expr, ast.Assign, ast.AnnAssign),  # a statement drops the task
         *(ast.IfExp, ast.If, ast.While, ast.comprehension, ast.withitem),  # tested, entered
     )
     in_tests = False
     fix_safety = "unsafe"
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: _Dropping, checker: Checker) -> None:
         if not isinstance(node, ast.Expr | ast.Assign | ast.AnnAssign):
             _visit_other_drops(node, checker)
             return
@@ -186,7 +192,9 @@ def _visit_display(display: ast.expr, checker: Checker) -> None:
             checker.report(call, f"task from `{name}()` is put in a list that is dropped: {_FIX}")
 
 
-def _visit_other_drops(node: ast.AST, checker: Checker) -> None:
+def _visit_other_drops(
+    node: ast.IfExp | ast.If | ast.While | ast.comprehension | ast.withitem, checker: Checker
+) -> None:
     """A task only tested for truth (`x if create_task(c) else y`, `if create_task(c):`, a
     comprehension's `if`), or entered as a context manager (a task is none: it fails at once)."""
     if isinstance(node, ast.IfExp | ast.If | ast.While):
@@ -196,7 +204,6 @@ def _visit_other_drops(node: ast.AST, checker: Checker) -> None:
         tested = list(node.ifs)
         how = "only tested for truth"
     else:
-        assert isinstance(node, ast.withitem)
         tested = [node.context_expr]
         how = "entered as a context manager, which a task is not,"
     for expr in tested:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import functools
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._blocking import (
     SPAWNS,
     THREAD,
@@ -119,7 +119,7 @@ _BLOCKING = BlockingCalls(
 )
 
 
-class BlockingCallInCoroutine(ConfiguredBlockingCalls, Rule):
+class BlockingCallInCoroutine(ConfiguredBlockingCalls, Rule[ast.Call]):
     """## What it does
     Checks for calls that block the thread for as long as something outside the program takes,
     made directly in the body of an `async def`:
@@ -221,10 +221,10 @@ class BlockingCallInCoroutine(ConfiguredBlockingCalls, Rule):
     code = "LW005"
     name = "blocking-call-in-coroutine"
     summary = "blocking call in a coroutine stalls the event loop"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         _BLOCKING.visit(node, checker)
         if self.extend_blocking_calls:
             extra = _extra_calls(self.entries_for(checker.path))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import ast
 import re
 
+from loopwise.lint._ast import LOOPS, SCOPE_NODES, walk_all, walk_shallow
 from loopwise.lint._awaits import _last_name
-from loopwise.lint._binder import _SCOPE_NODES
-from loopwise.lint._context import walk_all, walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._discard import discarded_value
 
 # Awaiting these gives back what their first argument gives back.
@@ -24,7 +23,7 @@ _COPYING_CALLS = frozenset({"list", "tuple", "set", "sorted", "reversed"})
 _FIX = "inspect the results (`isinstance(r, BaseException)`) or drop `return_exceptions=True`"
 
 
-class GatherExceptionsDropped(Rule):
+class GatherExceptionsDropped(Rule[ast.Expr | ast.Assign | ast.AnnAssign]):
     """## What it does
     Checks for `await asyncio.gather(..., return_exceptions=True)` whose result is thrown away:
     the `await` is a statement on its own, its result is assigned to `_`, or it is assigned to
@@ -108,9 +107,9 @@ class GatherExceptionsDropped(Rule):
     in_tests = False
     name = "gather-exceptions-dropped"
     summary = "result of gather(return_exceptions=True) is discarded"
-    nodes = (ast.Expr, ast.Assign, ast.AnnAssign)
+    node_types = (ast.Expr, ast.Assign, ast.AnnAssign)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Expr | ast.Assign | ast.AnnAssign, checker: Checker) -> None:
         value = getattr(node, "value", None)
         if not (isinstance(value, ast.Await) and isinstance(value.value, ast.Call)):
             return
@@ -390,7 +389,7 @@ def _best_effort_cleanup(statement: ast.AST, checker: Checker) -> bool:
     """
     child = statement
     for parent in reversed(checker.parents):
-        if isinstance(parent, _SCOPE_NODES):
+        if isinstance(parent, SCOPE_NODES):
             break
         if isinstance(parent, ast.Try | ast.TryStar) and any(
             child is final for final in parent.finalbody
@@ -425,7 +424,7 @@ def _leaves(node: ast.stmt, in_loop: bool) -> bool:
         return True
     if isinstance(node, ast.Break | ast.Continue):
         return not in_loop  # it leaves a loop around the handler
-    if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+    if isinstance(node, LOOPS):
         return _leaves_early(node.body, in_loop=True) or _leaves_early(node.orelse, in_loop)
     return False
 
@@ -433,7 +432,7 @@ def _leaves(node: ast.stmt, in_loop: bool) -> bool:
 def _shallow_statements(statement: ast.stmt) -> list[ast.stmt]:
     """``statement`` and the statements nested in it, down to (not into) loops and scopes."""
     found = [statement]
-    if isinstance(statement, (ast.For, ast.AsyncFor, ast.While, *_SCOPE_NODES)):
+    if isinstance(statement, (*LOOPS, *SCOPE_NODES)):
         return found
     for child in ast.iter_child_nodes(statement):
         if isinstance(child, ast.stmt):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, replace
 
+from loopwise.lint._ast import COMPREHENSIONS, NAMED_SCOPES
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 _LOCK_TYPES = frozenset(
     {"asyncio.Lock", "asyncio.Semaphore", "asyncio.BoundedSemaphore", "asyncio.Condition"}
 )
 _LOCK_WORDS = ("lock", "mutex", "sem", "cond")
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_NESTED_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ def _combined(taint: _Taint) -> _Taint:
     return frozenset(replace(read, unchanged=False) for read in taint)
 
 
-class StateMutatedAcrossAwait(Rule):
+class StateMutatedAcrossAwait(Rule[ast.AsyncFunctionDef]):
     """## What it does
     Checks an `async def` for a lost read-modify-write: a value read from shared state — an
     attribute of `self` (the method's first parameter, so also `cls`) or a module global
@@ -150,9 +149,8 @@ class StateMutatedAcrossAwait(Rule):
     summary = "shared state written from a value read before an await"
     scopes = (ast.AsyncFunctionDef,)
 
-    def visit_scope(self, node: ast.AST, checker: Checker) -> None:
+    def visit_scope(self, node: ast.AsyncFunctionDef, checker: Checker) -> None:
         function = node
-        assert isinstance(function, ast.AsyncFunctionDef)
         scope = checker.function
         if scope is None or (scope.self_name is None and not scope.declared_outer):
             return
@@ -263,7 +261,7 @@ class _Flow:
                 self.block(case.body)
         elif isinstance(node, ast.Global):
             self.globals.update(node.names)
-        elif isinstance(node, _NESTED_SCOPES):
+        elif isinstance(node, NAMED_SCOPES):
             self.locals.pop(node.name, None)  # its body is checked as its own function
         elif isinstance(node, ast.Raise | ast.Assert):
             for child in ast.iter_child_nodes(node):
@@ -406,7 +404,7 @@ class _Flow:
                     taint |= self.expr(key_node)
                 taint |= self.expr(value)
             return _combined(taint)
-        if isinstance(node, _COMPREHENSIONS):
+        if isinstance(node, COMPREHENSIONS):
             return self.comprehension(node)
         if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
             return frozenset().union(*(self.expr(value) for value in node.values))

@@ -6,27 +6,24 @@ import ast
 import weakref
 from collections.abc import Iterator
 
-from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._ast import COMPREHENSIONS, FUNCTIONS, SCOPE_NODES
+from loopwise.lint._checker import Checker
 from loopwise.lint._project import FunctionInfo, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._definitions import _scope_nodes
+from loopwise.lint.rules._local_names import INERT_PARENTS
 from loopwise.lint.rules._shared import call_name, in_test_file
 
 _SESSION_CLASSES = frozenset({"aiohttp.ClientSession", "aiohttp.client.ClientSession"})
 _GATHER = "asyncio.gather"
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _CLOSERS = frozenset({"close", "__aexit__"})
 _SCOPED, _LEAKED, _KEPT = "scoped", "leaked", "kept"
 _ON_PURPOSE = "left open on purpose"  # a test of the unclosed session itself
 _PER_CALL_NAMES: weakref.WeakKeyDictionary[Project, frozenset[str]] = weakref.WeakKeyDictionary()
 # Where a use of the session's name neither closes it nor hands it to anything else.
-_INERT_PARENTS = (ast.Compare, ast.UnaryOp, ast.FormattedValue, ast.If, ast.While, ast.Assert)
 
 
-class ClientSessionMisuse(Rule):
+class ClientSessionMisuse(Rule[ast.Call]):
     """## What it does
     Checks for three ways of misusing `aiohttp.ClientSession` (however it is imported:
     `from aiohttp import ClientSession`, `import aiohttp as ah`, ...):
@@ -116,10 +113,9 @@ class ClientSessionMisuse(Rule):
     code = "LW008"
     name = "client-session-misuse"
     summary = "new aiohttp ClientSession per request, or one never closed"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         func = node.func
         if isinstance(func, ast.Attribute):
             # Cheap first: a method call can only matter under one of the names it could have.
@@ -242,23 +238,10 @@ def _project_function(node: ast.Call, callee: str | None, checker: Checker) -> F
 
 def _repeated_by(checker: Checker, node: ast.AST) -> str | None:
     """``"a loop"``/``"a comprehension"`` when that re-runs ``node`` in the current function."""
-    child = node
-    from_iterable = False
-    for parent in reversed(checker.parents):
-        if isinstance(parent, _SCOPE_NODES):
-            return None
-        if isinstance(parent, _LOOPS) and any(item is child for item in parent.body):
-            return "a loop"
-        if isinstance(parent, ast.While) and child is parent.test:
-            return "a loop"
-        # A comprehension's first iterable is evaluated once, before it runs.
-        if isinstance(parent, _COMPREHENSIONS) and not (
-            from_iterable and child is parent.generators[0]
-        ):
-            return "a comprehension"
-        from_iterable = isinstance(parent, ast.comprehension) and child is parent.iter
-        child = parent
-    return None
+    loop = checker.enclosing_loop(node, comprehensions=True)
+    if loop is None:
+        return None
+    return "a comprehension" if isinstance(loop, COMPREHENSIONS) else "a loop"
 
 
 def _gathered_with_another(node: ast.Call, checker: Checker) -> bool:
@@ -306,7 +289,7 @@ def _fate(node: ast.Call, checker: Checker) -> tuple[str, str]:
     if (
         not isinstance(target, ast.Name)
         or function is None
-        or not isinstance(function.node, _FUNCTIONS)
+        or not isinstance(function.node, FUNCTIONS)
         or target.id in function.declared_outer
     ):
         return _KEPT, made
@@ -333,7 +316,7 @@ def _local_fate(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str, tes
                 return _SCOPED
         elif isinstance(parent, ast.withitem):
             return _SCOPED  # `async with session:`
-        elif not isinstance(parent, _INERT_PARENTS):
+        elif not isinstance(parent, INERT_PARENTS):
             fate = _KEPT  # returned, yielded, stored, passed, put in a container, aliased...
     if testing and fate == _LEAKED and _asserts_closed_state(function, name):
         return _ON_PURPOSE
@@ -412,5 +395,5 @@ def _name_uses(
             if node.id == name:
                 yield node, parent, nested
             continue
-        inner = nested or isinstance(node, _SCOPE_NODES)
+        inner = nested or isinstance(node, SCOPE_NODES)
         stack.extend((child, node, inner) for child in ast.iter_child_nodes(node))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._context import walk_shallow
+from loopwise.lint._ast import walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 # Calls that hand work to the loop to run later: a `sleep(0)` after one waits for that work.
 _STARTS_WORK = frozenset(
@@ -20,7 +20,7 @@ _STARTS_WORK = frozenset(
 )
 
 
-class SleepZeroAsSynchronisation(Rule):
+class SleepZeroAsSynchronisation(Rule[ast.Await]):
     """## What it does
     Checks for `await asyncio.sleep(0)` (or `sleep(0.0)`, `sleep(delay=0)`, through any import
     alias) outside a loop body of the current function: code that yields to the event loop once,
@@ -92,11 +92,10 @@ class SleepZeroAsSynchronisation(Rule):
     default = False
     name = "sleep-zero-synchronisation"
     summary = "await asyncio.sleep(0) used to wait for another task"
-    nodes = (ast.Await,)
+    node_types = (ast.Await,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Await)
+    def visit(self, node: ast.Await, checker: Checker) -> None:
         call = node.value
         if not (isinstance(call, ast.Call) and _zero_delay(call)):
             return

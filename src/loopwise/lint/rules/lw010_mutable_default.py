@@ -5,10 +5,10 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from loopwise.lint._binder import _SCOPE_NODES
+from loopwise.lint._ast import SCOPE_NODES
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._definitions import _Module
 from loopwise.lint.rules._escape import _Escape, _Tracker
 from loopwise.lint.rules._fixes import indentation, segment
@@ -40,7 +40,7 @@ _MUTABLE_FACTORIES = frozenset(
 )
 
 
-class MutableDefaultArgument(Rule):
+class MutableDefaultArgument(Rule[ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda]):
     """## What it does
     Checks for parameter defaults that are mutable containers — `[]`, `{}`, set displays,
     list/dict/set comprehensions, and calls to `list()`, `dict()`, `set()`, `bytearray()`,
@@ -138,11 +138,12 @@ class MutableDefaultArgument(Rule):
     code = "LW010"
     name = "mutable-default-argument"
     summary = "mutable default argument that the function mutates, returns or stores"
-    nodes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    node_types = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
     fix_safety = "sometimes"
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+    def visit(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, checker: Checker
+    ) -> None:
         args = node.args
         if not args.defaults and not any(args.kw_defaults):
             return
@@ -244,7 +245,7 @@ def _class_body_nodes(cls: ast.ClassDef) -> Iterator[ast.AST]:
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, _SCOPE_NODES):
+        if not isinstance(node, SCOPE_NODES):
             stack.extend(ast.iter_child_nodes(node))
 
 

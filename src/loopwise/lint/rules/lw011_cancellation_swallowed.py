@@ -5,10 +5,10 @@ from __future__ import annotations
 import ast
 from enum import Enum
 
-from loopwise.lint._context import walk_all, walk_shallow
+from loopwise.lint._ast import walk_all, walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint._fix import Edit, Fix
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._fixes import (
     indentation,
     line_count,
@@ -51,7 +51,7 @@ class _Catch(Enum):
     UNKNOWN = "unknown"
 
 
-class CancellationSwallowed(Rule):
+class CancellationSwallowed(Rule[ast.Try | ast.TryStar | ast.With]):
     """## What it does
     Checks, inside an `async def`, for exception handlers that catch `asyncio.CancelledError`
     and let the code go on as if the task had not been cancelled: `except
@@ -204,15 +204,14 @@ class CancellationSwallowed(Rule):
     name = "cancellation-swallowed"
     summary = "cancellation swallowed: asyncio.CancelledError caught and never re-raised"
     fix_safety = "unsafe"
-    nodes = (ast.Try, ast.TryStar, ast.With)
+    node_types = (ast.Try, ast.TryStar, ast.With)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Try | ast.TryStar | ast.With, checker: Checker) -> None:
         if not checker.in_async_function:
             return
         if isinstance(node, ast.With):
             _check_suppress(node, checker)
         else:
-            assert isinstance(node, ast.Try | ast.TryStar)
             _check_try(node, checker)
 
 

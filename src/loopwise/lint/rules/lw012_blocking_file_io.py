@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint._types import FILE_TYPE
 from loopwise.lint.rules._blocking import FILE_WHAT, THREAD, BlockingCalls, BlockingType
 
@@ -32,7 +32,7 @@ _BLOCKING = BlockingCalls(
 )
 
 
-class BlockingFileIoInCoroutine(Rule):
+class BlockingFileIoInCoroutine(Rule[ast.Call]):
     """## What it does
     Checks for local file I/O made directly in the body of an `async def`: `open()`,
     `builtins.open()`, `io.open()`, `io.open_code()`, `os.fdopen()`,
@@ -123,8 +123,8 @@ class BlockingFileIoInCoroutine(Rule):
     default = False
     name = "blocking-file-io-in-coroutine"
     summary = "blocking file I/O in a coroutine"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         _BLOCKING.visit(node, checker)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._local_names import INERT_PARENTS, all_name_uses
 from loopwise.lint.rules._shared import call_name, coroutine_callee
 
@@ -14,7 +14,7 @@ _GATHER = "asyncio.gather"
 _RAISES = frozenset({"raises", "assertRaises", "assertRaisesRegex"})
 
 
-class CoroutineNeverAwaitedName(Rule):
+class CoroutineNeverAwaitedName(Rule[ast.Assign | ast.AnnAssign]):
     """## What it does
     Checks for the coroutine of a call to a coroutine function assigned to a local name
     (`coro = fetch()`, `coro: Coroutine = fetch()`) when no path of the function does anything
@@ -82,10 +82,9 @@ class CoroutineNeverAwaitedName(Rule):
     code = "LW013"
     name = "coroutine-never-awaited-name"
     summary = "coroutine assigned to a name that is never awaited"
-    nodes = (ast.Assign, ast.AnnAssign)
+    node_types = (ast.Assign, ast.AnnAssign)
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Assign | ast.AnnAssign)
+    def visit(self, node: ast.Assign | ast.AnnAssign, checker: Checker) -> None:
         call = node.value
         if not isinstance(call, ast.Call):
             return

@@ -5,16 +5,15 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from loopwise.lint._binder import walk_all
+from loopwise.lint._ast import FUNCTIONS, walk_all
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 _SLEEP = "asyncio.sleep"
 _CONDITION_NODES = (ast.BoolOp, ast.UnaryOp, ast.Compare, ast.Constant, ast.Name, ast.Attribute)
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
-class PollingOwnState(Rule):
+class PollingOwnState(Rule[ast.While]):
     """## What it does
     Checks for a coroutine that waits for a flag by polling it with `asyncio.sleep()`:
 
@@ -95,18 +94,17 @@ class PollingOwnState(Rule):
     code = "LW014"
     name = "polling-own-state"
     summary = "polling with sleeps for state the program sets itself"
-    nodes = (ast.While,)
+    node_types = (ast.While,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.While)
+    def visit(self, node: ast.While, checker: Checker) -> None:
         if not checker.in_async_function or node.orelse:
             return
         condition = _polled_condition(node, checker)
         if condition is None or not _only_state(condition):
             return
         function = checker.function
-        assert function is not None and isinstance(function.node, _FUNCTIONS)
+        assert function is not None and isinstance(function.node, FUNCTIONS)
         writer = _writer(condition, function.node, function.self_name, checker)
         if writer is None:
             return
@@ -175,7 +173,7 @@ def _writer(
             writers = [
                 method
                 for method in cls.body
-                if isinstance(method, _FUNCTIONS)
+                if isinstance(method, FUNCTIONS)
                 and method is not polling
                 and method.name != "__init__"
                 and _assigns_attribute(method, node.attr)
@@ -249,7 +247,7 @@ def _only_clears(method: ast.FunctionDef | ast.AsyncFunctionDef, attr: str) -> b
 
 def _module_functions(tree: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
     for node in walk_all(tree):
-        if isinstance(node, _FUNCTIONS):
+        if isinstance(node, FUNCTIONS):
             yield node
 
 

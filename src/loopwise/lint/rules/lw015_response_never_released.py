@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._binder import walk_shallow
+from loopwise.lint._ast import walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._local_names import INERT_PARENTS, name_uses
 from loopwise.lint.rules._shared import call_name
 
@@ -54,7 +54,7 @@ _METADATA = frozenset(
 )
 
 
-class ResponseNeverReleased(Rule):
+class ResponseNeverReleased(Rule[ast.Assign | ast.AnnAssign]):
     """## What it does
     Checks for a response of an aiohttp `ClientSession` request awaited into a local name
     (`resp = await session.get(url)`, also `.post`, `.put`, `.patch`, `.delete`, `.options`
@@ -134,11 +134,10 @@ class ResponseNeverReleased(Rule):
     default = False
     name = "response-never-released"
     summary = "response of an aiohttp request is never read, released or closed"
-    nodes = (ast.Assign, ast.AnnAssign)
+    node_types = (ast.Assign, ast.AnnAssign)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Assign | ast.AnnAssign)
+    def visit(self, node: ast.Assign | ast.AnnAssign, checker: Checker) -> None:
         awaited = node.value
         if not isinstance(awaited, ast.Await):
             return

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._binder import _SCOPE_NODES, walk_shallow
+from loopwise.lint._ast import AWAIT_POINTS, SCOPE_NODES, walk_shallow
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 
 _THREAD_LOCKS = frozenset(
     {
@@ -17,10 +17,9 @@ _THREAD_LOCKS = frozenset(
         "threading.Semaphore",
     }
 )
-_SUSPENDS = (ast.Await, ast.AsyncFor, ast.AsyncWith)
 
 
-class ThreadLockAcrossAwait(Rule):
+class ThreadLockAcrossAwait(Rule[ast.With | ast.Call]):
     """## What it does
     Checks for a `threading.Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` or `Condition`
     held across an `await` in a coroutine: `with lock:` whose body awaits (or uses
@@ -100,15 +99,14 @@ class ThreadLockAcrossAwait(Rule):
     default = False
     name = "thread-lock-across-await"
     summary = "threading lock held across an await"
-    nodes = (ast.With, ast.Call)
+    node_types = (ast.With, ast.Call)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.With | ast.Call, checker: Checker) -> None:
         if isinstance(node, ast.With):
             if checker.in_async_function:
                 _check_with(node, checker)
             return
-        assert isinstance(node, ast.Call)
         func = node.func
         if not isinstance(func, ast.Attribute) or func.attr != "acquire":
             return
@@ -149,10 +147,10 @@ def _suspends(body: list[ast.stmt], checker: Checker | None = None) -> bool:
     ``await prepare()``) whose own body never suspends does not count: it runs to its end
     without giving the loop to another task."""
     return any(
-        isinstance(node, _SUSPENDS)
+        isinstance(node, AWAIT_POINTS)
         and not (checker is not None and _never_suspending_await(node, checker))
         for statement in body
-        if not isinstance(statement, _SCOPE_NODES)
+        if not isinstance(statement, SCOPE_NODES)
         for node in (statement, *walk_shallow(statement))
     )
 
@@ -209,7 +207,7 @@ def _awaits_before_release(function: ast.AST, acquire: ast.Call, lock: str) -> b
         at = (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
         if at <= start:
             continue
-        if isinstance(node, _SUSPENDS):
+        if isinstance(node, AWAIT_POINTS):
             suspends.append(at)
         elif (
             isinstance(node, ast.Call)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._project import FunctionInfo, Project
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._blocking import ConfiguredBlockingCalls
 from loopwise.lint.rules._shared import call_name
 
@@ -14,7 +14,7 @@ from loopwise.lint.rules._shared import call_name
 _DEPTH = 4
 
 
-class BlockingCallInHelper(ConfiguredBlockingCalls, Rule):
+class BlockingCallInHelper(ConfiguredBlockingCalls, Rule[ast.Call]):
     """## What it does
     Checks, in the body of an `async def`, for calls of a sync function of the project (in any
     module) that makes a call LW005 (blocking-call-in-coroutine) flags, directly or through up
@@ -83,11 +83,10 @@ class BlockingCallInHelper(ConfiguredBlockingCalls, Rule):
     default = False
     name = "blocking-call-in-helper"
     summary = "a sync helper called from a coroutine makes a blocking call"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
-        assert isinstance(node, ast.Call)
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         func = node.func
         written = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if written is None or checker.project is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
-from loopwise.lint._runner import Checker
 from loopwise.lint.rules._blocking import THREAD, BlockingCalls
 
 # os.path functions that ask the file system (the others compute on the string).
@@ -34,7 +34,7 @@ _BLOCKING = BlockingCalls(
 )
 
 
-class FileMetadataInCoroutine(Rule):
+class FileMetadataInCoroutine(Rule[ast.Call]):
     """## What it does
     Checks for calls that ask the file system about a path, or create an empty file or
     directory, made directly in the body of an `async def`: `os.path.exists`, `lexists`,
@@ -95,8 +95,8 @@ class FileMetadataInCoroutine(Rule):
     default = False
     name = "file-metadata-in-coroutine"
     summary = "file-system metadata call in a coroutine"
-    nodes = (ast.Call,)
+    node_types = (ast.Call,)
     in_tests = False
 
-    def visit(self, node: ast.AST, checker: Checker) -> None:
+    def visit(self, node: ast.Call, checker: Checker) -> None:
         _BLOCKING.visit(node, checker)

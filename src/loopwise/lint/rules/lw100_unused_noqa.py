@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+
 from loopwise.lint._rule import Rule
 
 
-class UnusedNoqa(Rule):
+class UnusedNoqa(Rule[ast.AST]):
     """## What it does
     Checks for `LW` codes in `# noqa:` comments that suppress no finding on their line (the
     engine reports it while applying the comments; like ruff's RUF100). Codes of other tools

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+
 from loopwise.lint._rule import Rule
 
 
-class UnknownNoqaCode(Rule):
+class UnknownNoqaCode(Rule[ast.AST]):
     """## What it does
     Checks for `LW` codes in `# noqa:` comments that no loopwise rule has (the engine reports
     it while applying the comments). Codes of other tools (`# noqa: E501`) are left alone.

@@ -6,9 +6,11 @@ import ast
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from loopwise.lint._context import Bindings, FileContext, Scope, child_nodes
+from loopwise.lint._ast import COMPREHENSIONS, FUNCTIONS, LOOPS, SCOPE_NODES, child_nodes, in_list
+from loopwise.lint._binder import Bindings, Scope
+from loopwise.lint._context import FileContext
 from loopwise.lint._finding import Finding
 from loopwise.lint._fix import Fix
 from loopwise.lint._noqa import apply_noqa
@@ -19,11 +21,6 @@ __all__ = ["MAX_FILE_BYTES", "Checker", "ParsedModule", "check_module", "parse_m
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
-_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-_FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 _T = TypeVar("_T")
 
@@ -100,7 +97,7 @@ class Checker:
         self,
         parsed: ParsedModule,
         project: Project,
-        rules: Sequence[Rule],
+        rules: Sequence[Rule[Any]],
         *,
         fixes: bool = False,
     ) -> None:
@@ -117,12 +114,12 @@ class Checker:
         self.ctx.extra_classes = frozenset().union(*(r.classes_for(self.path) for r in rules))
         self.parents: list[ast.AST] = []
         self.findings: list[Finding] = []
-        self._rule: Rule | None = None
+        self._rule: Rule[Any] | None = None
         self._per_module: dict[Callable[[ast.Module], object], object] = {}
-        self._dispatch: dict[type[ast.AST], list[Rule]] = {}
-        self._scope_dispatch: dict[type[ast.AST], list[Rule]] = {}
+        self._dispatch: dict[type[ast.AST], list[Rule[Any]]] = {}
+        self._scope_dispatch: dict[type[ast.AST], list[Rule[Any]]] = {}
         for rule in rules:
-            for node_type in rule.nodes:
+            for node_type in rule.node_types:
                 self._dispatch.setdefault(node_type, []).append(rule)
             for node_type in rule.scopes:
                 self._scope_dispatch.setdefault(node_type, []).append(rule)
@@ -166,25 +163,32 @@ class Checker:
         return self.ctx.in_async_function
 
     def enclosing_loop(self, node: ast.AST, *, comprehensions: bool = False) -> ast.AST | None:
-        """The nearest loop of the current function whose body (re-)runs ``node``."""
+        """The nearest loop of the current function whose body (re-)runs ``node``.
+
+        With ``comprehensions`` a comprehension counts as a loop, except for ``node`` inside
+        its first iterable, which runs once before it (the search goes on outside it).
+        """
         child = node
+        from_first_iterable = False
         for parent in reversed(self.parents):
-            if isinstance(parent, (*_FUNCTIONS, ast.Lambda, ast.ClassDef)):
+            if isinstance(parent, SCOPE_NODES):
                 return None
-            if isinstance(parent, _LOOPS) and _in_list(child, parent.body):
+            if isinstance(parent, LOOPS) and in_list(child, parent.body):
                 return parent
             if isinstance(parent, ast.While) and child is parent.test:
                 return parent
-            if comprehensions and isinstance(parent, _COMPREHENSIONS):
-                return parent
-            if isinstance(parent, _COMPREHENSIONS):
-                return None
+            if isinstance(parent, COMPREHENSIONS):
+                if not comprehensions:
+                    return None
+                if not (from_first_iterable and child is parent.generators[0]):
+                    return parent
+            from_first_iterable = isinstance(parent, ast.comprehension) and child is parent.iter
             child = parent
         return None
 
     def enclosing_function_node(self) -> ast.AST | None:
         for parent in reversed(self.parents):
-            if isinstance(parent, (*_FUNCTIONS, ast.Lambda)):
+            if isinstance(parent, (*FUNCTIONS, ast.Lambda)):
                 return parent
         return None
 
@@ -218,7 +222,7 @@ class Checker:
         self._visit_rules(node)
         parents = self.parents
         parents.append(node)
-        if isinstance(node, _FUNCTIONS):
+        if isinstance(node, FUNCTIONS):
             self._walk_all(node.decorator_list)
             self._walk_arguments_outside(node.args)
             if node.returns is not None:
@@ -238,7 +242,7 @@ class Checker:
             self._enter(node)
             self._walk_all(node.body)
             self.ctx.leave(node)
-        elif isinstance(node, _COMPREHENSIONS):
+        elif isinstance(node, COMPREHENSIONS):
             self._enter(node)
             for child in child_nodes(node):
                 self._walk(child)
@@ -261,12 +265,8 @@ class Checker:
                 self._walk(arg.annotation)
 
 
-def _in_list(node: ast.AST, nodes: list[ast.stmt]) -> bool:
-    return any(item is node for item in nodes)
-
-
 def check_module(
-    parsed: ParsedModule, project: Project, rules: Sequence[Rule], *, fixes: bool = False
+    parsed: ParsedModule, project: Project, rules: Sequence[Rule[Any]], *, fixes: bool = False
 ) -> list[Finding]:
     """All findings for one parsed module, ``# noqa`` applied, sorted by position.
 

@@ -1,4 +1,4 @@
-"""LW005, LW012 and LW011 beyond their fixtures: what the messages say, where findings point."""
+"""LW011 beyond its fixture: messages, where findings point, scoping, and its re-raise fix."""
 
 from __future__ import annotations
 
@@ -7,155 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from loopwise.lint import RULES, Finding, check_source
+from loopwise.lint import RULES, Finding
 from loopwise.lint._engine import check_files
 from loopwise.lint._files import discover
+from tests.lint.snippets import check_rule
+from tests.lint.test_workflow import _fix
 
-
-def _check(source: str, code: str) -> list[Finding]:
-    return check_source(textwrap.dedent(source), path="mod.py", select=[code])
-
-
-@pytest.mark.parametrize(
-    ("call", "culprit", "advice"),
-    [
-        ("time.sleep(1)", "`time.sleep()`", "`await asyncio.sleep()`"),
-        ("sleep(1)", "`sleep()` (`time.sleep`)", "`await asyncio.sleep()`"),
-        ("rq.request('GET', 'u')", "`rq.request()` (`requests.request`)", "aiohttp"),
-        ("rq.get('u')", "(`requests.get`)", "`loopwise.http.Client`"),
-        ("sh(['ls'])", "`sh()` (`subprocess.run`)", "asyncio.create_subprocess_exec("),
-        ("socket.getaddrinfo('h', 80)", "`socket.getaddrinfo()`", "loop.getaddrinfo("),
-        ("socket.create_connection(('h', 80))", "", "asyncio.open_connection("),
-        ("sqlite3.connect('db')", "`sqlite3.connect()`", "aiosqlite"),
-        ("httpx.stream('GET', 'u')", "`httpx.stream()`", "`httpx.AsyncClient"),
-    ],
-)
-def test_lw005_message_names_the_culprit_and_the_async_replacement(
-    call: str, culprit: str, advice: str
-) -> None:
-    source = f"""
-        import socket, sqlite3, time
-        import httpx
-        import requests as rq
-        from subprocess import run as sh
-        from time import sleep
-
-        async def handler():
-            {call}
-    """
-    [finding] = _check(source, "LW005")
-    assert finding.line == 9
-    assert finding.message.startswith("blocking call ")
-    assert culprit in finding.message
-    assert advice in finding.message
-
-
-@pytest.mark.parametrize(
-    ("call", "culprit", "advice"),
-    [
-        ("open('f')", "`open()`", "`await asyncio.to_thread(...)` (or aiofiles)"),
-        ("io.open('f')", "`io.open()`", "aiofiles"),
-        ("Path('f').read_bytes()", "(`pathlib.Path.read_bytes`)", "asyncio.to_thread("),
-    ],
-)
-def test_lw012_message_names_the_culprit_and_the_async_replacement(
-    call: str, culprit: str, advice: str
-) -> None:
-    source = f"""
-        import io
-        from pathlib import Path
-
-        async def handler():
-            {call}
-    """
-    [finding] = _check(source, "LW012")
-    assert finding.line == 6
-    assert finding.message.startswith("blocking call ")
-    assert culprit in finding.message
-    assert advice in finding.message
-
-
-def test_file_io_is_lw012_only_and_lw012_is_opt_in() -> None:
-    source = """
-        import time
-
-        async def handler(path):
-            time.sleep(1)
-            return open(path).read()
-    """
-    everything = check_source(textwrap.dedent(source), select=["LW005", "LW012"])
-    assert [(f.line, f.code) for f in everything] == [(5, "LW005"), (6, "LW012")]
-    assert [f.code for f in check_source(textwrap.dedent(source))] == ["LW005"]
-
-
-def test_lw012_points_at_the_call_inside_with_and_at_the_read() -> None:
-    source = """
-        async def read(path):
-            with open(path) as file:
-                return file.read()
-    """
-    opening, reading = _check(source, "LW012")
-    assert (opening.line, opening.column, opening.end_column) == (3, 10, 20)
-    assert reading.line == 4
-    assert "`file.read()` on a file object" in reading.message
-
-
-def test_lw005_method_on_known_type_names_the_type() -> None:
-    source = """
-        import requests
-
-        class Client:
-            def __init__(self):
-                self.http = requests.Session()
-
-            async def fetch(self, url):
-                return self.http.send(url)
-    """
-    [finding] = _check(source, "LW005")
-    assert "`self.http.send()` (`requests.Session.send`)" in finding.message
-
-
-def test_lw005_main_coroutine_is_quiet_only_before_its_first_await() -> None:
-    source = """
-        import asyncio, time
-
-        async def main():
-            time.sleep(1)
-            async with asyncio.timeout(5):
-                time.sleep(2)
-            time.sleep(3)
-
-        async def helper():
-            time.sleep(4)
-
-        if __name__ == "__main__":
-            asyncio.run(main())
-    """
-    assert [f.line for f in _check(source, "LW005")] == [7, 8, 11]
-
-
-def test_lw005_honours_noqa() -> None:
-    source = """
-        import time
-
-        async def main():
-            time.sleep(1)  # noqa: LW005
-            time.sleep(2)  # noqa: LW001
-    """
-    assert [f.line for f in _check(source, "LW005")] == [6]
-
-
-def test_lw012_module_level_shadowing_of_open() -> None:
-    source = """
-        import aiofiles
-
-        open = aiofiles.open
-
-        async def main(path):
-            async with open(path) as file:
-                return await file.read()
-    """
-    assert _check(source, "LW012") == []
+LOOP = "async def a(q):\n    while True:\n        try:\n            await q.get()\n"
 
 
 @pytest.mark.parametrize(
@@ -177,7 +35,7 @@ def test_lw011_message_says_what_to_do(clause: str, start: str) -> None:
             {clause}
                 pass
     """
-    [finding] = _check(source, "LW011")
+    [finding] = check_rule(source, "LW011")
     assert finding.line == 7
     assert finding.message.startswith(start)
     assert "`raise`" in finding.message
@@ -194,7 +52,7 @@ def test_lw011_suppress_points_at_the_suppress_call() -> None:
             with suppress(asyncio.CancelledError):
                 await work()
     """
-    [finding] = _check(source, "LW011")
+    [finding] = check_rule(source, "LW011")
     assert (finding.line, finding.column) == (6, 10)
     assert finding.message.startswith("`suppress(asyncio.CancelledError)` swallows")
 
@@ -220,8 +78,8 @@ def test_lw011_idiom_needs_the_cancel_before_the_await() -> None:
                 pass
             task.cancel()
     """
-    assert _check(cancelled_first, "LW011") == []
-    assert [f.line for f in _check(cancelled_after, "LW011")] == [7]
+    assert check_rule(cancelled_first, "LW011") == []
+    assert [f.line for f in check_rule(cancelled_after, "LW011")] == [7]
 
 
 def test_lw011_message_says_what_goes_on() -> None:
@@ -244,7 +102,7 @@ def test_lw011_message_says_what_goes_on() -> None:
                 except asyncio.CancelledError:
                     return None
     """
-    looping, returning = _check(source, "LW011")
+    looping, returning = check_rule(source, "LW011")
     assert looping.message.startswith(
         "`except asyncio.CancelledError` swallows the task's cancellation on a path that does"
         " not re-raise it, and the loop goes on: "
@@ -277,7 +135,7 @@ def test_lw011_broad_handlers_in_trio_or_anyio_code_are_left_alone(runtime: str)
             except asyncio.CancelledError:
                 pass
     """
-    [finding] = _check(source, "LW011")
+    [finding] = check_rule(source, "LW011")
     assert finding.line == 19
     assert finding.message.startswith("`except asyncio.CancelledError` swallows")
 
@@ -354,3 +212,41 @@ def test_lw011_a_coroutine_handed_to_a_helper_is_detached_unless_the_helper_awai
 def _check_tree(root: Path) -> list[Finding]:
     files = discover([str(root)], excludes=[], respect_gitignore=False)
     return [f for f in check_files(files, [rule() for rule in RULES]) if f.code == "LW011"]
+
+
+def test_a_tuple_handler_reraises_only_the_cancellation() -> None:
+    # `raise` at the end of `except (CancelledError, ValueError)` would re-raise the ValueError
+    # the handler used to handle.
+    source = (
+        "import asyncio\n\n"
+        + LOOP
+        + "        except (asyncio.CancelledError, ValueError):\n            print('x')\n"
+    )
+    fixed = _fix(source, unsafe=True)
+    assert fixed == source.replace(
+        "        except (asyncio",
+        "        except asyncio.CancelledError:\n            raise\n        except (asyncio",
+    )
+
+
+def test_broad_handler_fix_uses_the_name_the_module_imports() -> None:
+    for imports, name in (
+        ("import asyncio as aio\n", "aio.CancelledError"),
+        ("from asyncio import CancelledError\n", "CancelledError"),
+        ("from asyncio import CancelledError as Stop\n", "Stop"),
+    ):
+        source = f"{imports}\n" + LOOP + "        except BaseException:\n            print('x')\n"
+        fixed = _fix(source, unsafe=True)
+        assert fixed == source.replace(
+            "        except BaseException:",
+            f"        except {name}:\n            raise\n        except BaseException:",
+        ), imports
+
+
+def test_broad_handler_fix_needs_asyncio_imported_where_the_handler_runs() -> None:
+    source = (
+        "def setup():\n    import asyncio\n    return asyncio\n\n"
+        + LOOP
+        + "        except BaseException:\n            print('x')\n"
+    )
+    assert _fix(source, unsafe=True) == source
