@@ -31,3 +31,10 @@ class Counting(Rule[ast.Module]):
     def visit(self, node: ast.Module, checker: object) -> None:
         Counting.checks += 1
         checker.report(node.body[0], f"check #{Counting.checks}")  # type: ignore[attr-defined]
+
+
+class ExplodingOptIn(Exploding):
+    """The same, under an opt-in code: a rule the settings do not select must not run at all."""
+
+    code = "LW016"
+    name = "exploding-opt-in"

@@ -290,6 +290,24 @@ async def test_a_rule_that_raises_loses_only_its_own_findings(tmp_path: Path) ->
         await running.stop()
 
 
+async def test_a_rule_the_settings_do_not_select_is_not_run(tmp_path: Path) -> None:
+    # an opt-in rule ran on every keystroke and its findings were thrown away afterwards: on a
+    # large project one of them cost more than every selected rule together
+    (tmp_path / "bad.py").write_text(UNAWAITED)
+    running = Session(tmp_path)
+    await running.start(
+        options={"extraRules": ["server_rules:Exploding", "server_rules:ExplodingOptIn"]},
+        env={"PYTHONPATH": HERE},
+    )
+    try:
+        running.open("bad.py")
+        await running.wait_codes("bad.py", ["LW001"])
+        assert any("LW900" in message for message in running.logs)  # the selected one ran
+        assert not any("LW016" in message for message in running.logs), running.logs
+    finally:
+        await running.stop()
+
+
 async def test_a_client_that_goes_away_ends_the_server(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         *SERVER,
