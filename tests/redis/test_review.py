@@ -138,3 +138,17 @@ async def test_a_waiter_cancelled_in_flight_is_never_counted_twice(
     assert ours <= granted_in_redis <= ours + cancelled
     async with asyncio.timeout(5):
         assert await limiter.try_acquire() is (granted_in_redis < burst)
+
+
+async def test_close_cancelled_while_it_waits_for_the_tail_stays_cancelled(
+    client: redis.asyncio.Redis,
+) -> None:
+    bp = Backplane(client, "feed", hub=WebSocketHub())
+    await bp.start()
+    closer = asyncio.create_task(bp.close())
+    await asyncio.sleep(0)  # the closer now waits for the cancelled tail to finish
+    closer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await closer
+    assert not bp.statistics().running

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import math
@@ -219,8 +218,13 @@ class Backplane:
         tail, self._tail = self._tail, None
         if tail is not None:
             tail.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await tail
+            # wait() never raises the tail's CancelledError, so a cancellation of the caller
+            # itself is not mistaken for it (and swallowed).
+            await asyncio.wait([tail])
+            if not tail.cancelled() and tail.exception() is not None:
+                logger.error(
+                    "Backplane %r: the follower had failed", self.name, exc_info=tail.exception()
+                )
 
     async def __aenter__(self) -> Backplane:
         await self.start()
