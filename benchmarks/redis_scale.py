@@ -334,8 +334,18 @@ async def backplane_server(url: str) -> None:
     await client.aclose()
 
 
+async def backplane_rounds(
+    url: str, ports: list[int], clients: int, messages: int, rounds: int
+) -> list[dict[str, Any]]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        return [
+            await backplane_round(session, url, ports, clients, messages) for _ in range(rounds)
+        ]
+
+
 async def backplane_round(
-    url: str, ports: list[int], clients: int, messages: int
+    session: aiohttp.ClientSession, url: str, ports: list[int], clients: int, messages: int
 ) -> dict[str, Any]:
     received = [0] * clients
     all_in = asyncio.Event()
@@ -359,28 +369,26 @@ async def backplane_round(
                     break
 
     client = redis.asyncio.Redis.from_url(url)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        listeners = [
-            asyncio.create_task(listen(n, session, ports[n % len(ports)])) for n in range(clients)
-        ]
-        try:
-            async with asyncio.timeout(120):
-                await connected.wait()
-            await asyncio.sleep(0.5)  # every server registered its clients
-            async with Backplane(client, "bench", hub=WebSocketHub()) as publisher:
-                started = time.perf_counter()
-                for i in range(messages):
-                    await publisher.broadcast(f"message {i}")
-                sent = time.perf_counter() - started
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(120):
-                        await all_in.wait()
-                elapsed = time.perf_counter() - started
-        finally:
-            for task in listeners:
-                task.cancel()
-            await asyncio.gather(*listeners, return_exceptions=True)
+    listeners = [
+        asyncio.create_task(listen(n, session, ports[n % len(ports)])) for n in range(clients)
+    ]
+    try:
+        async with asyncio.timeout(120):
+            await connected.wait()
+        await asyncio.sleep(0.5)  # every server registered its clients
+        async with Backplane(client, "bench", hub=WebSocketHub()) as publisher:
+            started = time.perf_counter()
+            for i in range(messages):
+                await publisher.broadcast(f"message {i}")
+            sent = time.perf_counter() - started
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(120):
+                    await all_in.wait()
+            elapsed = time.perf_counter() - started
+    finally:
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
     await client.aclose()
     short = sum(1 for r in received if r < messages)
     return {
@@ -404,11 +412,9 @@ def backplane_test(url: str, results: _harness.Results, args: argparse.Namespace
     ]
     try:
         ports = [int(s.stdout.readline()) for s in servers if s.stdout is not None]
-        rows = []
-        for round_no in range(args.rounds):
-            r = asyncio.run(backplane_round(url, ports, args.clients, args.messages))
+        rows = asyncio.run(backplane_rounds(url, ports, args.clients, args.messages, args.rounds))
+        for round_no, r in enumerate(rows):
             results.add(round_no, {"part": "backplane", "clients": args.clients}, **r)
-            rows.append(r)
         s = _harness.summarize([r["messages_per_s"] for r in rows])
         d = _harness.summarize([r["deliveries_per_s"] for r in rows])
         results.summary["backplane"] = [

@@ -152,3 +152,25 @@ async def test_close_cancelled_while_it_waits_for_the_tail_stays_cancelled(
         async with asyncio.timeout(5):
             await closer
     assert not bp.statistics().running
+
+
+async def test_close_ends_the_follower_even_while_messages_stream_in(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Closing while the follower reads a busy stream: redis-py can lose the cancellation of a
+    command in flight (its own retry re-sends it), so close() must not rely on it alone."""
+    sender = Backplane(client, "feed", hub=WebSocketHub())
+    for _ in range(30):
+        follower = Backplane(client, "feed", hub=WebSocketHub())
+        await follower.start()
+        sending = asyncio.create_task(_broadcast_many(sender, 200))
+        await asyncio.sleep(0.005)
+        async with asyncio.timeout(4):
+            await follower.close()
+        assert not follower.statistics().running
+        await sending
+
+
+async def _broadcast_many(backplane: Backplane, count: int) -> None:
+    for n in range(count):
+        await backplane.broadcast(f"message {n}")

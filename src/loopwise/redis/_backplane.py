@@ -142,6 +142,7 @@ class Backplane:
         self._messages = 0
         self._events = 0
         self._skipped = 0
+        self._closing = False
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class Backplane:
         Redis at most ``start_timeout`` seconds, then raises :class:`RedisUnavailableError`."""
         if self._tail is not None:
             return
+        self._closing = False
         try:
             async with asyncio.timeout(self.start_timeout):
                 await self._load()
@@ -217,11 +219,19 @@ class Backplane:
         """Stop following the streams (the hub and channel are closed by their own app)."""
         tail, self._tail = self._tail, None
         if tail is not None:
+            self._closing = True
             tail.cancel()
             # wait() never raises the tail's CancelledError, so a cancellation of the caller
-            # itself is not mistaken for it (and swallowed).
-            await asyncio.wait([tail])
-            if not tail.cancelled() and tail.exception() is not None:
+            # itself is not mistaken for it (and swallowed). The wait is bounded: redis-py can
+            # lose the cancellation of a command in flight (its retry sends it again); the
+            # follower then sees _closing when that read returns (within a second) and ends.
+            await asyncio.wait([tail], timeout=_BLOCK_MS / 1000 + 2)
+            if not tail.done():
+                logger.warning(
+                    "Backplane %r: the follower did not end in time; it ends after its read",
+                    self.name,
+                )
+            elif not tail.cancelled() and tail.exception() is not None:
                 logger.error(
                     "Backplane %r: the follower had failed", self.name, exc_info=tail.exception()
                 )
@@ -247,7 +257,7 @@ class Backplane:
     # -- following ----------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        while True:
+        while not self._closing:
             keys: list[str] = []
             ids: list[str] = []
             if self.hub is not None:
@@ -258,19 +268,24 @@ class Backplane:
                 ids.append(self._last_event)
             args = ["XREAD", "COUNT", 500, "BLOCK", _BLOCK_MS, "STREAMS", *keys, *ids]
             try:
-                raw = await self._reconnect.call(
-                    "XREAD", functools.partial(command, self._client, *args)
-                )
+                raw = await self._reconnect.call("XREAD", functools.partial(self._read, args))
             except Exception:  # a bug or a misconfigured server must not end the tail
                 logger.exception("Backplane %r: reading the streams failed", self.name)
                 await asyncio.sleep(1.0)
                 continue
+            if self._closing:
+                return
             entries = stream_entries(raw)
             for entry_id, fields in entries.get(self.events_key, ()):
                 self._deliver_event(entry_id, fields)
             for entry_id, fields in entries.get(self.hub_key, ()):
                 self._last_hub = text(entry_id)
                 await self._deliver_message(entry_id, fields)
+
+    async def _read(self, args: list[Any]) -> Any:
+        if self._closing:  # closed while a retry was due: end instead of reading again
+            raise asyncio.CancelledError
+        return await command(self._client, *args)
 
     def _skip(self, key: str, entry_id: Any, exc: Exception) -> None:
         self._skipped += 1
