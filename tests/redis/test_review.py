@@ -174,3 +174,35 @@ async def test_close_ends_the_follower_even_while_messages_stream_in(
 async def _broadcast_many(backplane: Backplane, count: int) -> None:
     for n in range(count):
         await backplane.broadcast(f"message {n}")
+
+
+async def test_a_pipeline_cancelled_while_items_stream_in_ends_and_loses_nothing(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The same race for a worker: cancelled while its reads and acknowledgements are in
+    flight, the pipeline ends promptly, and every item is acknowledged or still pending."""
+    queue: WorkQueue[int] = WorkQueue(client, "jobs")
+    done: list[int] = []
+
+    async def record(x: int) -> int:
+        done.append(x)
+        return x
+
+    async def consume() -> None:
+        async with queue.consume(prefetch=8, claim_idle=0.05) as worker:
+            await Pipeline(worker).stage(worker.step(record), workers=2).stage(worker.ack).run()
+
+    added = 0
+    for _ in range(20):
+        await queue.add_many(range(added, added + 50))
+        added += 50
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        async with asyncio.timeout(4):
+            await asyncio.wait([task])
+        assert task.cancelled()
+    async with asyncio.timeout(30), queue.consume(claim_idle=0.05, stop_when_empty=True) as w:
+        await Pipeline(w).stage(w.step(record), workers=4).stage(w.ack).run()
+    assert set(done) == set(range(added))
+    assert await queue.dead_letters() == []
