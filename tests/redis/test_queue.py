@@ -197,3 +197,15 @@ def test_without_redis_py_the_error_names_the_extra() -> None:
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: loopwise.redis needs redis-py")
     assert "loopwise[redis]" in last
+
+
+async def test_add_new_adds_each_item_once_across_calls(client: redis.asyncio.Redis) -> None:
+    queue: WorkQueue[str] = WorkQueue(client, "frontier", codec=TEXT)
+    first = await queue.add_new(["/a", "/b", "/a"], seen="frontier:seen")
+    assert [i is not None for i in first] == [True, True, False]
+    second = await queue.add_new(["/b", "/c"], seen="frontier:seen")
+    assert [i is not None for i in second] == [False, True]
+    assert await queue.length() == 3
+    assert await queue.add_new([], seen="frontier:seen") == []
+    with pytest.raises(ValueError, match="seen"):
+        await queue.add_new(["/d"], seen="")

@@ -30,11 +30,11 @@ from loopwise.redis._codec import BYTES as BYTES
 from loopwise.redis._codec import JSON as JSON
 from loopwise.redis._codec import TEXT as TEXT
 from loopwise.redis._codec import Codec as Codec
+from loopwise.redis._connection import RedisUnavailableError as RedisUnavailableError
 from loopwise.redis._delivery import DeadLetter as DeadLetter
 from loopwise.redis._delivery import Delivery as Delivery
 from loopwise.redis._delivery import WorkerStatistics as WorkerStatistics
 from loopwise.redis._delivery import idempotency_key as idempotency_key
-from loopwise.redis._limiter import RedisUnavailableError as RedisUnavailableError
 from loopwise.redis._limiter import SharedRateLimiter as SharedRateLimiter
 from loopwise.redis._limiter import SharedRateLimiterStatistics as SharedRateLimiterStatistics
 from loopwise.redis._queue import WorkQueue as WorkQueue

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,7 +17,15 @@ from redis.asyncio import Redis
 from loopwise._exceptions import UsageError
 from loopwise.http.server import EventChannel, WebSocketHub
 from loopwise.http.server._sse import _check_event
-from loopwise.redis._connection import Reconnect, check_client, command, stream_entries, text
+from loopwise.redis._connection import (
+    Reconnect,
+    RedisUnavailableError,
+    check_client,
+    check_pool,
+    command,
+    stream_entries,
+    text,
+)
 
 __all__ = ["Backplane", "BackplaneStatistics"]
 
@@ -41,6 +49,9 @@ class BackplaneStatistics:
     """Events (from any process) handed to this process's channel."""
     last_event_id: int
     """The newest event id seen (ids are shared by every process)."""
+    skipped: int
+    """Entries of the two streams that no backplane wrote (not UTF-8 where text is due, or
+    missing fields): logged and skipped, the tail goes on."""
     reconnects: int
     """Calls to Redis retried because it was unreachable."""
     last_error: str | None
@@ -77,7 +88,15 @@ class Backplane:
       from the last entry it saw, so messages published meanwhile are delivered late, not lost,
       unless the stream was trimmed past them: then the channel empties its history and ends its
       streams, and resuming clients get a ``gap`` event.
+    * **Start.** :meth:`start` (and so the app's startup, with :meth:`cleanup_ctx`) waits for
+      Redis at most ``start_timeout`` seconds (10 by default; ``None``: until it answers), then
+      raises :class:`RedisUnavailableError`, so a server never hangs at startup unnoticed.
+    * **Foreign entries.** An entry of the two streams that no backplane wrote (text that is not
+      UTF-8, a missing field) is logged, counted in ``statistics().skipped`` and skipped; the
+      tail goes on with the next one.
     * Event ids survive a restart of Redis only if Redis persists its data (``appendonly``).
+    * The client needs 2 connections at once (the blocking read of the tail, and the sends):
+      a client whose pool allows fewer is refused with a ``UsageError``.
     """
 
     def __init__(
@@ -88,14 +107,25 @@ class Backplane:
         hub: WebSocketHub | None = None,
         channel: EventChannel | None = None,
         hub_maxlen: int = 1000,
+        start_timeout: float | None = 10.0,
     ) -> None:
         self._client = check_client(client)
+        check_pool(self._client, needed=2, who="a Backplane")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         if hub is None and channel is None:
             raise ValueError("give a hub=, a channel= or both: there is nothing to connect")
         if isinstance(hub_maxlen, bool) or not isinstance(hub_maxlen, int) or hub_maxlen < 1:
             raise ValueError(f"hub_maxlen must be an int >= 1, got {hub_maxlen!r}")
+        if start_timeout is not None and (
+            isinstance(start_timeout, bool)
+            or not isinstance(start_timeout, int | float)
+            or not (math.isfinite(start_timeout) and start_timeout > 0)
+        ):
+            raise ValueError(
+                f"start_timeout must be a number of seconds > 0 or None, got {start_timeout!r}"
+            )
+        self.start_timeout = start_timeout
         self.name = name
         self.hub = hub
         self.channel = channel
@@ -111,6 +141,8 @@ class Backplane:
         self._published = 0
         self._messages = 0
         self._events = 0
+        self._skipped = 0
+        self._closing = False
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -150,9 +182,23 @@ class Backplane:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the channel's history from Redis and start following both streams."""
+        """Load the channel's history from Redis and start following both streams. Waits for
+        Redis at most ``start_timeout`` seconds, then raises :class:`RedisUnavailableError`."""
         if self._tail is not None:
             return
+        self._closing = False
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                await self._load()
+        except TimeoutError:
+            raise RedisUnavailableError(
+                f"Backplane {self.name!r}: Redis did not answer within start_timeout="
+                f"{self.start_timeout:g} s ({self._reconnect.last_error}); check that it runs "
+                "and that the client's URL is right, or raise start_timeout"
+            ) from None
+        self._tail = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _load(self) -> None:
         if self.channel is not None:
             raw = await self._reconnect.call(
                 "XREVRANGE",
@@ -168,15 +214,27 @@ class Backplane:
                 lambda: command(self._client, "XREVRANGE", self.hub_key, "+", "-", "COUNT", 1),
             )
             self._last_hub = text(raw[0][0]) if raw else "0-0"
-        self._tail = asyncio.get_running_loop().create_task(self._follow())
 
     async def close(self) -> None:
         """Stop following the streams (the hub and channel are closed by their own app)."""
         tail, self._tail = self._tail, None
         if tail is not None:
+            self._closing = True
             tail.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await tail
+            # wait() never raises the tail's CancelledError, so a cancellation of the caller
+            # itself is not mistaken for it (and swallowed). The wait is bounded: redis-py can
+            # lose the cancellation of a command in flight (its retry sends it again); the
+            # follower then sees _closing when that read returns (within a second) and ends.
+            await asyncio.wait([tail], timeout=_BLOCK_MS / 1000 + 2)
+            if not tail.done():
+                logger.warning(
+                    "Backplane %r: the follower did not end in time; it ends after its read",
+                    self.name,
+                )
+            elif not tail.cancelled() and tail.exception() is not None:
+                logger.error(
+                    "Backplane %r: the follower had failed", self.name, exc_info=tail.exception()
+                )
 
     async def __aenter__(self) -> Backplane:
         await self.start()
@@ -199,7 +257,7 @@ class Backplane:
     # -- following ----------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        while True:
+        while not self._closing:
             keys: list[str] = []
             ids: list[str] = []
             if self.hub is not None:
@@ -210,39 +268,60 @@ class Backplane:
                 ids.append(self._last_event)
             args = ["XREAD", "COUNT", 500, "BLOCK", _BLOCK_MS, "STREAMS", *keys, *ids]
             try:
-                raw = await self._reconnect.call(
-                    "XREAD", functools.partial(command, self._client, *args)
-                )
+                raw = await self._reconnect.call("XREAD", functools.partial(self._read, args))
             except Exception:  # a bug or a misconfigured server must not end the tail
                 logger.exception("Backplane %r: reading the streams failed", self.name)
                 await asyncio.sleep(1.0)
                 continue
+            if self._closing:
+                return
             entries = stream_entries(raw)
             for entry_id, fields in entries.get(self.events_key, ()):
                 self._deliver_event(entry_id, fields)
             for entry_id, fields in entries.get(self.hub_key, ()):
                 self._last_hub = text(entry_id)
-                await self._deliver_message(fields)
+                await self._deliver_message(entry_id, fields)
+
+    async def _read(self, args: list[Any]) -> Any:
+        if self._closing:  # closed while a retry was due: end instead of reading again
+            raise asyncio.CancelledError
+        return await command(self._client, *args)
+
+    def _skip(self, key: str, entry_id: Any, exc: Exception) -> None:
+        self._skipped += 1
+        logger.warning(
+            "Backplane %r: skipped entry %s of %r, which no backplane wrote (%s: %s)",
+            self.name,
+            text(entry_id),
+            key,
+            type(exc).__name__,
+            exc,
+        )
 
     def _deliver_event(self, entry_id: Any, fields: Any) -> None:
         assert self.channel is not None
         self._last_event = text(entry_id)
-        f = {text(k): v for k, v in (fields or {}).items()}
-        data = f.get("d")
-        if not data:
+        try:
+            f = {text(k): v for k, v in (fields or {}).items()}
+            data = text(f["d"])
+            event = text(f["e"]) if "e" in f else None
+            _check_event(data, event)
+        except (KeyError, UnicodeDecodeError, ValueError) as exc:
+            self._skip(self.events_key, entry_id, exc)
             return
-        event = text(f["e"]) if "e" in f else None
-        self.channel._deliver(_event_id(entry_id), text(data), event)
+        self.channel._deliver(_event_id(entry_id), data, event)
         self._events += 1
 
-    async def _deliver_message(self, fields: Any) -> None:
+    async def _deliver_message(self, entry_id: Any, fields: Any) -> None:
         assert self.hub is not None
-        f = {text(k): v for k, v in (fields or {}).items()}
-        payload = f.get("d")
-        if payload is None:
+        try:
+            f = {text(k): v for k, v in (fields or {}).items()}
+            payload = bytes(f["d"])
+            data: str | bytes = payload.decode("utf-8") if f.get("k") == b"t" else payload
+            room = text(f["r"]) if "r" in f else None
+        except (KeyError, UnicodeDecodeError) as exc:
+            self._skip(self.hub_key, entry_id, exc)
             return
-        data: str | bytes = bytes(payload).decode("utf-8") if f.get("k") == b"t" else payload
-        room = text(f["r"]) if "r" in f else None
         await self.hub.broadcast(data, room=room)
         self._messages += 1
 
@@ -256,6 +335,7 @@ class Backplane:
             messages=self._messages,
             events=self._events,
             last_event_id=_event_id(self._last_event),
+            skipped=self._skipped,
             reconnects=self._reconnect.failures,
             last_error=self._reconnect.last_error,
         )

@@ -10,9 +10,19 @@ from typing import Any, TypeVar
 import redis.exceptions
 from redis.asyncio import Redis
 
-from loopwise._exceptions import UsageError
+from loopwise._exceptions import LoopwiseError, UsageError
 
-__all__ = ["CONNECTION_ERRORS", "Reconnect", "check_client", "command", "stream_entries", "text"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "Reconnect",
+    "RedisUnavailableError",
+    "check_client",
+    "check_pool",
+    "command",
+    "describe",
+    "stream_entries",
+    "text",
+]
 
 T = TypeVar("T")
 
@@ -25,6 +35,33 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+class RedisUnavailableError(LoopwiseError, ConnectionError):
+    """Redis could not be reached (or not in time), and nothing was done: a fail-closed
+    :class:`SharedRateLimiter` granted nothing, a :class:`Backplane` did not start."""
+
+
+def check_pool(client: Redis, *, needed: int, who: str) -> None:
+    """``who`` holds ``needed`` connections at once (a blocking read and the calls made
+    meanwhile): a pool capped below that would starve it forever, so say so now."""
+    cap = getattr(client.connection_pool, "max_connections", None)
+    if isinstance(cap, int) and cap < needed:
+        raise UsageError(
+            f"{who} needs {needed} connections at once (a blocking read and the calls made "
+            f"meanwhile), but the client's pool allows max_connections={cap}: create the "
+            f"client with max_connections of at least {needed} (plus what your own code uses)"
+        )
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a connection error; pool exhaustion is a client setting, not an outage."""
+    if isinstance(exc, redis.exceptions.MaxConnectionsError):
+        return (
+            f"the client's connection pool is exhausted ({exc}): Redis may be fine; give the "
+            "client more connections (max_connections) or a BlockingConnectionPool"
+        )
+    return f"Redis unreachable ({type(exc).__name__}: {exc})"
 
 
 def check_client(client: object) -> Redis:
@@ -73,16 +110,14 @@ class Reconnect:
                 if not failed:
                     self.outages += 1
                     logger.warning(
-                        "%s: Redis unreachable (%s), retrying with backoff",
-                        self.name,
-                        self.last_error,
+                        "%s: %s: %s, retrying with backoff", self.name, what, describe(exc)
                     )
                 failed = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.longest)
                 continue
             if failed:
-                logger.warning("%s: Redis reachable again", self.name)
+                logger.warning("%s: %s succeeded again", self.name, what)
             return result
 
 

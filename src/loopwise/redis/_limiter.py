@@ -11,18 +11,18 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from loopwise._exceptions import LoopwiseError
 from loopwise.patterns import RateLimiter
 from loopwise.redis import _scripts
-from loopwise.redis._connection import CONNECTION_ERRORS, check_client
+from loopwise.redis._connection import (
+    CONNECTION_ERRORS,
+    RedisUnavailableError,
+    check_client,
+    describe,
+)
 
-__all__ = ["RedisUnavailableError", "SharedRateLimiter", "SharedRateLimiterStatistics"]
+__all__ = ["SharedRateLimiter", "SharedRateLimiterStatistics"]
 
 logger = logging.getLogger("loopwise.redis")
-
-
-class RedisUnavailableError(LoopwiseError, ConnectionError):
-    """Redis could not be reached, and the limiter fails closed: nothing was granted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,16 +181,14 @@ class SharedRateLimiter:
             self._unavailable += 1
             if self._when_unavailable == "raise":
                 raise RedisUnavailableError(
-                    f"rate limiter {self.key!r}: Redis is unreachable ({type(exc).__name__}: "
-                    f"{exc}); nothing was granted. Retry later, or create the limiter with "
+                    f"rate limiter {self.key!r}: {describe(exc)}; nothing was granted. "
+                    "Retry later, or create the limiter with "
                     'when_unavailable="local" to fall back to a per-process limit'
                 ) from exc
             if self._fallback is None:
                 self._fallback = RateLimiter(self._rate, per=self._per, burst=self._burst)
                 logger.warning(
-                    "rate limiter %r: Redis unreachable (%s), limiting this process locally",
-                    self.key,
-                    exc,
+                    "rate limiter %r: %s; limiting this process locally", self.key, describe(exc)
                 )
             await self._fallback.acquire(amount)
             self._local_grants += amount

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 
+from loopwise.redis import _scripts
 from loopwise.redis._codec import JSON, Codec
 from loopwise.redis._connection import Reconnect, check_client, command, text
 from loopwise.redis._delivery import DeadLetter
@@ -62,6 +63,7 @@ class WorkQueue(Generic[T]):
         self.dead_letter = dead_letter or f"{stream}:dead"
         self.errors_key = f"{stream}:errors:{group}"
         self._reconnect = Reconnect(f"WorkQueue {stream!r}")
+        self._add_new_script = self.client.register_script(_scripts.ADD_NEW)
 
     def _xadd_args(self, data: bytes) -> list[Any]:
         trim: list[Any] = ["MAXLEN", "~", self.maxlen] if self.maxlen is not None else []
@@ -95,6 +97,26 @@ class WorkQueue(Generic[T]):
 
         ids = await self._reconnect.call("XADD", send)
         return [text(i) for i in ids]
+
+    async def add_new(self, items: Iterable[T], *, seen: str) -> list[str | None]:
+        """Add each item that was never added through ``seen`` before (a Redis set of encoded
+        items, shared by every process), in one round trip; return the new entry ids, ``None``
+        for an item seen before. Checking and adding are one atomic step in Redis, so a process
+        killed in the middle never leaves an item marked seen but not added (the frontier of a
+        crawler: no URL lost, none queued twice). Retried like :meth:`add`; a retried call
+        finds its items seen and adds them once. Items are compared by their encoded bytes."""
+        if not isinstance(seen, str) or not seen:
+            raise ValueError(
+                f"seen must be the name of a Redis set (a non-empty str), got {seen!r}"
+            )
+        encoded = [self.codec.encode(item) for item in items]
+        if not encoded:
+            return []
+        args: list[Any] = [self.maxlen or 0, *encoded]
+        ids = await self._reconnect.call(
+            "add_new", lambda: self._add_new_script(keys=[self.stream, seen], args=args)
+        )
+        return [None if i is None else text(i) for i in ids]
 
     def consume(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ACK", "CLAIM", "DEAD_LETTER", "GCRA", "PENDING", "RELEASE"]
+__all__ = ["ACK", "ADD_NEW", "CLAIM", "DEAD_LETTER", "GCRA", "PENDING", "RELEASE"]
 
 # KEYS: stream, errors hash. ARGV: group, consumer, min idle ms, count.
 # Takes over entries idle longer than min idle (from any consumer, this one too) and returns,
@@ -37,6 +37,26 @@ local dead = redis.call('XADD', KEYS[3], '*', unpack(fields))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
 return dead
+"""
+
+# KEYS: stream, seen set. ARGV: maxlen (0: none), then the encoded items. Adds each item whose
+# bytes are not in the set yet, and puts them there, in one atomic step; returns the new ids
+# (false for an item seen before).
+ADD_NEW = """
+local out = {}
+local maxlen = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
+    if maxlen > 0 then
+      out[#out + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[i])
+    else
+      out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
+    end
+  else
+    out[#out + 1] = false
+  end
+end
+return out
 """
 
 # KEYS: stream. ARGV: group. The number of entries delivered and not acknowledged.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import redis.exceptions
 
 from loopwise.redis import _scripts
-from loopwise.redis._connection import Reconnect, command, stream_entries, text
+from loopwise.redis._connection import Reconnect, check_pool, command, stream_entries, text
 from loopwise.redis._delivery import Delivery, WorkerStatistics
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             or max_deliveries < 1
         ):
             raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+        check_pool(queue.client, needed=2, who="a StreamWorker")
         self._queue = queue
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.prefetch = prefetch
