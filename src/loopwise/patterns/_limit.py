@@ -78,16 +78,7 @@ class RateLimiter:
     )
 
     def __init__(self, rate: float, *, per: float = 1.0, burst: int = 1) -> None:
-        if isinstance(rate, bool) or not isinstance(rate, int | float):
-            raise TypeError(
-                f"rate must be a number of acquisitions per `per` seconds, got {rate!r}"
-            )
-        if not (math.isfinite(rate) and rate > 0):
-            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
-        if not (isinstance(per, int | float) and math.isfinite(per) and per > 0):
-            raise ValueError(f"per must be a finite number of seconds > 0, got {per!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+        check_rate(rate, per, burst)
         self._rate = float(rate)
         self._per = float(per)
         self._burst = burst
@@ -168,13 +159,7 @@ class RateLimiter:
         return True
 
     def _check_amount(self, amount: int) -> None:
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-            raise ValueError(f"amount must be an int >= 1, got {amount!r}")
-        if amount > self._burst:
-            raise ValueError(
-                f"amount={amount} can never be granted by a limiter with burst={self._burst}: "
-                f"raise burst to at least {amount}, or split the request"
-            )
+        check_amount(amount, self._burst)
 
     def _ready_at(self, amount: int) -> float:
         """When ``amount`` acquisitions fit in the bucket (GCRA with weights)."""
@@ -282,3 +267,26 @@ class RateLimiter:
         if self._waiters:
             assert self._loop is not None
             self._grant_due(self._loop.time())
+
+
+def check_rate(rate: float, per: float, burst: int) -> None:
+    """Raise ``TypeError``/``ValueError`` for a rate limit that cannot be kept as written."""
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise TypeError(f"rate must be a number of acquisitions per `per` seconds, got {rate!r}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+    if not (isinstance(per, int | float) and math.isfinite(per) and per > 0):
+        raise ValueError(f"per must be a finite number of seconds > 0, got {per!r}")
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+
+
+def check_amount(amount: int, burst: int) -> None:
+    """Raise ``ValueError`` for an amount a limiter with ``burst`` can never grant."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+        raise ValueError(f"amount must be an int >= 1, got {amount!r}")
+    if amount > burst:
+        raise ValueError(
+            f"amount={amount} can never be granted by a limiter with burst={burst}: "
+            f"raise burst to at least {amount}, or split the request"
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -12,6 +11,7 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from loopwise.patterns import RateLimiter
+from loopwise.patterns._limit import check_amount, check_rate
 from loopwise.redis import _scripts
 from loopwise.redis._connection import (
     CONNECTION_ERRORS,
@@ -93,16 +93,7 @@ class SharedRateLimiter:
         self._client = check_client(client)
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty str, got {key!r}")
-        if isinstance(rate, bool) or not isinstance(rate, int | float):
-            raise TypeError(
-                f"rate must be a number of acquisitions per `per` seconds, got {rate!r}"
-            )
-        if not (math.isfinite(rate) and rate > 0):
-            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
-        if not (isinstance(per, int | float) and math.isfinite(per) and per > 0):
-            raise ValueError(f"per must be a finite number of seconds > 0, got {per!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+        check_rate(rate, per, burst)
         if when_unavailable not in ("raise", "local"):
             raise ValueError(
                 f'when_unavailable must be "raise" or "local", got {when_unavailable!r}'
@@ -199,13 +190,7 @@ class SharedRateLimiter:
         return granted, float(value)
 
     def _check_amount(self, amount: int) -> None:
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-            raise ValueError(f"amount must be an int >= 1, got {amount!r}")
-        if amount > self._burst:
-            raise ValueError(
-                f"amount={amount} can never be granted by a limiter with burst={self._burst}: "
-                f"raise burst to at least {amount}, or split the request"
-            )
+        check_amount(amount, self._burst)
 
     async def __aenter__(self) -> None:
         await self.acquire()
