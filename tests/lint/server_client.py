@@ -169,6 +169,30 @@ class Session:
     async def request(self, coroutine: Any) -> Any:
         return await asyncio.wait_for(coroutine, TIMEOUT)
 
+    async def code_actions(
+        self,
+        name: str,
+        *,
+        range: types.Range | None = None,
+        diagnostics: list[types.Diagnostic] | None = None,
+        only: list[str] | None = None,
+    ) -> Any:
+        """The code actions offered for ``range`` of ``name`` (the start of the file by default)."""
+        start = types.Position(line=0, character=0)
+        params = types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=self.uri(name)),
+            range=range or types.Range(start=start, end=start),
+            context=types.CodeActionContext(diagnostics=diagnostics or [], only=only),
+        )
+        return await self.request(self.client.text_document_code_action_async(params))
+
+    async def hover(self, name: str, line: int, character: int) -> Any:
+        params = types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=self.uri(name)),
+            position=types.Position(line=line, character=character),
+        )
+        return await self.request(self.client.text_document_hover_async(params))
+
 
 def apply_edit(text: str, edit: types.TextEdit) -> str:
     """``text`` with one edit applied (positions in UTF-16 units; the tests use ASCII)."""

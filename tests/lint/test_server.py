@@ -122,15 +122,7 @@ async def test_indexing_with_worker_processes_ends_and_feeds_the_checks(tmp_path
 async def test_a_code_action_applies_the_rules_fix(session: Session) -> None:
     session.open("bad.py")
     [found] = await session.wait_codes("bad.py", ["LW001"])
-    actions = await session.request(
-        session.client.text_document_code_action_async(
-            types.CodeActionParams(
-                text_document=types.TextDocumentIdentifier(uri=session.uri("bad.py")),
-                range=found.range,
-                context=types.CodeActionContext(diagnostics=[found]),
-            )
-        )
-    )
+    actions = await session.code_actions("bad.py", range=found.range, diagnostics=[found])
     titles = [action.title for action in actions]
     fix = next(action for action in actions if action.title.startswith("Fix LW001"))
     [edit] = fix.edit.changes[session.uri("bad.py")]
@@ -145,18 +137,7 @@ async def test_fix_all_fixes_every_safe_finding_in_the_file(session: Session) ->
     text = UNAWAITED + "    asyncio.sleep(2)\n"
     session.open("bad.py", text)
     await session.wait_codes("bad.py", ["LW001", "LW001"])
-    actions = await session.request(
-        session.client.text_document_code_action_async(
-            types.CodeActionParams(
-                text_document=types.TextDocumentIdentifier(uri=session.uri("bad.py")),
-                range=types.Range(
-                    start=types.Position(line=0, character=0),
-                    end=types.Position(line=0, character=0),
-                ),
-                context=types.CodeActionContext(diagnostics=[], only=["source.fixAll"]),
-            )
-        )
-    )
+    actions = await session.code_actions("bad.py", only=["source.fixAll"])
     [fix_all] = actions
     assert fix_all.kind == "source.fixAll.loopwise"
     [edit] = fix_all.edit.changes[session.uri("bad.py")]
@@ -166,23 +147,9 @@ async def test_fix_all_fixes_every_safe_finding_in_the_file(session: Session) ->
 async def test_hover_over_a_finding_shows_the_rules_docs(session: Session) -> None:
     session.open("bad.py")
     await session.wait_codes("bad.py", ["LW001"])
-    hover = await session.request(
-        session.client.text_document_hover_async(
-            types.HoverParams(
-                text_document=types.TextDocumentIdentifier(uri=session.uri("bad.py")),
-                position=types.Position(line=4, character=8),
-            )
-        )
-    )
+    hover = await session.hover("bad.py", 4, 8)
     assert hover is not None and hover.contents.value.startswith("# LW001")
-    elsewhere = await session.request(
-        session.client.text_document_hover_async(
-            types.HoverParams(
-                text_document=types.TextDocumentIdentifier(uri=session.uri("bad.py")),
-                position=types.Position(line=0, character=1),
-            )
-        )
-    )
+    elsewhere = await session.hover("bad.py", 0, 1)
     assert elsewhere is None
 
 

@@ -131,30 +131,12 @@ async def test_a_code_action_right_after_an_edit_sees_the_edit(tmp_path: Path) -
         await running.wait_codes("bad.py", ["LW001"])
         edited = "# edited\n" + UNAWAITED + "    asyncio.sleep(2)\n"
         running.change("bad.py", edited)
-        actions = await running.request(
-            running.client.text_document_code_action_async(
-                types.CodeActionParams(
-                    text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
-                    range=types.Range(
-                        start=types.Position(line=0, character=0),
-                        end=types.Position(line=0, character=0),
-                    ),
-                    context=types.CodeActionContext(diagnostics=[], only=["source.fixAll"]),
-                )
-            )
-        )
+        actions = await running.code_actions("bad.py", only=["source.fixAll"])
         [fix_all] = actions
         [edit] = fix_all.edit.changes[running.uri("bad.py")]
         fixed = apply_edit(edited, edit)
         assert fixed == edited.replace("    asyncio", "    await asyncio")
-        hover = await running.request(
-            running.client.text_document_hover_async(
-                types.HoverParams(
-                    text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
-                    position=types.Position(line=6, character=8),
-                )
-            )
-        )
+        hover = await running.hover("bad.py", 6, 8)
         assert hover is not None and hover.contents.value.startswith("# LW001")
     finally:
         await running.stop()
@@ -260,23 +242,8 @@ async def test_hover_and_code_actions_on_an_unchanged_buffer_do_not_check_it_aga
         )
         messages = set()
         for _ in range(3):
-            await running.request(
-                running.client.text_document_hover_async(
-                    types.HoverParams(
-                        text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
-                        position=types.Position(line=4, character=8),
-                    )
-                )
-            )
-            actions = await running.request(
-                running.client.text_document_code_action_async(
-                    types.CodeActionParams(
-                        text_document=types.TextDocumentIdentifier(uri=running.uri("bad.py")),
-                        range=everything,
-                        context=types.CodeActionContext(diagnostics=[]),
-                    )
-                )
-            )
+            await running.hover("bad.py", 4, 8)
+            actions = await running.code_actions("bad.py", range=everything)
             messages |= {
                 d.message
                 for a in actions
@@ -309,18 +276,7 @@ async def test_fix_all_on_a_50000_line_buffer_with_many_fixes_answers(session: S
     await session.wait_for(
         lambda: len(session.diagnostics.get(session.uri("bad.py"), [])) == 167, "167 findings"
     )
-    actions = await session.request(
-        session.client.text_document_code_action_async(
-            types.CodeActionParams(
-                text_document=types.TextDocumentIdentifier(uri=session.uri("bad.py")),
-                range=types.Range(
-                    start=types.Position(line=0, character=0),
-                    end=types.Position(line=0, character=0),
-                ),
-                context=types.CodeActionContext(diagnostics=[], only=["source.fixAll"]),
-            )
-        )
-    )
+    actions = await session.code_actions("bad.py", only=["source.fixAll"])
     [fix_all] = actions
     [edit] = fix_all.edit.changes[session.uri("bad.py")]
     assert apply_edit(text, edit) == text.replace("    asyncio.sleep", "    await asyncio.sleep")
