@@ -17,6 +17,9 @@ from pygls.lsp.client import LanguageClient
 
 TIMEOUT = 20.0
 SERVER = [sys.executable, "-c", "import sys; from loopwise.cli import main; sys.exit(main())"]
+HERE = str(Path(__file__).resolve().parent)  # where the test-only rule module lives
+UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
+CLEAN = "import asyncio\n\n\nasync def main():\n    await asyncio.sleep(1)\n"
 
 
 class Session:

@@ -5,31 +5,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from lsprotocol import types
 
-from tests.lint.server_client import SERVER, TIMEOUT, Session, apply_edit
+from tests.lint.server_client import CLEAN, HERE, SERVER, TIMEOUT, UNAWAITED, Session, apply_edit
 
-UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
-CLEAN = "import asyncio\n\n\nasync def main():\n    await asyncio.sleep(1)\n"
 SYNC_FETCH = "def fetch():\n    return 1\n"
 ASYNC_FETCH = "async def fetch():\n    return 1\n"
-HERE = str(Path(__file__).resolve().parent)  # where the test-only rule module lives
 CALLER = "from a import fetch\n\n\nasync def main():\n    fetch()\n"
-
-
-@pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[Session]:
-    (tmp_path / "bad.py").write_text(UNAWAITED)
-    running = Session(tmp_path)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 async def test_a_bad_file_gets_a_diagnostic_with_code_range_and_docs_link(

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from lsprotocol import types
 
-from tests.lint.server_client import SERVER, TIMEOUT, Session, apply_edit
-
-HERE = str(Path(__file__).resolve().parent)  # where the test-only rule module lives
-UNAWAITED = "import asyncio\n\n\nasync def main():\n    asyncio.sleep(1)\n"
-CLEAN = "import asyncio\n\n\nasync def main():\n    await asyncio.sleep(1)\n"
-
-
-@pytest.fixture
-async def session(tmp_path: Path) -> AsyncIterator[Session]:
-    (tmp_path / "bad.py").write_text(UNAWAITED)
-    running = Session(tmp_path)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+from tests.lint.server_client import CLEAN, HERE, SERVER, TIMEOUT, UNAWAITED, Session, apply_edit
 
 
 def _incremental(session: Session, name: str, change: types.TextDocumentContentChangeEvent) -> None:
