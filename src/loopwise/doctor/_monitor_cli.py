@@ -10,6 +10,8 @@ import json
 import sys
 from typing import Any
 
+from loopwise._argtypes import port_number
+
 __all__ = ["register"]
 
 _HOW = (
@@ -27,16 +29,6 @@ def _pid(text: str) -> int:
     if pid <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a process id")
     return pid
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 0-65535 (0: any free one)")
-    return port
 
 
 def register(subparsers: Any) -> None:
@@ -77,7 +69,7 @@ def register(subparsers: Any) -> None:
         "--web", action="store_true", help="serve the view as a live page on 127.0.0.1"
     )
     top.add_argument(
-        "--port", type=_port, default=0, help="with --web: the port (default: any free one)"
+        "--port", type=port_number, default=0, help="with --web: the port (default: any free one)"
     )
     top.set_defaults(handler=handle_top)
 

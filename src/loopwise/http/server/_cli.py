@@ -8,17 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from loopwise._argtypes import port_number
+
 __all__ = ["main", "register"]
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 0-65535 (0: any free one)")
-    return port
 
 
 def _positive(text: str) -> float:
@@ -33,7 +25,9 @@ def _positive(text: str) -> float:
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8080, help="port, 0 for any free one (8080)")
+    parser.add_argument(
+        "--port", type=port_number, default=8080, help="port, 0 for any free one (8080)"
+    )
     parser.add_argument(
         "--tick", type=_positive, default=1.0, help="seconds between feed events (1.0)"
     )
