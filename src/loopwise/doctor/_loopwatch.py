@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any
 
+from loopwise.doctor._handoff import Handoff, yield_to_doctor
 from loopwise.doctor._model import Frame
 
 __all__ = [
@@ -56,6 +57,10 @@ LAG_EDGES = (
     0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 _bucket = bisect.bisect_left
+
+#: How many times a loop thread waits for the doctor's thread at one moment, and how far apart.
+YIELD_TRIES = 3
+YIELD_SPACING = 0.005
 
 
 def _gil_holding_pread() -> Any:
@@ -161,9 +166,16 @@ class LoopWatch:
 
     kind = "abstract"
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, threshold: float, handoff: Handoff | None = None
+    ) -> None:
         self.loop = loop
         self.threshold = threshold
+        self.handoff = handoff if handoff is not None else Handoff()
+        # The doctor's gate this loop's thread last waited at, how often, and when next.
+        self._gate: object = None
+        self._tries = 0
+        self._next_try = 0.0
         self.away_since = _INF
         self.thread_id: int | None = None
         self.native_id: int | None = None
@@ -193,6 +205,25 @@ class LoopWatch:
             if clock is not None:
                 self.clocks.append(clock)
 
+    def _yield_if_due(self, now: float) -> float:
+        """Give the GIL to the doctor's thread if it is due to want it; the time after.
+
+        At most :data:`YIELD_TRIES` waits per moment the doctor's thread named, spaced by
+        :data:`YIELD_SPACING`: a doctor thread that the machine does not schedule in time
+        costs the loop a few milliseconds, never a wait on every iteration.
+        """
+        due, gate = self.handoff.state
+        if gate is None or now < due:
+            return now
+        if gate is not self._gate:
+            self._gate, self._tries = gate, 0
+        elif self._tries >= YIELD_TRIES or now < self._next_try:
+            return now
+        self._tries += 1
+        self._next_try = now + YIELD_SPACING
+        yield_to_doctor(gate)
+        return _monotonic()
+
     def _record(self, start: float, end: float) -> None:
         """Called in the loop thread when it comes back to the loop after ``[start, end]``."""
         if end - start > self.threshold:
@@ -219,8 +250,10 @@ class SelectorWatch(LoopWatch):
 
     kind = "selector"
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
-        super().__init__(loop, threshold)
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, threshold: float, handoff: Handoff | None = None
+    ) -> None:
+        super().__init__(loop, threshold, handoff)
         selector: Any = loop._selector  # type: ignore[attr-defined]
         inner_select = selector.select
         inner_run_once = loop._run_once  # type: ignore[attr-defined]
@@ -232,7 +265,10 @@ class SelectorWatch(LoopWatch):
                 watch._record(start, _monotonic())
                 watch.away_since = _INF
             events = inner_select(timeout)
-            watch.away_since = _monotonic()
+            now = _monotonic()
+            if now >= watch.handoff.state[0]:
+                now = watch._yield_if_due(now)
+            watch.away_since = now
             return events
 
         def _run_once() -> None:
@@ -272,8 +308,14 @@ class HeartbeatWatch(LoopWatch):
 
     kind = "heartbeat"
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float, interval: float) -> None:
-        super().__init__(loop, threshold)
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        threshold: float,
+        interval: float,
+        handoff: Handoff | None = None,
+    ) -> None:
+        super().__init__(loop, threshold, handoff)
         self.interval = interval
         self._handle: asyncio.TimerHandle | None = None
 
@@ -293,6 +335,7 @@ class HeartbeatWatch(LoopWatch):
         if counts is not None:
             counts[_bucket(LAG_EDGES, max(0.0, now - self.away_since))] += 1
         self.thread_id = _get_ident()
+        now = self._yield_if_due(now)
         self.away_since = now + self.interval
         try:
             self._handle = self.loop.call_later(self.interval, self._beat)
@@ -301,17 +344,23 @@ class HeartbeatWatch(LoopWatch):
 
 
 def watch_loop(
-    loop: asyncio.AbstractEventLoop, threshold: float, interval: float
+    loop: asyncio.AbstractEventLoop,
+    threshold: float,
+    interval: float,
+    handoff: Handoff | None = None,
 ) -> LoopWatch | None:
-    """The best way to watch ``loop``, started; None when it cannot be watched for blocks."""
+    """The best way to watch ``loop``, started; None when it cannot be watched for blocks.
+
+    The loop's thread gives the GIL to the doctor's thread at the moments ``handoff`` names.
+    """
     watch: LoopWatch
     if hasattr(loop, "_selector") and hasattr(loop, "_run_once"):
         try:
-            watch = SelectorWatch(loop, threshold)
+            watch = SelectorWatch(loop, threshold, handoff)
         except Exception:  # an unusual selector: fall back to the heartbeat
-            watch = HeartbeatWatch(loop, threshold, interval)
+            watch = HeartbeatWatch(loop, threshold, interval, handoff)
     elif abs(loop.time() - _monotonic()) < 1.0:
-        watch = HeartbeatWatch(loop, threshold, interval)
+        watch = HeartbeatWatch(loop, threshold, interval, handoff)
     else:
         return None
     watch.start()

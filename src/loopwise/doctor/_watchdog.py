@@ -30,6 +30,7 @@ from types import FrameType
 
 from loopwise.doctor._frames import frames_from_frame, is_user_file, user_location
 from loopwise.doctor._gil import Fallback
+from loopwise.doctor._handoff import Handoff
 from loopwise.doctor._loopwatch import Clock, ClockReader, LoopWatch, watch_loop
 from loopwise.doctor._model import Event, EventKind, Frame
 
@@ -117,6 +118,7 @@ class Watchdog:
         self.blocks_ignored = 0
         self._ticks = 0
         self._ticked = threading.Condition()
+        self._handoff = Handoff()
 
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else "stopped"
@@ -156,7 +158,7 @@ class Watchdog:
 
     def watch(self, loop: asyncio.AbstractEventLoop) -> LoopWatch | None:
         """Start watching ``loop``; call in the loop's thread while it is not running."""
-        watch = watch_loop(loop, self.threshold, self.beat)
+        watch = watch_loop(loop, self.threshold, self.beat, self._handoff)
         if watch is None:
             return None
         with self._lock:
@@ -186,6 +188,7 @@ class Watchdog:
         self._stopping = threading.Event()
         self._thread = None
         self._watches = []
+        self._handoff = Handoff()  # the parent's gate may be held by a thread the child lacks
         self._history.clear()
         self._stalls.clear()
 
@@ -217,6 +220,7 @@ class Watchdog:
         try:
             self._loop_ticks(clocks)
         finally:
+            self._handoff.close()
             clocks.close()
         if self._fallback is not None:
             self._fallback.disarm()
@@ -228,7 +232,12 @@ class Watchdog:
         own = clocks.read(own_id)
         tick = self.tick
         stopping = self._stopping
-        while not stopping.wait(tick):
+        handoff = self._handoff
+        while True:
+            gate = handoff.expect(_monotonic() + tick)
+            if stopping.wait(tick):
+                handoff.close()
+                return
             now = _monotonic()
             cpu = time.process_time()
             clock = clocks.read(own_id)
@@ -244,6 +253,7 @@ class Watchdog:
                 self._ticks += 1
                 self._ticked.notify_all()
             tick = self.tick if self._alert(now) else self.idle_tick
+            handoff.done(gate)
 
     def _alert(self, now: float) -> bool:
         """True while some loop is away long enough, or has a block pending, to sample closely."""

@@ -1,0 +1,145 @@
+"""The doctor's thread gets the GIL from a loop that never idles, at the loop's own pace.
+
+A busy loop releases the GIL for a moment around every ``select``; a thread waiting for the
+GIL is woken by each release and finds it taken again, so without the handoff the watchdog
+ticked about 3 times a second instead of 20, and woke hundreds of times per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+import time
+
+import pytest
+
+from loopwise import doctor
+from loopwise.doctor._handoff import MAX_YIELD, Handoff, yield_to_doctor
+from loopwise.doctor._loopwatch import YIELD_TRIES, SelectorWatch
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc thread status")
+
+
+async def _busy_without_idling(seconds: float) -> int:
+    """Queue ping-pong between many task pairs: the loop always has work, never sleeps."""
+    deadline = time.monotonic() + seconds
+    rounds = 0
+
+    async def ping(inbox: asyncio.Queue[int], outbox: asyncio.Queue[int]) -> None:
+        nonlocal rounds
+        while time.monotonic() < deadline:
+            await outbox.put(1)
+            await inbox.get()
+            rounds += 1
+        await outbox.put(0)
+
+    async def pong(inbox: asyncio.Queue[int], outbox: asyncio.Queue[int]) -> None:
+        while await inbox.get():
+            await outbox.put(1)
+
+    async with asyncio.timeout(seconds + 10):
+        async with asyncio.TaskGroup() as group:
+            for _ in range(256):
+                a: asyncio.Queue[int] = asyncio.Queue()
+                b: asyncio.Queue[int] = asyncio.Queue()
+                group.create_task(ping(a, b))
+                group.create_task(pong(b, a))
+    return rounds
+
+
+def _voluntary_switches(native_id: int) -> int:
+    with open(f"/proc/self/task/{native_id}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches line")
+
+
+@linux_only
+def test_the_watchdog_keeps_its_pace_beside_a_loop_that_never_idles() -> None:
+    seconds = 2.0
+    with doctor.watch() as doc:
+        watchdog = doc._watchdog
+
+        async def main() -> tuple[int, int, int]:
+            await asyncio.sleep(0.05)  # the watchdog thread is running
+            assert watchdog._thread is not None and watchdog._thread.native_id is not None
+            native = watchdog._thread.native_id
+            ticks, switches = watchdog._ticks, _voluntary_switches(native)
+            gc.disable()  # a long collection would hand the GIL over by itself
+            try:
+                rounds = await _busy_without_idling(seconds)
+            finally:
+                gc.enable()
+            return watchdog._ticks - ticks, _voluntary_switches(native) - switches, rounds
+
+        ticks, switches, rounds = asyncio.run(main())
+    assert rounds > 1000  # the loop really was busy
+    expected = seconds / watchdog.idle_tick
+    assert ticks >= expected / 3, f"{ticks} ticks in {seconds} s, expected about {expected:.0f}"
+    # Each tick sleeps once and takes the GIL once or twice; without the handoff every GIL
+    # release of the loop could wake the waiting watchdog for nothing (seen: 5 to 300+
+    # wake-ups per tick, 2.5 with it).
+    assert switches / max(ticks, 1) < 4, f"{switches} wake-ups for {ticks} ticks"
+
+
+def test_a_loop_thread_waits_for_the_gate_no_longer_than_the_bound() -> None:
+    handoff = Handoff()
+    gate = handoff.expect(time.monotonic())
+    started = time.monotonic()
+    yield_to_doctor(gate)  # nobody opens it
+    assert time.monotonic() - started < MAX_YIELD + 0.5
+    assert gate.locked()  # still closed for the doctor's thread to open
+
+
+def test_every_waiting_thread_goes_on_once_the_doctor_is_done() -> None:
+    handoff = Handoff()
+    gate = handoff.expect(time.monotonic())
+    passed: list[bool] = []
+
+    def loop_thread() -> None:
+        # A long wait for this test only: it must end because the gate opens.
+        passed.append(gate.acquire(timeout=5.0))
+        gate.release()
+
+    threads = [threading.Thread(target=loop_thread) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    handoff.done(gate)
+    for thread in threads:
+        thread.join(timeout=5.0)
+    assert passed == [True, True, True]
+    assert handoff.state == (float("inf"), None)
+
+
+def test_done_and_close_both_opening_a_gate_is_harmless() -> None:
+    handoff = Handoff()
+    gate = handoff.expect(0.0)
+    handoff.done(gate)
+    handoff.close()
+    handoff.done(gate)
+    assert not gate.locked()
+    yield_to_doctor(gate)  # an open gate: passes at once and stays open
+    assert not gate.locked()
+
+
+def test_a_loop_waits_at_most_a_few_times_for_a_doctor_thread_that_never_comes() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        handoff = Handoff()
+        watch = SelectorWatch(loop, 0.1, handoff)
+        handoff.expect(0.0)  # due long ago, and nobody will open it
+        started = time.monotonic()
+        try:
+            for _ in range(2000):
+                loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            watch.stop()
+        spent = time.monotonic() - started
+        assert watch._tries == YIELD_TRIES
+        assert spent < YIELD_TRIES * MAX_YIELD + 2.0
+    finally:
+        loop.close()
