@@ -80,15 +80,17 @@ def is_user_file(filename: str) -> bool:
     return cached
 
 
-_internal_code_cache: dict[CodeType, bool] = {}
+# Keyed by file name, not by code object: a str caches its hash, a code object hashes its
+# whole body on every lookup (it showed as a third of the task factory's cost).
+_internal_file_cache: dict[str, bool] = {}
 
 
 def _is_internal(code: CodeType) -> bool:
-    internal = _internal_code_cache.get(code)
+    name = code.co_filename
+    internal = _internal_file_cache.get(name)
     if internal is None:
-        name = code.co_filename
         internal = name.startswith(_ASYNCIO_DIR) or name.startswith(_DOCTOR_DIR)
-        _internal_code_cache[code] = internal
+        _internal_file_cache[name] = internal
     return internal
 
 
@@ -111,6 +113,8 @@ def _loop_entry_codes() -> frozenset[CodeType]:
 
 
 _LOOP_ENTRY_CODES = _loop_entry_codes()
+# By identity: these code objects live as long as asyncio's functions, so their ids are theirs.
+_LOOP_ENTRY_IDS = frozenset(map(id, _LOOP_ENTRY_CODES))
 
 
 def first_outside(frame: FrameType | None) -> CodeSite | None:
@@ -123,7 +127,7 @@ def first_outside(frame: FrameType | None) -> CodeSite | None:
         code = frame.f_code
         if not _is_internal(code):
             return (code, frame.f_lasti)
-        if code in _LOOP_ENTRY_CODES:
+        if id(code) in _LOOP_ENTRY_IDS:
             return None
         frame = frame.f_back
     return None
