@@ -80,6 +80,17 @@ def summarize(values: Sequence[float]) -> Spread:
     return Spread(statistics.median(values), min(values), max(values), len(values))
 
 
+def paired_ratio(base: Sequence[float], other: Sequence[float]) -> float:
+    """The median of ``base[i] / other[i]``: each round's measures compared within the round.
+
+    Rounds are interleaved, so a change in the machine's load during the run moves both
+    measures of a round alike; the ratio of two medians taken over all rounds does not cancel it.
+    """
+    if not base or len(base) != len(other):
+        raise BenchmarkError("paired measures need the same number of rounds on both sides")
+    return statistics.median(b / o for b, o in zip(base, other, strict=True))
+
+
 # -- child processes ------------------------------------------------------------------------
 
 

@@ -262,12 +262,13 @@ def main() -> None:
         row: dict[str, object] = {"mode": mode}
         for workload in workloads:
             for kind in ("wall", "cpu"):
-                spread = _harness.summarize(results.values(kind, mode=mode, workload=workload))
-                base = _harness.summarize(results.values(kind, mode="plain", workload=workload))
+                measured = results.values(kind, mode=mode, workload=workload)
+                spread = _harness.summarize(measured)
+                base = results.values(kind, mode="plain", workload=workload)
                 row[f"{workload}_{kind}"] = spread.median
                 row[f"{workload}_{kind}_low"] = spread.low
                 row[f"{workload}_{kind}_high"] = spread.high
-                row[f"{workload}_{kind}_vs_plain"] = base.median / spread.median
+                row[f"{workload}_{kind}_vs_plain"] = _harness.paired_ratio(base, measured)
         rows.append(row)
     results.summary["modes"] = rows
     print(
@@ -275,7 +276,8 @@ def main() -> None:
         f"pingpong = 256 pairs x {args.messages} messages; median seconds and throughput "
         "vs plain\n"
     )
-    print("wall: median seconds and throughput vs plain; cpu: the same from the process's CPU time")
+    print("wall: median seconds, and throughput vs plain as the median of each round's ratio;")
+    print("cpu: the same from the process's CPU time")
     print("(all threads), which machine load disturbs far less than wall time\n")
     columns = [
         f"{w} {what}"

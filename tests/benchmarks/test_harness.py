@@ -44,6 +44,19 @@ def test_summary_is_the_median_and_the_range() -> None:
         _harness.summarize([])
 
 
+def test_a_paired_ratio_compares_each_round_within_itself() -> None:
+    # The machine got twice as slow halfway: every round's ratio is still 0.9, while the
+    # medians over all rounds would compare a slow round with a fast one.
+    base = [1.0, 1.0, 2.0, 2.0, 2.0]
+    other = [b / 0.9 for b in base]
+    assert _harness.paired_ratio(base, other) == pytest.approx(0.9)
+    assert _harness.paired_ratio([1.0, 3.0, 2.0], [2.0, 3.0, 1.0]) == 1.0
+    with pytest.raises(_harness.BenchmarkError):
+        _harness.paired_ratio([1.0, 2.0], [1.0])
+    with pytest.raises(_harness.BenchmarkError):
+        _harness.paired_ratio([], [])
+
+
 def test_a_child_returns_its_last_json_line_with_its_times() -> None:
     code = "print('warming up'); print('{\"answer\": 42}')"
     result = _harness.run_child([sys.executable, "-c", code])
