@@ -143,3 +143,16 @@ def test_a_loop_waits_at_most_a_few_times_for_a_doctor_thread_that_never_comes()
         assert spent < YIELD_TRIES * MAX_YIELD + 2.0
     finally:
         loop.close()
+
+
+def test_the_earliest_moment_of_several_doctor_threads_is_the_one_shown() -> None:
+    handoff = Handoff()
+    watchdog = handoff.expect(5.0)
+    monitor = handoff.expect(3.0)
+    assert handoff.state == (3.0, monitor)
+    handoff.done(monitor)
+    assert handoff.state == (5.0, watchdog)
+    assert not monitor.locked() and watchdog.locked()
+    handoff.close()
+    assert handoff.state == (float("inf"), None)
+    assert not watchdog.locked()

@@ -8,8 +8,8 @@ doctor's thread, woken for a 50 ms tick, could wait hundreds of milliseconds, wo
 times a second, and every one of those wake-ups cost the loop thread a futex call and a
 contended lock: measured, 3-4 % of a busy loop's throughput for 2 ticks in 0.6 s.
 
-The :class:`Handoff` lets the loop thread give the GIL away on purpose instead: the doctor's
-thread says when it will want the GIL next (:meth:`Handoff.expect`); a loop thread that
+The :class:`Handoff` lets the loop thread give the GIL away on purpose instead: a thread of the
+doctor says when it will want the GIL next (:meth:`Handoff.expect`); a loop thread that
 reaches the end of an iteration after that moment waits, with the GIL released, until the
 doctor's thread has done its work (:meth:`Handoff.done`) — at most :data:`MAX_YIELD` seconds,
 and at most once per expected moment, so a doctor thread that is late or gone costs the loop
@@ -31,40 +31,55 @@ _NEVER: tuple[float, threading.Lock | None] = (_INF, None)
 
 
 class Handoff:
-    """When the doctor's thread wants the GIL next, and the gate a loop thread waits at until then.
+    """When the doctor's threads want the GIL next, and the gate a loop thread waits at until then.
 
-    ``state`` is read by loop threads once per iteration: ``(due, gate)``, replaced as a
-    whole so that a reader never pairs one moment's time with another moment's gate.
+    Several of the doctor's threads (the watchdog, the monitor) may each expect a moment;
+    ``state`` shows the earliest one still pending as ``(due, gate)``, replaced as a whole so
+    that a loop thread, which reads it once per iteration, never pairs one moment's time with
+    another's gate.
     """
 
-    __slots__ = ("state",)
+    __slots__ = ("_lock", "_pending", "state")
 
     def __init__(self) -> None:
         self.state = _NEVER
+        self._pending: dict[threading.Lock, float] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         due, gate = self.state
-        return f"<Handoff due={due!r} waiting={gate is not None}>"
+        return f"<Handoff due={due!r} pending={len(self._pending)}>"
 
     def expect(self, due: float) -> threading.Lock:
         """Say that this thread will want the GIL at ``due`` (monotonic); then call :meth:`done`."""
         gate = threading.Lock()
         gate.acquire()
-        self.state = (due, gate)
+        with self._lock:
+            self._pending[gate] = due
+            self._publish()
         return gate
 
     def done(self, gate: threading.Lock) -> None:
         """This thread has had the GIL it wanted: loop threads waiting at ``gate`` go on."""
-        if self.state[1] is gate:
-            self.state = _NEVER
+        with self._lock:
+            self._pending.pop(gate, None)
+            self._publish()
         _open(gate)
 
     def close(self) -> None:
         """No more moments: let every waiting loop thread go."""
-        gate = self.state[1]
-        self.state = _NEVER
-        if gate is not None:
+        with self._lock:
+            gates, self._pending = list(self._pending), {}
+            self.state = _NEVER
+        for gate in gates:
             _open(gate)
+
+    def _publish(self) -> None:
+        if not self._pending:
+            self.state = _NEVER
+            return
+        gate = min(self._pending, key=self._pending.__getitem__)
+        self.state = (self._pending[gate], gate)
 
 
 def _open(gate: threading.Lock) -> None:
