@@ -47,7 +47,7 @@ class Handoff:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        due, gate = self.state
+        due = self.state[0]
         return f"<Handoff due={due!r} pending={len(self._pending)}>"
 
     def expect(self, due: float) -> threading.Lock:
