@@ -16,6 +16,16 @@ class _Drained(Exception):
     """A closed channel has no more items."""
 
 
+class _Handoff:
+    """A waiting ``put(handoff=True)``'s item, moved into the channel by the getter."""
+
+    __slots__ = ("added", "item")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.added = False
+
+
 class _Channel:
     """A bounded FIFO with close(): ``get()`` drains what is left and then raises _Drained.
 
@@ -28,6 +38,7 @@ class _Channel:
         "_closed",
         "_items",
         "_maxsize",
+        "added",
         "blocked_puts",
         "getters",
         "on_blocked",
@@ -40,6 +51,8 @@ class _Channel:
         self.getters = ParkingLot(on_abandoned=self._getter_abandoned)
         self.putters = ParkingLot(on_abandoned=self._putter_abandoned)
         self._closed = False
+        self.added = 0
+        """Items added so far (by ``put()`` or moved in for a waiting ``put(handoff=True)``)."""
         self.blocked_puts = 0
         """``put()`` calls waiting for room right now."""
         self.on_blocked: Callable[[], object] | None = None
@@ -67,18 +80,28 @@ class _Channel:
         self.putters.unpark_all()
         return n
 
-    async def put(self, item: Any) -> None:
+    async def put(self, item: Any, *, handoff: bool = False) -> None:
+        """Add ``item``, waiting while the channel is full. With ``handoff=True`` a waiting
+        put's item is moved into the channel by the ``get()`` that makes room, before this task
+        resumes: the getter finds it there without waiting for this task to run (a pipeline
+        worker's put). The price: cancelled after that move, before it resumed, the put raises
+        ``CancelledError`` although its item was added (fine for a worker, which is cancelled
+        only when its pipeline stops; not for ``Pipeline.put()``)."""
         while len(self._items) >= self._maxsize and not self._closed:
+            box = _Handoff(item) if handoff else None
             self.blocked_puts += 1
             try:
                 if self.on_blocked is not None:
                     self.on_blocked()
-                await self.putters.park()
+                await self.putters.park(box)
             finally:
                 self.blocked_puts -= 1
+            if box is not None and box.added:
+                return
         if self._closed:
             raise ClosedError("the pipeline channel is closed")
         self._items.append(item)
+        self.added += 1
         self.getters.unpark()
 
     async def get(self) -> Any:
@@ -87,7 +110,15 @@ class _Channel:
                 raise _Drained
             await self.getters.park()
         item = self._items.popleft()
-        self.putters.unpark()
+        putters = self.putters
+        if putters:
+            box = putters.peek()
+            if box.__class__ is _Handoff and not self._closed:
+                self._items.append(box.item)
+                self.added += 1
+                box.added = True
+                self.getters.unpark()  # as the put would: a waiting worker takes it at once
+            putters.unpark()
         return item
 
     def _getter_abandoned(self, _wakeup: int) -> None:

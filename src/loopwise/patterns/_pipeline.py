@@ -114,7 +114,6 @@ class Pipeline(Generic[T]):
         self._feeder_pulling = False
         self._state: State = "new"
         self._putting = 0
-        self._accepted = 0
         self._completed = 0
         self._failure: BaseException | None = None
         self._more_failures = 0
@@ -253,7 +252,6 @@ class Pipeline(Generic[T]):
         finally:
             self._putting -= 1
             self._maybe_close_input()
-        self._accepted += 1
 
     async def close(self) -> None:
         """Stop accepting items, let everything accepted go through every stage, wait for all
@@ -332,6 +330,12 @@ class Pipeline(Generic[T]):
             stages=stages,
         )
 
+    @property
+    def _accepted(self) -> int:
+        # Counted by the first channel as items go in: a feeder's put that hands its item over
+        # (handoff) and is cancelled before it resumes has still added it.
+        return self._channels[0].added if self._channels else 0
+
     def __repr__(self) -> str:
         st = self.statistics()
         stages = ", ".join(f"{s.name}[{s.busy}/{s.workers} q={s.queued}]" for s in st.stages)
@@ -355,8 +359,7 @@ class Pipeline(Generic[T]):
                         break
                     finally:
                         self._feeder_pulling = False
-                    await first.put(item)
-                    self._accepted += 1
+                    await first.put(item, handoff=True)
             else:
                 it = iter(source)
                 while self._state == "running":
@@ -364,8 +367,7 @@ class Pipeline(Generic[T]):
                         item = next(it)
                     except StopIteration:
                         break
-                    await first.put(item)
-                    self._accepted += 1
+                    await first.put(item, handoff=True)
         except asyncio.CancelledError as exc:
             if not this_task().cancelling():
                 self._fail(stray_error(exc, "the source"), "source")
@@ -392,6 +394,10 @@ class Pipeline(Generic[T]):
         inbox = self._channels[index]
         outbox = self._channels[index + 1] if index + 1 < len(self._channels) else None
         last = index == len(self._stages) - 1
+        # A worker's put into the next stage's channel may be completed by the getter that
+        # makes room (see _Channel.put): the next stage then takes it without a wait. Not into
+        # the output channel: a result counts as completed only once this worker resumes.
+        handoff = not last
         fn = stage.fn
         try:
             while True:
@@ -416,7 +422,7 @@ class Pipeline(Generic[T]):
                     stage.busy -= 1
                 if outbox is not None:
                     try:
-                        await outbox.put(result)
+                        await outbox.put(result, handoff=handoff)
                     except ClosedError:
                         return
                 stage.processed += 1
