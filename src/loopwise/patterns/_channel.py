@@ -9,11 +9,15 @@ from typing import Any
 from loopwise._exceptions import ClosedError
 from loopwise.patterns._parking import ParkingLot
 
-__all__ = ["_Channel", "_Drained"]
+__all__ = ["EMPTY", "_Channel", "_Drained"]
 
 
 class _Drained(Exception):
     """A closed channel has no more items."""
+
+
+EMPTY: Any = object()
+"""What ``_Channel.try_get()`` returns when there is no item."""
 
 
 class _Handoff:
@@ -80,6 +84,24 @@ class _Channel:
         self.putters.unpark_all()
         return n
 
+    def try_put(self, item: Any) -> bool:
+        """``put()`` without waiting: add ``item`` if there is room; ``False`` if it is full or
+        closed (then ``await put()`` waits or raises). Same effect as a ``put()`` that did not
+        wait, without a coroutine (a pipeline worker's fast path)."""
+        if self._closed or len(self._items) >= self._maxsize:
+            return False
+        self._items.append(item)
+        self.added += 1
+        self.getters.unpark()
+        return True
+
+    def try_get(self) -> Any:
+        """``get()`` without waiting: an item, or ``EMPTY`` (then ``await get()`` waits or
+        raises ``_Drained``). Same effect as a ``get()`` that did not wait."""
+        if not self._items:
+            return EMPTY
+        return self._take()
+
     async def put(self, item: Any, *, handoff: bool = False) -> None:
         """Add ``item``, waiting while the channel is full. With ``handoff=True`` a waiting
         put's item is moved into the channel by the ``get()`` that makes room, before this task
@@ -109,6 +131,9 @@ class _Channel:
             if self._closed:
                 raise _Drained
             await self.getters.park()
+        return self._take()
+
+    def _take(self) -> Any:
         item = self._items.popleft()
         putters = self.putters
         if putters:

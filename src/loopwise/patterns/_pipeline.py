@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
 from loopwise.patterns._cancel import cancelled_by_outsider, stray_error, this_task
-from loopwise.patterns._channel import _Channel, _Drained
+from loopwise.patterns._channel import EMPTY, _Channel, _Drained
 from loopwise.patterns._pipeline_parts import (
     PipelineStatistics,
     StageStatistics,
@@ -359,7 +359,8 @@ class Pipeline(Generic[T]):
                         break
                     finally:
                         self._feeder_pulling = False
-                    await first.put(item, handoff=True)
+                    if not first.try_put(item):
+                        await first.put(item, handoff=True)
             else:
                 it = iter(source)
                 while self._state == "running":
@@ -367,7 +368,8 @@ class Pipeline(Generic[T]):
                         item = next(it)
                     except StopIteration:
                         break
-                    await first.put(item, handoff=True)
+                    if not first.try_put(item):
+                        await first.put(item, handoff=True)
         except asyncio.CancelledError as exc:
             if not this_task().cancelling():
                 self._fail(stray_error(exc, "the source"), "source")
@@ -401,10 +403,12 @@ class Pipeline(Generic[T]):
         fn = stage.fn
         try:
             while True:
-                try:
-                    item = await inbox.get()
-                except _Drained:
-                    break
+                item = inbox.try_get()  # no coroutine when an item is there (most of the time)
+                if item is EMPTY:
+                    try:
+                        item = await inbox.get()
+                    except _Drained:
+                        break
                 stage.busy += 1
                 try:
                     result = await fn(item)
@@ -420,7 +424,7 @@ class Pipeline(Generic[T]):
                     return
                 finally:
                     stage.busy -= 1
-                if outbox is not None:
+                if outbox is not None and not outbox.try_put(result):
                     try:
                         await outbox.put(result, handoff=handoff)
                     except ClosedError:
