@@ -142,6 +142,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._gathering: asyncio.Future[None] | None = None  # the flusher waits for more acks
         self._wants_room = False  # __anext__ waits for acknowledgements to free prefetch slots
         self._idle = False  # the last read found no new entry
+        self._batch = prefetch // 2  # reads and acknowledgements wait to gather this many
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 finally:
                     self._wants_room = False
                 continue
-            if room < self.prefetch // 2 and not topped_up:
+            if room < self._batch and not topped_up:
                 # Many items in progress: wait a moment for more room, to read (and so
                 # acknowledge) in larger batches; then read whatever room there is.
                 topped_up = True
@@ -177,7 +178,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                     self._send_acks_now()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(_TOP_UP_WAIT):
-                            while self.prefetch - len(self._held) < self.prefetch // 2:
+                            while self.prefetch - len(self._held) < self._batch:
                                 self._room.clear()
                                 await self._room.wait()
                 finally:
@@ -347,7 +348,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         """Whether the queued acknowledgements are worth a round trip now: half of prefetch, or
         (while the reader waits for room) enough to let it read half of prefetch, or any when
         the stream has nothing new. Waiting for more then would only keep the reader idle."""
-        half = self.prefetch // 2
+        half = self._batch
         queued = len(self._to_ack)
         if queued >= half or self._idle:
             return True
