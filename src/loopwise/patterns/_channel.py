@@ -33,9 +33,11 @@ class _Handoff:
 class _Channel:
     """A bounded FIFO with close(): ``get()`` drains what is left and then raises _Drained.
 
-    Cancellation-safe: a cancelled ``put()`` adds nothing; a cancelled ``get()`` takes nothing;
-    a wake-up delivered to a task cancelled before it resumed is passed to the next waiter
-    while there is still an item (for getters) or room (for putters).
+    Cancellation-safe: a cancelled ``put()`` adds nothing (except a ``put(handoff=True)``
+    whose item was moved in before the cancellation reached it: see :meth:`put`); a cancelled
+    ``get()`` takes nothing; a wake-up delivered to a task cancelled before it resumed is
+    passed to the next waiter while there is still an item (for getters) or room (for
+    putters). FIFO for items and for waiting puts, handed over or not.
     """
 
     __slots__ = (
