@@ -37,7 +37,7 @@ class _Channel:
     whose item was moved in before the cancellation reached it: see :meth:`put`); a cancelled
     ``get()`` takes nothing; a wake-up delivered to a task cancelled before it resumed is
     passed to the next waiter while there is still an item (for getters) or room (for
-    putters). FIFO for items and for waiting puts, handed over or not.
+    putters).
     """
 
     __slots__ = (
