@@ -1,9 +1,11 @@
 """A server process for the backplane tests: a WebSocketHub on /ws and an EventChannel (history
 of 5 events) on /events, connected through Redis; POST /broadcast and POST /publish send through
-the backplane. Arguments: redis URL, backplane name. Prints its URL when it serves."""
+the backplane; GET /stats answers the backplane's statistics as JSON. Arguments: redis URL,
+backplane name. Prints its URL when it serves."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import redis.asyncio
@@ -27,6 +29,9 @@ def main(url: str, name: str) -> None:
         event_id = await backplane.publish(await request.text())
         return web.Response(text=str(event_id))
 
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(dataclasses.asdict(backplane.statistics()))
+
     async def close_client(app: web.Application) -> None:
         await client.aclose()
 
@@ -34,6 +39,7 @@ def main(url: str, name: str) -> None:
     app.router.add_get("/events", channel.handler)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_post("/publish", publish)
+    app.router.add_get("/stats", stats)
     app.cleanup_ctx.append(backplane.cleanup_ctx)
     app.on_cleanup.append(close_client)
     run(app, port=0)

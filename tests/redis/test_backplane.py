@@ -170,3 +170,38 @@ async def test_a_hole_in_the_ids_ends_the_streams_and_resuming_clients_get_a_gap
             resumed.release()
     finally:
         await runner.cleanup()
+
+
+async def test_hub_messages_trimmed_before_a_paused_process_read_them_are_counted(
+    client: redis.asyncio.Redis, redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    """A server process stopped (SIGSTOP: its loop cannot run) while 1,000 messages go through
+    a stream kept to about 10 entries: once it runs again, every message is either handed to
+    its hub or counted as missed, exactly."""
+    follower = await start_server(redis_server.url, "paused")
+    total = 1000
+    try:
+        async with Backplane(client, "paused", hub=WebSocketHub(), hub_maxlen=10) as publisher:
+            follower.process.send_signal(signal.SIGSTOP)
+            try:
+                for i in range(total):
+                    await publisher.broadcast(f"message {i}")
+                assert await client.xlen("paused:hub") < total / 2  # Redis trimmed it
+            finally:
+                follower.process.send_signal(signal.SIGCONT)
+            stats: dict[str, int] = {}
+            async with asyncio.timeout(20):
+                while stats.get("messages", 0) + stats.get("missed", 0) < total:
+                    await asyncio.sleep(0.1)
+                    async with session.get(f"{follower.url}/stats") as r:
+                        stats = await r.json()
+            assert stats["missed"] > 0
+            assert stats["messages"] + stats["missed"] == total
+            for _ in range(400):  # the publisher's own follower: the same account (20 s)
+                s = publisher.statistics()
+                if s.messages + s.missed >= total:
+                    break
+                await asyncio.sleep(0.05)
+            assert s.messages + s.missed == total
+    finally:
+        await follower.stop()

@@ -12,7 +12,7 @@ import redis.asyncio
 
 from loopwise import UsageError
 from loopwise.patterns import Pipeline, amap
-from loopwise.redis import TEXT, Delivery, WorkQueue, idempotency_key
+from loopwise.redis import TEXT, Delivery, WorkQueue, _worker, idempotency_key
 
 
 async def pending(client: redis.asyncio.Redis, stream: str, group: str = "workers") -> int:
@@ -209,3 +209,24 @@ async def test_add_new_adds_each_item_once_across_calls(client: redis.asyncio.Re
     assert await queue.add_new([], seen="frontier:seen") == []
     with pytest.raises(ValueError, match="seen"):
         await queue.add_new(["/d"], seen="")
+
+
+async def test_acknowledgements_are_sent_without_the_gathering_wait_when_it_only_delays(
+    client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledgements wait a moment for others to share their XACK, but not once half of
+    prefetch is queued, nor while the reader waits for the room they free, nor when the stream
+    has nothing new: with that moment made 30 s long, the work still ends at once."""
+    monkeypatch.setattr(_worker, "_ACK_GATHER", 30.0)
+    queue: WorkQueue[int] = WorkQueue(client, "gathered")
+    await queue.add_many(range(20))
+
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x
+
+    async with asyncio.timeout(10):
+        async with queue.consume(prefetch=4, stop_when_empty=True) as worker:
+            await Pipeline(worker).stage(worker.step(slow)).stage(worker.ack).run()
+    assert worker.statistics().acked == 20
+    assert await pending(client, "gathered") == 0

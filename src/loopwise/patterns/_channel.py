@@ -9,25 +9,42 @@ from typing import Any
 from loopwise._exceptions import ClosedError
 from loopwise.patterns._parking import ParkingLot
 
-__all__ = ["_Channel", "_Drained"]
+__all__ = ["EMPTY", "_Channel", "_Drained"]
 
 
 class _Drained(Exception):
     """A closed channel has no more items."""
 
 
+EMPTY: Any = object()
+"""What ``_Channel.try_get()`` returns when there is no item."""
+
+
+class _Handoff:
+    """A waiting ``put(handoff=True)``'s item, moved into the channel by the getter."""
+
+    __slots__ = ("added", "item")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.added = False
+
+
 class _Channel:
     """A bounded FIFO with close(): ``get()`` drains what is left and then raises _Drained.
 
-    Cancellation-safe: a cancelled ``put()`` adds nothing; a cancelled ``get()`` takes nothing;
-    a wake-up delivered to a task cancelled before it resumed is passed to the next waiter
-    while there is still an item (for getters) or room (for putters).
+    Cancellation-safe: a cancelled ``put()`` adds nothing (except a ``put(handoff=True)``
+    whose item was moved in before the cancellation reached it: see :meth:`put`); a cancelled
+    ``get()`` takes nothing; a wake-up delivered to a task cancelled before it resumed is
+    passed to the next waiter while there is still an item (for getters) or room (for
+    putters).
     """
 
     __slots__ = (
         "_closed",
         "_items",
         "_maxsize",
+        "added",
         "blocked_puts",
         "getters",
         "on_blocked",
@@ -40,6 +57,8 @@ class _Channel:
         self.getters = ParkingLot(on_abandoned=self._getter_abandoned)
         self.putters = ParkingLot(on_abandoned=self._putter_abandoned)
         self._closed = False
+        self.added = 0
+        """Items added so far (by ``put()`` or moved in for a waiting ``put(handoff=True)``)."""
         self.blocked_puts = 0
         """``put()`` calls waiting for room right now."""
         self.on_blocked: Callable[[], object] | None = None
@@ -67,18 +86,46 @@ class _Channel:
         self.putters.unpark_all()
         return n
 
-    async def put(self, item: Any) -> None:
+    def try_put(self, item: Any) -> bool:
+        """``put()`` without waiting: add ``item`` if there is room; ``False`` if it is full or
+        closed (then ``await put()`` waits or raises). Same effect as a ``put()`` that did not
+        wait, without a coroutine (a pipeline worker's fast path)."""
+        if self._closed or len(self._items) >= self._maxsize:
+            return False
+        self._items.append(item)
+        self.added += 1
+        self.getters.unpark()
+        return True
+
+    def try_get(self) -> Any:
+        """``get()`` without waiting: an item, or ``EMPTY`` (then ``await get()`` waits or
+        raises ``_Drained``). Same effect as a ``get()`` that did not wait."""
+        if not self._items:
+            return EMPTY
+        return self._take()
+
+    async def put(self, item: Any, *, handoff: bool = False) -> None:
+        """Add ``item``, waiting while the channel is full. With ``handoff=True`` a waiting
+        put's item is moved into the channel by the ``get()`` that makes room, before this task
+        resumes: the getter finds it there without waiting for this task to run (a pipeline
+        worker's put). The price: cancelled after that move, before it resumed, the put raises
+        ``CancelledError`` although its item was added (fine for a worker, which is cancelled
+        only when its pipeline stops; not for ``Pipeline.put()``)."""
         while len(self._items) >= self._maxsize and not self._closed:
+            box = _Handoff(item) if handoff else None
             self.blocked_puts += 1
             try:
                 if self.on_blocked is not None:
                     self.on_blocked()
-                await self.putters.park()
+                await self.putters.park(box)
             finally:
                 self.blocked_puts -= 1
+            if box is not None and box.added:
+                return
         if self._closed:
             raise ClosedError("the pipeline channel is closed")
         self._items.append(item)
+        self.added += 1
         self.getters.unpark()
 
     async def get(self) -> Any:
@@ -86,8 +133,19 @@ class _Channel:
             if self._closed:
                 raise _Drained
             await self.getters.park()
+        return self._take()
+
+    def _take(self) -> Any:
         item = self._items.popleft()
-        self.putters.unpark()
+        putters = self.putters
+        if putters:
+            box = putters.peek()
+            if box.__class__ is _Handoff and not self._closed:
+                self._items.append(box.item)
+                self.added += 1
+                box.added = True
+                self.getters.unpark()  # as the put would: a waiting worker takes it at once
+            putters.unpark()
         return item
 
     def _getter_abandoned(self, _wakeup: int) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from loopwise._exceptions import ClosedError, UsageError
 from loopwise.patterns._cancel import cancelled_by_outsider, stray_error, this_task
-from loopwise.patterns._channel import _Channel, _Drained
+from loopwise.patterns._channel import EMPTY, _Channel, _Drained
 from loopwise.patterns._pipeline_parts import (
     PipelineStatistics,
     StageStatistics,
@@ -114,7 +114,6 @@ class Pipeline(Generic[T]):
         self._feeder_pulling = False
         self._state: State = "new"
         self._putting = 0
-        self._accepted = 0
         self._completed = 0
         self._failure: BaseException | None = None
         self._more_failures = 0
@@ -253,7 +252,6 @@ class Pipeline(Generic[T]):
         finally:
             self._putting -= 1
             self._maybe_close_input()
-        self._accepted += 1
 
     async def close(self) -> None:
         """Stop accepting items, let everything accepted go through every stage, wait for all
@@ -332,6 +330,12 @@ class Pipeline(Generic[T]):
             stages=stages,
         )
 
+    @property
+    def _accepted(self) -> int:
+        # Counted by the first channel as items go in: a feeder's put that hands its item over
+        # (handoff) and is cancelled before it resumes has still added it.
+        return self._channels[0].added if self._channels else 0
+
     def __repr__(self) -> str:
         st = self.statistics()
         stages = ", ".join(f"{s.name}[{s.busy}/{s.workers} q={s.queued}]" for s in st.stages)
@@ -355,8 +359,8 @@ class Pipeline(Generic[T]):
                         break
                     finally:
                         self._feeder_pulling = False
-                    await first.put(item)
-                    self._accepted += 1
+                    if not first.try_put(item):
+                        await first.put(item, handoff=True)
             else:
                 it = iter(source)
                 while self._state == "running":
@@ -364,8 +368,8 @@ class Pipeline(Generic[T]):
                         item = next(it)
                     except StopIteration:
                         break
-                    await first.put(item)
-                    self._accepted += 1
+                    if not first.try_put(item):
+                        await first.put(item, handoff=True)
         except asyncio.CancelledError as exc:
             if not this_task().cancelling():
                 self._fail(stray_error(exc, "the source"), "source")
@@ -392,13 +396,19 @@ class Pipeline(Generic[T]):
         inbox = self._channels[index]
         outbox = self._channels[index + 1] if index + 1 < len(self._channels) else None
         last = index == len(self._stages) - 1
+        # A worker's put into the next stage's channel may be completed by the getter that
+        # makes room (see _Channel.put): the next stage then takes it without a wait. Not into
+        # the output channel: a result counts as completed only once this worker resumes.
+        handoff = not last
         fn = stage.fn
         try:
             while True:
-                try:
-                    item = await inbox.get()
-                except _Drained:
-                    break
+                item = inbox.try_get()  # no coroutine when an item is there (most of the time)
+                if item is EMPTY:
+                    try:
+                        item = await inbox.get()
+                    except _Drained:
+                        break
                 stage.busy += 1
                 try:
                     result = await fn(item)
@@ -414,9 +424,9 @@ class Pipeline(Generic[T]):
                     return
                 finally:
                     stage.busy -= 1
-                if outbox is not None:
+                if outbox is not None and not outbox.try_put(result):
                     try:
-                        await outbox.put(result)
+                        await outbox.put(result, handoff=handoff)
                     except ClosedError:
                         return
                 stage.processed += 1

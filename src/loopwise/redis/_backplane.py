@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 from loopwise._exceptions import UsageError
 from loopwise.http.server import EventChannel, WebSocketHub
 from loopwise.http.server._sse import _check_event
+from loopwise.redis import _scripts
 from loopwise.redis._connection import (
     Reconnect,
     RedisUnavailableError,
@@ -32,6 +34,7 @@ __all__ = ["Backplane", "BackplaneStatistics"]
 logger = logging.getLogger("loopwise.redis")
 
 _BLOCK_MS = 1000
+_GAP_LOG_EVERY = 10.0  # seconds between two log lines about missed hub messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,10 @@ class BackplaneStatistics:
     skipped: int
     """Entries of the two streams that no backplane wrote (not UTF-8 where text is due, or
     missing fields): logged and skipped, the tail goes on."""
+    missed: int
+    """Hub messages this process never handed to its hub: Redis trimmed them (the stream keeps
+    about ``hub_maxlen``) before this process read them, because it fell that far behind (a
+    blocked event loop, a long outage). Counted from the numbers each broadcast carries."""
     reconnects: int
     """Calls to Redis retried because it was unreachable."""
     last_error: str | None
@@ -94,6 +101,11 @@ class Backplane:
     * **Foreign entries.** An entry of the two streams that no backplane wrote (text that is not
       UTF-8, a missing field) is logged, counted in ``statistics().skipped`` and skipped; the
       tail goes on with the next one.
+    * **Missed hub messages.** Broadcasts are numbered in stream order (across processes); a
+      process that reads a number more than one past the last it saw counts the messages in
+      between in ``statistics().missed`` and logs it (one line per gap, at most one line every
+      10 s). The count is exact for gaps followed by a later broadcast; messages trimmed after
+      the last broadcast seen are counted only once another broadcast arrives.
     * Event ids survive a restart of Redis only if Redis persists its data (``appendonly``).
     * The client needs 2 connections at once (the blocking read of the tail, and the sends):
       a client whose pool allows fewer is refused with a ``UsageError``.
@@ -136,6 +148,13 @@ class Backplane:
         self._reconnect = Reconnect(f"Backplane {name!r}")
         self._tail: asyncio.Task[None] | None = None
         self._last_hub = "$"
+        self._hub_number = 0  # the number of the last broadcast seen
+        self._missed = 0
+        self._missed_unlogged = 0
+        self._gap_logged_at = -math.inf
+        self._broadcast_script = self._client.register_script(_scripts.BROADCAST)
+        self._position_script = self._client.register_script(_scripts.HUB_POSITION)
+        self.hub_counter_key = f"{name}:hub:n"
         self._last_event = "0-0"
         self._broadcasts = 0
         self._published = 0
@@ -162,8 +181,11 @@ class Backplane:
         fields: list[Any] = ["k", kind, "d", payload]
         if room is not None:
             fields += ["r", room]
-        args = ["XADD", self.hub_key, "MAXLEN", "~", self._hub_maxlen, "*", *fields]
-        await self._reconnect.call("XADD", lambda: command(self._client, *args))
+        keys = [self.hub_key, self.hub_counter_key]
+        send = functools.partial(
+            self._broadcast_script, keys=keys, args=[self._hub_maxlen, *fields]
+        )
+        await self._reconnect.call("XADD", send)
         self._broadcasts += 1
 
     async def publish(self, data: str, *, event: str | None = None) -> int:
@@ -209,11 +231,12 @@ class Backplane:
             for entry_id, fields in reversed(raw or []):
                 self._deliver_event(entry_id, fields)
         if self.hub is not None:
-            raw = await self._reconnect.call(
-                "XREVRANGE",
-                lambda: command(self._client, "XREVRANGE", self.hub_key, "+", "-", "COUNT", 1),
+            keys = [self.hub_key, self.hub_counter_key]
+            last_id, number = await self._reconnect.call(
+                "XREVRANGE", functools.partial(self._position_script, keys=keys)
             )
-            self._last_hub = text(raw[0][0]) if raw else "0-0"
+            self._last_hub = text(last_id)
+            self._hub_number = int(number)
 
     async def close(self) -> None:
         """Stop following the streams (the hub and channel are closed by their own app)."""
@@ -319,11 +342,36 @@ class Backplane:
             payload = bytes(f["d"])
             data: str | bytes = payload.decode("utf-8") if f.get("k") == b"t" else payload
             room = text(f["r"]) if "r" in f else None
-        except (KeyError, UnicodeDecodeError) as exc:
+            number = int(f["n"]) if "n" in f else None
+        except (KeyError, UnicodeDecodeError, ValueError) as exc:
             self._skip(self.hub_key, entry_id, exc)
             return
+        if number is not None:
+            self._count_missed(number)
         await self.hub.broadcast(data, room=room)
         self._messages += 1
+
+    def _count_missed(self, number: int) -> None:
+        missed = number - self._hub_number - 1
+        # A number at or below the last one: the counter started again (Redis restarted
+        # without persistence, or the keys were deleted); count from there.
+        self._hub_number = number
+        if missed <= 0:
+            return
+        self._missed += missed
+        self._missed_unlogged += missed
+        now = time.monotonic()
+        if now - self._gap_logged_at >= _GAP_LOG_EVERY:
+            self._gap_logged_at = now
+            logger.warning(
+                "Backplane %r: missed %d hub message(s): Redis trimmed them before this process "
+                "read them (it fell more than hub_maxlen=%d behind); %d missed in all",
+                self.name,
+                self._missed_unlogged,
+                self._hub_maxlen,
+                self._missed,
+            )
+            self._missed_unlogged = 0
 
     # -- statistics ---------------------------------------------------------------------------
 
@@ -336,6 +384,7 @@ class Backplane:
             events=self._events,
             last_event_id=_event_id(self._last_event),
             skipped=self._skipped,
+            missed=self._missed,
             reconnects=self._reconnect.failures,
             last_error=self._reconnect.last_error,
         )
@@ -344,7 +393,8 @@ class Backplane:
         s = self.statistics()
         state = "running" if s.running else "stopped"
         return (
-            f"<Backplane {self.name!r} {state} messages={s.messages} events={s.events} "
+            f"<Backplane {self.name!r} {state} messages={s.messages} missed={s.missed} "
+            f"events={s.events} "
             f"last_event_id={s.last_event_id} reconnects={s.reconnects}>"
         )
 

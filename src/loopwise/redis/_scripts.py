@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["ACK", "ADD_NEW", "CLAIM", "DEAD_LETTER", "GCRA", "PENDING", "RELEASE"]
+__all__ = [
+    "ACK",
+    "ADD_NEW",
+    "BROADCAST",
+    "CLAIM",
+    "DEAD_LETTER",
+    "GCRA",
+    "HUB_POSITION",
+    "PENDING",
+    "RELEASE",
+]
 
 # KEYS: stream, errors hash. ARGV: group, consumer, min idle ms, count.
 # Takes over entries idle longer than min idle (from any consumer, this one too) and returns,
@@ -93,4 +103,21 @@ tat = tat + amount * interval
 local ttl = math.ceil((tat - now) / 1000) + 1
 redis.call('SET', KEYS[1], string.format('%.0f', math.ceil(tat)), 'PX', ttl)
 return {1, now}
+"""
+
+# KEYS: the backplane's hub stream, its counter. ARGV: maxlen, then field/value pairs. Numbers
+# the message (field 'n': 1, 2, 3, ... in stream order, whoever broadcasts it) and adds it in
+# the same atomic step, so a follower that sees a number jump knows how many it missed.
+BROADCAST = """
+local n = redis.call('INCR', KEYS[2])
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, unpack(ARGV, 2))
+"""
+
+# KEYS: the hub stream, its counter. Where a follower starts: {the last entry's id ('0-0' when
+# there is none), the number of the last message broadcast (0 when none)}, read together.
+HUB_POSITION = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if last[1] then id = last[1][1] end
+return {id, tonumber(redis.call('GET', KEYS[2]) or 0) or 0}
 """

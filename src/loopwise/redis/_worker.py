@@ -139,6 +139,10 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._dead_lettered = 0
         self._to_ack: list[str] = []  # acknowledged by ack(), not sent yet
         self._flusher: asyncio.Task[None] | None = None
+        self._gathering: asyncio.Future[None] | None = None  # the flusher waits for more acks
+        self._wants_room = False  # __anext__ waits for acknowledgements to free prefetch slots
+        self._idle = False  # the last read found no new entry
+        self._batch = prefetch // 2  # reads and acknowledgements wait to gather this many
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -157,18 +161,28 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 await self._ensure_group()
             room = self.prefetch - len(self._held)
             if room <= 0:
-                self._room.clear()
-                await self._room.wait()
+                self._wants_room = True
+                try:
+                    self._send_acks_now()
+                    self._room.clear()
+                    await self._room.wait()
+                finally:
+                    self._wants_room = False
                 continue
-            if room < self.prefetch // 2 and not topped_up:
+            if room < self._batch and not topped_up:
                 # Many items in progress: wait a moment for more room, to read (and so
                 # acknowledge) in larger batches; then read whatever room there is.
                 topped_up = True
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_TOP_UP_WAIT):
-                        while self.prefetch - len(self._held) < self.prefetch // 2:
-                            self._room.clear()
-                            await self._room.wait()
+                self._wants_room = True
+                try:
+                    self._send_acks_now()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_TOP_UP_WAIT):
+                            while self.prefetch - len(self._held) < self._batch:
+                                self._room.clear()
+                                await self._room.wait()
+                finally:
+                    self._wants_room = False
                 continue
             topped_up = False
             try:
@@ -184,6 +198,9 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                     raise
                 self._group_ready = False  # the stream or group vanished: create it again
                 continue
+            self._idle = not read
+            if not read:
+                self._send_acks_now()  # nothing new to read: no reason to hold them back
             if (
                 not read
                 and self.stop_when_empty
@@ -274,10 +291,12 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         delivery.
 
         An acknowledgement is queued and returns at once; the worker sends the queued ones
-        together (one ``XACK`` for the items acknowledged within 2 ms), retries
-        while Redis is unreachable, and frees the item's ``prefetch`` slot when Redis confirmed
-        it. Leaving the worker's ``async with`` waits for them (5 s at most). A failure is
-        recorded in one round trip before this returns; cancelled, the item stays pending."""
+        together (one ``XACK`` for those acknowledged within 2 ms, sooner once half of
+        ``prefetch`` is queued, or when the reader waits for the room they free, or when the
+        stream has nothing new), retries while Redis is unreachable, and frees the item's
+        ``prefetch`` slot when Redis confirmed it. Leaving the worker's ``async with`` waits
+        for them (5 s at most). A failure is recorded in one round trip before this returns;
+        cancelled, the item stays pending."""
         q = self._queue
         if delivery.error is not None:
             error = delivery.error
@@ -294,18 +313,21 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             self._to_ack.append(delivery.id)
             if self._flusher is None:
                 self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            elif self._gathering is not None:
+                self._send_acks_now()
             return delivery
         if self._held.pop(delivery.id, None) is not None:
             self._room.set()
         return delivery
 
     async def _flush(self) -> None:
-        """Send the queued acknowledgements together: those queued within 2 ms in one XACK."""
+        """Send the queued acknowledgements together, one XACK at a time: each gathers for up
+        to 2 ms, unless what is queued is already worth the round trip (``_enough_to_send``)."""
         q = self._queue
         try:
-            if len(self._to_ack) < self.prefetch // 2:
-                await asyncio.sleep(_ACK_GATHER)  # let more items finish: fewer round trips
             while self._to_ack:
+                if not self._enough_to_send():
+                    await self._gather()  # let more items finish: fewer round trips
                 ids, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
                 try:
                     send = functools.partial(
@@ -321,6 +343,31 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 self._room.set()
         finally:
             self._flusher = None
+
+    def _enough_to_send(self) -> bool:
+        """Whether the queued acknowledgements are worth a round trip now: half of prefetch, or
+        (while the reader waits for room) enough to let it read half of prefetch, or any when
+        the stream has nothing new. Waiting for more then would only keep the reader idle."""
+        half = self._batch
+        queued = len(self._to_ack)
+        if queued >= half or self._idle:
+            return True
+        return self._wants_room and self.prefetch - len(self._held) + queued >= half
+
+    async def _gather(self) -> None:
+        """Wait up to 2 ms for more acknowledgements, or until there are enough to send."""
+        loop = asyncio.get_running_loop()
+        gathering = self._gathering = loop.create_future()
+        timer = loop.call_later(_ACK_GATHER, _resolve, gathering)
+        try:
+            await gathering
+        finally:
+            timer.cancel()
+            self._gathering = None
+
+    def _send_acks_now(self) -> None:
+        if self._gathering is not None and self._enough_to_send():
+            _resolve(self._gathering)
 
     # -- Redis ----------------------------------------------------------------------------------
 
@@ -359,7 +406,9 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         )
         entries = [e for group in stream_entries(raw).values() for e in group]
         for entry_id, fields in entries:
-            await self._admit(text(entry_id), fields, 1)
+            unreadable = self._admit(text(entry_id), fields, 1)
+            if unreadable is not None:
+                await self._dead_letter(text(entry_id), *unreadable, 1)
         return len(entries)
 
     async def _claim(self, count: int) -> None:
@@ -384,22 +433,25 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 await self._dead_letter(text(entry_id), data, reason, deliveries - 1)
                 continue
             self._reclaimed += 1
-            await self._admit(text(entry_id), fields, deliveries)
+            unreadable = self._admit(text(entry_id), fields, deliveries)
+            if unreadable is not None:
+                await self._dead_letter(text(entry_id), *unreadable, deliveries)
 
-    async def _admit(self, entry_id: str, fields: Any, deliveries: int) -> None:
+    def _admit(self, entry_id: str, fields: Any, deliveries: int) -> tuple[bytes, str] | None:
+        """Hold the entry's delivery, ready to hand out; or, for an entry that cannot be
+        decoded, return its data and why, for the dead-letter stream. (Not a coroutine: it runs
+        once per item.)"""
         data = (fields or {}).get(b"d")
         if data is None:
-            await self._dead_letter(entry_id, b"", "malformed entry: no 'd' field", deliveries)
-            return
+            return b"", "malformed entry: no 'd' field"
         try:
             value = self._queue.codec.decode(data)
         except Exception as exc:
-            reason = f"cannot decode: {type(exc).__name__}: {exc}"
-            await self._dead_letter(entry_id, data, reason, deliveries)
-            return
+            return data, f"cannot decode: {type(exc).__name__}: {exc}"
         delivery: Delivery[T] = Delivery(self._queue.stream, entry_id, value, deliveries, data)
         self._held[entry_id] = delivery
         self._ready.append(delivery)
+        return None
 
     async def _dead_letter(self, entry_id: str, data: bytes, reason: str, deliveries: int) -> None:
         q = self._queue
@@ -454,6 +506,11 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             f"in_flight={s.in_flight}/{s.prefetch} delivered={s.delivered} acked={s.acked} "
             f"failed={s.failed} dead={s.dead_lettered} reconnects={s.reconnects}>"
         )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 _RELEASE_ERRORS = (TimeoutError, redis.exceptions.RedisError, ConnectionError)
