@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +159,64 @@ def test_the_earliest_moment_of_several_doctor_threads_is_the_one_shown() -> Non
     handoff.close()
     assert handoff.state == (float("inf"), None)
     assert not watchdog.locked()
+
+
+# The program under test: a heartbeat-watched loop waits at a gate nobody opens, and Ctrl-C
+# arrives while it waits there (the signal is sent only once its thread is seen in the wait).
+CTRL_C_AT_THE_GATE = """\
+import asyncio
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from loopwise.doctor._handoff import Handoff, yield_to_doctor
+from loopwise.doctor._loopwatch import HeartbeatWatch
+
+loop = asyncio.new_event_loop()
+handoff = Handoff()
+watch = HeartbeatWatch(loop, 0.1, 0.005, handoff)
+watch.start()
+main = threading.get_ident()
+
+
+def ctrl_c_at_the_gate():
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        handoff.close()
+        handoff.expect(0.0)  # due at once and never opened: the next beat waits at it
+        time.sleep(0.001)
+        frame = sys._current_frames().get(main)
+        if frame is not None and frame.f_code is yield_to_doctor.__code__:
+            signal.pthread_kill(main, signal.SIGINT)
+            return
+
+
+threading.Thread(target=ctrl_c_at_the_gate, daemon=True).start()
+try:
+    loop.run_until_complete(asyncio.sleep(30))
+except KeyboardInterrupt as interrupt:
+    where = [frame.name for frame in traceback.extract_tb(interrupt.__traceback__)]
+    print("interrupted in the beat" if "_beat" in where else f"interrupted in {where}")
+handoff.close()
+# The program goes on after Ctrl-C (a graceful shutdown): the heartbeat must still beat, or
+# the doctor takes the idle loop for a blocked one.
+before = watch.away_since
+loop.run_until_complete(asyncio.sleep(0.2))
+print("beating" if watch.away_since > before else "stopped")
+loop.close()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
+def test_ctrl_c_while_a_heartbeat_loop_waits_at_the_gate_leaves_the_heartbeat_beating(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_AT_THE_GATE)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["interrupted in the beat", "beating"], done.stderr

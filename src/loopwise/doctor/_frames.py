@@ -113,7 +113,9 @@ def _loop_entry_codes() -> frozenset[CodeType]:
 
 
 _LOOP_ENTRY_CODES = _loop_entry_codes()
-# By identity: these code objects live as long as asyncio's functions, so their ids are theirs.
+# By identity: _LOOP_ENTRY_CODES holds these code objects for as long as this module lives
+# (even if a library replaces asyncio's methods and drops the originals), so no other code
+# object can take one of their ids; and only asyncio's and the doctor's code reaches the check.
 _LOOP_ENTRY_IDS = frozenset(map(id, _LOOP_ENTRY_CODES))
 
 

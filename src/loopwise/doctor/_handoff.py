@@ -11,9 +11,14 @@ contended lock: measured, 3-4 % of a busy loop's throughput for 2 ticks in 0.6 s
 The :class:`Handoff` lets the loop thread give the GIL away on purpose instead: a thread of the
 doctor says when it will want the GIL next (:meth:`Handoff.expect`); a loop thread that
 reaches the end of an iteration after that moment waits, with the GIL released, until the
-doctor's thread has done its work (:meth:`Handoff.done`) — at most :data:`MAX_YIELD` seconds,
-and at most once per expected moment, so a doctor thread that is late or gone costs the loop
-at most that.
+doctor's thread has done its work (:meth:`Handoff.done`) — at most :data:`MAX_YIELD` seconds
+per wait. How often a loop thread waits for one moment is its watch's business (a few times, a
+few milliseconds apart: see ``LoopWatch._yield_if_due``), so a doctor thread that is late costs
+the loop a few milliseconds per moment, and one that is gone (a forked child inherits the
+parent's moment but not its thread) a few milliseconds in all.
+
+The wait releases the GIL to whichever thread wants it: beside a program thread that is busy
+in Python, that thread may take it before the doctor's thread does.
 """
 
 from __future__ import annotations

@@ -330,17 +330,20 @@ class HeartbeatWatch(LoopWatch):
         if not self.active:
             return
         now = _monotonic()
-        self._record(self.away_since, now)
-        counts = self.lag_counts
-        if counts is not None:
-            counts[_bucket(LAG_EDGES, max(0.0, now - self.away_since))] += 1
-        self.thread_id = _get_ident()
-        now = self._yield_if_due(now)
-        self.away_since = now + self.interval
+        # Re-armed first: a KeyboardInterrupt raised further on (Ctrl-C arriving while the
+        # loop waits for the doctor's thread) must not stop the heartbeat, or the doctor would
+        # take the loop for a blocked one from then on.
         try:
             self._handle = self.loop.call_later(self.interval, self._beat)
         except RuntimeError:  # the loop is closing
             self.active = False
+        self._record(self.away_since, now)  # before away_since moves: see Watchdog._drain
+        counts = self.lag_counts
+        if counts is not None:
+            counts[_bucket(LAG_EDGES, max(0.0, now - self.away_since))] += 1
+        self.thread_id = _get_ident()
+        self.away_since = now + self.interval
+        self._yield_if_due(now)
 
 
 def watch_loop(
