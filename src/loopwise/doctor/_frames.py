@@ -65,6 +65,7 @@ def library_name(filename: str) -> str:
     return os.path.basename(filename)
 
 
+_CACHE_LIMIT = 10_000
 _user_file_cache: dict[str, bool] = {}
 
 
@@ -76,6 +77,8 @@ def is_user_file(filename: str) -> bool:
             cached = not filename.startswith("<frozen")
         else:
             cached = not os.path.abspath(filename).startswith(_LIBRARY_PREFIXES)
+        if len(_user_file_cache) >= _CACHE_LIMIT:  # programs that exec() code under new names
+            _user_file_cache.clear()
         _user_file_cache[filename] = cached
     return cached
 
@@ -90,6 +93,8 @@ def _is_internal(code: CodeType) -> bool:
     internal = _internal_file_cache.get(name)
     if internal is None:
         internal = name.startswith(_ASYNCIO_DIR) or name.startswith(_DOCTOR_DIR)
+        if len(_internal_file_cache) >= _CACHE_LIMIT:
+            _internal_file_cache.clear()
         _internal_file_cache[name] = internal
     return internal
 

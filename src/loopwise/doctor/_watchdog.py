@@ -232,11 +232,11 @@ class Watchdog:
         own = clocks.read(own_id)
         tick = self.tick
         stopping = self._stopping
-        handoff = self._handoff
+        # Without a GIL (free-threaded builds) there is nothing to hand over: waits would only cost.
+        handoff = self._handoff if getattr(sys, "_is_gil_enabled", lambda: True)() else None
         while True:
-            gate = handoff.expect(_monotonic() + tick)
+            gate = handoff.expect(_monotonic() + tick) if handoff is not None else None
             if stopping.wait(tick):
-                handoff.close()
                 return
             now = _monotonic()
             cpu = time.process_time()
@@ -253,7 +253,8 @@ class Watchdog:
                 self._ticks += 1
                 self._ticked.notify_all()
             tick = self.tick if self._alert(now) else self.idle_tick
-            handoff.done(gate)
+            if handoff is not None and gate is not None:
+                handoff.done(gate)
 
     def _alert(self, now: float) -> bool:
         """True while some loop is away long enough, or has a block pending, to sample closely."""
