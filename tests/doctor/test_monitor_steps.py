@@ -214,3 +214,47 @@ def test_the_stepper_waits_for_a_busy_loop_to_move_but_not_for_an_idle_one() -> 
     assert stepper.turns_waited == 1
     assert tick(1, 1, 1, 2) == 4  # it did not move: waited for until it does, not longer
     assert stepper.turns_waited == 2
+
+
+@pytest.mark.usefixtures("private_runtime")
+def test_a_lock_waiter_is_shown_held_by_whoever_acquired_the_lock_last() -> None:
+    # Only acquire() is watched (release() is left alone, to spare every lock operation a
+    # call): the holder is the last task whose acquire() returned, while the lock is locked.
+    def held_by(answer: dict[str, Any], name: str) -> list[str]:
+        (record,) = [t for t in answer["tasks"] if t["name"] == name]
+        return [
+            n for t in answer["tasks"] if t["id"] in record["awaits"]["tasks"] for n in [t["name"]]
+        ]
+
+    async def main() -> None:
+        with doctor.watch(monitor=True):
+            lock, go_on, done = asyncio.Lock(), asyncio.Event(), asyncio.Event()
+
+            async def holder() -> None:
+                async with lock:
+                    await go_on.wait()
+
+            async def second() -> None:
+                async with lock:  # waits for holder, then holds the lock until done
+                    await done.wait()
+
+            first = asyncio.create_task(holder(), name="first")
+            await asyncio.sleep(0.01)
+            then = asyncio.create_task(second(), name="second")
+            await asyncio.sleep(0.01)
+            answer = await asyncio.to_thread(request, os.getpid(), "ps")
+            assert held_by(answer, "second") == ["first"]
+
+            go_on.set()
+            await first
+            last = asyncio.create_task(lock.acquire(), name="last")
+            await asyncio.sleep(0.01)
+            answer = await asyncio.to_thread(request, os.getpid(), "ps")
+            assert held_by(answer, "last") == ["second"]
+
+            done.set()
+            await then
+            assert await last and lock.locked()
+            lock.release()
+
+    asyncio.run(main())

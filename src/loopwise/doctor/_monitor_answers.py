@@ -277,14 +277,16 @@ def error_line(message: str) -> bytes:
 def lock_holder_patches() -> list[tuple[Any, str, Any]]:
     """``(owner, name, replacement)`` making ``asyncio.Lock`` remember the task holding it.
 
-    The holder is kept as a weak reference on the lock (``_loopwise_holder``), set when
-    ``acquire()`` returns and cleared by ``release()``; nothing else about the lock changes.
+    The task whose ``acquire()`` last returned is kept as a weak reference on the lock
+    (``_loopwise_holder``): while the lock is locked, that task holds it (it must have been
+    released before being acquired again), so ``release()`` is left alone, which spares every
+    lock operation a call. Nothing else about the lock changes.
     """
     import asyncio.locks
     import functools
 
     lock_cls: Any = asyncio.locks.Lock
-    acquire, release = lock_cls.acquire, lock_cls.release
+    acquire = lock_cls.acquire
     current_task, ref = asyncio.current_task, weakref.ref
 
     @functools.wraps(acquire)
@@ -294,12 +296,4 @@ def lock_holder_patches() -> list[tuple[Any, str, Any]]:
         self._loopwise_holder = None if task is None else ref(task)
         return acquired
 
-    @functools.wraps(release)
-    def release_forgetting_holder(self: Any) -> None:
-        self._loopwise_holder = None
-        release(self)
-
-    return [
-        (lock_cls, "acquire", acquire_noting_holder),
-        (lock_cls, "release", release_forgetting_holder),
-    ]
+    return [(lock_cls, "acquire", acquire_noting_holder)]

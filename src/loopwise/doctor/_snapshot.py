@@ -287,8 +287,11 @@ def task_id(task: object) -> str:
 
 
 def _holder_of(lock: Any) -> Any:
+    """The task holding ``lock``: the last one whose ``acquire()`` returned, while it is locked."""
     ref = getattr(lock, "_loopwise_holder", None)
-    return ref() if isinstance(ref, weakref.ref) else None
+    if not isinstance(ref, weakref.ref) or not lock.locked():
+        return None
+    return ref()
 
 
 def _awaits(
