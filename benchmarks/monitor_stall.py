@@ -10,15 +10,16 @@ every task; ``top``: the summary) every ``--poll-ms`` ms.
 Prints, for each kind of phase, the loop's gap percentiles, the longest gap and how many gaps
 exceeded 1 ms -- and of those, how many had the loop thread waiting over 1 ms for the GIL (off
 CPU and not runnable: the ticker makes no other blocking call; from its CPU clock and its
-run-queue time in ``schedstat``, Linux) and how many were mostly the OS running another process
-(runnable, off CPU); the client's view (snapshots answered, time each took, the monitor's longest
-step in CPU time -- how long it held the GIL -- and in wall time); and the garbage collections
-run by the monitor's thread and by the loop's thread while polled (a collection holds the GIL
-throughout, whichever thread runs it).
+run-queue time in ``schedstat``, Linux) and how many were mostly the OS running another
+process (runnable, off CPU); the client's view (snapshots answered, time each took, the
+monitor's longest step in CPU time -- how long it held the GIL -- and in wall time); and the
+garbage collections run by the monitor's thread and by the loop's thread while polled (a
+collection holds the GIL throughout, whichever thread runs it).
 
 The gaps are kept in an ``array`` (a list of a million floats is a young container the
 garbage collector walks through: that showed as multi-millisecond collections, in whichever
-thread they ran, that were the benchmark's own doing).
+thread they ran, that were the benchmark's own doing), written into memory touched before the
+first phase (see ``_Gaps``).
 
 Run by hand, e.g.:  python benchmarks/monitor_stall.py --tasks 10000 --seconds 5
 """
@@ -98,29 +99,42 @@ class _Collections:
 class _Gaps:
     """The loop's gaps between two ticks, and for each gap over 1 ms how long the loop thread
     was off CPU though runnable (the OS ran another process) and how long it was neither on CPU
-    nor runnable: waiting for the GIL, the ticker doing no other blocking call."""
+    nor runnable: waiting for the GIL, the ticker doing no other blocking call.
 
-    def __init__(self) -> None:
-        self.all: array.array[float] = array.array("d")
+    The gaps are written in place into memory allocated and touched once, before the first
+    phase: a growing array (or a fresh one each phase) makes the loop thread take page faults,
+    which wait whenever another thread changes the process's memory map (that showed as
+    hundreds of 1-10 ms gaps, in the quiet phases too).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.room: array.array[float] = array.array("d", [0.0]) * capacity
+        self.count = 0
         self.long: array.array[float] = array.array("d")  # the gaps over 1 ms
         self.gil_waits: array.array[float] = array.array("d")  # in each of them
         self.os_waits: array.array[float] = array.array("d")
+
+    @property
+    def all(self) -> array.array[float]:
+        return self.room[: self.count]
 
 
 async def _ticker(seconds: float, gaps: _Gaps) -> None:
     from loopwise.doctor._loopwatch import ClockReader
 
+    room, count = gaps.room, gaps.count
     clocks = ClockReader(reopen_every=1 << 40)  # reads schedstat without releasing the GIL
     native = threading.get_native_id()
     perf, cpu_time = time.perf_counter, time.thread_time
     end = perf() + seconds
     last, last_cpu, last_clock = perf(), cpu_time(), clocks.read(native)
     try:
-        while last < end:
+        while last < end and count < len(room):
             await asyncio.sleep(0)
             now, cpu, clock = perf(), cpu_time(), clocks.read(native)
             gap = now - last
-            gaps.all.append(gap)
+            room[count] = gap
+            count += 1
             if gap > 0.001 and clock is not None and last_clock is not None:
                 runnable = clock[2] - last_clock[2]  # run-queue wait: exact once scheduled in
                 gaps.long.append(gap)
@@ -129,6 +143,7 @@ async def _ticker(seconds: float, gaps: _Gaps) -> None:
             last, last_cpu, last_clock = now, cpu, clock
     finally:
         clocks.close()
+        gaps.count = count
 
 
 async def _population(count: int) -> list[asyncio.Task[Any]]:
@@ -196,7 +211,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     tasks = await _population(args.tasks)
     collections = _Collections()
     gc.callbacks.append(collections)
-    quiet, polled = _Gaps(), _Gaps()
+    capacity = int(args.rounds * args.seconds * 600_000)  # ticks come every 2-5 us
+    quiet, polled = _Gaps(capacity), _Gaps(capacity)
     views: list[dict[str, Any]] = []
     try:
         for _ in range(args.rounds):
