@@ -127,7 +127,7 @@ def test_a_snapshot_keeps_nothing_per_task_alive_between_its_steps(
     # task. The list of tasks still to read is the only thing as long as the task count (it is
     # made in the first step), and it shrinks as they are read.
     assert max(objects) - objects[0] < 150, objects
-    assert max(references) - references[0] < 300, references
+    assert max(references) - references[0] < 200, references
     assert references[-1] < references[0] - TASKS // 2, references
 
 
@@ -164,7 +164,7 @@ def test_the_loop_runs_between_the_steps_of_a_snapshot(monkeypatch: pytest.Monke
     moved = sum(b > a for a, b in itertools.pairwise(ticks_at_step_end))
     # The stepper waits for the loop to run an iteration between two steps (2 ms at most, so a
     # machine too busy to run the loop thread in time may make it miss a few turns).
-    assert moved >= 0.75 * (len(ticks_at_step_end) - 1), ticks_at_step_end
+    assert moved >= 0.5 * (len(ticks_at_step_end) - 1), ticks_at_step_end
 
 
 @pytest.mark.usefixtures("private_runtime", "gc_restored")

@@ -224,28 +224,29 @@ class Answers:
 
 
 class _Pieces:
-    """Encoded records, comma-separated, gathered into pieces of about :data:`CHUNK` bytes."""
+    """Encoded records, comma-separated, gathered into pieces of about :data:`CHUNK` bytes.
+
+    The piece being filled is a ``bytearray``: it refers to no object, so the garbage collector
+    has nothing to walk in it.
+    """
 
     def __init__(self) -> None:
         self.size = 0
         self._done: list[bytes] = []
-        self._pending: list[bytes] = []
-        self._pending_size = 0
+        self._pending = bytearray()
 
     def add(self, part: bytes) -> None:
         if self.size:
-            self._pending.append(b",")
-        self._pending.append(part)
+            self._pending += b","
+        self._pending += part
         self.size += len(part) + 1
-        self._pending_size += len(part) + 1
-        if self._pending_size >= CHUNK:
+        if len(self._pending) >= CHUNK:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
-            self._done.append(b"".join(self._pending))
+            self._done.append(bytes(self._pending))
             self._pending.clear()
-            self._pending_size = 0
 
     def finish(self) -> list[bytes]:
         self._flush()
