@@ -57,6 +57,7 @@ LAG_EDGES = (
     0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 _bucket = bisect.bisect_left
+_FIRST_EDGE = LAG_EDGES[0]
 
 #: How many times a loop thread waits for the doctor's thread at one moment, and how far apart.
 YIELD_TRIES = 3
@@ -282,7 +283,9 @@ class SelectorWatch(LoopWatch):
                 watch.away_since = _INF
                 counts = watch.lag_counts
                 if counts is not None and start != _INF:
-                    counts[_bucket(LAG_EDGES, end - start)] += 1
+                    # Most iterations are short: spare them the search (the loop's hot path).
+                    lag = end - start
+                    counts[0 if lag <= _FIRST_EDGE else _bucket(LAG_EDGES, lag)] += 1
 
         if loop.is_running() and asyncio.events._get_running_loop() is loop:
             self._note_thread()

@@ -23,6 +23,7 @@ its own, named by its own PID.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import logging
 import os
@@ -59,7 +60,7 @@ class _Client:
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
         self.inbox = b""
-        self.outbox: memoryview | None = None
+        self.outbox: collections.deque[memoryview] = collections.deque()
         self.deadline = now + READ_TIMEOUT
 
 
@@ -352,7 +353,7 @@ class Monitor:
         line, newline, _ = client.inbox.partition(b"\n")
         if not newline:
             if len(client.inbox) > MAX_REQUEST:
-                self._respond(client, selector, error_line("request longer than 4096 bytes"))
+                self._respond(client, selector, [error_line("request longer than 4096 bytes")])
                 self._log("dropped a client: request too long")
             return
         self.requests += 1
@@ -366,24 +367,30 @@ class Monitor:
                 other.deadline += spent
         self._respond(client, selector, answer)
 
-    def _respond(self, client: _Client, selector: selectors.BaseSelector, data: bytes) -> None:
-        client.outbox = memoryview(data)
+    def _respond(
+        self, client: _Client, selector: selectors.BaseSelector, pieces: list[bytes]
+    ) -> None:
+        client.outbox.extend(memoryview(piece) for piece in pieces if piece)
         client.deadline = time.monotonic() + WRITE_TIMEOUT
         selector.modify(client.sock, selectors.EVENT_WRITE)
 
     def _write(
         self, client: _Client, selector: selectors.BaseSelector, clients: dict[Any, Any]
     ) -> None:
-        if client.outbox is None:
+        if not client.outbox:
             return
         try:
-            sent = client.sock.send(client.outbox[:65536])
+            sent = client.sock.send(client.outbox[0][:65536])
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self._drop(client, selector, clients, None)  # the client left before reading all
             return
-        client.outbox = client.outbox[sent:]
+        piece = client.outbox[0]
+        if sent < len(piece):
+            client.outbox[0] = piece[sent:]
+        else:
+            client.outbox.popleft()
         if not client.outbox:
             with contextlib.suppress(OSError):
                 client.sock.shutdown(socket.SHUT_WR)
