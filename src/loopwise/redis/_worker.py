@@ -140,7 +140,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._to_ack: list[str] = []  # acknowledged by ack(), not sent yet
         self._flusher: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None  # the flusher waits for more acks
-        self._wants_room = False  # __anext__ waits for acknowledgements to free prefetch slots
+        self._room_needed = 0  # __anext__ waits for this many prefetch slots to be free
         self._idle = False  # the last read found no new entry
         self._batch = prefetch // 2  # reads and acknowledgements wait to gather this many
 
@@ -159,37 +159,26 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 return self._ready.popleft()
             if not self._group_ready:
                 await self._ensure_group()
-            room = self.prefetch - len(self._held)
+            # Room counts the acknowledgements queued and not sent yet: the read sends them in
+            # its own round trip, before Redis hands out the new entries.
+            room = self.prefetch - len(self._held) + len(self._to_ack)
             if room <= 0:
-                self._wants_room = True
-                try:
-                    self._send_acks_now()
-                    self._room.clear()
-                    await self._room.wait()
-                finally:
-                    self._wants_room = False
+                await self._wait_for_room(1)
                 continue
             if room < self._batch and not topped_up:
                 # Many items in progress: wait a moment for more room, to read (and so
                 # acknowledge) in larger batches; then read whatever room there is.
                 topped_up = True
-                self._wants_room = True
-                try:
-                    self._send_acks_now()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_TOP_UP_WAIT):
-                            while self.prefetch - len(self._held) < self._batch:
-                                self._room.clear()
-                                await self._room.wait()
-                finally:
-                    self._wants_room = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_TOP_UP_WAIT):
+                        await self._wait_for_room(self._batch)
                 continue
             topped_up = False
             try:
                 now = time.monotonic()
-                if now >= self._next_claim:
+                if now >= self._next_claim and room > len(self._to_ack):
                     self._next_claim = now + self._claim_every
-                    await self._claim(room)
+                    await self._claim(room - len(self._to_ack))
                     if self._ready:
                         continue
                 read = await self._read(room)
@@ -215,6 +204,19 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._stopping = True
         self._room.set()
 
+    async def _wait_for_room(self, needed: int) -> None:
+        """Wait until ``needed`` prefetch slots are free or queued to be freed (acknowledged,
+        not sent yet): :meth:`ack` and the flusher wake this when there are."""
+        self._room_needed = needed
+        try:
+            while (
+                not self._stopping and self.prefetch - len(self._held) + len(self._to_ack) < needed
+            ):
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            self._room_needed = 0
+
     async def __aenter__(self) -> StreamWorker[T]:
         await self._ensure_group()
         return self
@@ -236,6 +238,8 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         ``claim_idle``."""
         flusher = self._flusher
         if flusher is not None:
+            self._stopping = True
+            self._send_acks_now()  # no reason left to gather
             try:
                 await asyncio.wait_for(asyncio.shield(flusher), _FLUSH_TIMEOUT)
             except TimeoutError:
@@ -315,6 +319,9 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 self._flusher = asyncio.get_running_loop().create_task(self._flush())
             elif self._gathering is not None:
                 self._send_acks_now()
+            needed = self._room_needed
+            if needed and self.prefetch - len(self._held) + len(self._to_ack) >= needed:
+                self._room.set()  # the reader waits for this room: its read sends the acks
             return delivery
         if self._held.pop(delivery.id, None) is not None:
             self._room.set()
@@ -328,6 +335,8 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             while self._to_ack:
                 if not self._enough_to_send():
                     await self._gather()  # let more items finish: fewer round trips
+                    if not self._to_ack:
+                        break  # a read took them, to send them in its own round trip
                 ids, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
                 try:
                     send = functools.partial(
@@ -345,14 +354,12 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             self._flusher = None
 
     def _enough_to_send(self) -> bool:
-        """Whether the queued acknowledgements are worth a round trip now: half of prefetch, or
-        (while the reader waits for room) enough to let it read half of prefetch, or any when
-        the stream has nothing new. Waiting for more then would only keep the reader idle."""
-        half = self._batch
-        queued = len(self._to_ack)
-        if queued >= half or self._idle:
-            return True
-        return self._wants_room and self.prefetch - len(self._held) + queued >= half
+        """Whether the queued acknowledgements are worth their own round trip now: when the
+        stream has nothing new (the reader waits on Redis, not for room), when the worker
+        stops, or a full XACK.
+        Otherwise they gather for 2 ms, and the reader takes them first when it needs their
+        room: its read sends them in the same round trip."""
+        return self._idle or self._stopping or len(self._to_ack) >= _ACK_BATCH
 
     async def _gather(self) -> None:
         """Wait up to 2 ms for more acknowledgements, or until there are enough to send."""
@@ -385,31 +392,46 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._group_ready = True
 
     async def _read(self, count: int) -> int:
+        """Read up to ``count`` new entries, acknowledging the queued ones in the same round
+        trip first (``count`` includes the slots they free). Whatever happens to the call
+        (cancelled, failed), acknowledgements not confirmed are queued again for the flusher."""
         q = self._queue
         block = max(1, int(min(self._claim_every, _LONGEST_BLOCK) * 1000))
-        raw = await self._reconnect.call(
-            "XREADGROUP",
-            lambda: command(
-                q.client,
-                "XREADGROUP",
-                "GROUP",
-                q.group,
-                self.consumer,
-                "COUNT",
-                count,
-                "BLOCK",
-                block,
-                "STREAMS",
-                q.stream,
-                ">",
-            ),
-        )
+        read: tuple[Any, ...] = ("XREADGROUP", "GROUP", q.group, self.consumer, "COUNT", count)
+        read += ("BLOCK", block, "STREAMS", q.stream, ">")
+        acks, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
+        if not acks:
+            raw = await self._reconnect.call("XREADGROUP", lambda: command(q.client, *read))
+        else:
+            try:
+                raw = await self._reconnect.call(
+                    "XACK and XREADGROUP", lambda: self._ack_and_read(acks, read)
+                )
+            except BaseException:
+                self._to_ack[:0] = acks  # not confirmed: the flusher sends them
+                if self._flusher is None:
+                    self._flusher = asyncio.get_running_loop().create_task(self._flush())
+                raise
+            self._acked += len(acks)
+            for entry_id in acks:
+                self._held.pop(entry_id, None)
         entries = [e for group in stream_entries(raw).values() for e in group]
         for entry_id, fields in entries:
             unreadable = self._admit(text(entry_id), fields, 1)
             if unreadable is not None:
                 await self._dead_letter(text(entry_id), *unreadable, 1)
         return len(entries)
+
+    async def _ack_and_read(self, acks: list[str], read: tuple[Any, ...]) -> Any:
+        """One round trip: XACK (and forget their recorded errors), then the read. Redis runs
+        them in this order, so the read may use the slots the acknowledged items free."""
+        q = self._queue
+        pipe = q.client.pipeline(transaction=False)
+        pipe.execute_command("XACK", q.stream, q.group, *acks)
+        pipe.execute_command("HDEL", q.errors_key, *acks)
+        pipe.execute_command(*read)
+        replies = await pipe.execute()
+        return replies[2]
 
     async def _claim(self, count: int) -> None:
         q = self._queue
