@@ -121,6 +121,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         client = queue.client
         self._claim_script = client.register_script(_scripts.CLAIM)
         self._ack_script = client.register_script(_scripts.ACK)
+        self._ack_and_read_script = client.register_script(_scripts.ACK_AND_READ)
         self._dead_script = client.register_script(_scripts.DEAD_LETTER)
         self._pending_script = client.register_script(_scripts.PENDING)
         self._release_script = client.register_script(_scripts.RELEASE)
@@ -392,20 +393,21 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._group_ready = True
 
     async def _read(self, count: int) -> int:
-        """Read up to ``count`` new entries, acknowledging the queued ones in the same round
-        trip first (``count`` includes the slots they free). Whatever happens to the call
-        (cancelled, failed), acknowledgements not confirmed are queued again for the flusher."""
+        """Read up to ``count`` new entries, waiting up to half a second for them. With
+        acknowledgements queued, one script first sends them and reads what is there (``count``
+        includes the slots they free), in one round trip; only when that finds nothing new does
+        a blocking read follow. Whatever happens to the script (cancelled, failed), the
+        acknowledgements it did not confirm are queued again for the flusher."""
         q = self._queue
-        block = max(1, int(min(self._claim_every, _LONGEST_BLOCK) * 1000))
-        read: tuple[Any, ...] = ("XREADGROUP", "GROUP", q.group, self.consumer, "COUNT", count)
-        read += ("BLOCK", block, "STREAMS", q.stream, ">")
+        entries: list[Any] = []
         acks, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
-        if not acks:
-            raw = await self._reconnect.call("XREADGROUP", lambda: command(q.client, *read))
-        else:
+        if acks:
             try:
-                raw = await self._reconnect.call(
-                    "XACK and XREADGROUP", lambda: self._ack_and_read(acks, read)
+                entries = await self._reconnect.call(
+                    "XACK and XREADGROUP",
+                    lambda: self._ack_and_read_script(
+                        keys=[q.stream, q.errors_key], args=[q.group, self.consumer, count, *acks]
+                    ),
                 )
             except BaseException:
                 self._to_ack[:0] = acks  # not confirmed: the flusher sends them
@@ -415,23 +417,31 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             self._acked += len(acks)
             for entry_id in acks:
                 self._held.pop(entry_id, None)
-        entries = [e for group in stream_entries(raw).values() for e in group]
+        if not entries:
+            block = max(1, int(min(self._claim_every, _LONGEST_BLOCK) * 1000))
+            raw = await self._reconnect.call(
+                "XREADGROUP",
+                lambda: command(
+                    q.client,
+                    "XREADGROUP",
+                    "GROUP",
+                    q.group,
+                    self.consumer,
+                    "COUNT",
+                    count,
+                    "BLOCK",
+                    block,
+                    "STREAMS",
+                    q.stream,
+                    ">",
+                ),
+            )
+            entries = [e for group in stream_entries(raw).values() for e in group]
         for entry_id, fields in entries:
             unreadable = self._admit(text(entry_id), fields, 1)
             if unreadable is not None:
                 await self._dead_letter(text(entry_id), *unreadable, 1)
         return len(entries)
-
-    async def _ack_and_read(self, acks: list[str], read: tuple[Any, ...]) -> Any:
-        """One round trip: XACK (and forget their recorded errors), then the read. Redis runs
-        them in this order, so the read may use the slots the acknowledged items free."""
-        q = self._queue
-        pipe = q.client.pipeline(transaction=False)
-        pipe.execute_command("XACK", q.stream, q.group, *acks)
-        pipe.execute_command("HDEL", q.errors_key, *acks)
-        pipe.execute_command(*read)
-        replies = await pipe.execute()
-        return replies[2]
 
     async def _claim(self, count: int) -> None:
         q = self._queue
@@ -463,7 +473,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         """Hold the entry's delivery, ready to hand out; or, for an entry that cannot be
         decoded, return its data and why, for the dead-letter stream. (Not a coroutine: it runs
         once per item.)"""
-        data = (fields or {}).get(b"d")
+        data = _data_field(fields)
         if data is None:
             return b"", "malformed entry: no 'd' field"
         try:
@@ -528,6 +538,18 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             f"in_flight={s.in_flight}/{s.prefetch} delivered={s.delivered} acked={s.acked} "
             f"failed={s.failed} dead={s.dead_lettered} reconnects={s.reconnects}>"
         )
+
+
+def _data_field(fields: Any) -> bytes | None:
+    """The ``d`` field of an entry, whether redis-py made its fields a dict or a script
+    returned them as a flat list (field, value, ...)."""
+    if isinstance(fields, dict):
+        return fields.get(b"d")
+    fields = fields or ()
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"d":
+            return fields[i + 1]  # type: ignore[no-any-return]
+    return None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
