@@ -30,7 +30,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _LONGEST_BLOCK = 0.5  # seconds a read waits for new entries before it looks at claims and stop()
-_TOP_UP_WAIT = 0.005  # seconds a read waits for half of prefetch to be free
+_TOP_UP_WAIT = 0.005  # seconds a read waits for half of prefetch to be free (or acknowledged)
 _ACK_GATHER = 0.002  # seconds an acknowledgement waits for others to share its XACK
 _ACK_BATCH = 1000  # ids in one XACK at most
 _FLUSH_TIMEOUT = 5.0  # seconds the exit waits for queued acknowledgements
@@ -143,7 +143,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._gathering: asyncio.Future[None] | None = None  # the flusher waits for more acks
         self._room_needed = 0  # __anext__ waits for this many prefetch slots to be free
         self._idle = False  # the last read found no new entry
-        self._batch = prefetch // 2  # reads and acknowledgements wait to gather this many
+        self._batch = prefetch // 2  # a read waits a moment for this much room
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -295,13 +295,13 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         leave it pending to be retried, or dead-letter it after ``max_deliveries``. Returns the
         delivery.
 
-        An acknowledgement is queued and returns at once; the worker sends the queued ones
-        together (one ``XACK`` for those acknowledged within 2 ms, sooner once half of
-        ``prefetch`` is queued, or when the reader waits for the room they free, or when the
-        stream has nothing new), retries while Redis is unreachable, and frees the item's
-        ``prefetch`` slot when Redis confirmed it. Leaving the worker's ``async with`` waits
-        for them (5 s at most). A failure is recorded in one round trip before this returns;
-        cancelled, the item stays pending."""
+        An acknowledgement is queued and returns at once; the worker's next read sends the
+        queued ones in its own round trip (before reading into the room they free), or, when
+        no read takes them within 2 ms, one ``XACK`` sends them together (at once when the
+        stream has nothing new or the worker stops). Either way it retries while Redis is
+        unreachable and frees the item's ``prefetch`` slot when Redis confirmed it. Leaving
+        the worker's ``async with`` waits for them (5 s at most). A failure is recorded in one
+        round trip before this returns; cancelled, the item stays pending."""
         q = self._queue
         if delivery.error is not None:
             error = delivery.error
