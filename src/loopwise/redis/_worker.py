@@ -143,6 +143,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._gathering: asyncio.Future[None] | None = None  # the flusher waits for more acks
         self._room_needed = 0  # __anext__ waits for this many prefetch slots to be free
         self._idle = False  # the last read found no new entry
+        self._releasing = False  # release() waits for the queued acknowledgements
         self._batch = prefetch // 2  # a read waits a moment for this much room
 
     # -- the source ----------------------------------------------------------------------------
@@ -239,13 +240,14 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         ``claim_idle``."""
         flusher = self._flusher
         if flusher is not None:
-            self._stopping = True
+            self._releasing = True
             self._send_acks_now()  # no reason left to gather
             try:
                 await asyncio.wait_for(asyncio.shield(flusher), _FLUSH_TIMEOUT)
             except TimeoutError:
                 flusher.cancel()
         ids = [entry_id for entry_id in self._held if entry_id not in self._to_ack]
+        self._releasing = False
         self._to_ack.clear()
         self._held.clear()
         self._ready.clear()
@@ -360,7 +362,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         stops, or a full XACK.
         Otherwise they gather for 2 ms, and the reader takes them first when it needs their
         room: its read sends them in the same round trip."""
-        return self._idle or self._stopping or len(self._to_ack) >= _ACK_BATCH
+        return self._idle or self._stopping or self._releasing or len(self._to_ack) >= _ACK_BATCH
 
     async def _gather(self) -> None:
         """Wait up to 2 ms for more acknowledgements, or until there are enough to send."""
