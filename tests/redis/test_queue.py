@@ -230,3 +230,99 @@ async def test_acknowledgements_are_sent_without_the_gathering_wait_when_it_only
             await Pipeline(worker).stage(worker.step(slow)).stage(worker.ack).run()
     assert worker.statistics().acked == 20
     assert await pending(client, "gathered") == 0
+
+
+async def test_a_read_sends_the_queued_acknowledgements_in_its_own_round_trip(
+    client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader counts acknowledged items whose XACK is not sent yet as free room, and sends
+    those acknowledgements with its read, before Redis hands out the new entries: no separate
+    round trip, and never more than prefetch items held."""
+    monkeypatch.setattr(_worker, "_ACK_GATHER", 30.0)
+    queue: WorkQueue[int] = WorkQueue(client, "combined")
+    await queue.add_many(range(4))
+    async with asyncio.timeout(10), queue.consume(prefetch=4) as worker:
+        first = [await anext(worker) for _ in range(4)]
+        for delivery in first:
+            await worker.ack(delivery)
+        await queue.add_many(range(4, 8))
+        separate: list[object] = []
+        ack_alone = worker._ack_script
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            separate.append(args)
+            return await ack_alone(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(worker, "_ack_script", counted)
+        second = [await anext(worker) for _ in range(4)]
+        assert [d.value for d in second] == [4, 5, 6, 7]
+        assert separate == []  # no round trip of their own
+        assert await pending(client, "combined") == 4  # the first four are acknowledged
+        stats = worker.statistics()
+        assert (stats.acked, stats.in_flight) == (4, 4)
+        for delivery in second:
+            await worker.ack(delivery)
+    assert await pending(client, "combined") == 0
+
+
+@pytest.mark.parametrize("steps", range(8))
+async def test_a_read_cancelled_with_acknowledgements_leaves_none_unsent(
+    client: redis.asyncio.Redis, steps: int
+) -> None:
+    """Cancelled at any step of a read that carries queued acknowledgements, the worker still
+    sends every one of them (the flusher takes back those the read did not confirm)."""
+    queue: WorkQueue[int] = WorkQueue(client, f"cancelled-read-{steps}")
+    await queue.add_many(range(4))
+    async with asyncio.timeout(10):
+        async with queue.consume(prefetch=4) as worker:
+            for delivery in [await anext(worker) for _ in range(4)]:
+                await worker.ack(delivery)
+            reader = asyncio.ensure_future(anext(worker))  # the stream is empty: it blocks
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            reader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+        assert worker.statistics().acked == 4
+    assert await pending(client, f"cancelled-read-{steps}") == 0
+
+
+async def test_entries_read_with_acknowledgements_are_decoded_like_any_other(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The read that carries acknowledgements gets its entries' fields from a script (a flat
+    list, not redis-py's dict): extra fields, a missing 'd' field and undecodable data are
+    handled as on any read."""
+    queue: WorkQueue[int] = WorkQueue(client, "flat")
+    await queue.add(1)
+    async with asyncio.timeout(10), queue.consume(prefetch=4) as worker:
+        await worker.ack(await anext(worker))  # queued: the next read carries it
+        await client.xadd("flat", {"other": b"x", "d": b"2"})
+        await client.xadd("flat", {"other": b"1"})
+        await client.xadd("flat", {"d": b"{not json"})
+        await client.xadd("flat", {"d": b"3", "other": b"y"})
+        values = [(await anext(worker)).value for _ in range(2)]
+        assert values == [2, 3]
+        assert worker.statistics().acked == 1
+    letters = await queue.dead_letters()
+    assert [letter.error.split(":")[0] for letter in letters] == [
+        "malformed entry",
+        "cannot decode",
+    ]
+
+
+async def test_a_read_with_acknowledgements_that_finds_nothing_waits_for_new_entries(
+    client: redis.asyncio.Redis,
+) -> None:
+    """Acknowledgements sent, nothing new: the worker waits for the next entry instead of
+    ending or spinning."""
+    queue: WorkQueue[int] = WorkQueue(client, "later")
+    await queue.add(1)
+    async with asyncio.timeout(10), queue.consume(prefetch=4) as worker:
+        await worker.ack(await anext(worker))
+        reader = asyncio.ensure_future(anext(worker))
+        await asyncio.sleep(0.2)
+        assert not reader.done()
+        assert await pending(client, "later") == 0  # sent while it waits
+        await queue.add(2)
+        assert (await reader).value == 2

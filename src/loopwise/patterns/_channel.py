@@ -94,7 +94,8 @@ class _Channel:
             return False
         self._items.append(item)
         self.added += 1
-        self.getters.unpark()
+        if self.getters._parked:  # a plain check first: this runs once per item and stage
+            self.getters.unpark()
         return True
 
     def try_get(self) -> Any:
@@ -138,13 +139,14 @@ class _Channel:
     def _take(self) -> Any:
         item = self._items.popleft()
         putters = self.putters
-        if putters:
+        if putters._parked:  # a plain check first: this runs once per item and stage
             box = putters.peek()
             if box.__class__ is _Handoff and not self._closed:
                 self._items.append(box.item)
                 self.added += 1
                 box.added = True
-                self.getters.unpark()  # as the put would: a waiting worker takes it at once
+                if self.getters._parked:
+                    self.getters.unpark()  # as the put would: a waiting worker takes it at once
             putters.unpark()
         return item
 

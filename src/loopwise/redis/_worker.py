@@ -30,7 +30,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _LONGEST_BLOCK = 0.5  # seconds a read waits for new entries before it looks at claims and stop()
-_TOP_UP_WAIT = 0.005  # seconds a read waits for half of prefetch to be free
+_TOP_UP_WAIT = 0.005  # seconds a read waits for half of prefetch to be free (or acknowledged)
 _ACK_GATHER = 0.002  # seconds an acknowledgement waits for others to share its XACK
 _ACK_BATCH = 1000  # ids in one XACK at most
 _FLUSH_TIMEOUT = 5.0  # seconds the exit waits for queued acknowledgements
@@ -121,6 +121,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         client = queue.client
         self._claim_script = client.register_script(_scripts.CLAIM)
         self._ack_script = client.register_script(_scripts.ACK)
+        self._ack_and_read_script = client.register_script(_scripts.ACK_AND_READ)
         self._dead_script = client.register_script(_scripts.DEAD_LETTER)
         self._pending_script = client.register_script(_scripts.PENDING)
         self._release_script = client.register_script(_scripts.RELEASE)
@@ -140,9 +141,10 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._to_ack: list[str] = []  # acknowledged by ack(), not sent yet
         self._flusher: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None  # the flusher waits for more acks
-        self._wants_room = False  # __anext__ waits for acknowledgements to free prefetch slots
+        self._room_needed = 0  # __anext__ waits for this many prefetch slots to be free
         self._idle = False  # the last read found no new entry
-        self._batch = prefetch // 2  # reads and acknowledgements wait to gather this many
+        self._releasing = False  # release() waits for the queued acknowledgements
+        self._batch = prefetch // 2  # a read waits a moment for this much room
 
     # -- the source ----------------------------------------------------------------------------
 
@@ -159,37 +161,26 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 return self._ready.popleft()
             if not self._group_ready:
                 await self._ensure_group()
-            room = self.prefetch - len(self._held)
+            # Room counts the acknowledgements queued and not sent yet: the read sends them in
+            # its own round trip, before Redis hands out the new entries.
+            room = self.prefetch - len(self._held) + len(self._to_ack)
             if room <= 0:
-                self._wants_room = True
-                try:
-                    self._send_acks_now()
-                    self._room.clear()
-                    await self._room.wait()
-                finally:
-                    self._wants_room = False
+                await self._wait_for_room(1)
                 continue
             if room < self._batch and not topped_up:
                 # Many items in progress: wait a moment for more room, to read (and so
                 # acknowledge) in larger batches; then read whatever room there is.
                 topped_up = True
-                self._wants_room = True
-                try:
-                    self._send_acks_now()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_TOP_UP_WAIT):
-                            while self.prefetch - len(self._held) < self._batch:
-                                self._room.clear()
-                                await self._room.wait()
-                finally:
-                    self._wants_room = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_TOP_UP_WAIT):
+                        await self._wait_for_room(self._batch)
                 continue
             topped_up = False
             try:
                 now = time.monotonic()
-                if now >= self._next_claim:
+                if now >= self._next_claim and room > len(self._to_ack):
                     self._next_claim = now + self._claim_every
-                    await self._claim(room)
+                    await self._claim(room - len(self._to_ack))
                     if self._ready:
                         continue
                 read = await self._read(room)
@@ -215,6 +206,19 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._stopping = True
         self._room.set()
 
+    async def _wait_for_room(self, needed: int) -> None:
+        """Wait until ``needed`` prefetch slots are free or queued to be freed (acknowledged,
+        not sent yet): :meth:`ack` and the flusher wake this when there are."""
+        self._room_needed = needed
+        try:
+            while (
+                not self._stopping and self.prefetch - len(self._held) + len(self._to_ack) < needed
+            ):
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            self._room_needed = 0
+
     async def __aenter__(self) -> StreamWorker[T]:
         await self._ensure_group()
         return self
@@ -236,11 +240,14 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         ``claim_idle``."""
         flusher = self._flusher
         if flusher is not None:
+            self._releasing = True
+            self._send_acks_now()  # no reason left to gather
             try:
                 await asyncio.wait_for(asyncio.shield(flusher), _FLUSH_TIMEOUT)
             except TimeoutError:
                 flusher.cancel()
         ids = [entry_id for entry_id in self._held if entry_id not in self._to_ack]
+        self._releasing = False
         self._to_ack.clear()
         self._held.clear()
         self._ready.clear()
@@ -290,13 +297,13 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         leave it pending to be retried, or dead-letter it after ``max_deliveries``. Returns the
         delivery.
 
-        An acknowledgement is queued and returns at once; the worker sends the queued ones
-        together (one ``XACK`` for those acknowledged within 2 ms, sooner once half of
-        ``prefetch`` is queued, or when the reader waits for the room they free, or when the
-        stream has nothing new), retries while Redis is unreachable, and frees the item's
-        ``prefetch`` slot when Redis confirmed it. Leaving the worker's ``async with`` waits
-        for them (5 s at most). A failure is recorded in one round trip before this returns;
-        cancelled, the item stays pending."""
+        An acknowledgement is queued and returns at once; the worker's next read sends the
+        queued ones in its own round trip (before reading into the room they free), or, when
+        no read takes them within 2 ms, one ``XACK`` sends them together (at once when the
+        stream has nothing new or the worker stops). Either way it retries while Redis is
+        unreachable and frees the item's ``prefetch`` slot when Redis confirmed it. Leaving
+        the worker's ``async with`` waits for them (5 s at most). A failure is recorded in one
+        round trip before this returns; cancelled, the item stays pending."""
         q = self._queue
         if delivery.error is not None:
             error = delivery.error
@@ -315,6 +322,9 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
                 self._flusher = asyncio.get_running_loop().create_task(self._flush())
             elif self._gathering is not None:
                 self._send_acks_now()
+            needed = self._room_needed
+            if needed and self.prefetch - len(self._held) + len(self._to_ack) >= needed:
+                self._room.set()  # the reader waits for this room: its read sends the acks
             return delivery
         if self._held.pop(delivery.id, None) is not None:
             self._room.set()
@@ -328,6 +338,8 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             while self._to_ack:
                 if not self._enough_to_send():
                     await self._gather()  # let more items finish: fewer round trips
+                    if not self._to_ack:
+                        break  # a read took them, to send them in its own round trip
                 ids, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
                 try:
                     send = functools.partial(
@@ -345,14 +357,12 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             self._flusher = None
 
     def _enough_to_send(self) -> bool:
-        """Whether the queued acknowledgements are worth a round trip now: half of prefetch, or
-        (while the reader waits for room) enough to let it read half of prefetch, or any when
-        the stream has nothing new. Waiting for more then would only keep the reader idle."""
-        half = self._batch
-        queued = len(self._to_ack)
-        if queued >= half or self._idle:
-            return True
-        return self._wants_room and self.prefetch - len(self._held) + queued >= half
+        """Whether the queued acknowledgements are worth their own round trip now: when the
+        stream has nothing new (the reader waits on Redis, not for room), when the worker
+        stops, or a full XACK.
+        Otherwise they gather for 2 ms, and the reader takes them first when it needs their
+        room: its read sends them in the same round trip."""
+        return self._idle or self._stopping or self._releasing or len(self._to_ack) >= _ACK_BATCH
 
     async def _gather(self) -> None:
         """Wait up to 2 ms for more acknowledgements, or until there are enough to send."""
@@ -385,26 +395,50 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._group_ready = True
 
     async def _read(self, count: int) -> int:
+        """Read up to ``count`` new entries, waiting up to half a second for them. With
+        acknowledgements queued, one script first sends them and reads what is there (``count``
+        includes the slots they free), in one round trip; only when that finds nothing new does
+        a blocking read follow. Whatever happens to the script (cancelled, failed), the
+        acknowledgements it did not confirm are queued again for the flusher."""
         q = self._queue
-        block = max(1, int(min(self._claim_every, _LONGEST_BLOCK) * 1000))
-        raw = await self._reconnect.call(
-            "XREADGROUP",
-            lambda: command(
-                q.client,
+        entries: list[Any] = []
+        acks, self._to_ack = self._to_ack[:_ACK_BATCH], self._to_ack[_ACK_BATCH:]
+        if acks:
+            try:
+                entries = await self._reconnect.call(
+                    "XACK and XREADGROUP",
+                    lambda: self._ack_and_read_script(
+                        keys=[q.stream, q.errors_key], args=[q.group, self.consumer, count, *acks]
+                    ),
+                )
+            except BaseException:
+                self._to_ack[:0] = acks  # not confirmed: the flusher sends them
+                if self._flusher is None:
+                    self._flusher = asyncio.get_running_loop().create_task(self._flush())
+                raise
+            self._acked += len(acks)
+            for entry_id in acks:
+                self._held.pop(entry_id, None)
+        if not entries:
+            block = max(1, int(min(self._claim_every, _LONGEST_BLOCK) * 1000))
+            raw = await self._reconnect.call(
                 "XREADGROUP",
-                "GROUP",
-                q.group,
-                self.consumer,
-                "COUNT",
-                count,
-                "BLOCK",
-                block,
-                "STREAMS",
-                q.stream,
-                ">",
-            ),
-        )
-        entries = [e for group in stream_entries(raw).values() for e in group]
+                lambda: command(
+                    q.client,
+                    "XREADGROUP",
+                    "GROUP",
+                    q.group,
+                    self.consumer,
+                    "COUNT",
+                    count,
+                    "BLOCK",
+                    block,
+                    "STREAMS",
+                    q.stream,
+                    ">",
+                ),
+            )
+            entries = [e for group in stream_entries(raw).values() for e in group]
         for entry_id, fields in entries:
             unreadable = self._admit(text(entry_id), fields, 1)
             if unreadable is not None:
@@ -441,7 +475,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         """Hold the entry's delivery, ready to hand out; or, for an entry that cannot be
         decoded, return its data and why, for the dead-letter stream. (Not a coroutine: it runs
         once per item.)"""
-        data = (fields or {}).get(b"d")
+        data = _data_field(fields)
         if data is None:
             return b"", "malformed entry: no 'd' field"
         try:
@@ -506,6 +540,18 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             f"in_flight={s.in_flight}/{s.prefetch} delivered={s.delivered} acked={s.acked} "
             f"failed={s.failed} dead={s.dead_lettered} reconnects={s.reconnects}>"
         )
+
+
+def _data_field(fields: Any) -> bytes | None:
+    """The ``d`` field of an entry, whether redis-py made its fields a dict or a script
+    returned them as a flat list (field, value, ...)."""
+    if isinstance(fields, dict):
+        return fields.get(b"d")
+    fields = fields or ()
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == b"d":
+            return fields[i + 1]  # type: ignore[no-any-return]
+    return None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
