@@ -59,8 +59,9 @@ LAG_EDGES = (
 _bucket = bisect.bisect_left
 _FIRST_EDGE = LAG_EDGES[0]
 
-#: How many times a loop thread waits for the doctor's thread at one moment, and how far apart.
-YIELD_TRIES = 3
+#: How many times at most a loop thread waits for the doctor's thread at one moment, and how
+#: far apart the first two waits are (the spacing doubles after each wait).
+YIELD_TRIES = 12
 YIELD_SPACING = 0.005
 
 
@@ -209,9 +210,11 @@ class LoopWatch:
     def _yield_if_due(self, now: float) -> float:
         """Give the GIL to the doctor's thread if it is due to want it; the time after.
 
-        At most :data:`YIELD_TRIES` waits per moment the doctor's thread named, spaced by
-        :data:`YIELD_SPACING`: a doctor thread that the machine does not schedule in time
-        costs the loop a few milliseconds, never a wait on every iteration.
+        Waits per moment the doctor's thread named: the first at the end of the first iteration
+        after it, then 5, 10, 20 … ms apart, at most :data:`YIELD_TRIES`. A doctor thread that
+        lost the GIL again mid-way (a system call of its own) gets it back, and one that the
+        machine does not schedule, or that waits on something else, costs the loop at most a
+        millisecond per wait and a dozen waits in all, never a wait on every iteration.
         """
         due, gate = self.handoff.state
         if gate is None or now < due:
@@ -220,8 +223,8 @@ class LoopWatch:
             self._gate, self._tries = gate, 0
         elif self._tries >= YIELD_TRIES or now < self._next_try:
             return now
+        self._next_try = now + YIELD_SPACING * (1 << self._tries)
         self._tries += 1
-        self._next_try = now + YIELD_SPACING
         yield_to_doctor(gate)
         return _monotonic()
 

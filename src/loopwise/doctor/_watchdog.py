@@ -195,8 +195,11 @@ class Watchdog:
     def _ensure_thread(self) -> None:
         if self._thread is None:
             self._stopping = threading.Event()
+            # It wants the GIL from its first line: a loop that is busy at once would otherwise
+            # leave it waiting for the GIL for as long as it stays busy.
+            starting = self._handoff.expect(_monotonic())
             self._thread = threading.Thread(
-                target=self._run, name="loopwise-doctor-watchdog", daemon=True
+                target=self._run, args=(starting,), name="loopwise-doctor-watchdog", daemon=True
             )
             self._thread.start()
 
@@ -215,17 +218,17 @@ class Watchdog:
         if self._fallback is not None:
             self._fallback.close()
 
-    def _run(self) -> None:
+    def _run(self, starting: threading.Lock) -> None:
         clocks = ClockReader()  # this thread's own: it keeps the clock files open
         try:
-            self._loop_ticks(clocks)
+            self._loop_ticks(clocks, starting)
         finally:
             self._handoff.close()
             clocks.close()
         if self._fallback is not None:
             self._fallback.disarm()
 
-    def _loop_ticks(self, clocks: ClockReader) -> None:
+    def _loop_ticks(self, clocks: ClockReader, starting: threading.Lock) -> None:
         last = _monotonic()
         last_cpu = time.process_time()
         own_id = threading.get_native_id()
@@ -234,6 +237,7 @@ class Watchdog:
         stopping = self._stopping
         # Without a GIL (free-threaded builds) there is nothing to hand over: waits would only cost.
         handoff = self._handoff if getattr(sys, "_is_gil_enabled", lambda: True)() else None
+        self._handoff.done(starting)
         while True:
             gate = handoff.expect(_monotonic() + tick) if handoff is not None else None
             if stopping.wait(tick):
