@@ -52,6 +52,15 @@ def sweep(scenario: Scenario, check: Check, limit: int = 3000) -> int:
     raise AssertionError("unreachable")
 
 
+def check_pipeline_counts(pipe: Pipeline[Any], done: list[Any]) -> Any:
+    """Each item done at most once, and the pipeline's counts agree with what was done."""
+    stats = pipe.statistics()
+    assert max(Counter(done).values(), default=1) == 1
+    assert stats.completed == len(done)
+    assert stats.accepted == stats.completed + stats.dropped
+    return stats
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("errors", ["raise", "collect"])
 def test_amap_every_mode(ordered: bool, errors: str) -> None:
@@ -199,11 +208,8 @@ def test_pipeline_never_duplicates_and_accounts_for_every_item() -> None:
         pipe: Pipeline[Any] | None = state.get("pipe")
         if pipe is None:
             return
-        stats = pipe.statistics()
         done = state["done"]
-        assert max(Counter(done).values(), default=1) == 1
-        assert stats.completed == len(done)
-        assert stats.accepted == stats.completed + stats.dropped
+        stats = check_pipeline_counts(pipe, done)
         if completed or stats.state == "finished":  # (cancelled after it had finished)
             assert sorted(done) == list(range(10)) and stats.state == "finished"
         else:
