@@ -28,6 +28,7 @@ __all__ = [
     "is_property",
     "parameters_of",
     "self_parameter",
+    "single_name_target",
     "statement_blocks",
     "stored_names",
     "walk_all",
@@ -196,6 +197,17 @@ def stored_names(target: ast.AST) -> Iterator[str]:
             yield node.id
         elif isinstance(node, ast.Starred) and isinstance(node.value, ast.Name):
             yield node.value.id
+
+
+def single_name_target(node: ast.Assign | ast.AnnAssign) -> ast.Name | None:
+    """The one plain name ``node`` assigns to; None for several targets, tuples, attributes."""
+    if isinstance(node, ast.Assign):
+        if len(node.targets) != 1:
+            return None
+        target: ast.expr = node.targets[0]
+    else:
+        target = node.target
+    return target if isinstance(target, ast.Name) else None
 
 
 def assignment_targets(node: ast.AST) -> list[ast.AST]:

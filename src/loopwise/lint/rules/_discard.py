@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from loopwise.lint._ast import single_name_target
 from loopwise.lint._checker import Checker
 
 __all__ = ["Discard", "discarded_value"]
@@ -34,17 +35,12 @@ def discarded_value(node: ast.AST, checker: Checker) -> Discard | None:
     """
     if isinstance(node, ast.Expr):
         return Discard(node.value, None)
-    if isinstance(node, ast.Assign):
-        if len(node.targets) != 1:
-            return None
-        target: ast.expr = node.targets[0]
-        value: ast.expr | None = node.value
-    elif isinstance(node, ast.AnnAssign):
-        target, value = node.target, node.value
-    else:
+    if not isinstance(node, ast.Assign | ast.AnnAssign):
         return None
-    if value is None or not isinstance(target, ast.Name):
+    target = single_name_target(node)
+    if node.value is None or target is None:
         return None
+    value = node.value
     if _never_read(target.id, checker):
         return Discard(value, target.id)
     return None

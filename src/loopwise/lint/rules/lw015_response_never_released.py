@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from loopwise.lint._ast import walk_shallow
+from loopwise.lint._ast import single_name_target, walk_shallow
 from loopwise.lint._checker import Checker
 from loopwise.lint._rule import Rule
 from loopwise.lint.rules._local_names import INERT_PARENTS, name_uses
@@ -148,15 +148,10 @@ class ResponseNeverReleased(Rule[ast.Assign | ast.AnnAssign]):
             and call.func.attr in _REQUESTS
         ):
             return
-        if isinstance(node, ast.Assign):
-            if len(node.targets) != 1:
-                return
-            target: ast.expr = node.targets[0]
-        else:
-            target = node.target
+        target = single_name_target(node)
         function = checker.function
         if (
-            not isinstance(target, ast.Name)
+            target is None
             or function is None
             or not isinstance(function.node, ast.AsyncFunctionDef)
             or target.id in function.declared_outer
