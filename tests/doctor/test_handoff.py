@@ -172,17 +172,17 @@ def test_a_loop_waits_ever_more_rarely_for_a_doctor_thread_that_never_comes() ->
         loop.close()
 
 
-def test_the_earliest_moment_of_several_doctor_threads_is_the_one_shown() -> None:
+def test_a_moment_named_replaces_the_one_before_and_close_opens_its_gate() -> None:
     handoff = Handoff()
-    watchdog = handoff.expect(5.0)
-    monitor = handoff.expect(3.0)
-    assert handoff.state == (3.0, monitor)
-    handoff.done(monitor)
-    assert handoff.state == (5.0, watchdog)
-    assert not monitor.locked() and watchdog.locked()
+    first = handoff.expect(5.0)
+    second = handoff.expect(3.0)
+    assert handoff.state == (3.0, second)
+    handoff.done(first)  # an older moment's gate opens; the current one stays
+    assert handoff.state == (3.0, second)
+    assert not first.locked() and second.locked()
     handoff.close()
     assert handoff.state == (float("inf"), None)
-    assert not watchdog.locked()
+    assert not second.locked()
 
 
 # The program under test: a heartbeat-watched loop waits at a gate nobody opens, and Ctrl-C

@@ -36,55 +36,40 @@ _NEVER: tuple[float, threading.Lock | None] = (_INF, None)
 
 
 class Handoff:
-    """When the doctor's threads want the GIL next, and the gate a loop thread waits at until then.
+    """When the doctor's thread wants the GIL next, and the gate a loop thread waits at until then.
 
-    Several of the doctor's threads (the watchdog, the monitor) may each expect a moment;
-    ``state`` shows the earliest one still pending as ``(due, gate)``, replaced as a whole so
-    that a loop thread, which reads it once per iteration, never pairs one moment's time with
-    another's gate.
+    ``state`` is read by loop threads once per iteration: ``(due, gate)``, replaced as a whole
+    so that a reader never pairs one moment's time with another moment's gate. One thread
+    names the moments (the watchdog); a moment named replaces the one before.
     """
 
-    __slots__ = ("_lock", "_pending", "state")
+    __slots__ = ("state",)
 
     def __init__(self) -> None:
         self.state = _NEVER
-        self._pending: dict[threading.Lock, float] = {}
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        due = self.state[0]
-        return f"<Handoff due={due!r} pending={len(self._pending)}>"
+        return f"<Handoff due={self.state[0]!r}>"
 
     def expect(self, due: float) -> threading.Lock:
         """Say that this thread will want the GIL at ``due`` (monotonic); then call :meth:`done`."""
         gate = threading.Lock()
         gate.acquire()
-        with self._lock:
-            self._pending[gate] = due
-            self._publish()
+        self.state = (due, gate)
         return gate
 
     def done(self, gate: threading.Lock) -> None:
         """This thread has had the GIL it wanted: loop threads waiting at ``gate`` go on."""
-        with self._lock:
-            self._pending.pop(gate, None)
-            self._publish()
+        if self.state[1] is gate:
+            self.state = _NEVER
         _open(gate)
 
     def close(self) -> None:
         """No more moments: let every waiting loop thread go."""
-        with self._lock:
-            gates, self._pending = list(self._pending), {}
-            self.state = _NEVER
-        for gate in gates:
+        gate = self.state[1]
+        self.state = _NEVER
+        if gate is not None:
             _open(gate)
-
-    def _publish(self) -> None:
-        if not self._pending:
-            self.state = _NEVER
-            return
-        gate = min(self._pending, key=self._pending.__getitem__)
-        self.state = (self._pending[gate], gate)
 
 
 def _open(gate: threading.Lock) -> None:
