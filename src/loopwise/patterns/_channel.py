@@ -38,10 +38,17 @@ class _Channel:
     ``get()`` takes nothing; a wake-up delivered to a task cancelled before it resumed is
     passed to the next waiter while there is still an item (for getters) or room (for
     putters).
+
+    Getters are woken one at a time: an item added wakes a waiting getter only when no getter
+    is already woken and not yet resumed, and each take wakes the next one while items are
+    left. So a getter that never suspends between its takes drains the channel alone (no task
+    switch per item), and getters that do suspend are still all put to work, one per item
+    left. Never is an item left in the channel with getters waiting and none of them woken.
     """
 
     __slots__ = (
         "_closed",
+        "_getter_woken",
         "_items",
         "_maxsize",
         "added",
@@ -57,6 +64,7 @@ class _Channel:
         self.getters = ParkingLot(on_abandoned=self._getter_abandoned)
         self.putters = ParkingLot(on_abandoned=self._putter_abandoned)
         self._closed = False
+        self._getter_woken = False  # a getter was woken and has not resumed yet
         self.added = 0
         """Items added so far (by ``put()`` or moved in for a waiting ``put(handoff=True)``)."""
         self.blocked_puts = 0
@@ -94,8 +102,8 @@ class _Channel:
             return False
         self._items.append(item)
         self.added += 1
-        if self.getters._parked:  # a plain check first: this runs once per item and stage
-            self.getters.unpark()
+        if not self._getter_woken and self.getters._parked:  # plain checks: once per item
+            self._wake_getter()
         return True
 
     def try_get(self) -> Any:
@@ -127,17 +135,24 @@ class _Channel:
             raise ClosedError("the pipeline channel is closed")
         self._items.append(item)
         self.added += 1
-        self.getters.unpark()
+        if not self._getter_woken:
+            self._wake_getter()
 
     async def get(self) -> Any:
         while not self._items:
             if self._closed:
                 raise _Drained
             await self.getters.park()
+            self._getter_woken = False  # resumed: it takes an item or parks again
         return self._take()
+
+    def _wake_getter(self) -> None:
+        self._getter_woken = self.getters.unpark() > 0
 
     def _take(self) -> Any:
         item = self._items.popleft()
+        if self._items and not self._getter_woken and self.getters._parked:
+            self._wake_getter()  # items are left: put the next waiting getter to work
         putters = self.putters
         if putters._parked:  # a plain check first: this runs once per item and stage
             box = putters.peek()
@@ -145,14 +160,15 @@ class _Channel:
                 self._items.append(box.item)
                 self.added += 1
                 box.added = True
-                if self.getters._parked:
-                    self.getters.unpark()  # as the put would: a waiting worker takes it at once
+                if not self._getter_woken and self.getters._parked:
+                    self._wake_getter()  # as the put would: a waiting worker takes it at once
             putters.unpark()
         return item
 
     def _getter_abandoned(self, _wakeup: int) -> None:
+        self._getter_woken = False
         if self._items:
-            self.getters.unpark()  # the item it was woken for is still there
+            self._wake_getter()  # the item it was woken for is still there
 
     def _putter_abandoned(self, _wakeup: int) -> None:
         if len(self._items) < self._maxsize:
