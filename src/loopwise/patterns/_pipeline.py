@@ -134,15 +134,17 @@ class Pipeline(Generic[T]):
         name: str | None = None,
     ) -> Pipeline[R]:
         """Add a stage: ``workers`` tasks each running ``await fn(item)`` on the items of the
-        previous stage. ``buffer`` is the size of the stage's input channel (default: ``workers``).
-        Returns the pipeline (typed by the new stage's result). Only before the pipeline starts.
+        previous stage. ``buffer`` is the size of the stage's input channel; by default the
+        larger of ``workers`` and the previous stage's workers, so that many workers handing
+        their results to fewer do not each wait for a taker after every item. Returns the
+        pipeline (typed by the new stage's result). Only before the pipeline starts.
         """
         if self._state != "new":
             raise UsageError("add every stage before the pipeline starts")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
         if buffer is None:
-            buffer = workers
+            buffer = max(workers, self._stages[-1].workers if self._stages else 1)
         elif isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be an int >= 1 or None, got {buffer!r}")
         label = name or getattr(fn, "__qualname__", None) or f"stage {len(self._stages)}"
