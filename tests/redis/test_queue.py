@@ -114,6 +114,29 @@ async def test_a_failing_item_is_retried_then_dead_lettered_with_its_last_error(
     assert worker.statistics().dead_lettered == 1
 
 
+async def test_an_item_that_failed_then_succeeded_leaves_no_recorded_error(
+    client: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read that carries its acknowledgement also clears the error its failed delivery
+    recorded (the flusher's acknowledgement does too: see the dead-letter tests)."""
+    monkeypatch.setattr(_worker, "_ACK_GATHER", 30.0)  # only a read sends acknowledgements
+    queue: WorkQueue[int] = WorkQueue(client, "second-try")
+    await queue.add(0)
+    async with asyncio.timeout(10), queue.consume(prefetch=4, claim_idle=0.1) as worker:
+        first = await anext(worker)
+        first.error = ValueError("first try")
+        await worker.ack(first)  # recorded, left pending
+        assert await client.hlen(queue.errors_key) == 1
+        await asyncio.sleep(0.15)
+        await queue.add(1)
+        again = await anext(worker)  # taken over after claim_idle
+        assert (again.id, again.deliveries) == (first.id, 2)
+        await worker.ack(again)
+        assert (await anext(worker)).value == 1  # this read carries the acknowledgement
+        assert await client.hlen(queue.errors_key) == 0
+        assert worker.statistics().acked == 1
+
+
 async def test_a_malformed_entry_is_dead_lettered_and_the_worker_goes_on(
     client: redis.asyncio.Redis,
 ) -> None:
@@ -290,9 +313,8 @@ async def test_a_read_cancelled_with_acknowledgements_leaves_none_unsent(
 async def test_entries_read_with_acknowledgements_are_decoded_like_any_other(
     client: redis.asyncio.Redis,
 ) -> None:
-    """The read that carries acknowledgements gets its entries' fields from a script (a flat
-    list, not redis-py's dict): extra fields, a missing 'd' field and undecodable data are
-    handled as on any read."""
+    """The read that carries acknowledgements shares its round trip with them: extra fields, a
+    missing 'd' field and undecodable data are handled as on any read."""
     queue: WorkQueue[int] = WorkQueue(client, "flat")
     await queue.add(1)
     async with asyncio.timeout(10), queue.consume(prefetch=4) as worker:

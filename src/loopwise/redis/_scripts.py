@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = [
     "ACK",
-    "ACK_AND_READ",
     "ADD_NEW",
     "BROADCAST",
     "CLAIM",
@@ -38,18 +37,6 @@ ACK = """
 local n = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
 redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
 return n
-"""
-
-# KEYS: stream, errors hash. ARGV: group, consumer, count, then the ids to acknowledge.
-# Acknowledges the ids (as ACK does), then reads up to count new entries without blocking
-# (a script never blocks); returns them as {id, {field, value, ...}} (none: an empty table).
-ACK_AND_READ = """
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
-redis.call('HDEL', KEYS[2], unpack(ARGV, 4))
-local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-                        'STREAMS', KEYS[1], '>')
-if not read then return {} end
-return read[1][2]
 """
 
 # KEYS: stream, errors hash, dead-letter stream. ARGV: group, id, then field/value pairs.
