@@ -7,9 +7,11 @@ Four parts, each can be skipped (``--skip-throughput``, ``--skip-kill``, ``--ski
 ``--skip-backplane``):
 
 * **Throughput.** ``--items`` items through a work queue with a trivial stage (a Pipeline
-  reading a StreamWorker, prefetch 64, acknowledging each item after the stage) in 1, 2 and 4
-  worker processes, and through a hand-written redis-py loop in one process (XREADGROUP of 64
-  entries, then one XACK of the batch): items per second from the first worker ready (after
+  reading a StreamWorker, prefetch 64: 16 workers running the step, then an acknowledging
+  stage) in 1, 2 and 4 worker processes; in one process also the single-step shape (one stage
+  of 16 workers running ``worker.handler``: the step and the acknowledgement); and through a
+  hand-written redis-py loop in one process (XREADGROUP of 64 entries, then one XACK of the
+  batch): items per second from the first worker ready (after
   its imports) to the last item settled, medians of ``--rounds`` interleaved rounds (the
   order rotates).
 * **A worker SIGKILLed.** ``--kill-items`` items (100,000 by default), 4 worker processes whose
@@ -94,7 +96,7 @@ def report_span(started: float, last: float) -> None:
     print(f"{started:.6f} {last:.6f}", flush=True)
 
 
-async def loopwise_worker(url: str, stream: str, record: bool) -> None:
+async def loopwise_worker(url: str, stream: str, record: bool, single_step: bool = False) -> None:
     started = time.time()
     client = redis.asyncio.Redis.from_url(url)
     queue: WorkQueue[int] = WorkQueue(client, stream)
@@ -115,8 +117,17 @@ async def loopwise_worker(url: str, stream: str, record: bool) -> None:
             await w.ack(delivery)
             last = time.time()
 
-        pipe = Pipeline(w).stage(w.step(recorded if record else trivial), workers=16)
-        await pipe.stage(ack).run()
+        if single_step:
+
+            async def trivial_then_note(x: int) -> int:
+                nonlocal last
+                last = time.time()  # handler() queues the acknowledgement right after
+                return x
+
+            await Pipeline(w).stage(w.handler(trivial_then_note), workers=16).run()
+        else:
+            pipe = Pipeline(w).stage(w.step(recorded if record else trivial), workers=16)
+            await pipe.stage(ack).run()
     report_span(started, last)
     await client.aclose()
 
@@ -164,7 +175,7 @@ def spawn_workers(url: str, mode: str, processes: int) -> list[subprocess.Popen[
 
 
 def throughput(url: str, results: _harness.Results, items: int, rounds: int) -> None:
-    configs = [("hand", 1), ("loopwise", 1), ("loopwise", 2), ("loopwise", 4)]
+    configs = [("hand", 1), ("loopwise", 1), ("handler", 1), ("loopwise", 2), ("loopwise", 4)]
     for round_no, (mode, processes) in _harness.interleave(configs, rounds):
         asyncio.run(fill(url, items))
         spans = []
@@ -184,7 +195,11 @@ def throughput(url: str, results: _harness.Results, items: int, rounds: int) -> 
     for mode, processes in configs:
         where = {"part": "throughput", "worker": mode, "processes": processes}
         s = _harness.summarize(results.values("items_per_s", **where))
-        label = "hand-written XREADGROUP/XACK" if mode == "hand" else "Pipeline + StreamWorker"
+        label = {
+            "hand": "hand-written XREADGROUP/XACK",
+            "loopwise": "Pipeline: step stage + ack stage",
+            "handler": "Pipeline: one handler() stage",
+        }[mode]
         print(
             f"| {label} | {processes} | {s.median:,.0f} | {s.low:,.0f}-{s.high:,.0f} "
             f"| {s.median / base.median:.2f}x |"
@@ -487,7 +502,8 @@ if __name__ == "__main__":
         if mode == "hand":
             asyncio.run(hand_written_worker(url, stream))
         else:
-            asyncio.run(loopwise_worker(url, stream, record=mode == "recording"))
+            record, single_step = mode == "recording", mode == "handler"
+            asyncio.run(loopwise_worker(url, stream, record, single_step))
     elif len(sys.argv) > 1 and sys.argv[1] == "--limiter":
         url, rate, burst, seconds = sys.argv[2:6]
         asyncio.run(limiter_process(url, float(rate), int(burst), float(seconds)))
