@@ -62,6 +62,28 @@ async def test_workers_that_suspend_are_all_put_to_work() -> None:
 
 
 @virtual
+async def test_a_burst_puts_every_waiting_worker_to_work_within_a_few_loop_turns() -> None:
+    """Woken one at a time, each worker waking the next, 64 workers took 64 loop turns to
+    start; the second one to find items left wakes the rest at once."""
+    gate = asyncio.Event()
+
+    async def held(x: int) -> int:
+        await gate.wait()
+        return x
+
+    loop: Any = asyncio.get_running_loop()
+    async with asyncio.timeout(5), Pipeline().stage(held, workers=64, buffer=64) as pipe:
+        await settle()
+        for i in range(64):
+            await pipe.put(i)
+        start = loop.iterations
+        while pipe.statistics().stages[0].busy < 64:
+            await asyncio.sleep(0)
+        assert loop.iterations - start <= 4
+        gate.set()
+
+
+@virtual
 async def test_items_put_one_by_one_each_get_a_waiting_worker() -> None:
     gate = asyncio.Event()
 

@@ -42,13 +42,16 @@ class _Channel:
     Getters are woken one at a time: an item added wakes a waiting getter only when no getter
     is already woken and not yet resumed, and each take wakes the next one while items are
     left. So a getter that never suspends between its takes drains the channel alone (no task
-    switch per item), and getters that do suspend are still all put to work, one per item
-    left. Never is an item left in the channel with getters waiting and none of them woken.
+    switch per item). When a getter woken that way still finds items left, the getters before
+    it did suspend: it wakes one getter per item left at once, so a burst puts every worker to
+    work within a few loop turns, not one turn per worker. Never is an item left in the channel
+    with getters waiting and none of them woken.
     """
 
     __slots__ = (
         "_closed",
         "_getter_woken",
+        "_woken_by_take",
         "_items",
         "_maxsize",
         "added",
@@ -65,6 +68,7 @@ class _Channel:
         self.putters = ParkingLot(on_abandoned=self._putter_abandoned)
         self._closed = False
         self._getter_woken = False  # a getter was woken and has not resumed yet
+        self._woken_by_take = False  # ...by a take that left items behind (not by an add)
         self.added = 0
         """Items added so far (by ``put()`` or moved in for a waiting ``put(handoff=True)``)."""
         self.blocked_puts = 0
@@ -139,20 +143,28 @@ class _Channel:
             self._wake_getter()
 
     async def get(self) -> Any:
+        spread = False
         while not self._items:
             if self._closed:
                 raise _Drained
             await self.getters.park()
             self._getter_woken = False  # resumed: it takes an item or parks again
-        return self._take()
+            spread = self._woken_by_take
+        item = self._take()
+        if spread and self._items and self.getters._parked:
+            # Items a take left behind are still there now that this getter runs: the getters
+            # before it suspend in their work. One getter per item left, at once.
+            self.getters.unpark(len(self._items))
+        return item
 
-    def _wake_getter(self) -> None:
+    def _wake_getter(self, *, by_take: bool = False) -> None:
         self._getter_woken = self.getters.unpark() > 0
+        self._woken_by_take = by_take
 
     def _take(self) -> Any:
         item = self._items.popleft()
         if self._items and not self._getter_woken and self.getters._parked:
-            self._wake_getter()  # items are left: put the next waiting getter to work
+            self._wake_getter(by_take=True)  # items are left: the next getter to work
         putters = self.putters
         if putters._parked:  # a plain check first: this runs once per item and stage
             box = putters.peek()
@@ -168,7 +180,7 @@ class _Channel:
     def _getter_abandoned(self, _wakeup: int) -> None:
         self._getter_woken = False
         if self._items:
-            self._wake_getter()  # the item it was woken for is still there
+            self._wake_getter(by_take=self._woken_by_take)  # its item is still there
 
     def _putter_abandoned(self, _wakeup: int) -> None:
         if len(self._items) < self._maxsize:
