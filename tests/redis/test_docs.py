@@ -1,4 +1,4 @@
-"""The complete programs in docs/redis.md run against the test redis-server, cleanly.
+"""The complete programs in docs/scale.md run against the test redis-server, cleanly.
 
 A block marked ``<!-- redis -->`` is a program: it runs in a fresh interpreter with
 ``REDIS_URL`` pointing at the session's redis-server and must exit with status 0, with none of
@@ -17,7 +17,7 @@ from tests.redis._server import RedisServer
 from tests.reference._blocks import ROOT, parse
 from tests.reference.test_blocks import SYMPTOMS
 
-PAGE = ROOT / "docs" / "redis.md"
+PAGE = ROOT / "docs" / "scale.md"
 BLOCKS = parse(PAGE.read_text(), PAGE)
 
 

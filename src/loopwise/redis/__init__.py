@@ -13,7 +13,7 @@ redis; importing this package without it raises one ``ImportError`` that says wh
 * :class:`Backplane`: a ``WebSocketHub`` broadcast and an ``EventChannel`` event reach the
   clients of every server process; SSE ids and history are shared and survive restarts.
 
-See docs/redis.md for every guarantee.
+See docs/scale.md for every guarantee.
 """
 
 try:
