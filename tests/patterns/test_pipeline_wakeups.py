@@ -77,8 +77,11 @@ async def test_a_burst_puts_every_waiting_worker_to_work_within_a_few_loop_turns
         for i in range(64):
             await pipe.put(i)
         start = loop.iterations
-        while pipe.statistics().stages[0].busy < 64:
+        for _ in range(64):  # one turn per step, until every worker is busy
+            if pipe.statistics().stages[0].busy == 64:
+                break
             await asyncio.sleep(0)
+        assert pipe.statistics().stages[0].busy == 64
         assert loop.iterations - start <= 4
         gate.set()
 

@@ -51,9 +51,9 @@ class _Channel:
     __slots__ = (
         "_closed",
         "_getter_woken",
-        "_woken_by_take",
         "_items",
         "_maxsize",
+        "_woken_by_take",
         "added",
         "blocked_puts",
         "getters",
