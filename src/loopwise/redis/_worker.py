@@ -11,13 +11,13 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import redis.exceptions
 
-from loopwise.redis import _scripts
+from loopwise.redis import _scripts, _stages
 from loopwise.redis._connection import Reconnect, check_pool, command, stream_entries, text
 from loopwise.redis._delivery import Delivery, WorkerStatistics
 
@@ -267,37 +267,50 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         """A Pipeline stage (or amap function) running ``await fn(delivery.value)`` and putting
         its result in ``delivery.value``. An ``Exception`` from ``fn`` is kept in
         ``delivery.error`` and the following steps skip the delivery; anything else propagates."""
-
-        async def run_step(delivery: Delivery[Any]) -> Delivery[Any]:
-            if delivery.error is None:
-                try:
-                    delivery.value = await fn(delivery.value)
-                except Exception as exc:
-                    delivery.error = exc
-            return delivery
-
-        run_step.__qualname__ = getattr(fn, "__qualname__", "step")
-        return run_step
+        return _stages.step(fn)
 
     def handler(
         self, fn: Callable[[Any], Awaitable[R]]
     ) -> Callable[[Delivery[T]], Awaitable[Delivery[R]]]:
         """:meth:`step` then :meth:`ack` in one function: the one stage of a single-step
         Pipeline, or the function for ``amap``."""
+        return _stages.handler(self, fn)
 
-        async def handle(delivery: Delivery[Any]) -> Delivery[Any]:
-            if delivery.error is None:
-                try:
-                    delivery.value = await fn(delivery.value)
-                except Exception as exc:
-                    delivery.error = exc
-            if delivery.error is None:
-                self._queue_ack(delivery)
-                return delivery
-            return await self._settle_failure(delivery)
+    def batches(self, *, max_size: int | None = None) -> _stages.Batches[T]:
+        """The same items as iterating the worker, in lists: each list holds what was read and
+        is ready now (at least one item, at most ``max_size``). Per-item costs are paid once
+        per list instead; backpressure, reclaiming, stopping and every guarantee are the
+        worker's, counted per item (a list of 32 holds 32 ``prefetch`` slots). Use it or the
+        worker itself as the source, not both. Stages: :meth:`step_batch`, then
+        :meth:`ack_many` (or your own function over ``list[Delivery]``)."""
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1
+        ):
+            raise ValueError(f"max_size must be an int >= 1 or None, got {max_size!r}")
+        return _stages.Batches(self, max_size)
 
-        handle.__qualname__ = getattr(fn, "__qualname__", "handler")
-        return handle
+    def step_batch(
+        self, fn: Callable[[list[Any]], Awaitable[Sequence[Any]]]
+    ) -> Callable[[list[Delivery[T]]], Awaitable[list[Delivery[Any]]]]:
+        """:meth:`step` for a list from :meth:`batches`: ``await fn(values)`` with the values
+        of the deliveries no earlier step failed, returning one new value per value, in order.
+        An ``Exception`` from ``fn`` (or a result of the wrong length, a ``ValueError``) is
+        kept in the ``error`` of every delivery it was called with: each is then retried on
+        its own terms, after ``claim_idle``, possibly in another batch."""
+        return _stages.step_batch(fn)
+
+    async def ack_many(self, batch: list[Delivery[R]]) -> list[Delivery[R]]:
+        """:meth:`ack` for a list: the last stage of a pipeline over :meth:`batches`. Each
+        delivery is acknowledged or, when a step failed it, recorded as :meth:`ack` does; the
+        successes are queued first, so a failure's round trip does not hold them back."""
+        done = [delivery.id for delivery in batch if delivery.error is None]
+        if done:
+            self._to_ack += done
+            self._acks_queued()
+        for delivery in batch:
+            if delivery.error is not None:
+                await self._settle_failure(delivery)
+        return batch
 
     async def ack(self, delivery: Delivery[R]) -> Delivery[R]:
         """The last stage: acknowledge the item, or (when a step failed) record its error and
@@ -318,6 +331,11 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
 
     def _queue_ack(self, delivery: Delivery[Any]) -> None:
         self._to_ack.append(delivery.id)
+        self._acks_queued()
+
+    def _acks_queued(self) -> None:
+        """Acknowledgements were queued: start the flusher, or wake it or the reader if they
+        wait for that many."""
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
         elif self._gathering is not None:
