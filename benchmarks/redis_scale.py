@@ -9,7 +9,8 @@ Four parts, each can be skipped (``--skip-throughput``, ``--skip-kill``, ``--ski
 * **Throughput.** ``--items`` items through a work queue with a trivial stage (a Pipeline
   reading a StreamWorker, prefetch 64: 16 workers running the step, then an acknowledging
   stage) in 1, 2 and 4 worker processes; in one process also the single-step shape (one stage
-  of 16 workers running ``worker.handler``: the step and the acknowledgement); and through a
+  of 16 workers running ``worker.handler``: the step and the acknowledgement) and the batch
+  shape (``worker.batches()``, ``step_batch``, ``ack_many``); and through a
   hand-written redis-py loop in one process (XREADGROUP of 64 entries, then one XACK of the
   batch): items per second from the first worker ready (after its imports) to the last item
   settled, medians of ``--rounds`` interleaved rounds (the order rotates); the ratio to the
@@ -96,7 +97,7 @@ def report_span(started: float, last: float) -> None:
     print(f"{started:.6f} {last:.6f}", flush=True)
 
 
-async def loopwise_worker(url: str, stream: str, record: bool, single_step: bool = False) -> None:
+async def loopwise_worker(url: str, stream: str, shape: str) -> None:
     """The shapes the docs show, unwrapped: the time of the last item is noted by the step
     (its acknowledgement goes out with the next round trip, a fraction of a millisecond
     later), not by a wrapper around ``worker.ack`` that would add a coroutine per item."""
@@ -116,10 +117,19 @@ async def loopwise_worker(url: str, stream: str, record: bool, single_step: bool
         last = time.time()
         return x
 
+    async def trivial_batch(values: list[int]) -> list[int]:
+        nonlocal last
+        last = time.time()
+        return values
+
+    record = shape == "recording"
     claim_idle = 2.0 if record else 30.0
     async with queue.consume(prefetch=BATCH, claim_idle=claim_idle, stop_when_empty=True) as w:
-        if single_step:
+        if shape == "handler":
             await Pipeline(w).stage(w.handler(trivial), workers=16).run()
+        elif shape == "batches":
+            pipe = Pipeline(w.batches()).stage(w.step_batch(trivial_batch))
+            await pipe.stage(w.ack_many).run()
         else:
             pipe = Pipeline(w).stage(w.step(recorded if record else trivial), workers=16)
             await pipe.stage(w.ack).run()
@@ -155,10 +165,13 @@ async def fill(url: str, items: int) -> None:
     await client.aclose()
 
 
+WORKER_PYTHON = [sys.executable]  # --worker-python: another interpreter (a venv with hiredis)
+
+
 def spawn_workers(url: str, mode: str, processes: int) -> list[subprocess.Popen[str]]:
     return [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", mode, url, STREAM],
+            [WORKER_PYTHON[0], __file__, "--worker", mode, url, STREAM],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -170,7 +183,14 @@ def spawn_workers(url: str, mode: str, processes: int) -> list[subprocess.Popen[
 
 
 def throughput(url: str, results: _harness.Results, items: int, rounds: int) -> None:
-    configs = [("hand", 1), ("loopwise", 1), ("handler", 1), ("loopwise", 2), ("loopwise", 4)]
+    configs = [
+        ("hand", 1),
+        ("loopwise", 1),
+        ("handler", 1),
+        ("batches", 1),
+        ("loopwise", 2),
+        ("loopwise", 4),
+    ]
     for round_no, (mode, processes) in _harness.interleave(configs, rounds):
         asyncio.run(fill(url, items))
         spans = []
@@ -199,6 +219,7 @@ def throughput(url: str, results: _harness.Results, items: int, rounds: int) -> 
             "hand": "hand-written XREADGROUP/XACK",
             "loopwise": "Pipeline: step stage + ack stage",
             "handler": "Pipeline: one handler() stage",
+            "batches": "Pipeline over batches(): step_batch + ack_many",
         }[mode]
         print(
             f"| {label} | {processes} | {s.median:,.0f} | {s.low:,.0f}-{s.high:,.0f} "
@@ -471,16 +492,31 @@ def main() -> None:
     parser.add_argument("--limiter-procs", type=int, default=4)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument(
+        "--worker-python",
+        help="the interpreter the throughput and kill workers run on (default: this one), "
+        "e.g. a venv's with hiredis installed, to measure redis-py parsing in C",
+    )
     for part in ("throughput", "kill", "limiter", "backplane"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     _harness.add_json_options(parser)
     args = parser.parse_args()
+    if args.worker_python:
+        WORKER_PYTHON[0] = args.worker_python
+    hiredis = subprocess.run(
+        [WORKER_PYTHON[0], "-c", "import redis.utils; print(redis.utils.HIREDIS_AVAILABLE)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     options = {k: v for k, v in vars(args).items() if k not in ("json", "note") and v is not None}
     results = _harness.Results("redis_scale", options, note=args.note)
     directory = tempfile.mkdtemp(prefix="loopwise-redis-bench-")
     server, url = start_redis(directory)
     try:
         print(f"{_harness.cores()} CPUs, load average {results.machine['load_average']}")
+        print(f"workers parse replies with hiredis: {hiredis}")
+        results.summary["workers_use_hiredis"] = hiredis == "True"
         if not args.skip_throughput:
             throughput(url, results, args.items, args.rounds)
         if not args.skip_kill:
@@ -502,8 +538,7 @@ if __name__ == "__main__":
         if mode == "hand":
             asyncio.run(hand_written_worker(url, stream))
         else:
-            record, single_step = mode == "recording", mode == "handler"
-            asyncio.run(loopwise_worker(url, stream, record, single_step))
+            asyncio.run(loopwise_worker(url, stream, mode))
     elif len(sys.argv) > 1 and sys.argv[1] == "--limiter":
         url, rate, burst, seconds = sys.argv[2:6]
         asyncio.run(limiter_process(url, float(rate), int(burst), float(seconds)))
