@@ -137,6 +137,24 @@ async def test_an_item_that_failed_then_succeeded_leaves_no_recorded_error(
         assert worker.statistics().acked == 1
 
 
+async def test_acknowledgements_survive_redis_forgetting_its_scripts(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The read sends its acknowledgements by the script's hash: a Redis that lost its scripts
+    (restarted, SCRIPT FLUSH) gets the script again, and no acknowledgement is lost."""
+    queue: WorkQueue[int] = WorkQueue(client, "flushed")
+    await queue.add_many(range(40))
+    seen = 0
+    async with asyncio.timeout(20), queue.consume(prefetch=8, stop_when_empty=True) as worker:
+        async for delivery in worker:
+            await worker.ack(delivery)
+            seen += 1
+            if seen % 10 == 0:
+                await client.script_flush()
+    assert seen == 40 and worker.statistics().acked == 40
+    assert await pending(client, "flushed") == 0
+
+
 async def test_a_malformed_entry_is_dead_lettered_and_the_worker_goes_on(
     client: redis.asyncio.Redis,
 ) -> None:

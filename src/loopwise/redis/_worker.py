@@ -121,6 +121,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         client = queue.client
         self._claim_script = client.register_script(_scripts.CLAIM)
         self._ack_script = client.register_script(_scripts.ACK)
+        self._ack_sha = self._ack_script.sha  # the read sends it by hash, in its pipeline
         self._dead_script = client.register_script(_scripts.DEAD_LETTER)
         self._pending_script = client.register_script(_scripts.PENDING)
         self._release_script = client.register_script(_scripts.RELEASE)
@@ -476,22 +477,28 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         return len(entries)
 
     async def _ack_and_read(self, acks: list[str], count: int) -> list[Any]:
-        """Acknowledge ``acks``, then read up to ``count`` new entries without blocking, in one
-        round trip: the commands go out together (plain commands: a Lua script doing the same
-        cost Redis 2.5 times the CPU, to copy the entries into Lua and back)."""
+        """Acknowledge ``acks`` and read up to ``count`` new entries without blocking, in one
+        round trip. The acknowledgements go by the acknowledging script's hash (``XACK``,
+        then ``HDEL`` of any error recorded for the ids: the ids travel once), the read as a
+        plain command (copying entries into Lua and back cost Redis 2.5 times the CPU). A
+        script Redis does not know yet (or lost: restarted, flushed) costs one more round
+        trip, which loads it and acknowledges. Returns when Redis confirmed both."""
         q = self._queue
         pipe = q.client.pipeline(transaction=False)
-        pipe.execute_command("XACK", q.stream, q.group, *acks)
-        held = self._held
-        # Only a redelivered item can have an error recorded (by the failed delivery before).
-        recorded = [i for i in acks if (d := held.get(i)) is None or d.deliveries > 1]
-        if recorded:
-            pipe.execute_command("HDEL", q.errors_key, *recorded)
+        pipe.execute_command("EVALSHA", self._ack_sha, 2, q.stream, q.errors_key, q.group, *acks)
         pipe.execute_command(
             "XREADGROUP", "GROUP", q.group, self.consumer, "COUNT", count, "STREAMS", q.stream, ">"
         )
-        replies = await pipe.execute()
-        return [e for group in stream_entries(replies[-1]).values() for e in group]
+        acked, raw = await pipe.execute(raise_on_error=False)
+        if isinstance(raw, Exception):
+            raise raw
+        entries = [e for group in stream_entries(raw).values() for e in group]
+        if isinstance(acked, redis.exceptions.NoScriptError):
+            # Not loaded yet (or Redis lost it): the script call loads it and acknowledges.
+            await self._ack_script(keys=[q.stream, q.errors_key], args=[q.group, *acks])
+        elif isinstance(acked, Exception):
+            raise acked  # the acknowledgements go to the flusher; the entries are pending
+        return entries
 
     async def _claim(self, count: int) -> None:
         q = self._queue
