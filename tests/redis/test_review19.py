@@ -41,3 +41,52 @@ async def test_an_error_recorded_by_another_workers_delivery_is_cleared_by_the_r
             assert (await anext(slow)).value == 1  # this read carries the acknowledgement
             assert await pending(client, "slow-one") == 1  # the item 0 is acknowledged...
             assert await client.hgetall(queue.errors_key) == {}  # ...and its error is gone
+
+
+async def test_a_delivery_failing_after_another_one_acknowledged_the_item_records_nothing(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The other order: the first delivery's acknowledgement went out, then the delivery that
+    took the item over fails. The item is done and no longer pending, so nothing will ever
+    acknowledge or dead-letter it again: an error recorded for it now would stay for good."""
+    queue: WorkQueue[int] = WorkQueue(client, "acked-first")
+    await queue.add(0)
+    async with asyncio.timeout(10):
+        async with queue.consume(consumer="slow", prefetch=4, claim_idle=60) as slow:
+            first = await anext(slow)
+            await asyncio.sleep(0.1)  # longer than the other worker's claim_idle
+            async with queue.consume(consumer="other", prefetch=4, claim_idle=0.05) as other:
+                again = await anext(other)  # taken over
+                assert (again.id, again.deliveries) == (first.id, 2)
+                await slow.ack(first)
+                await slow.release()  # sends the acknowledgement
+                assert await pending(client, "acked-first") == 0
+                again.error = ValueError("failed over there")
+                await other.ack(again)
+                assert other.statistics().failed == 1
+    assert await client.hgetall(queue.errors_key) == {}
+    assert await queue.dead_letters() == []
+
+
+async def test_a_delivery_failing_its_last_try_after_the_item_was_acknowledged_is_no_dead_letter(
+    client: redis.asyncio.Redis,
+) -> None:
+    """The same at max_deliveries: the item was done (acknowledged by its first delivery), so a
+    dead letter for it would have someone replay work that succeeded."""
+    queue: WorkQueue[int] = WorkQueue(client, "acked-then-last-try")
+    await queue.add(0)
+    async with asyncio.timeout(10):
+        async with queue.consume(consumer="slow", prefetch=4, claim_idle=60) as slow:
+            first = await anext(slow)
+            await asyncio.sleep(0.1)
+            options = {"prefetch": 4, "claim_idle": 0.05, "max_deliveries": 2}
+            async with queue.consume(consumer="other", **options) as other:  # type: ignore[arg-type]
+                again = await anext(other)
+                assert (again.id, again.deliveries) == (first.id, 2)
+                await slow.ack(first)
+                await slow.release()
+                assert await pending(client, "acked-then-last-try") == 0
+                again.error = ValueError("failed over there")
+                await other.ack(again)
+    assert await queue.dead_letters() == []
+    assert await client.hgetall(queue.errors_key) == {}
