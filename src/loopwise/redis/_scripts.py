@@ -11,6 +11,7 @@ __all__ = [
     "GCRA",
     "HUB_POSITION",
     "PENDING",
+    "RECORD_ERROR",
     "RELEASE",
 ]
 
@@ -40,13 +41,28 @@ return n
 """
 
 # KEYS: stream, errors hash, dead-letter stream. ARGV: group, id, then field/value pairs.
+# Dead-letters the entry and acknowledges it, while it is pending: not once another delivery
+# acknowledged it (the item is done), nor when the group is gone (it is read again when the
+# group is created again). Returns the dead letter's id, or false when none was written.
 DEAD_LETTER = """
+redis.call('HDEL', KEYS[2], ARGV[2])
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if type(pending) ~= 'table' or not pending[1] then return false end
 local fields = {}
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local dead = redis.call('XADD', KEYS[3], '*', unpack(fields))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
 return dead
+"""
+
+# KEYS: stream, errors hash. ARGV: group, id, error. Records a failed delivery's error while
+# the entry is pending: not once another delivery acknowledged it, as nothing would ever clear
+# the record then. Returns 1 when recorded.
+RECORD_ERROR = """
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if type(pending) ~= 'table' or not pending[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
 """
 
 # KEYS: stream, seen set. ARGV: maxlen (0: none), then the encoded items. Adds each item whose

@@ -70,7 +70,9 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
       it); :meth:`ack` then records it and leaves the item pending, to be retried after
       ``claim_idle``. An item delivered ``max_deliveries`` times goes to the dead-letter stream
       with the last error (or, when its workers died or hung, with that reason) and is
-      acknowledged: it is never dropped silently. An entry the codec cannot decode goes there
+      acknowledged: it is never dropped silently. A delivery that fails after another delivery
+      of the same item acknowledged it (a slow item taken over) records nothing: the item is
+      done. An entry the codec cannot decode goes there
       at once, with the decoding error. A ``BaseException`` that is not an ``Exception``
       (``KeyboardInterrupt``, ``SystemExit``, cancellation) is not caught: it fails the pipeline
       as usual and the item stays pending.
@@ -123,6 +125,7 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
         self._ack_script = client.register_script(_scripts.ACK)
         self._ack_sha = self._ack_script.sha  # the read sends it by hash, in its pipeline
         self._dead_script = client.register_script(_scripts.DEAD_LETTER)
+        self._record_script = client.register_script(_scripts.RECORD_ERROR)
         self._pending_script = client.register_script(_scripts.PENDING)
         self._release_script = client.register_script(_scripts.RELEASE)
         self._reconnect = Reconnect(f"StreamWorker {queue.stream!r}/{self.consumer}")
@@ -355,8 +358,10 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             await self._dead_letter(delivery.id, delivery._data, reason, delivery.deliveries)
         else:
             await self._reconnect.call(
-                "HSET",
-                lambda: command(q.client, "HSET", q.errors_key, delivery.id, reason),
+                "record the error",
+                lambda: self._record_script(
+                    keys=[q.stream, q.errors_key], args=[q.group, delivery.id, reason]
+                ),
             )
         self._failed += 1
         if self._held.pop(delivery.id, None) is not None:
@@ -555,13 +560,14 @@ class StreamWorker(AsyncIterator[Delivery[T]], Generic[T]):
             deliveries,
         ]
         fields += ["group", q.group, "consumer", self.consumer]
-        await self._reconnect.call(
+        dead = await self._reconnect.call(
             "dead letter",
             lambda: self._dead_script(
                 keys=[q.stream, q.errors_key, q.dead_letter], args=[q.group, entry_id, *fields]
             ),
         )
-        self._dead_lettered += 1
+        if dead is not None:  # not when another delivery acknowledged the item meanwhile
+            self._dead_lettered += 1
 
     async def _pending_count(self) -> int:
         q = self._queue
