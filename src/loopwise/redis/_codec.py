@@ -31,11 +31,11 @@ class _Json:
     def decode(self, data: bytes, /) -> Any:
         # What json.loads(data) returns, ~5x faster for the usual UTF-8 entry: its scanner run
         # on the decoded text. Anything it does not consume whole (other encodings, a BOM,
-        # whitespace around, bad JSON) goes to json.loads, for its result or its error.
+        # whitespace around, bad JSON) or not bytes goes to json.loads, for its result or error.
         try:
             text = data.decode()
             value, end = _scan(text, 0)
-        except (StopIteration, ValueError):
+        except (StopIteration, ValueError, AttributeError):
             return json.loads(data)
         if end != len(text):
             return json.loads(data)
