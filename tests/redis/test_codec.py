@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,3 +49,20 @@ def test_any_bytes_decode_or_fail_as_json_loads_does(data: bytes) -> None:
 def test_the_items_it_writes_read_back() -> None:
     for item in [0, -1.5, "é", [1, {"a": None}], {"nested": [[], {}]}, True]:
         assert JSON.decode(JSON.encode(item)) == item
+
+
+def test_the_json_codec_takes_and_refuses_what_json_loads_does() -> None:
+    """The codec is public: code that decodes a str with it (json.loads takes str, bytes and
+    bytearray) keeps working, and anything else fails with json.loads' own TypeError."""
+    import json
+
+    from loopwise.redis import JSON
+
+    assert JSON.decode('{"a": [1, "é"]}') == {"a": [1, "é"]}
+    assert JSON.decode(bytearray(b"[1]")) == [1]
+    for wrong in (memoryview(b"[1]"), 5, None):
+        with pytest.raises(TypeError) as ours:
+            JSON.decode(wrong)  # type: ignore[arg-type]
+        with pytest.raises(TypeError) as theirs:
+            json.loads(wrong)  # type: ignore[arg-type]
+        assert str(ours.value) == str(theirs.value)
