@@ -92,12 +92,6 @@ class _Channel:
         self.getters.unpark_all()
         self.putters.unpark_all()
 
-    def clear(self) -> int:
-        n = len(self._items)
-        self._items.clear()
-        self.putters.unpark_all()
-        return n
-
     def try_put(self, item: Any) -> bool:
         """``put()`` without waiting: add ``item`` if there is room; ``False`` if it is full or
         closed (then ``await put()`` waits or raises). Same effect as a ``put()`` that did not
