@@ -12,7 +12,7 @@ import redis.asyncio
 
 from loopwise import UsageError
 from loopwise.patterns import Pipeline, amap
-from loopwise.redis import TEXT, Delivery, WorkQueue, _worker, idempotency_key
+from loopwise.redis import TEXT, Delivery, WorkQueue, _acks, idempotency_key
 
 
 async def pending(client: redis.asyncio.Redis, stream: str, group: str = "workers") -> int:
@@ -119,7 +119,7 @@ async def test_an_item_that_failed_then_succeeded_leaves_no_recorded_error(
 ) -> None:
     """The read that carries its acknowledgement also clears the error its failed delivery
     recorded (the flusher's acknowledgement does too: see the dead-letter tests)."""
-    monkeypatch.setattr(_worker, "_ACK_GATHER", 30.0)  # only a read sends acknowledgements
+    monkeypatch.setattr(_acks, "_ACK_GATHER", 30.0)  # only a read sends acknowledgements
     queue: WorkQueue[int] = WorkQueue(client, "second-try")
     await queue.add(0)
     async with asyncio.timeout(10), queue.consume(prefetch=4, claim_idle=0.1) as worker:
@@ -258,7 +258,7 @@ async def test_acknowledgements_are_sent_without_the_gathering_wait_when_it_only
     """Acknowledgements wait a moment for others to share their XACK, but not once half of
     prefetch is queued, nor while the reader waits for the room they free, nor when the stream
     has nothing new: with that moment made 30 s long, the work still ends at once."""
-    monkeypatch.setattr(_worker, "_ACK_GATHER", 30.0)
+    monkeypatch.setattr(_acks, "_ACK_GATHER", 30.0)
     queue: WorkQueue[int] = WorkQueue(client, "gathered")
     await queue.add_many(range(20))
 
@@ -279,7 +279,7 @@ async def test_a_read_sends_the_queued_acknowledgements_in_its_own_round_trip(
     """The reader counts acknowledged items whose XACK is not sent yet as free room, and sends
     those acknowledgements with its read, before Redis hands out the new entries: no separate
     round trip, and never more than prefetch items held."""
-    monkeypatch.setattr(_worker, "_ACK_GATHER", 30.0)
+    monkeypatch.setattr(_acks, "_ACK_GATHER", 30.0)
     queue: WorkQueue[int] = WorkQueue(client, "combined")
     await queue.add_many(range(4))
     async with asyncio.timeout(10), queue.consume(prefetch=4) as worker:

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from loopwise.redis import WorkQueue, _worker
+from loopwise.redis import WorkQueue, _acks
 
 
 async def pending(client: redis.asyncio.Redis, stream: str, group: str = "workers") -> int:
@@ -23,7 +23,7 @@ async def test_an_error_recorded_by_another_workers_delivery_is_cleared_by_the_r
     """An item slower than claim_idle: another worker takes it over and its delivery fails
     (recorded), then the first delivery succeeds. The acknowledgement that the first worker's
     read carries must clear that error too, although its own delivery was the first one."""
-    monkeypatch.setattr(_worker, "_ACK_GATHER", 30.0)  # only a read sends acknowledgements
+    monkeypatch.setattr(_acks, "_ACK_GATHER", 30.0)  # only a read sends acknowledgements
     queue: WorkQueue[int] = WorkQueue(client, "slow-one")
     await queue.add(0)
     async with asyncio.timeout(10):
