@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
 import socket
@@ -32,8 +31,6 @@ R = TypeVar("R")
 _LONGEST_BLOCK = 0.5  # seconds a read waits for new entries before it looks at claims and stop()
 _TOP_UP_WAIT = 0.005  # seconds a read waits for half of prefetch to be free (or acknowledged)
 _FLUSH_TIMEOUT = 5.0  # seconds the exit waits for queued acknowledgements
-
-logger = logging.getLogger("loopwise.redis")
 
 
 class StreamWorker(Settling[T], AsyncIterator[Delivery[T]], Generic[T]):
