@@ -106,10 +106,25 @@ class _Channel:
 
     def try_get(self) -> Any:
         """``get()`` without waiting: an item, or ``EMPTY`` (then ``await get()`` waits or
-        raises ``_Drained``). Same effect as a ``get()`` that did not wait."""
-        if not self._items:
+        raises ``_Drained``). Same effect as a ``get()`` that did not wait. (The take itself is
+        written here, not in a helper: it runs once per item and stage.)"""
+        items = self._items
+        if not items:
             return EMPTY
-        return self._take()
+        item = items.popleft()
+        if items and not self._getter_woken and self.getters._parked:
+            self._wake_getter(by_take=True)  # items are left: the next getter to work
+        putters = self.putters
+        if putters._parked:
+            box = putters.peek()
+            if box.__class__ is _Handoff and not self._closed:
+                items.append(box.item)
+                self.added += 1
+                box.added = True
+                if not self._getter_woken and self.getters._parked:
+                    self._wake_getter()  # as the put would: a waiting worker takes it at once
+            putters.unpark()
+        return item
 
     async def put(self, item: Any, *, handoff: bool = False) -> None:
         """Add ``item``, waiting while the channel is full. With ``handoff=True`` a waiting
@@ -144,7 +159,7 @@ class _Channel:
             await self.getters.park()
             self._getter_woken = False  # resumed: it takes an item or parks again
             spread = self._woken_by_take
-        item = self._take()
+        item = self.try_get()
         if spread and self._items and self.getters._parked:
             # Items a take left behind are still there now that this getter runs: the getters
             # before it suspend in their work. One getter per item left, at once.
@@ -154,22 +169,6 @@ class _Channel:
     def _wake_getter(self, *, by_take: bool = False) -> None:
         self._getter_woken = self.getters.unpark() > 0
         self._woken_by_take = by_take
-
-    def _take(self) -> Any:
-        item = self._items.popleft()
-        if self._items and not self._getter_woken and self.getters._parked:
-            self._wake_getter(by_take=True)  # items are left: the next getter to work
-        putters = self.putters
-        if putters._parked:  # a plain check first: this runs once per item and stage
-            box = putters.peek()
-            if box.__class__ is _Handoff and not self._closed:
-                self._items.append(box.item)
-                self.added += 1
-                box.added = True
-                if not self._getter_woken and self.getters._parked:
-                    self._wake_getter()  # as the put would: a waiting worker takes it at once
-            putters.unpark()
-        return item
 
     def _getter_abandoned(self, _wakeup: int) -> None:
         self._getter_woken = False

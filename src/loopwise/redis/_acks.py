@@ -91,8 +91,8 @@ class Settling(Generic[T]):
         wait for that many."""
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        elif self._gathering is not None:
-            self._send_acks_now()
+        elif self._gathering is not None and len(self._to_ack) >= _ACK_BATCH:
+            _resolve(self._gathering)  # a full XACK (idle or stopping, the flusher was told)
         needed = self._room_needed
         if needed and self.prefetch - len(self._held) + len(self._to_ack) >= needed:
             self._room.set()  # the reader waits for this room: its read sends the acks

@@ -203,6 +203,7 @@ class StreamWorker(Settling[T], AsyncIterator[Delivery[T]], Generic[T]):
         when it waits for new entries). Items already handed out can still be acknowledged."""
         self._stopping = True
         self._room.set()
+        self._send_acks_now()  # stopping: no reason to gather acknowledgements
 
     async def _wait_for_room(self, needed: int) -> None:
         """Wait until ``needed`` prefetch slots are free or queued to be freed (acknowledged,
