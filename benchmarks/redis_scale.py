@@ -516,7 +516,7 @@ def main() -> None:
     try:
         print(f"{_harness.cores()} CPUs, load average {results.machine['load_average']}")
         print(f"workers parse replies with hiredis: {hiredis}")
-        results.summary["workers_use_hiredis"] = hiredis == "True"
+        results.options["workers_use_hiredis"] = hiredis == "True"
         if not args.skip_throughput:
             throughput(url, results, args.items, args.rounds)
         if not args.skip_kill:
