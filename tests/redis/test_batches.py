@@ -188,6 +188,60 @@ async def test_a_cancelled_pipeline_over_batches_loses_no_item(
     assert await pending(client, "batch-cancel") == 0
 
 
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 5, 8, 13, 21, 34])
+async def test_cancelled_at_any_step_a_pipeline_over_batches_loses_no_item(
+    client: redis.asyncio.Redis, steps: int
+) -> None:
+    stream = f"batch-steps-{steps}"
+    queue: WorkQueue[int] = WorkQueue(client, stream)
+    await queue.add_many(range(60))
+    acknowledged: list[int] = []
+
+    async def same(values: list[int]) -> list[int]:
+        return values
+
+    async with asyncio.timeout(20), queue.consume(prefetch=8) as worker:
+
+        async def ack(batch: list[Delivery[int]]) -> None:
+            await worker.ack_many(batch)
+            acknowledged.extend(d.value for d in batch)
+
+        pipe = Pipeline(worker.batches(max_size=3)).stage(worker.step_batch(same), workers=2)
+        task = asyncio.create_task(pipe.stage(ack).run())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    rest: list[int] = []
+    async with (
+        asyncio.timeout(20),
+        queue.consume(claim_idle=0.1, stop_when_empty=True) as second,
+    ):
+        async for batch in second.batches():
+            rest.extend(d.value for d in await second.ack_many(batch))
+    assert sorted(acknowledged + rest) == list(range(60))
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+async def test_a_base_exception_from_a_batch_step_fails_the_pipeline_and_leaves_its_items(
+    client: redis.asyncio.Redis, error: type[BaseException]
+) -> None:
+    queue: WorkQueue[int] = WorkQueue(client, "batch-base")
+    await queue.add_many(range(10))
+
+    async def interrupted(values: list[int]) -> list[int]:
+        raise error("stop")
+
+    async with asyncio.timeout(20), queue.consume(prefetch=4) as worker:
+        pipe = Pipeline(worker.batches()).stage(worker.step_batch(interrupted))
+        with pytest.raises(error):
+            await pipe.stage(worker.ack_many).run()
+        assert worker.statistics().acked == 0 and worker.statistics().failed == 0
+    assert await client.hlen(queue.errors_key) == 0  # not recorded as a failure of the items
+    assert await pending(client, "batch-base") == 4  # handed back, for any worker to take
+
+
 async def test_amap_over_batches(client: redis.asyncio.Redis) -> None:
     queue: WorkQueue[int] = WorkQueue(client, "batch-amap")
     await queue.add_many(range(100))
