@@ -503,6 +503,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker_python:
         WORKER_PYTHON[0] = args.worker_python
+        # The results say which interpreter ran the workers by what it parsed with (below),
+        # not by where it lives on this machine.
+        sys.argv = ["WORKER_PYTHON" if a == args.worker_python else a for a in sys.argv]
+        args.worker_python = "WORKER_PYTHON"
     hiredis = subprocess.run(
         [WORKER_PYTHON[0], "-c", "import redis.utils; print(redis.utils.HIREDIS_AVAILABLE)"],
         capture_output=True,
