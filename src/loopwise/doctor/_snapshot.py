@@ -175,12 +175,8 @@ class Stepper:
         if not self._collection_due():
             return
         self.gc_yields += 1
-        waited = self.pause
-        while waited < self.gc_wait:
-            time.sleep(self.pause)
-            waited += self.pause
-            if not self._collection_due():
-                return
+        if self._pause_until(self.gc_wait, lambda: not self._collection_due()):
+            return
         self._collection_accepted = True  # nobody else allocates: go on, whoever collects
 
     def _wait_turn(self, before: int, progress: Callable[[], int]) -> None:
@@ -190,13 +186,20 @@ class Stepper:
         if self._loop_idle:
             return
         self.turns_waited += 1
+        if self._pause_until(self.turn_wait, lambda: progress() != before):
+            return
+        self._loop_idle = True
+
+    def _pause_until(self, limit: float, done: Callable[[], bool]) -> bool:
+        """Sleep a pause at a time, up to ``limit`` seconds in all (one pause was taken
+        already), until ``done()``; whether it was."""
         waited = self.pause
-        while waited < self.turn_wait:
+        while waited < limit:
             time.sleep(self.pause)
             waited += self.pause
-            if progress() != before:
-                return
-        self._loop_idle = True
+            if done():
+                return True
+        return False
 
     def _end_step(self) -> None:
         cpu, wall = time.thread_time() - self._cpu, _perf() - self._start
