@@ -16,6 +16,18 @@ async def pending(client: redis.asyncio.Redis, stream: str) -> int:
     return int((await client.xpending(stream, "workers"))["pending"])
 
 
+async def take_the_rest(queue: WorkQueue[int]) -> list[int]:
+    """What a second worker finds and acknowledges after the first one stopped."""
+    rest: list[int] = []
+    async with (
+        asyncio.timeout(20),
+        queue.consume(claim_idle=0.1, stop_when_empty=True) as second,
+    ):
+        async for batch in second.batches():
+            rest.extend(d.value for d in await second.ack_many(batch))
+    return rest
+
+
 async def test_a_pipeline_over_batches_processes_and_acknowledges_every_item_once(
     client: redis.asyncio.Redis,
 ) -> None:
@@ -176,13 +188,7 @@ async def test_a_cancelled_pipeline_over_batches_loses_no_item(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert worker.statistics().acked == len(acknowledged)
-    rest: list[int] = []
-    async with (
-        asyncio.timeout(20),
-        queue.consume(claim_idle=0.1, stop_when_empty=True) as second,
-    ):
-        async for batch in second.batches():
-            rest.extend(d.value for d in await second.ack_many(batch))
+    rest = await take_the_rest(queue)
     assert not set(acknowledged) & set(rest)
     assert sorted(acknowledged + rest) == list(range(200))
     assert await pending(client, "batch-cancel") == 0
@@ -213,13 +219,7 @@ async def test_cancelled_at_any_step_a_pipeline_over_batches_loses_no_item(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    rest: list[int] = []
-    async with (
-        asyncio.timeout(20),
-        queue.consume(claim_idle=0.1, stop_when_empty=True) as second,
-    ):
-        async for batch in second.batches():
-            rest.extend(d.value for d in await second.ack_many(batch))
+    rest = await take_the_rest(queue)
     assert sorted(acknowledged + rest) == list(range(60))
 
 
